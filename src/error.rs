@@ -1,0 +1,153 @@
+//! The crate's single error type.
+//!
+//! Every message says *what* went wrong and *where* (which entry, which column, which shapes), so a
+//! user debugging an inverse-design model can act on it without a debugger. "Math failed" variants
+//! (not positive definite, singular, not converged) are kept apart from "input was malformed"
+//! variants (shape, index, pattern, non-finite value).
+
+/// Result alias used throughout the crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong in sparsegrad.
+///
+/// Bad input never panics and never yields silently wrong numbers: it is reported through one of
+/// these variants.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two operands (or an operand and what an operation expects) have incompatible shapes.
+    #[error("shape mismatch in {op}: {left:?} vs {right:?} (rows, columns)")]
+    ShapeMismatch {
+        /// The operation that failed.
+        op: &'static str,
+        /// Shape of the first operand (rows, columns).
+        left: (usize, usize),
+        /// Shape of the second operand, or the expected shape.
+        right: (usize, usize),
+    },
+
+    /// An index (row, column, parameter or gather index) is outside its valid range.
+    #[error("index out of range in {context}: entry {entry} has {what} {index}, but it must be < {bound}")]
+    IndexOutOfRange {
+        /// Where the index appeared (e.g. "Assembly entry").
+        context: &'static str,
+        /// Position of the offending item in the input sequence.
+        entry: usize,
+        /// Which kind of index ("row", "column", "parameter", "index").
+        what: &'static str,
+        /// The offending index.
+        index: usize,
+        /// The exclusive upper bound.
+        bound: usize,
+    },
+
+    /// A sparsity pattern is malformed (unsorted, duplicated, wrong triangle, inconsistent arrays).
+    #[error("invalid sparsity pattern: {reason}")]
+    InvalidPattern {
+        /// What is wrong and where.
+        reason: String,
+    },
+
+    /// A NaN or infinity was found in an input.
+    #[error("non-finite value {value} in {context} at (row {row}, column {col})")]
+    NonFinite {
+        /// Which input held the value (e.g. "matrix values", "right-hand side").
+        context: &'static str,
+        /// Row of the value (for a sparse matrix: the row of the stored entry).
+        row: usize,
+        /// Column of the value.
+        col: usize,
+        /// The value itself.
+        value: f64,
+    },
+
+    /// A matrix declared symmetric (full storage) has an entry that differs from its mirror.
+    #[error("matrix declared symmetric is not: entry ({row}, {col}) is {value:e} but ({col}, {row}) is {mirror:e}")]
+    NotSymmetric {
+        /// Row of the entry.
+        row: usize,
+        /// Column of the entry.
+        col: usize,
+        /// Value at (row, col).
+        value: f64,
+        /// Value at (col, row).
+        mirror: f64,
+    },
+
+    /// Cholesky factorization met a non-positive pivot.
+    #[error("matrix is not positive definite: {}", describe_pivot(*column, *pivot))]
+    NotPositiveDefinite {
+        /// The column (in the user's numbering) where the factorization broke down.
+        column: usize,
+        /// The pivot value, when known (it is known when a diagonal entry itself is not positive).
+        pivot: Option<f64>,
+    },
+
+    /// The matrix is (numerically) singular.
+    #[error("matrix is singular: {reason}")]
+    Singular {
+        /// The column where singularity was detected, when known.
+        column: Option<usize>,
+        /// What was detected.
+        reason: String,
+    },
+
+    /// A refactorization or a solve was given values/patterns that don't match the analysed structure.
+    #[error("structure mismatch: {reason}")]
+    StructureMismatch {
+        /// What differs.
+        reason: String,
+    },
+
+    /// An iterative solver did not reach its tolerance.
+    #[error("solver did not converge after {iterations} iterations: relative residual {relative_residual:e}")]
+    NotConverged {
+        /// Iterations performed.
+        iterations: usize,
+        /// The relative residual ‖b − Ax‖/‖b‖ reached.
+        relative_residual: f64,
+    },
+
+    /// No GPU (driver, library or device) is available.
+    #[error("no GPU available: {reason}")]
+    NoDevice {
+        /// Why (missing driver, no device, feature disabled, ...).
+        reason: String,
+    },
+
+    /// `backward` was called on a value that is not a 1×1 scalar.
+    #[error("backward needs a scalar (1×1) loss, got a {rows}×{cols} value")]
+    NotScalar {
+        /// Rows of the value.
+        rows: usize,
+        /// Columns of the value.
+        cols: usize,
+    },
+
+    /// An operation got a combination of arguments it does not support.
+    #[error("unsupported: {reason}")]
+    Unsupported {
+        /// What was asked and why it is not possible.
+        reason: String,
+    },
+}
+
+fn describe_pivot(column: usize, pivot: Option<f64>) -> String {
+    match pivot {
+        Some(p) => format!("pivot at column {column} is {p:e}"),
+        None => format!("the Cholesky factorization broke down at column {column} (pivot ≤ 0)"),
+    }
+}
+
+/// Returns `Err(NonFinite)` for the first non-finite entry of a column-major `rows`-row buffer.
+pub(crate) fn check_finite(context: &'static str, data: &[f64], rows: usize) -> Result<()> {
+    match data.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(k) => Err(Error::NonFinite {
+            context,
+            row: k % rows.max(1),
+            col: k / rows.max(1),
+            value: data[k],
+        }),
+    }
+}

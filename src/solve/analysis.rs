@@ -1,0 +1,103 @@
+//! Symbolic analyses cached on a [`Structure`], computed on first use and shared by every later
+//! numeric factorization of the same pattern.
+
+use std::sync::Arc;
+
+use faer::sparse::linalg::cholesky::SymbolicCholesky;
+
+use super::lu::LuAnalysis;
+use super::reference::ReferenceAnalysis;
+use crate::error::Result;
+use crate::sparse::{Structure, Symmetry};
+
+/// The per-structure cache (one slot per kind of analysis).
+#[derive(Default)]
+pub(crate) struct AnalysisCache {
+    pub(crate) cholesky: Option<Arc<SymbolicCholesky<usize>>>,
+    pub(crate) lu: Option<Arc<LuAnalysis>>,
+    pub(crate) reference: Option<Arc<ReferenceAnalysis>>,
+    pub(crate) full: Option<Arc<FullPattern>>,
+}
+
+/// Returns the cached analysis in `slot`, computing (and counting) it on first use.
+///
+/// The lock is not held while analysing, so an analysis may itself use other cached analyses.
+pub(crate) fn cached<T>(
+    structure: &Structure,
+    slot: fn(&mut AnalysisCache) -> &mut Option<Arc<T>>,
+    analyze: impl FnOnce() -> Result<T>,
+) -> Result<Arc<T>> {
+    if let Some(found) = slot(&mut lock(structure)).clone() {
+        return Ok(found);
+    }
+    let computed = Arc::new(analyze()?);
+    structure.record_analysis();
+    Ok(slot(&mut lock(structure)).get_or_insert(computed).clone())
+}
+
+fn lock(structure: &Structure) -> std::sync::MutexGuard<'_, AnalysisCache> {
+    // A panic while holding the lock cannot leave the cache inconsistent (slots are set whole).
+    structure
+        .analyses
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Both triangles of a square pattern: for one-triangle storage, the mirrored pattern with the
+/// stored entry each full entry reads from; for other storage, the stored pattern itself.
+pub(crate) struct FullPattern {
+    pub(crate) col_ptr: Vec<usize>,
+    pub(crate) row_idx: Vec<usize>,
+    /// `source[f]` = index of the stored value that full entry `f` takes.
+    pub(crate) source: Option<Vec<usize>>,
+}
+
+impl FullPattern {
+    /// Values of the full pattern.
+    pub(crate) fn values<'a>(&self, stored: &'a [f64]) -> std::borrow::Cow<'a, [f64]> {
+        match &self.source {
+            None => std::borrow::Cow::Borrowed(stored),
+            Some(src) => std::borrow::Cow::Owned(src.iter().map(|&k| stored[k]).collect()),
+        }
+    }
+}
+
+/// The full (both-triangle) pattern of a square structure. Not counted as a symbolic analysis:
+/// it is a relabelling of the stored pattern.
+pub(crate) fn full_pattern(structure: &Structure) -> Result<Arc<FullPattern>> {
+    if let Some(found) = lock(structure).full.clone() {
+        return Ok(found);
+    }
+    let full = if structure.symmetry() == Symmetry::Lower {
+        let cols = structure.col_idx();
+        let mut pairs = Vec::with_capacity(2 * structure.nnz());
+        let mut owner = Vec::with_capacity(2 * structure.nnz());
+        for (k, (&i, &j)) in structure.row_idx().iter().zip(&cols).enumerate() {
+            pairs.push((i, j));
+            owner.push(k);
+            if i != j {
+                pairs.push((j, i));
+                owner.push(k);
+            }
+        }
+        let n = structure.nrows();
+        let (general, slot) = Structure::from_pairs(n, n, &pairs, Symmetry::General)?;
+        let mut source = vec![0usize; general.nnz()];
+        for (p, &f) in slot.iter().enumerate() {
+            source[f] = owner[p];
+        }
+        FullPattern {
+            col_ptr: general.col_ptr().to_vec(),
+            row_idx: general.row_idx().to_vec(),
+            source: Some(source),
+        }
+    } else {
+        FullPattern {
+            col_ptr: structure.col_ptr().to_vec(),
+            row_idx: structure.row_idx().to_vec(),
+            source: None,
+        }
+    };
+    let full = Arc::new(full);
+    Ok(lock(structure).full.get_or_insert(full).clone())
+}

@@ -1,0 +1,186 @@
+//! The fast Cholesky backend: faer's low-level sparse LLᵀ / LDLᵀ.
+//!
+//! The symbolic analysis (AMD ordering, elimination tree, supernodes) is computed once per
+//! [`Structure`] and cached there; each factorization only runs the numeric phase into its own
+//! value buffer. faer reads the lower triangle (`Side::Lower`), which is exactly what both
+//! [`Symmetry::Full`](crate::Symmetry::Full) and [`Symmetry::Lower`](crate::Symmetry::Lower)
+//! storage provide.
+
+use std::sync::Arc;
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::ldlt::factor::{LdltError, LdltRegularization};
+use faer::linalg::cholesky::llt::factor::{LltError, LltRegularization};
+use faer::sparse::linalg::cholesky::{
+    factorize_symbolic_cholesky, CholeskySymbolicParams, LdltRef, LltRef, SymbolicCholesky,
+    SymbolicCholeskyRaw, SymmetricOrdering,
+};
+use faer::sparse::{SparseColMatRef, SymbolicSparseColMatRef};
+use faer::{Conj, Par, Side};
+use nalgebra::DMatrix;
+
+use super::analysis::cached;
+use super::{check_positive_diagonal, faer_view, Factorization};
+use crate::error::{Error, Result};
+use crate::sparse::Structure;
+
+/// A numeric LLᵀ or LDLᵀ factor sharing its structure's symbolic analysis.
+pub(crate) struct FaerCholesky {
+    symbolic: Arc<SymbolicCholesky<usize>>,
+    l_values: Vec<f64>,
+    ldlt: bool,
+}
+
+/// The faer view of a stored pattern (no copy).
+pub(crate) fn faer_pattern(structure: &Structure) -> SymbolicSparseColMatRef<'_, usize> {
+    // The pattern was validated (sorted, unique, in range) when the Structure was built, so
+    // faer's own checks cannot fail here.
+    SymbolicSparseColMatRef::new_checked(
+        structure.nrows(),
+        structure.ncols(),
+        structure.col_ptr(),
+        None,
+        structure.row_idx(),
+    )
+}
+
+/// The faer view of a stored matrix (no copy).
+pub(crate) fn faer_matrix<'a>(
+    structure: &'a Structure,
+    values: &'a [f64],
+) -> SparseColMatRef<'a, usize, f64> {
+    SparseColMatRef::new(faer_pattern(structure), values)
+}
+
+/// The structure's cached faer symbolic Cholesky analysis.
+pub(crate) fn symbolic_cholesky(structure: &Structure) -> Result<Arc<SymbolicCholesky<usize>>> {
+    cached(
+        structure,
+        |c| &mut c.cholesky,
+        || {
+            factorize_symbolic_cholesky(
+                faer_pattern(structure),
+                Side::Lower,
+                SymmetricOrdering::Amd,
+                CholeskySymbolicParams::default(),
+            )
+            .map_err(|e| Error::Unsupported {
+                reason: format!("faer symbolic Cholesky failed: {e:?}"),
+            })
+        },
+    )
+}
+
+impl FaerCholesky {
+    pub(crate) fn factor(structure: &Structure, values: &[f64], ldlt: bool) -> Result<Self> {
+        if !ldlt {
+            check_positive_diagonal(structure, values)?;
+        }
+        let symbolic = symbolic_cholesky(structure)?;
+        let a = faer_matrix(structure, values);
+        let mut l_values = vec![0.0f64; symbolic.len_val()];
+        let par = Par::Seq;
+        let original_column = |index: usize| {
+            symbolic
+                .perm()
+                .map_or(index, |p| p.arrays().0[index.min(p.len() - 1)])
+        };
+        if ldlt {
+            let mut mem = MemBuffer::new(
+                symbolic.factorize_numeric_ldlt_scratch::<f64>(par, Default::default()),
+            );
+            symbolic
+                .factorize_numeric_ldlt(
+                    &mut l_values,
+                    a,
+                    Side::Lower,
+                    LdltRegularization::default(),
+                    par,
+                    MemStack::new(&mut mem),
+                    Default::default(),
+                )
+                .map_err(|LdltError::ZeroPivot { index }| Error::Singular {
+                    column: Some(original_column(index)),
+                    reason: format!(
+                        "LDLᵀ met a zero pivot near column {}",
+                        original_column(index)
+                    ),
+                })?;
+        } else {
+            let mut mem = MemBuffer::new(
+                symbolic.factorize_numeric_llt_scratch::<f64>(par, Default::default()),
+            );
+            symbolic
+                .factorize_numeric_llt(
+                    &mut l_values,
+                    a,
+                    Side::Lower,
+                    LltRegularization::default(),
+                    par,
+                    MemStack::new(&mut mem),
+                    Default::default(),
+                )
+                .map_err(
+                    |LltError::NonPositivePivot { index }| Error::NotPositiveDefinite {
+                        column: original_column(index),
+                        pivot: None,
+                    },
+                )?;
+        }
+        Ok(FaerCholesky {
+            symbolic,
+            l_values,
+            ldlt,
+        })
+    }
+
+    fn solve(&self, rhs: &mut DMatrix<f64>) {
+        let par = Par::Seq;
+        let mut mem = MemBuffer::new(
+            self.symbolic
+                .solve_in_place_scratch::<f64>(rhs.ncols(), par),
+        );
+        let stack = MemStack::new(&mut mem);
+        if self.ldlt {
+            LdltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
+                Conj::No,
+                faer_view(rhs),
+                par,
+                stack,
+            );
+        } else {
+            LltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
+                Conj::No,
+                faer_view(rhs),
+                par,
+                stack,
+            );
+        }
+    }
+}
+
+impl Factorization for FaerCholesky {
+    fn solve_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
+        self.solve(rhs);
+        Ok(())
+    }
+    /// A is symmetric, so Aᵀ = A.
+    fn solve_transpose_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
+        self.solve(rhs);
+        Ok(())
+    }
+    fn dim(&self) -> usize {
+        self.symbolic.nrows()
+    }
+    fn describe(&self) -> String {
+        let kind = match self.symbolic.raw() {
+            SymbolicCholeskyRaw::Simplicial(_) => "simplicial",
+            SymbolicCholeskyRaw::Supernodal(_) => "supernodal",
+        };
+        let name = if self.ldlt { "LDLᵀ" } else { "LLᵀ" };
+        format!(
+            "faer {name} ({kind}, AMD), {} factor values",
+            self.l_values.len()
+        )
+    }
+}

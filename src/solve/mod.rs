@@ -1,0 +1,258 @@
+//! Factorizations behind the solve node.
+//!
+//! A [`Solver`] names a method ([`Method::Cholesky`], [`Method::Ldlt`], [`Method::Lu`]) and a
+//! backend ([`Backend::Fast`]: faer's supernodal/simplicial factorizations with AMD/COLAMD
+//! orderings; [`Backend::Reference`]: nalgebra-sparse's `CscCholesky` on the AMD-permuted
+//! matrix). [`Solver::factorize`] returns a [`Factor`]: a shared handle to a numeric factorization
+//! with `solve` and `solve_transpose`, which the solve node keeps for its adjoint. Symbolic analyses
+//! live in the [`Structure`] and are computed once per pattern.
+
+pub(crate) mod analysis;
+mod cholesky;
+mod lu;
+pub(crate) mod reference;
+
+use std::sync::Arc;
+
+use nalgebra::DMatrix;
+
+use crate::error::{Error, Result};
+use crate::sparse::{mul_dense, Structure, Symmetry};
+
+/// A numeric factorization of a square matrix A that can solve with A and with Aᵀ.
+///
+/// Implementations solve all columns of `rhs` in place.
+pub trait Factorization: Send + Sync {
+    /// rhs ← A⁻¹ rhs.
+    ///
+    /// # Errors
+    /// Implementation-defined (e.g. a singular factor discovered during the solve).
+    fn solve_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()>;
+    /// rhs ← A⁻ᵀ rhs (the adjoint solve).
+    ///
+    /// # Errors
+    /// As [`Factorization::solve_in_place`].
+    fn solve_transpose_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()>;
+    /// Dimension n of A.
+    fn dim(&self) -> usize;
+    /// A short description ("faer LLᵀ (supernodal), nnz(L) = …").
+    fn describe(&self) -> String;
+}
+
+/// A shared numeric factorization, as kept by the solve node.
+pub type Factor = dyn Factorization;
+
+/// Factorization method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// LLᵀ for symmetric positive definite matrices.
+    Cholesky,
+    /// LDLᵀ without pivoting for symmetric quasi-definite / indefinite matrices.
+    Ldlt,
+    /// LU with partial pivoting for general matrices; the adjoint uses a true transpose solve.
+    Lu,
+}
+
+/// Which implementation performs the factorization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// faer's sparse factorizations (default): fast, near-linear symbolic analysis.
+    Fast,
+    /// nalgebra-sparse's `CscCholesky` on the AMD-permuted matrix. Cholesky only. Its symbolic
+    /// analysis is O(n²) (nalgebra-sparse 0.11), so use it for moderate n and cross-checks.
+    Reference,
+}
+
+/// How to factor and solve a sparse system.
+///
+/// ```
+/// use sparsegrad::{Backend, Solver};
+/// let fast = Solver::cholesky();
+/// let reference = Solver::cholesky().with_backend(Backend::Reference);
+/// let general = Solver::lu();
+/// assert_ne!(fast, reference);
+/// # let _ = general;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Solver {
+    method: Method,
+    backend: Backend,
+    residual_tolerance: Option<f64>,
+}
+
+/// Default bound on the normwise backward error ‖AX − B‖_F / (‖A‖_F ‖X‖_F + ‖B‖_F) of a solve.
+pub const DEFAULT_RESIDUAL_TOLERANCE: f64 = 1e-8;
+
+impl Solver {
+    /// Sparse Cholesky (fast backend).
+    pub fn cholesky() -> Self {
+        Solver {
+            method: Method::Cholesky,
+            backend: Backend::Fast,
+            residual_tolerance: Some(DEFAULT_RESIDUAL_TOLERANCE),
+        }
+    }
+    /// Sparse LDLᵀ (fast backend), for symmetric matrices that are not positive definite.
+    pub fn ldlt() -> Self {
+        Solver {
+            method: Method::Ldlt,
+            ..Self::cholesky()
+        }
+    }
+    /// Sparse LU (fast backend), for general matrices.
+    pub fn lu() -> Self {
+        Solver {
+            method: Method::Lu,
+            ..Self::cholesky()
+        }
+    }
+    /// The same method on another backend.
+    pub fn with_backend(self, backend: Backend) -> Self {
+        Solver { backend, ..self }
+    }
+    /// Sets the bound on the backward error checked after every forward solve
+    /// (default [`DEFAULT_RESIDUAL_TOLERANCE`]); `None` skips the check (saves one sparse
+    /// matrix–matrix product per solve).
+    pub fn with_residual_check(self, tolerance: Option<f64>) -> Self {
+        Solver {
+            residual_tolerance: tolerance,
+            ..self
+        }
+    }
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Numerically factors the matrix with `values` on `structure`, reusing (or computing once)
+    /// the structure's symbolic analysis for this method and backend.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for a non-square matrix, a symmetric method on a
+    /// [`Symmetry::General`] structure, or LU/LDLᵀ on the reference backend;
+    /// [`Error::StructureMismatch`]/[`Error::NonFinite`] for bad values; [`Error::NotSymmetric`]
+    /// for unsymmetric values on [`Symmetry::Full`]; [`Error::NotPositiveDefinite`] (Cholesky) or
+    /// [`Error::Singular`] (LDLᵀ, LU) when the factorization breaks down.
+    pub fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
+        if structure.nrows() != structure.ncols() {
+            return Err(Error::Unsupported {
+                reason: format!(
+                    "cannot factor a non-square {}×{} matrix",
+                    structure.nrows(),
+                    structure.ncols()
+                ),
+            });
+        }
+        structure.check_values(values)?;
+        let symmetric_method = self.method != Method::Lu;
+        if symmetric_method {
+            if structure.symmetry() == Symmetry::General {
+                return Err(Error::Unsupported {
+                    reason: format!(
+                        "{:?} needs a structure declared symmetric (Symmetry::Full or Symmetry::Lower); this one is General — use Solver::lu()",
+                        self.method
+                    ),
+                });
+            }
+            structure.check_symmetric_values(values)?;
+        }
+        match (self.method, self.backend) {
+            (Method::Cholesky, Backend::Fast) => Ok(Arc::new(cholesky::FaerCholesky::factor(
+                structure, values, false,
+            )?)),
+            (Method::Ldlt, Backend::Fast) => Ok(Arc::new(cholesky::FaerCholesky::factor(
+                structure, values, true,
+            )?)),
+            (Method::Cholesky, Backend::Reference) => Ok(Arc::new(
+                reference::ReferenceCholesky::factor(structure, values)?,
+            )),
+            (Method::Lu, Backend::Fast) => Ok(Arc::new(lu::FaerLu::factor(structure, values)?)),
+            (method, Backend::Reference) => Err(Error::Unsupported {
+                reason: format!(
+                    "the reference backend (nalgebra-sparse) offers Cholesky only, not {method:?}"
+                ),
+            }),
+        }
+    }
+
+    /// Checks the backward error of X for A X = B against this solver's tolerance.
+    pub(crate) fn check_residual(
+        &self,
+        structure: &Structure,
+        values: &[f64],
+        x: &DMatrix<f64>,
+        b: &DMatrix<f64>,
+    ) -> Result<()> {
+        let Some(tol) = self.residual_tolerance else {
+            return Ok(());
+        };
+        if let Some(k) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Singular {
+                column: None,
+                reason: format!(
+                    "the solve produced a non-finite value at (row {}, column {}) — the factorization has a zero pivot",
+                    k % x.nrows().max(1),
+                    k / x.nrows().max(1)
+                ),
+            });
+        }
+        let r = mul_dense(structure, values, x) - b;
+        let a_norm = frobenius_norm(structure, values);
+        let scale = a_norm * x.norm() + b.norm();
+        let backward_error = if scale > 0.0 { r.norm() / scale } else { 0.0 };
+        if backward_error > tol {
+            return Err(Error::Singular {
+                column: None,
+                reason: format!(
+                    "relative residual ‖AX − B‖/(‖A‖‖X‖ + ‖B‖) = {backward_error:e} exceeds {tol:e}: the matrix is singular to working precision"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for Solver {
+    fn default() -> Self {
+        Self::cholesky()
+    }
+}
+
+/// ‖A‖_F of a stored matrix (off-diagonal one-triangle entries count twice).
+fn frobenius_norm(structure: &Structure, values: &[f64]) -> f64 {
+    let lower = structure.symmetry() == Symmetry::Lower;
+    let (cp, ri) = (structure.col_ptr(), structure.row_idx());
+    let mut sum = 0.0;
+    for j in 0..structure.ncols() {
+        for k in cp[j]..cp[j + 1] {
+            let w = if lower && ri[k] != j { 2.0 } else { 1.0 };
+            sum += w * values[k] * values[k];
+        }
+    }
+    sum.sqrt()
+}
+
+/// Checks the diagonal of a matrix about to be Cholesky-factored: a stored diagonal ≤ 0 or a
+/// missing one pins the failing column exactly, with its value.
+pub(crate) fn check_positive_diagonal(structure: &Structure, values: &[f64]) -> Result<()> {
+    for j in 0..structure.ncols() {
+        let d = structure.position(j, j).map_or(0.0, |k| values[k]);
+        if d <= 0.0 {
+            return Err(Error::NotPositiveDefinite {
+                column: j,
+                pivot: Some(d),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A dense n×k view for faer over a column-major `DMatrix`.
+pub(crate) fn faer_view(m: &mut DMatrix<f64>) -> faer::MatMut<'_, f64> {
+    let (r, c) = m.shape();
+    faer::MatMut::from_column_major_slice_mut(m.as_mut_slice(), r, c)
+}

@@ -1,0 +1,311 @@
+//! `Assembly`: the linear map from a parameter vector p to the stored values of a sparse matrix,
+//! values = M p + c. Its adjoint is p̄ = Mᵀ v̄, so nonlinear dependence on design variables is
+//! expressed with tape ops *before* the assembly and everything after it stays sparse and linear.
+
+use std::sync::Arc;
+
+use nalgebra::DVector;
+use nalgebra_sparse::{CooMatrix, CscMatrix};
+
+use super::{Structure, Symmetry};
+use crate::error::{check_finite, Error, Result};
+
+/// The linear map values = M p + c onto the stored entries of a [`Structure`].
+///
+/// M is stored row-per-entry (for entry k: a list of (parameter, coefficient) terms), so the
+/// forward map is a gather and the adjoint a scatter, both O(number of terms).
+///
+/// ```
+/// use sparsegrad::{Assembly, Symmetry};
+/// // A = [[1 + p0, -p0], [-p0, 1 + p0]] stored as the lower triangle.
+/// let asm = Assembly::builder(2, 2, 1)
+///     .symmetry(Symmetry::Lower)
+///     .constant(0, 0, 1.0)
+///     .constant(1, 1, 1.0)
+///     .entry(0, 0, 0, 1.0)
+///     .entry(1, 1, 0, 1.0)
+///     .entry(1, 0, 0, -1.0)
+///     .build()
+///     .unwrap();
+/// assert_eq!(asm.structure().nnz(), 3);
+/// assert_eq!(asm.values(&[2.0]).unwrap(), vec![3.0, -2.0, 3.0]);
+/// ```
+///
+/// Cloning is cheap (the map is shared by `Arc`), so tape nodes keep their own handle.
+#[derive(Debug, Clone)]
+pub struct Assembly {
+    structure: Arc<Structure>,
+    n_params: usize,
+    map: Arc<LinearMap>,
+}
+
+/// M (row-per-entry CSR) and c.
+#[derive(Debug)]
+struct LinearMap {
+    term_ptr: Vec<usize>,
+    term_param: Vec<usize>,
+    term_coeff: Vec<f64>,
+    constants: Vec<f64>,
+}
+
+/// Collects (row, column, parameter, coefficient) terms and constants for an [`Assembly`].
+#[derive(Debug, Clone)]
+pub struct AssemblyBuilder {
+    nrows: usize,
+    ncols: usize,
+    n_params: usize,
+    symmetry: Symmetry,
+    terms: Vec<(usize, usize, usize, f64)>,
+    constants: Vec<(usize, usize, f64)>,
+}
+
+impl AssemblyBuilder {
+    /// Sets how symmetry is stored (default [`Symmetry::General`]).
+    pub fn symmetry(mut self, symmetry: Symmetry) -> Self {
+        self.symmetry = symmetry;
+        self
+    }
+    /// Adds `coeff · p[param]` to entry (row, col). Repeated (row, col) pairs are summed.
+    pub fn entry(mut self, row: usize, col: usize, param: usize, coeff: f64) -> Self {
+        self.push_entry(row, col, param, coeff);
+        self
+    }
+    /// Adds a constant to entry (row, col) (a zero constant still makes the entry structural).
+    pub fn constant(mut self, row: usize, col: usize, value: f64) -> Self {
+        self.push_constant(row, col, value);
+        self
+    }
+    /// In-place form of [`AssemblyBuilder::entry`], for loops.
+    pub fn push_entry(&mut self, row: usize, col: usize, param: usize, coeff: f64) {
+        self.terms.push((row, col, param, coeff));
+    }
+    /// In-place form of [`AssemblyBuilder::constant`], for loops.
+    pub fn push_constant(&mut self, row: usize, col: usize, value: f64) {
+        self.constants.push((row, col, value));
+    }
+
+    /// Validates the terms and builds the assembly and its [`Structure`].
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`] for a row, column or parameter out of range (naming the term);
+    /// [`Error::NonFinite`] for a non-finite coefficient or constant; [`Error::InvalidPattern`] for
+    /// an entry above the diagonal with [`Symmetry::Lower`] or a non-symmetric pattern with
+    /// [`Symmetry::Full`].
+    pub fn build(self) -> Result<Assembly> {
+        for (t, &(_, _, param, coeff)) in self.terms.iter().enumerate() {
+            if param >= self.n_params {
+                return Err(Error::IndexOutOfRange {
+                    context: "Assembly entry",
+                    entry: t,
+                    what: "parameter",
+                    index: param,
+                    bound: self.n_params,
+                });
+            }
+            if !coeff.is_finite() {
+                let (row, col) = (self.terms[t].0, self.terms[t].1);
+                return Err(Error::NonFinite {
+                    context: "Assembly coefficient",
+                    row,
+                    col,
+                    value: coeff,
+                });
+            }
+        }
+        for &(row, col, value) in &self.constants {
+            if !value.is_finite() {
+                return Err(Error::NonFinite {
+                    context: "Assembly constant",
+                    row,
+                    col,
+                    value,
+                });
+            }
+        }
+        let pairs: Vec<(usize, usize)> = self
+            .terms
+            .iter()
+            .map(|&(i, j, _, _)| (i, j))
+            .chain(self.constants.iter().map(|&(i, j, _)| (i, j)))
+            .collect();
+        let (structure, slot) =
+            Structure::from_pairs(self.nrows, self.ncols, &pairs, self.symmetry)?;
+        let nnz = structure.nnz();
+        let (term_slots, const_slots) = slot.split_at(self.terms.len());
+        let mut constants = vec![0.0; nnz];
+        for (&(_, _, v), &k) in self.constants.iter().zip(const_slots) {
+            constants[k] += v;
+        }
+        // Bucket the terms by entry (CSR over entries), merging repeated (entry, param) pairs.
+        let mut order: Vec<usize> = (0..self.terms.len()).collect();
+        order.sort_unstable_by_key(|&t| (term_slots[t], self.terms[t].2));
+        let mut term_ptr = vec![0usize; nnz + 1];
+        let mut term_param = Vec::with_capacity(order.len());
+        let mut term_coeff: Vec<f64> = Vec::with_capacity(order.len());
+        let mut last = None;
+        for &t in &order {
+            let (k, param, coeff) = (term_slots[t], self.terms[t].2, self.terms[t].3);
+            if last == Some((k, param)) {
+                *term_coeff.last_mut().expect("a previous term exists") += coeff;
+            } else {
+                term_param.push(param);
+                term_coeff.push(coeff);
+                term_ptr[k + 1] += 1;
+                last = Some((k, param));
+            }
+        }
+        for k in 0..nnz {
+            term_ptr[k + 1] += term_ptr[k];
+        }
+        let map = Arc::new(LinearMap {
+            term_ptr,
+            term_param,
+            term_coeff,
+            constants,
+        });
+        Ok(Assembly {
+            structure,
+            n_params: self.n_params,
+            map,
+        })
+    }
+}
+
+impl Assembly {
+    /// Starts an assembly of an `nrows × ncols` matrix driven by `n_params` parameters.
+    pub fn builder(nrows: usize, ncols: usize, n_params: usize) -> AssemblyBuilder {
+        AssemblyBuilder {
+            nrows,
+            ncols,
+            n_params,
+            symmetry: Symmetry::General,
+            terms: Vec::new(),
+            constants: Vec::new(),
+        }
+    }
+
+    /// An assembly whose parameters are the stored values of `matrix` themselves, in CSC order
+    /// (M = I, c = 0). Returns it with those values as the initial parameter vector, so the gradient
+    /// with respect to the parameters is the gradient of each stored value, in CSC order.
+    ///
+    /// # Errors
+    /// As [`Structure::new`] for the declared `symmetry`; [`Error::NonFinite`] for a non-finite value.
+    pub fn from_csc(
+        matrix: &CscMatrix<f64>,
+        symmetry: Symmetry,
+    ) -> Result<(Assembly, DVector<f64>)> {
+        let (nrows, ncols) = (matrix.nrows(), matrix.ncols());
+        let structure = Structure::new(
+            nrows,
+            ncols,
+            matrix.col_offsets().to_vec(),
+            matrix.row_indices().to_vec(),
+            symmetry,
+        )?;
+        structure.check_values(matrix.values())?;
+        let nnz = structure.nnz();
+        let map = LinearMap {
+            term_ptr: (0..=nnz).collect(),
+            term_param: (0..nnz).collect(),
+            term_coeff: vec![1.0; nnz],
+            constants: vec![0.0; nnz],
+        };
+        let asm = Assembly {
+            structure,
+            n_params: nnz,
+            map: Arc::new(map),
+        };
+        Ok((asm, DVector::from_column_slice(matrix.values())))
+    }
+
+    /// An assembly with one parameter per triplet of `matrix`, in triplet order; duplicate triplets
+    /// are summed into one stored entry, so each duplicate receives the gradient of that entry.
+    /// Returns it with the triplet values as the initial parameter vector.
+    ///
+    /// # Errors
+    /// As [`AssemblyBuilder::build`].
+    pub fn from_coo(
+        matrix: &CooMatrix<f64>,
+        symmetry: Symmetry,
+    ) -> Result<(Assembly, DVector<f64>)> {
+        let mut b =
+            Assembly::builder(matrix.nrows(), matrix.ncols(), matrix.nnz()).symmetry(symmetry);
+        let mut p = Vec::with_capacity(matrix.nnz());
+        for (t, (i, j, &v)) in matrix.triplet_iter().enumerate() {
+            b.push_entry(i, j, t, 1.0);
+            p.push(v);
+        }
+        check_finite("COO matrix values", &p, p.len())?;
+        Ok((b.build()?, DVector::from_vec(p)))
+    }
+
+    /// The pattern of the assembled matrix.
+    pub fn structure(&self) -> &Arc<Structure> {
+        &self.structure
+    }
+    /// Length of the parameter vector p.
+    pub fn n_params(&self) -> usize {
+        self.n_params
+    }
+    /// The constant part c (one value per stored entry).
+    pub fn constants(&self) -> &[f64] {
+        &self.map.constants
+    }
+    /// The (parameter, coefficient) terms of stored entry `k`.
+    pub fn terms(&self, k: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let m = &*self.map;
+        let r = m.term_ptr[k]..m.term_ptr[k + 1];
+        m.term_param[r.clone()]
+            .iter()
+            .copied()
+            .zip(m.term_coeff[r].iter().copied())
+    }
+
+    /// Stored values M p + c.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if `p.len() != n_params`; [`Error::NonFinite`] if a value is not finite.
+    pub fn values(&self, p: &[f64]) -> Result<Vec<f64>> {
+        if p.len() != self.n_params {
+            return Err(Error::ShapeMismatch {
+                op: "assemble",
+                left: (p.len(), 1),
+                right: (self.n_params, 1),
+            });
+        }
+        let values: Vec<f64> = (0..self.structure.nnz())
+            .map(|k| self.map.constants[k] + self.terms(k).map(|(q, a)| a * p[q]).sum::<f64>())
+            .collect();
+        self.structure.check_values(&values)?;
+        Ok(values)
+    }
+
+    /// The adjoint p̄ += Mᵀ v̄ (accumulated into `p_bar`, of length `n_params`).
+    pub fn adjoint_into(&self, v_bar: &[f64], p_bar: &mut [f64]) {
+        for (k, &vb) in v_bar.iter().enumerate() {
+            for (q, a) in self.terms(k) {
+                p_bar[q] += a * vb;
+            }
+        }
+    }
+
+    /// The assembled matrix as a nalgebra-sparse `CscMatrix` (the stored triangle only for
+    /// [`Symmetry::Lower`]).
+    ///
+    /// # Errors
+    /// As [`Assembly::values`].
+    pub fn to_csc(&self, p: &[f64]) -> Result<CscMatrix<f64>> {
+        let values = self.values(p)?;
+        let s = &self.structure;
+        CscMatrix::try_from_csc_data(
+            s.nrows(),
+            s.ncols(),
+            s.col_ptr().to_vec(),
+            s.row_idx().to_vec(),
+            values,
+        )
+        .map_err(|e| Error::InvalidPattern {
+            reason: e.to_string(),
+        })
+    }
+}

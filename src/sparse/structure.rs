@@ -1,0 +1,360 @@
+//! `Structure`: a validated CSC sparsity pattern with a symmetry flag, shared by `Arc`, which caches
+//! the symbolic analyses (orderings, elimination trees, fill patterns) of every factorization
+//! method used with it, so that later numeric factorizations only pay the numeric work.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::error::{Error, Result};
+use crate::solve::analysis::AnalysisCache;
+
+/// How a (square) matrix's symmetry is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Symmetry {
+    /// No symmetry: every stored entry is an independent value. Solve with LU.
+    General,
+    /// Symmetric with both triangles stored. The pattern must be symmetric; values are checked
+    /// for symmetry before a symmetric factorization.
+    Full,
+    /// Symmetric with only the lower triangle (row ≥ column) stored. A stored off-diagonal value
+    /// a_ij stands for both a_ij and a_ji; its gradient counts both positions.
+    Lower,
+}
+
+/// A validated compressed-sparse-column pattern.
+///
+/// Invariants (checked by every constructor, then trusted): `col_ptr` has `ncols + 1`
+/// non-decreasing entries starting at 0 and ending at `nnz`; row indices within each column are
+/// strictly increasing and `< nrows`; a [`Symmetry::Full`] pattern is square and symmetric; a
+/// [`Symmetry::Lower`] pattern is square with every entry on or below the diagonal.
+///
+/// The structure owns a cache of symbolic analyses: the first factorization with a given method
+/// computes its analysis, every later one reuses it ([`Structure::symbolic_analyses`] counts them).
+pub struct Structure {
+    nrows: usize,
+    ncols: usize,
+    col_ptr: Vec<usize>,
+    row_idx: Vec<usize>,
+    symmetry: Symmetry,
+    mirror: OnceLock<Vec<usize>>,
+    pub(crate) analyses: Mutex<AnalysisCache>,
+    analysis_count: AtomicUsize,
+}
+
+impl std::fmt::Debug for Structure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Structure")
+            .field("nrows", &self.nrows)
+            .field("ncols", &self.ncols)
+            .field("nnz", &self.nnz())
+            .field("symmetry", &self.symmetry)
+            .finish()
+    }
+}
+
+impl Structure {
+    /// Validates CSC arrays and wraps them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPattern`] for a `col_ptr` of the wrong length, not starting at 0,
+    /// decreasing, or not ending at `row_idx.len()`; unsorted or duplicate rows in a column; an
+    /// entry above the diagonal of a [`Symmetry::Lower`] pattern; an unsymmetric
+    /// [`Symmetry::Full`] pattern; a non-square symmetric pattern.
+    /// [`Error::IndexOutOfRange`] for a row index ≥ `nrows`.
+    pub fn new(
+        nrows: usize,
+        ncols: usize,
+        col_ptr: Vec<usize>,
+        row_idx: Vec<usize>,
+        symmetry: Symmetry,
+    ) -> Result<Arc<Self>> {
+        let invalid = |reason: String| Err(Error::InvalidPattern { reason });
+        if col_ptr.len() != ncols + 1 {
+            return invalid(format!(
+                "col_ptr has {} entries, expected ncols + 1 = {}",
+                col_ptr.len(),
+                ncols + 1
+            ));
+        }
+        if col_ptr[0] != 0 {
+            return invalid(format!("col_ptr[0] is {}, expected 0", col_ptr[0]));
+        }
+        if col_ptr[ncols] != row_idx.len() {
+            return invalid(format!(
+                "col_ptr[{ncols}] is {} but there are {} row indices",
+                col_ptr[ncols],
+                row_idx.len()
+            ));
+        }
+        if symmetry != Symmetry::General && nrows != ncols {
+            return invalid(format!(
+                "a symmetric pattern must be square, got {nrows}×{ncols}"
+            ));
+        }
+        for j in 0..ncols {
+            let (start, end) = (col_ptr[j], col_ptr[j + 1]);
+            if start > end || end > row_idx.len() {
+                return invalid(format!(
+                    "col_ptr decreases at column {j} ({start} > {end}) or exceeds nnz"
+                ));
+            }
+            for k in start..end {
+                let i = row_idx[k];
+                if i >= nrows {
+                    return Err(Error::IndexOutOfRange {
+                        context: "Structure row indices",
+                        entry: k,
+                        what: "row",
+                        index: i,
+                        bound: nrows,
+                    });
+                }
+                if k > start && row_idx[k - 1] >= i {
+                    let what = if row_idx[k - 1] == i {
+                        "duplicate"
+                    } else {
+                        "unsorted"
+                    };
+                    return invalid(format!(
+                        "{what} row index {i} in column {j} (entry {k}); rows must be strictly increasing"
+                    ));
+                }
+                if symmetry == Symmetry::Lower && i < j {
+                    return invalid(format!(
+                        "entry ({i}, {j}) lies above the diagonal of a lower-triangle symmetric pattern"
+                    ));
+                }
+            }
+        }
+        let s = Structure {
+            nrows,
+            ncols,
+            col_ptr,
+            row_idx,
+            symmetry,
+            mirror: OnceLock::new(),
+            analyses: Mutex::new(AnalysisCache::default()),
+            analysis_count: AtomicUsize::new(0),
+        };
+        if symmetry == Symmetry::Full {
+            // Building the mirror map validates the pattern's symmetry.
+            let mirror = s.build_mirror()?;
+            let _ = s.mirror.set(mirror);
+        }
+        Ok(Arc::new(s))
+    }
+
+    /// Builds a pattern from (row, column) pairs in any order, with duplicates merged.
+    ///
+    /// Returns the structure and, for each input pair, the index of the stored entry it landed on.
+    ///
+    /// # Errors
+    /// As [`Structure::new`]; a pair out of range is reported with its position in `entries`.
+    pub fn from_pairs(
+        nrows: usize,
+        ncols: usize,
+        entries: &[(usize, usize)],
+        symmetry: Symmetry,
+    ) -> Result<(Arc<Self>, Vec<usize>)> {
+        for (e, &(i, j)) in entries.iter().enumerate() {
+            if i >= nrows || j >= ncols {
+                let (what, index, bound) = if i >= nrows {
+                    ("row", i, nrows)
+                } else {
+                    ("column", j, ncols)
+                };
+                return Err(Error::IndexOutOfRange {
+                    context: "sparse entry list",
+                    entry: e,
+                    what,
+                    index,
+                    bound,
+                });
+            }
+        }
+        // Counting sort by column, then sort rows within each column.
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_unstable_by_key(|&e| (entries[e].1, entries[e].0));
+        let mut col_ptr = vec![0usize; ncols + 1];
+        let mut row_idx = Vec::with_capacity(entries.len());
+        let mut slot = vec![0usize; entries.len()];
+        let mut last: Option<(usize, usize)> = None;
+        for &e in &order {
+            let (i, j) = entries[e];
+            if last != Some((i, j)) {
+                row_idx.push(i);
+                col_ptr[j + 1] += 1;
+                last = Some((i, j));
+            }
+            slot[e] = row_idx.len() - 1;
+        }
+        for j in 0..ncols {
+            col_ptr[j + 1] += col_ptr[j];
+        }
+        let s = Structure::new(nrows, ncols, col_ptr, row_idx, symmetry)?;
+        Ok((s, slot))
+    }
+
+    /// Number of rows.
+    pub fn nrows(&self) -> usize {
+        self.nrows
+    }
+    /// Number of columns.
+    pub fn ncols(&self) -> usize {
+        self.ncols
+    }
+    /// Number of stored entries.
+    pub fn nnz(&self) -> usize {
+        self.row_idx.len()
+    }
+    /// Column pointers (length `ncols + 1`).
+    pub fn col_ptr(&self) -> &[usize] {
+        &self.col_ptr
+    }
+    /// Row index of every stored entry, column by column.
+    pub fn row_idx(&self) -> &[usize] {
+        &self.row_idx
+    }
+    /// How symmetry is stored.
+    pub fn symmetry(&self) -> Symmetry {
+        self.symmetry
+    }
+    /// Column of every stored entry (the expansion of `col_ptr`).
+    pub fn col_idx(&self) -> Vec<usize> {
+        let mut cols = Vec::with_capacity(self.nnz());
+        for j in 0..self.ncols {
+            cols.extend(std::iter::repeat_n(
+                j,
+                self.col_ptr[j + 1] - self.col_ptr[j],
+            ));
+        }
+        cols
+    }
+
+    /// Index of the stored entry (row, col), if it is stored.
+    pub fn position(&self, row: usize, col: usize) -> Option<usize> {
+        if col >= self.ncols {
+            return None;
+        }
+        let (s, e) = (self.col_ptr[col], self.col_ptr[col + 1]);
+        self.row_idx[s..e].binary_search(&row).ok().map(|k| s + k)
+    }
+
+    /// Whether two structures describe the same pattern and symmetry (cheap when they are the
+    /// same `Arc`).
+    pub fn same_pattern(&self, other: &Structure) -> bool {
+        std::ptr::eq(self, other)
+            || (self.nrows == other.nrows
+                && self.ncols == other.ncols
+                && self.symmetry == other.symmetry
+                && self.col_ptr == other.col_ptr
+                && self.row_idx == other.row_idx)
+    }
+
+    /// How many symbolic analyses (of any factorization method) this structure has computed.
+    ///
+    /// An optimization loop that refactors with new values on one structure should see this stay
+    /// at one per method used.
+    pub fn symbolic_analyses(&self) -> usize {
+        self.analysis_count.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_analysis(&self) {
+        self.analysis_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// For a square pattern: `mirror[k]` is the stored index of the transpose position of entry `k`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPattern`] if some entry's mirror is not stored.
+    pub(crate) fn mirror(&self) -> Result<&[usize]> {
+        if let Some(m) = self.mirror.get() {
+            return Ok(m);
+        }
+        let m = self.build_mirror()?;
+        Ok(self.mirror.get_or_init(|| m))
+    }
+
+    fn build_mirror(&self) -> Result<Vec<usize>> {
+        if self.nrows != self.ncols {
+            return Err(Error::InvalidPattern {
+                reason: format!(
+                    "a {}×{} pattern has no transpose positions",
+                    self.nrows, self.ncols
+                ),
+            });
+        }
+        let mut mirror = vec![0usize; self.nnz()];
+        // Walk columns in order; for each column j, the next entry of each column i with row j is
+        // found with a moving cursor, so this is O(nnz).
+        let mut cursor: Vec<usize> = self.col_ptr[..self.ncols].to_vec();
+        for j in 0..self.ncols {
+            for k in self.col_ptr[j]..self.col_ptr[j + 1] {
+                let i = self.row_idx[k];
+                let c = cursor[i];
+                if c >= self.col_ptr[i + 1] || self.row_idx[c] != j {
+                    return Err(Error::InvalidPattern {
+                        reason: format!(
+                            "pattern declared symmetric stores ({i}, {j}) but not ({j}, {i})"
+                        ),
+                    });
+                }
+                mirror[k] = c;
+                cursor[i] += 1;
+            }
+        }
+        if let Some(i) = (0..self.ncols).find(|&i| cursor[i] != self.col_ptr[i + 1]) {
+            let r = self.row_idx[cursor[i]];
+            return Err(Error::InvalidPattern {
+                reason: format!("pattern declared symmetric stores ({r}, {i}) but not ({i}, {r})"),
+            });
+        }
+        Ok(mirror)
+    }
+
+    /// Checks that stored values of a [`Symmetry::Full`] matrix are symmetric to a relative
+    /// tolerance of 1e-10.
+    pub(crate) fn check_symmetric_values(&self, values: &[f64]) -> Result<()> {
+        if self.symmetry != Symmetry::Full {
+            return Ok(());
+        }
+        let mirror = self.mirror()?;
+        for j in 0..self.ncols {
+            for k in self.col_ptr[j]..self.col_ptr[j + 1] {
+                let (a, b) = (values[k], values[mirror[k]]);
+                if (a - b).abs() > 1e-10 * a.abs().max(b.abs()) {
+                    return Err(Error::NotSymmetric {
+                        row: self.row_idx[k],
+                        col: j,
+                        value: a,
+                        mirror: b,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a values slice for length and finiteness.
+    pub(crate) fn check_values(&self, values: &[f64]) -> Result<()> {
+        if values.len() != self.nnz() {
+            return Err(Error::StructureMismatch {
+                reason: format!(
+                    "{} values given for a structure with {} stored entries",
+                    values.len(),
+                    self.nnz()
+                ),
+            });
+        }
+        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+            let col = self.col_ptr.partition_point(|&p| p <= k) - 1;
+            return Err(Error::NonFinite {
+                context: "matrix values",
+                row: self.row_idx[k],
+                col,
+                value: values[k],
+            });
+        }
+        Ok(())
+    }
+}

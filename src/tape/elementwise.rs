@@ -1,0 +1,316 @@
+//! Elementwise operations with scalar (1×1) broadcasting, and their vector-Jacobian products.
+//!
+//! On a sparse matrix these act on the stored values and keep the structure; a binary operation
+//! between two sparse matrices requires the same pattern.
+
+use std::ops::{Add, Div, Mul, Neg, Sub};
+use std::sync::Arc;
+
+use nalgebra::DMatrix;
+
+use super::{Node, Op, Var};
+use crate::error::{Error, Result};
+use crate::sparse::Structure;
+
+/// A unary elementwise operation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnaryOp {
+    /// −x
+    Neg,
+    /// s·x
+    Scale(f64),
+    /// x + s
+    Offset(f64),
+    /// eˣ
+    Exp,
+    /// ln x
+    Ln,
+    /// √x
+    Sqrt,
+    /// xᵖ
+    Powf(f64),
+    /// x²
+    Square,
+    /// 1 / (1 + e⁻ˣ)
+    Sigmoid,
+    /// ln(1 + eˣ), computed stably
+    Softplus,
+}
+
+/// A binary elementwise operation (one operand may be 1×1 and is broadcast).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a − b
+    Sub,
+    /// a ⊙ b
+    Mul,
+    /// a ⊘ b
+    Div,
+}
+
+fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+impl UnaryOp {
+    fn apply(self, x: f64) -> f64 {
+        match self {
+            UnaryOp::Neg => -x,
+            UnaryOp::Scale(s) => s * x,
+            UnaryOp::Offset(s) => x + s,
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Ln => x.ln(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Powf(p) => x.powf(p),
+            UnaryOp::Square => x * x,
+            UnaryOp::Sigmoid => sigmoid(x),
+            UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+        }
+    }
+
+    /// d(out)/dx given the input x and the output y.
+    fn derivative(self, x: f64, y: f64) -> f64 {
+        match self {
+            UnaryOp::Neg => -1.0,
+            UnaryOp::Scale(s) => s,
+            UnaryOp::Offset(_) => 1.0,
+            UnaryOp::Exp => y,
+            UnaryOp::Ln => 1.0 / x,
+            UnaryOp::Sqrt => 0.5 / y,
+            UnaryOp::Powf(p) => p * x.powf(p - 1.0),
+            UnaryOp::Square => 2.0 * x,
+            UnaryOp::Sigmoid => y * (1.0 - y),
+            UnaryOp::Softplus => sigmoid(x),
+        }
+    }
+}
+
+impl BinaryOp {
+    fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+        }
+    }
+
+    /// (∂out/∂a, ∂out/∂b) at (a, b).
+    fn partials(self, a: f64, b: f64) -> (f64, f64) {
+        match self {
+            BinaryOp::Add => (1.0, 1.0),
+            BinaryOp::Sub => (1.0, -1.0),
+            BinaryOp::Mul => (b, a),
+            BinaryOp::Div => (1.0 / b, -a / (b * b)),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+        }
+    }
+}
+
+/// The shape and structure of `a op b` under scalar broadcasting.
+fn broadcast(op: BinaryOp, a: &Node, b: &Node) -> Result<(usize, usize, Option<Arc<Structure>>)> {
+    let (sa, sb) = (a.value.shape(), b.value.shape());
+    let sparse = match (&a.sparse, &b.sparse) {
+        (Some(x), Some(y)) if !x.same_pattern(y) => {
+            return Err(Error::StructureMismatch {
+                reason: format!("elementwise {} of two sparse matrices with different patterns", op.name()),
+            })
+        }
+        (Some(x), _) if sb == (1, 1) || b.sparse.is_some() => Some(x.clone()),
+        (_, Some(y)) if sa == (1, 1) => Some(y.clone()),
+        (None, None) => None,
+        _ => {
+            return Err(Error::Unsupported {
+                reason: format!(
+                    "elementwise {} between a sparse matrix and a dense non-scalar; use .values() to work on stored values",
+                    op.name()
+                ),
+            })
+        }
+    };
+    if sa == sb || sb == (1, 1) {
+        Ok((sa.0, sa.1, sparse))
+    } else if sa == (1, 1) {
+        Ok((sb.0, sb.1, sparse))
+    } else {
+        Err(Error::ShapeMismatch {
+            op: op.name(),
+            left: sa,
+            right: sb,
+        })
+    }
+}
+
+/// Element `k` of a column-major buffer, broadcasting a 1×1 buffer.
+#[inline]
+fn at(m: &DMatrix<f64>, k: usize) -> f64 {
+    if m.len() == 1 {
+        m[0]
+    } else {
+        m[k]
+    }
+}
+
+impl<'t> Var<'t> {
+    /// Applies a unary elementwise operation.
+    pub fn unary(self, op: UnaryOp) -> Var<'t> {
+        self.tape.record(
+            &[self.index],
+            |nodes| {
+                let x = &nodes[self.index];
+                Ok((x.value.map(|v| op.apply(v)), x.sparse.clone()))
+            },
+            Op::Unary(op, self.index),
+        )
+    }
+
+    /// Applies a binary elementwise operation with scalar broadcasting.
+    pub fn binary(self, op: BinaryOp, other: Var<'t>) -> Var<'t> {
+        let (i, j) = (self.index, other.index);
+        let same = self.tape.same_tape(other);
+        self.tape.record(
+            &[i, j],
+            |nodes| {
+                same?;
+                let (a, b) = (&nodes[i], &nodes[j]);
+                let (r, c, sparse) = broadcast(op, a, b)?;
+                let rows = if sparse.is_some() {
+                    a.value.nrows().max(b.value.nrows())
+                } else {
+                    r
+                };
+                let cols = if sparse.is_some() { 1 } else { c };
+                let value = DMatrix::from_fn(rows, cols, |ri, ci| {
+                    let k = ci * rows + ri;
+                    op.apply(at(&a.value, k), at(&b.value, k))
+                });
+                Ok((value, sparse))
+            },
+            Op::Binary(op, i, j),
+        )
+    }
+
+    /// −x
+    #[allow(clippy::should_implement_trait)]
+    pub fn neg(self) -> Var<'t> {
+        self.unary(UnaryOp::Neg)
+    }
+    /// s·x
+    pub fn scale(self, s: f64) -> Var<'t> {
+        self.unary(UnaryOp::Scale(s))
+    }
+    /// x + s
+    pub fn offset(self, s: f64) -> Var<'t> {
+        self.unary(UnaryOp::Offset(s))
+    }
+    /// eˣ elementwise.
+    pub fn exp(self) -> Var<'t> {
+        self.unary(UnaryOp::Exp)
+    }
+    /// ln x elementwise.
+    pub fn ln(self) -> Var<'t> {
+        self.unary(UnaryOp::Ln)
+    }
+    /// √x elementwise.
+    pub fn sqrt(self) -> Var<'t> {
+        self.unary(UnaryOp::Sqrt)
+    }
+    /// xᵖ elementwise.
+    pub fn powf(self, p: f64) -> Var<'t> {
+        self.unary(UnaryOp::Powf(p))
+    }
+    /// x² elementwise.
+    pub fn square(self) -> Var<'t> {
+        self.unary(UnaryOp::Square)
+    }
+    /// The logistic function elementwise.
+    pub fn sigmoid(self) -> Var<'t> {
+        self.unary(UnaryOp::Sigmoid)
+    }
+    /// ln(1 + eˣ) elementwise, stable for large |x|.
+    pub fn softplus(self) -> Var<'t> {
+        self.unary(UnaryOp::Softplus)
+    }
+}
+
+/// ∂/∂x of a unary op: x̄ = ḡ ⊙ f'(x).
+pub(crate) fn unary_backward(
+    op: UnaryOp,
+    x: &DMatrix<f64>,
+    y: &DMatrix<f64>,
+    g: &DMatrix<f64>,
+) -> DMatrix<f64> {
+    DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| {
+        g[(i, j)] * op.derivative(x[(i, j)], y[(i, j)])
+    })
+}
+
+/// ∂/∂a and ∂/∂b of a binary op, summing over broadcast dimensions for a 1×1 operand.
+pub(crate) fn binary_backward(
+    op: BinaryOp,
+    a: &DMatrix<f64>,
+    b: &DMatrix<f64>,
+    g: &DMatrix<f64>,
+) -> (DMatrix<f64>, DMatrix<f64>) {
+    let mut ga = DMatrix::zeros(a.nrows(), a.ncols());
+    let mut gb = DMatrix::zeros(b.nrows(), b.ncols());
+    let (a_scalar, b_scalar) = (a.len() == 1 && g.len() != 1, b.len() == 1 && g.len() != 1);
+    for k in 0..g.len() {
+        let (da, db) = op.partials(at(a, k), at(b, k));
+        ga[if a_scalar { 0 } else { k }] += g[k] * da;
+        gb[if b_scalar { 0 } else { k }] += g[k] * db;
+    }
+    (ga, gb)
+}
+
+macro_rules! var_operator {
+    ($trait:ident, $method:ident, $op:expr, $scalar:expr) => {
+        impl<'t> $trait<Var<'t>> for Var<'t> {
+            type Output = Var<'t>;
+            fn $method(self, rhs: Var<'t>) -> Var<'t> {
+                self.binary($op, rhs)
+            }
+        }
+        impl<'t> $trait<f64> for Var<'t> {
+            type Output = Var<'t>;
+            fn $method(self, rhs: f64) -> Var<'t> {
+                #[allow(clippy::redundant_closure_call)]
+                ($scalar)(self, rhs)
+            }
+        }
+        impl<'t> $trait<Var<'t>> for f64 {
+            type Output = Var<'t>;
+            fn $method(self, rhs: Var<'t>) -> Var<'t> {
+                rhs.tape.constant_scalar(self).binary($op, rhs)
+            }
+        }
+    };
+}
+
+var_operator!(Add, add, BinaryOp::Add, |v: Var<'t>, s: f64| v.offset(s));
+var_operator!(Sub, sub, BinaryOp::Sub, |v: Var<'t>, s: f64| v.offset(-s));
+var_operator!(Mul, mul, BinaryOp::Mul, |v: Var<'t>, s: f64| v.scale(s));
+var_operator!(Div, div, BinaryOp::Div, |v: Var<'t>, s: f64| v
+    .scale(1.0 / s));
+
+impl<'t> Neg for Var<'t> {
+    type Output = Var<'t>;
+    fn neg(self) -> Var<'t> {
+        self.unary(UnaryOp::Neg)
+    }
+}

@@ -1,0 +1,209 @@
+//! Reductions and index operations: sum, dot, gather/scatter-add of rows, column slicing and
+//! concatenation, and the views between a sparse matrix and its stored values.
+
+use std::sync::Arc;
+
+use nalgebra::DMatrix;
+
+use super::{Op, Tape, Var};
+use crate::error::{Error, Result};
+use crate::sparse::Structure;
+
+fn check_indices(context: &'static str, index: &[usize], bound: usize) -> Result<()> {
+    match index.iter().position(|&i| i >= bound) {
+        None => Ok(()),
+        Some(e) => Err(Error::IndexOutOfRange {
+            context,
+            entry: e,
+            what: "index",
+            index: index[e],
+            bound,
+        }),
+    }
+}
+
+impl<'t> Var<'t> {
+    /// Σ of all entries (of the stored values, for a sparse matrix), as a 1×1 value.
+    pub fn sum(self) -> Var<'t> {
+        let i = self.index;
+        self.tape.record(
+            &[i],
+            |nodes| Ok((DMatrix::from_element(1, 1, nodes[i].value.sum()), None)),
+            Op::Sum(i),
+        )
+    }
+
+    /// ⟨a, b⟩ = Σ a ⊙ b (Frobenius inner product) as a 1×1 value. Shapes must match.
+    pub fn dot(self, other: Var<'t>) -> Var<'t> {
+        let (i, j) = (self.index, other.index);
+        let same = self.tape.same_tape(other);
+        self.tape.record(
+            &[i, j],
+            |nodes| {
+                same?;
+                let (a, b) = (&nodes[i].value, &nodes[j].value);
+                if a.shape() != b.shape() {
+                    return Err(Error::ShapeMismatch {
+                        op: "dot",
+                        left: a.shape(),
+                        right: b.shape(),
+                    });
+                }
+                Ok((DMatrix::from_element(1, 1, a.dot(b)), None))
+            },
+            Op::Dot(i, j),
+        )
+    }
+
+    /// Rows `index[r]` of `self`, in order: out[r, c] = self[index[r], c]. Indices may repeat.
+    ///
+    /// An index out of range poisons the result with [`Error::IndexOutOfRange`].
+    pub fn gather(self, index: &[usize]) -> Var<'t> {
+        let i = self.index;
+        let index: Arc<[usize]> = index.into();
+        let idx = index.clone();
+        self.tape.record(
+            &[i],
+            move |nodes| {
+                let x = &nodes[i].value;
+                check_indices("gather", &idx, x.nrows())?;
+                Ok((
+                    DMatrix::from_fn(idx.len(), x.ncols(), |r, c| x[(idx[r], c)]),
+                    None,
+                ))
+            },
+            Op::Gather(i, index),
+        )
+    }
+
+    /// A `len`-row matrix with the rows of `self` added at `index`: out[index[r], c] += self[r, c].
+    ///
+    /// The adjoint of [`Var::gather`]. `index.len()` must equal the number of rows of `self`.
+    pub fn scatter_add(self, index: &[usize], len: usize) -> Var<'t> {
+        let i = self.index;
+        let index: Arc<[usize]> = index.into();
+        let idx = index.clone();
+        self.tape.record(
+            &[i],
+            move |nodes| {
+                let x = &nodes[i].value;
+                if idx.len() != x.nrows() {
+                    return Err(Error::ShapeMismatch {
+                        op: "scatter_add",
+                        left: x.shape(),
+                        right: (idx.len(), x.ncols()),
+                    });
+                }
+                check_indices("scatter_add", &idx, len)?;
+                Ok((scatter_rows(x, &idx, len), None))
+            },
+            Op::ScatterAdd(i, index),
+        )
+    }
+
+    /// Columns `start .. start + count`.
+    pub fn columns(self, start: usize, count: usize) -> Var<'t> {
+        let i = self.index;
+        self.tape.record(
+            &[i],
+            |nodes| {
+                let x = &nodes[i].value;
+                if start + count > x.ncols() {
+                    return Err(Error::IndexOutOfRange {
+                        context: "column slice",
+                        entry: 0,
+                        what: "end column",
+                        index: start + count,
+                        bound: x.ncols() + 1,
+                    });
+                }
+                Ok((x.columns(start, count).into_owned(), None))
+            },
+            Op::ColumnSlice(i, start),
+        )
+    }
+
+    /// The stored values of a sparse matrix as a dense nnz×1 column (for a dense value: itself).
+    pub fn values(self) -> Var<'t> {
+        let i = self.index;
+        self.tape.record(
+            &[i],
+            |nodes| Ok((nodes[i].value.clone(), None)),
+            Op::Identity(i),
+        )
+    }
+}
+
+impl Tape {
+    /// Concatenates columns: [v₀ v₁ …]; all parts need the same number of rows.
+    pub fn concat_columns<'t>(&'t self, parts: &[Var<'t>]) -> Var<'t> {
+        let idx: Vec<usize> = parts.iter().map(|v| v.index).collect();
+        let foreign = parts
+            .iter()
+            .map(|&v| self.same_tape(v))
+            .find(Result::is_err);
+        self.record(
+            &idx,
+            |nodes| {
+                if let Some(e) = foreign {
+                    e?;
+                }
+                let rows = idx.first().map_or(0, |&i| nodes[i].value.nrows());
+                let mut cols = 0;
+                for &i in &idx {
+                    let s = nodes[i].value.shape();
+                    if s.0 != rows {
+                        return Err(Error::ShapeMismatch {
+                            op: "concat_columns",
+                            left: (rows, cols),
+                            right: s,
+                        });
+                    }
+                    cols += s.1;
+                }
+                let mut out = DMatrix::zeros(rows, cols);
+                let mut at = 0;
+                for &i in &idx {
+                    let v = &nodes[i].value;
+                    out.columns_mut(at, v.ncols()).copy_from(v);
+                    at += v.ncols();
+                }
+                Ok((out, None))
+            },
+            Op::ConcatColumns(idx.clone()),
+        )
+    }
+
+    /// Views an nnz×1 dense variable as the stored values of a sparse matrix with `structure`.
+    /// Gradients flow through unchanged.
+    pub fn with_structure<'t>(&'t self, values: Var<'t>, structure: &Arc<Structure>) -> Var<'t> {
+        let i = values.index;
+        let s = structure.clone();
+        self.record(
+            &[i],
+            move |nodes| {
+                let v = &nodes[i].value;
+                if v.shape() != (s.nnz(), 1) {
+                    return Err(Error::ShapeMismatch {
+                        op: "with_structure",
+                        left: v.shape(),
+                        right: (s.nnz(), 1),
+                    });
+                }
+                Ok((v.clone(), Some(s)))
+            },
+            Op::Identity(i),
+        )
+    }
+}
+
+/// out[index[r], c] += x[r, c] into a fresh `len`-row matrix.
+pub(crate) fn scatter_rows(x: &DMatrix<f64>, index: &[usize], len: usize) -> DMatrix<f64> {
+    let mut out = DMatrix::zeros(len, x.ncols());
+    for c in 0..x.ncols() {
+        for (r, &t) in index.iter().enumerate() {
+            out[(t, c)] += x[(r, c)];
+        }
+    }
+    out
+}
