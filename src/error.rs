@@ -99,22 +99,6 @@ pub enum Error {
         reason: String,
     },
 
-    /// An iterative solver did not reach its tolerance.
-    #[error("solver did not converge after {iterations} iterations: relative residual {relative_residual:e}")]
-    NotConverged {
-        /// Iterations performed.
-        iterations: usize,
-        /// The relative residual ‖b − Ax‖/‖b‖ reached.
-        relative_residual: f64,
-    },
-
-    /// No GPU (driver, library or device) is available.
-    #[error("no GPU available: {reason}")]
-    NoDevice {
-        /// Why (missing driver, no device, feature disabled, ...).
-        reason: String,
-    },
-
     /// `backward` was called on a value that is not a 1×1 scalar.
     #[error("backward needs a scalar (1×1) loss, got a {rows}×{cols} value")]
     NotScalar {

@@ -17,6 +17,14 @@ pub struct Gradients {
     shapes: Vec<(usize, usize)>,
 }
 
+impl std::fmt::Debug for Gradients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gradients")
+            .field("nodes", &self.grads.len())
+            .finish()
+    }
+}
+
 impl Gradients {
     /// ∂loss/∂v, with the shape of `v`'s value (for a sparse matrix: one entry per stored value,
     /// nnz×1). Zero for variables the loss does not depend on.

@@ -224,6 +224,12 @@ impl Tape {
     }
 }
 
+impl std::fmt::Debug for Tape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tape").field("nodes", &self.len()).finish()
+    }
+}
+
 impl<'t> Var<'t> {
     /// The tape this variable lives on.
     pub fn tape(&self) -> &'t Tape {

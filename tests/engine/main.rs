@@ -1,0 +1,8 @@
+//! Integration tests of the core engine (one binary, one module per concern).
+
+mod analysis;
+mod common;
+mod dirichlet;
+mod errors;
+mod gradients;
+mod tape_ops;

@@ -1,0 +1,130 @@
+//! Every tape operation's vector-Jacobian product against central differences, and the tape's
+//! bookkeeping (constants get no gradient, poisoned nodes report their error).
+
+use nalgebra::DMatrix;
+use sparsegrad::{check, Error, Structure, Symmetry, Tape};
+
+fn x0() -> DMatrix<f64> {
+    DMatrix::from_column_slice(6, 1, &[0.3, 1.2, 0.7, 2.1, 0.9, 1.6])
+}
+
+fn assert_fd(
+    f: impl for<'t> Fn(&'t Tape, sparsegrad::Var<'t>) -> sparsegrad::Result<sparsegrad::Var<'t>>,
+) {
+    let r = check::gradient(f, &x0(), &check::Options::default()).unwrap();
+    assert!(r.max_relative_error < 1e-7, "{r:?}");
+    assert!(r.gradient.amax() > 0.0);
+}
+
+#[test]
+fn unary_ops() {
+    assert_fd(|_, x| Ok(x.exp().sum()));
+    assert_fd(|_, x| Ok(x.ln().sum()));
+    assert_fd(|_, x| Ok(x.sqrt().sum()));
+    assert_fd(|_, x| Ok(x.powf(2.5).sum()));
+    assert_fd(|_, x| Ok(x.square().sum()));
+    assert_fd(|_, x| Ok((x * 3.0 - 2.0).sigmoid().sum()));
+    assert_fd(|_, x| Ok((x * 40.0 - 30.0).softplus().sum()));
+    assert_fd(|_, x| Ok((-x).exp().sum() + (x / 2.0).sum()));
+}
+
+#[test]
+fn softplus_and_sigmoid_are_stable_for_large_arguments() {
+    let tape = Tape::new();
+    let x = tape.var(DMatrix::from_column_slice(2, 1, &[800.0, -800.0]));
+    assert_eq!(x.softplus().value().unwrap().as_slice(), &[800.0, 0.0]);
+    assert_eq!(x.sigmoid().value().unwrap().as_slice(), &[1.0, 0.0]);
+}
+
+#[test]
+fn binary_ops_with_broadcasting() {
+    assert_fd(|_, x| {
+        let (a, b) = (x.gather(&[0, 1, 2]), x.gather(&[3, 4, 5]));
+        let s = x.gather(&[4]); // 1×1, broadcast
+        Ok((a * b + a / b - s * a + b / s - s).sum())
+    });
+    assert_fd(|_, x| {
+        let s = x.gather(&[1]);
+        Ok((2.0 / x + 1.0 - x).dot(x * s))
+    });
+}
+
+#[test]
+fn gather_scatter_slice_concat() {
+    assert_fd(|t, x| {
+        let g = x.gather(&[5, 0, 0, 3]);
+        let s = g.scatter_add(&[1, 1, 0, 2], 3);
+        let m = t.concat_columns(&[s, x.gather(&[2, 3, 4]), s.square()]);
+        let c = m.columns(1, 2);
+        Ok(c.square().sum() + m.columns(0, 1).exp().sum())
+    });
+}
+
+#[test]
+fn sparse_matrix_product_differentiates_both_arguments() {
+    // A 3×3 general pattern whose values are x[0..4], times the vector x[3..6].
+    let s = Structure::new(3, 3, vec![0, 2, 3, 4], vec![0, 2, 1, 0], Symmetry::General).unwrap();
+    assert_fd(|t, x| {
+        let a = t.with_structure(x.gather(&[0, 1, 2, 3]), &s);
+        let y = t.spmul(a, x.gather(&[3, 4, 5]))?;
+        Ok(y.square().sum())
+    });
+    // One-triangle storage: values stand for both positions.
+    let lower = Structure::new(3, 3, vec![0, 2, 3, 4], vec![0, 2, 1, 2], Symmetry::Lower).unwrap();
+    assert_fd(|t, x| {
+        let a = t.with_structure(x.gather(&[0, 1, 2, 3]), &lower);
+        let y = a.spmul(x.gather(&[3, 4, 5]))?;
+        Ok(y.dot(x.gather(&[0, 2, 4])))
+    });
+}
+
+#[test]
+fn lower_storage_product_matches_dense() {
+    let lower = Structure::new(3, 3, vec![0, 2, 3, 4], vec![0, 2, 1, 2], Symmetry::Lower).unwrap();
+    let tape = Tape::new();
+    let a = tape.sparse_constant(&lower, &[2.0, 5.0, 3.0, 7.0]).unwrap();
+    let y = a
+        .spmul(tape.constant(DMatrix::from_column_slice(3, 1, &[1.0, 10.0, 100.0])))
+        .unwrap();
+    // [[2,0,5],[0,3,0],[5,0,7]] · [1,10,100]
+    assert_eq!(y.value().unwrap().as_slice(), &[502.0, 30.0, 705.0]);
+}
+
+#[test]
+fn constants_get_zero_gradient_and_reuse_accumulates() {
+    let tape = Tape::new();
+    let x = tape.var_scalar(3.0);
+    let c = tape.constant_scalar(2.0);
+    let y = x * x * c + x; // dy/dx = 4x + 1 = 13
+    let g = tape.backward(y).unwrap();
+    assert_eq!(g.wrt(x)[(0, 0)], 13.0);
+    assert_eq!(g.wrt(c)[(0, 0)], 0.0);
+}
+
+#[test]
+fn backward_on_a_vector_is_an_error() {
+    let tape = Tape::new();
+    let x = tape.var(DMatrix::from_element(3, 2, 1.0));
+    assert_eq!(
+        tape.backward(x.exp()).err(),
+        Some(Error::NotScalar { rows: 3, cols: 2 })
+    );
+}
+
+#[test]
+fn shape_errors_poison_downstream_nodes() {
+    let tape = Tape::new();
+    let a = tape.var(DMatrix::from_element(3, 1, 1.0));
+    let b = tape.var(DMatrix::from_element(2, 1, 1.0));
+    let bad = a + b;
+    let loss = bad.exp().sum();
+    let expected = Error::ShapeMismatch {
+        op: "add",
+        left: (3, 1),
+        right: (2, 1),
+    };
+    assert_eq!(loss.value().err(), Some(expected.clone()));
+    assert_eq!(tape.backward(loss).err(), Some(expected));
+    // Unrelated branches are unaffected.
+    assert_eq!(a.sum().scalar().unwrap(), 3.0);
+}
