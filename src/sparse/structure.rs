@@ -289,8 +289,8 @@ impl Structure {
         // found with a moving cursor, so this is O(nnz).
         let mut cursor: Vec<usize> = self.col_ptr[..self.ncols].to_vec();
         for j in 0..self.ncols {
-            for k in self.col_ptr[j]..self.col_ptr[j + 1] {
-                let i = self.row_idx[k];
+            let range = self.col_ptr[j]..self.col_ptr[j + 1];
+            for (slot, &i) in mirror[range.clone()].iter_mut().zip(&self.row_idx[range]) {
                 let c = cursor[i];
                 if c >= self.col_ptr[i + 1] || self.row_idx[c] != j {
                     return Err(Error::InvalidPattern {
@@ -299,7 +299,7 @@ impl Structure {
                         ),
                     });
                 }
-                mirror[k] = c;
+                *slot = c;
                 cursor[i] += 1;
             }
         }
