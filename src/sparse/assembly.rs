@@ -137,8 +137,12 @@ impl AssemblyBuilder {
             constants[k] += v;
         }
         // Bucket the terms by entry (CSR over entries), merging repeated (entry, param) pairs.
-        let mut order: Vec<usize> = (0..self.terms.len()).collect();
-        order.sort_unstable_by_key(|&t| (term_slots[t], self.terms[t].2));
+        let order = super::bucket_order(
+            self.terms.len(),
+            nnz,
+            |t| term_slots[t],
+            |t| self.terms[t].2,
+        );
         let mut term_ptr = vec![0usize; nnz + 1];
         let mut term_param = Vec::with_capacity(order.len());
         let mut term_coeff: Vec<f64> = Vec::with_capacity(order.len());

@@ -17,23 +17,55 @@ pub use structure::{Structure, Symmetry};
 
 use nalgebra::DMatrix;
 
+/// The permutation sorting items `0..len` by (`major`, `minor`), with `major < n_major`: a
+/// counting sort on `major` (O(len + n_major)) followed by a sort of each (short) bucket.
+pub(crate) fn bucket_order(
+    len: usize,
+    n_major: usize,
+    major: impl Fn(usize) -> usize,
+    minor: impl Fn(usize) -> usize,
+) -> Vec<usize> {
+    let mut start = vec![0usize; n_major + 1];
+    for e in 0..len {
+        start[major(e) + 1] += 1;
+    }
+    for b in 0..n_major {
+        start[b + 1] += start[b];
+    }
+    let mut next = start.clone();
+    let mut order = vec![0usize; len];
+    for e in 0..len {
+        let b = major(e);
+        order[next[b]] = e;
+        next[b] += 1;
+    }
+    for b in 0..n_major {
+        order[start[b]..start[b + 1]].sort_unstable_by_key(|&e| minor(e));
+    }
+    order
+}
+
 /// Y = A X for a stored matrix (`values` in `structure` order), honouring one-triangle storage.
 pub(crate) fn mul_dense(structure: &Structure, values: &[f64], x: &DMatrix<f64>) -> DMatrix<f64> {
     let lower = structure.symmetry() == Symmetry::Lower;
     let (cp, ri) = (structure.col_ptr(), structure.row_idx());
-    let mut y = DMatrix::zeros(structure.nrows(), x.ncols());
-    for c in 0..x.ncols() {
-        let xc = x.column(c);
-        let mut yc = y.column_mut(c);
-        for j in 0..structure.ncols() {
+    let (n_out, n_in) = (structure.nrows(), structure.ncols());
+    let mut y = DMatrix::zeros(n_out, x.ncols());
+    for (xc, yc) in x
+        .as_slice()
+        .chunks_exact(n_in.max(1))
+        .zip(y.as_mut_slice().chunks_exact_mut(n_out.max(1)))
+    {
+        for j in 0..n_in {
             let xj = xc[j];
-            for k in cp[j]..cp[j + 1] {
-                let i = ri[k];
-                yc[i] += values[k] * xj;
+            let mut acc = 0.0;
+            for (&i, &v) in ri[cp[j]..cp[j + 1]].iter().zip(&values[cp[j]..cp[j + 1]]) {
+                yc[i] += v * xj;
                 if lower && i != j {
-                    yc[j] += values[k] * xc[i];
+                    acc += v * xc[i];
                 }
             }
+            yc[j] += acc;
         }
     }
     y
@@ -49,12 +81,19 @@ pub(crate) fn mul_transpose_dense(
         return mul_dense(structure, values, x);
     }
     let (cp, ri) = (structure.col_ptr(), structure.row_idx());
-    let mut y = DMatrix::zeros(structure.ncols(), x.ncols());
-    for c in 0..x.ncols() {
-        let xc = x.column(c);
-        let mut yc = y.column_mut(c);
-        for j in 0..structure.ncols() {
-            yc[j] = (cp[j]..cp[j + 1]).map(|k| values[k] * xc[ri[k]]).sum();
+    let (n_in, n_out) = (structure.nrows(), structure.ncols());
+    let mut y = DMatrix::zeros(n_out, x.ncols());
+    for (xc, yc) in x
+        .as_slice()
+        .chunks_exact(n_in.max(1))
+        .zip(y.as_mut_slice().chunks_exact_mut(n_out.max(1)))
+    {
+        for (j, yj) in yc.iter_mut().enumerate() {
+            *yj = ri[cp[j]..cp[j + 1]]
+                .iter()
+                .zip(&values[cp[j]..cp[j + 1]])
+                .map(|(&i, &v)| v * xc[i])
+                .sum();
         }
     }
     y
@@ -64,7 +103,8 @@ pub(crate) fn mul_transpose_dense(
 ///
 /// This is the derivative of ⟨left, A right⟩ with respect to the stored values. For one-triangle
 /// storage an off-diagonal value stands for (i, j) and (j, i), so both terms are added:
-/// scale · Σ_c (left[i, c] right[j, c] + left[j, c] right[i, c]).
+/// scale · Σ_c (left[i, c] right[j, c] + left[j, c] right[i, c]). Columns are visited one at a
+/// time so every access is to a contiguous column.
 pub(crate) fn accumulate_outer(
     structure: &Structure,
     left: &DMatrix<f64>,
@@ -74,18 +114,22 @@ pub(crate) fn accumulate_outer(
 ) {
     let lower = structure.symmetry() == Symmetry::Lower;
     let (cp, ri) = (structure.col_ptr(), structure.row_idx());
-    let k_rhs = left.ncols();
-    for j in 0..structure.ncols() {
-        for k in cp[j]..cp[j + 1] {
-            let i = ri[k];
-            let mut acc = 0.0;
-            for c in 0..k_rhs {
-                acc += left[(i, c)] * right[(j, c)];
+    let (nl, nr) = (left.nrows().max(1), right.nrows().max(1));
+    for (lc, rc) in left
+        .as_slice()
+        .chunks_exact(nl)
+        .zip(right.as_slice().chunks_exact(nr))
+    {
+        for j in 0..structure.ncols() {
+            let (rj, lj) = (rc[j], if lower { lc[j] } else { 0.0 });
+            let range = cp[j]..cp[j + 1];
+            for (o, &i) in out[range.clone()].iter_mut().zip(&ri[range]) {
+                let mut v = lc[i] * rj;
                 if lower && i != j {
-                    acc += left[(j, c)] * right[(i, c)];
+                    v += lj * rc[i];
                 }
+                *o += scale * v;
             }
-            out[k] += scale * acc;
         }
     }
 }

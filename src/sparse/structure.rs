@@ -172,9 +172,7 @@ impl Structure {
                 });
             }
         }
-        // Counting sort by column, then sort rows within each column.
-        let mut order: Vec<usize> = (0..entries.len()).collect();
-        order.sort_unstable_by_key(|&e| (entries[e].1, entries[e].0));
+        let order = super::bucket_order(entries.len(), ncols, |e| entries[e].1, |e| entries[e].0);
         let mut col_ptr = vec![0usize; ncols + 1];
         let mut row_idx = Vec::with_capacity(entries.len());
         let mut slot = vec![0usize; entries.len()];

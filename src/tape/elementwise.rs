@@ -255,9 +255,16 @@ pub(crate) fn unary_backward(
     y: &DMatrix<f64>,
     g: &DMatrix<f64>,
 ) -> DMatrix<f64> {
-    DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| {
-        g[(i, j)] * op.derivative(x[(i, j)], y[(i, j)])
-    })
+    let mut out = g.clone();
+    for ((o, &xv), &yv) in out
+        .as_mut_slice()
+        .iter_mut()
+        .zip(x.as_slice())
+        .zip(y.as_slice())
+    {
+        *o *= op.derivative(xv, yv);
+    }
+    out
 }
 
 /// ∂/∂a and ∂/∂b of a binary op, summing over broadcast dimensions for a 1×1 operand.

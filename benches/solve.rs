@@ -1,0 +1,67 @@
+//! Value + gradient of ‖A(θ)⁻¹ b‖² for the cyclic chain A = I + L(θ) (the seed benchmark), cold
+//! (a new Structure each call: symbolic + numeric) and warm (same Structure: numeric refactor only),
+//! with 1 and 16 right-hand sides, next to the limit: one numeric factorization and one forward
+//! plus one adjoint solve through `Solver::factorize`, without the tape.
+//!
+//! `cargo bench --bench solve`
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use nalgebra::DMatrix;
+use sparsegrad::{Assembly, Solver, Symmetry, Tape};
+
+fn chain(n: usize) -> Assembly {
+    let mut b = Assembly::builder(n, n, n).symmetry(Symmetry::Lower);
+    for i in 0..n {
+        let j = (i + 1) % n;
+        b.push_constant(i, i, 1.0);
+        b.push_entry(i, i, i, 1.0);
+        b.push_entry(j, j, i, 1.0);
+        b.push_entry(i.max(j), i.min(j), i, -1.0);
+    }
+    b.build().expect("valid chain")
+}
+
+fn value_and_gradient(asm: &Assembly, theta: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
+    let tape = Tape::new();
+    let th = tape.var(theta.clone());
+    let a = tape.assemble(asm, th).expect("assemble");
+    let x = tape
+        .solve(a, tape.constant(b.clone()), &Solver::cholesky())
+        .expect("solve");
+    let loss = x.square().sum();
+    let g = tape.backward(loss).expect("backward");
+    g.wrt(th)[0]
+}
+
+fn bench(c: &mut Criterion) {
+    let n = 1 << 16;
+    let theta = DMatrix::from_fn(n, 1, |i, _| 0.5 + ((i * 7919) % 1000) as f64 / 1000.0);
+    let mut group = c.benchmark_group("chain_65536");
+    group.sample_size(10);
+    for k in [1usize, 16] {
+        let b = DMatrix::from_fn(n, k, |i, c| ((i * 31 + c * 17) % 101) as f64 / 101.0);
+        let warm = chain(n);
+        group.bench_function(BenchmarkId::new("cold", k), |bench| {
+            bench.iter(|| value_and_gradient(&chain(n), &theta, &b))
+        });
+        group.bench_function(BenchmarkId::new("warm", k), |bench| {
+            bench.iter(|| value_and_gradient(&warm, &theta, &b))
+        });
+        let values = warm.values(theta.as_slice()).expect("values");
+        group.bench_function(BenchmarkId::new("limit", k), |bench| {
+            bench.iter(|| {
+                let f = Solver::cholesky()
+                    .factorize(warm.structure(), &values)
+                    .expect("factor");
+                let mut x = b.clone();
+                f.solve_in_place(&mut x).expect("solve");
+                f.solve_transpose_in_place(&mut x).expect("adjoint");
+                x[0]
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
