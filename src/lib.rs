@@ -59,6 +59,8 @@
 //!   (parameters → values, linear), [`Dirichlet`] (prescribed unknowns).
 //! - [`solve`]: [`Solver`] (method + backend), [`Factorization`].
 //! - [`check`]: finite-difference gradient checking.
+//! - [`problems`]: reproducible instances (graph Laplacians, the mass-spring cantilever).
+//! - [`optim`]: the argmin bridge (objective → `CostFunction` + `Gradient`, progress observer).
 //! - [`Error`]: every failure, with what and where.
 
 #![deny(missing_docs)]
@@ -66,6 +68,8 @@
 
 pub mod check;
 mod error;
+pub mod optim;
+pub mod problems;
 pub mod solve;
 pub mod sparse;
 pub mod tape;

@@ -1,0 +1,120 @@
+//! The SVG picture of a cantilever design: springs with width ∝ stiffness, the deformed shape
+//! overlaid, supports and the load marked.
+
+use std::fmt::Write;
+
+use sparsegrad::problems::cantilever::Cantilever;
+
+/// Renders the design `k` with displacements `u` (2 per node) to an SVG document.
+pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
+    let scale = 60.0; // pixels per unit length
+    let margin = 70.0;
+    // Room below for the deformed shape (its largest displacement is drawn as 15% of the height).
+    let sag = 0.2 * (model.ny - 1) as f64 * scale;
+    let (w, h) = (
+        (model.nx - 1) as f64 * scale + 2.0 * margin,
+        (model.ny - 1) as f64 * scale + 2.0 * margin + 30.0 + sag,
+    );
+    // Screen coordinates: y grows downward.
+    let at = |x: f64, y: f64| {
+        (
+            margin + x * scale,
+            margin + 30.0 + ((model.ny - 1) as f64 - y) * scale,
+        )
+    };
+    // Exaggerate displacements so the largest one spans 15% of the height.
+    let u_max = u.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let amp = if u_max > 0.0 {
+        0.15 * (model.ny - 1).max(1) as f64 / u_max
+    } else {
+        0.0
+    };
+
+    let k_max = k.iter().fold(0.0f64, |m, v| m.max(*v));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" viewBox="0 0 {w:.0} {h:.0}">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{margin}" y="28" font-family="sans-serif" font-size="16">{title}</text>"#
+    );
+    // Springs carrying at least 3% of the stiffest one's stiffness; the rest are drawn nowhere.
+    let visible = |e: usize| k_max > 0.0 && k[e] >= 0.03 * k_max;
+    // Deformed shape of the visible springs (thin, behind).
+    let _ = writeln!(
+        s,
+        r##"<g stroke="#d62728" stroke-opacity="0.6" stroke-width="1.2">"##
+    );
+    for (e, &(a, b)) in model.springs.iter().enumerate() {
+        if !visible(e) {
+            continue;
+        }
+        let (x1, y1) = at(
+            model.nodes[a][0] + amp * u[2 * a],
+            model.nodes[a][1] + amp * u[2 * a + 1],
+        );
+        let (x2, y2) = at(
+            model.nodes[b][0] + amp * u[2 * b],
+            model.nodes[b][1] + amp * u[2 * b + 1],
+        );
+        let _ = writeln!(
+            s,
+            r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}"/>"#
+        );
+    }
+    let _ = writeln!(s, "</g>");
+    // The design: width ∝ stiffness.
+    let _ = writeln!(s, r##"<g stroke="#1f3b73" stroke-linecap="round">"##);
+    for (e, &(a, b)) in model.springs.iter().enumerate() {
+        if !visible(e) {
+            continue;
+        }
+        let rel = k[e] / k_max;
+        let (x1, y1) = at(model.nodes[a][0], model.nodes[a][1]);
+        let (x2, y2) = at(model.nodes[b][0], model.nodes[b][1]);
+        let _ = writeln!(
+            s,
+            r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke-width="{:.2}" stroke-opacity="{:.2}"/>"#,
+            0.5 + 9.5 * rel,
+            0.35 + 0.65 * rel
+        );
+    }
+    let _ = writeln!(s, "</g>");
+    // Supports: hatched triangles at the clamped left column.
+    for j in 0..model.ny {
+        let (x, y) = at(0.0, j as f64);
+        let _ = writeln!(
+            s,
+            r##"<polygon points="{x:.1},{y:.1} {:.1},{:.1} {:.1},{:.1}" fill="#555"/>"##,
+            x - 18.0,
+            y - 10.0,
+            x - 18.0,
+            y + 10.0
+        );
+    }
+    // Load: a downward arrow at the loaded node.
+    let (lx, ly) = at(
+        model.nodes[model.load_node][0],
+        model.nodes[model.load_node][1],
+    );
+    let _ = writeln!(
+        s,
+        r##"<g stroke="#2ca02c" fill="#2ca02c" stroke-width="3"><line x1="{lx:.1}" y1="{:.1}" x2="{lx:.1}" y2="{:.1}"/><polygon points="{lx:.1},{ly:.1} {:.1},{:.1} {:.1},{:.1}"/></g>"##,
+        ly - 55.0,
+        ly - 12.0,
+        lx - 7.0,
+        ly - 14.0,
+        lx + 7.0,
+        ly - 14.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{margin}" y="{:.0}" font-family="sans-serif" font-size="12" fill="#444">blue: springs with k ≥ 3% of the maximum (width ∝ stiffness) · red: their deformed shape (×{amp:.1}) · green: load · grey: clamped supports</text>"##,
+        h - 12.0
+    );
+    s.push_str("</svg>\n");
+    s
+}

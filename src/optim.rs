@@ -1,0 +1,419 @@
+//! The argmin bridge: a tape objective becomes an argmin `CostFunction` + `Gradient`.
+//!
+//! argmin asks for the cost and the gradient at the same point in separate calls; [`Problem`]
+//! runs the forward and backward pass once per distinct point and serves both from a cache, so
+//! each evaluation costs one factorization. Progress goes through an observer
+//! ([`ProgressObserver`]), never through prints in the core. [`minimize`] runs the usual
+//! gradient-based solvers on a [`Problem`].
+//!
+//! ```
+//! use sparsegrad::optim::{minimize, Method, Objective, Problem};
+//! use sparsegrad::{Result, Tape, Var};
+//!
+//! /// f(x) = Σ (x − 3)², minimum at x = 3.
+//! struct Bowl;
+//! impl Objective for Bowl {
+//!     fn loss<'t>(&self, _tape: &'t Tape, x: Var<'t>) -> Result<Var<'t>> {
+//!         Ok((x - 3.0).square().sum())
+//!     }
+//! }
+//! let outcome = minimize(Problem::new(Bowl), vec![0.0; 4], Method::default(), 100, None).unwrap();
+//! assert!(outcome.params.iter().all(|x| (x - 3.0).abs() < 1e-6));
+//! ```
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argmin::core::observers::{Observe, ObserverMode};
+use argmin::core::{CostFunction, Executor, Gradient, IterState, State, TerminationReason, KV};
+use argmin::solver::conjugategradient::{beta::PolakRibiere, NonlinearConjugateGradient};
+use argmin::solver::gradientdescent::SteepestDescent;
+use argmin::solver::linesearch::{HagerZhangLineSearch, MoreThuenteLineSearch};
+use argmin::solver::quasinewton::LBFGS;
+use nalgebra::DMatrix;
+
+use crate::error::{Error, Result};
+use crate::tape::{Tape, Var};
+
+/// The argmin state type used by the bridge.
+pub type OptimState = IterState<Vec<f64>, Vec<f64>, (), (), (), f64>;
+
+/// A scalar loss built on a tape from a parameter vector (n×1).
+pub trait Objective {
+    /// Records the loss for `params` on `tape` and returns it (a 1×1 variable).
+    ///
+    /// # Errors
+    /// Whatever the model's tape operations return (e.g. a singular system).
+    fn loss<'t>(&self, tape: &'t Tape, params: Var<'t>) -> Result<Var<'t>>;
+}
+
+impl<O: Objective + ?Sized> Objective for Arc<O> {
+    fn loss<'t>(&self, tape: &'t Tape, params: Var<'t>) -> Result<Var<'t>> {
+        (**self).loss(tape, params)
+    }
+}
+
+impl<O: Objective + ?Sized> Objective for Box<O> {
+    fn loss<'t>(&self, tape: &'t Tape, params: Var<'t>) -> Result<Var<'t>> {
+        (**self).loss(tape, params)
+    }
+}
+
+/// One evaluation: the point, its loss and gradient.
+#[derive(Debug, Clone)]
+struct Evaluation {
+    params: Vec<f64>,
+    loss: f64,
+    gradient: Vec<f64>,
+}
+
+/// An [`Objective`] as an argmin problem (Param = `Vec<f64>`), with one forward+backward per point.
+pub struct Problem<O> {
+    objective: O,
+    last: Mutex<Option<Evaluation>>,
+    evaluations: Mutex<usize>,
+}
+
+impl<O: Objective> Problem<O> {
+    /// Wraps an objective.
+    pub fn new(objective: O) -> Self {
+        Problem {
+            objective,
+            last: Mutex::new(None),
+            evaluations: Mutex::new(0),
+        }
+    }
+
+    /// The wrapped objective.
+    pub fn objective(&self) -> &O {
+        &self.objective
+    }
+
+    /// Number of forward+backward passes run so far (cache hits not counted).
+    pub fn evaluations(&self) -> usize {
+        *self.evaluations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loss and gradient at `params`, from the cache when `params` is the last point evaluated.
+    ///
+    /// # Errors
+    /// The objective's error; [`Error::NotScalar`] if its loss is not 1×1.
+    pub fn evaluate(&self, params: &[f64]) -> Result<(f64, Vec<f64>)> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = last.as_ref().filter(|e| e.params == params) {
+            return Ok((e.loss, e.gradient.clone()));
+        }
+        let tape = Tape::new();
+        let p = tape.var(DMatrix::from_column_slice(params.len(), 1, params));
+        let loss_var = self.objective.loss(&tape, p)?;
+        let loss = loss_var.scalar()?;
+        let gradient = tape.backward(loss_var)?.wrt(p).as_slice().to_vec();
+        *self.evaluations.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        *last = Some(Evaluation {
+            params: params.to_vec(),
+            loss,
+            gradient: gradient.clone(),
+        });
+        Ok((loss, gradient))
+    }
+}
+
+impl<O: Objective> CostFunction for Problem<O> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, param: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
+        Ok(self.evaluate(param)?.0)
+    }
+}
+
+impl<O: Objective> Gradient for Problem<O> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, param: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
+        Ok(self.evaluate(param)?.1)
+    }
+}
+
+/// One row of the optimization history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Record {
+    /// Iteration number (0 = the initial point).
+    pub iteration: u64,
+    /// Loss at the current iterate.
+    pub loss: f64,
+    /// Best loss so far.
+    pub best_loss: f64,
+    /// Euclidean norm of the gradient at the current iterate.
+    pub gradient_norm: f64,
+    /// Wall time since the observer was created.
+    pub elapsed: Duration,
+}
+
+/// How [`ProgressObserver`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressStyle {
+    /// Record only.
+    Silent,
+    /// A line per reported iteration on stderr.
+    Lines,
+    /// A single progress bar redrawn in place on stderr.
+    Bar,
+}
+
+/// An argmin observer recording iteration, loss, gradient norm and elapsed time, and showing them.
+#[derive(Debug, Clone)]
+pub struct ProgressObserver {
+    start: Instant,
+    total: u64,
+    every: u64,
+    style: ProgressStyle,
+    history: Arc<Mutex<Vec<Record>>>,
+}
+
+impl ProgressObserver {
+    /// An observer for a run of at most `total` iterations, printing every `every` iterations.
+    pub fn new(total: u64, every: u64, style: ProgressStyle) -> Self {
+        ProgressObserver {
+            start: Instant::now(),
+            total,
+            every: every.max(1),
+            style,
+            history: Arc::default(),
+        }
+    }
+
+    /// A handle to the records, readable after the run.
+    pub fn history(&self) -> Arc<Mutex<Vec<Record>>> {
+        self.history.clone()
+    }
+
+    fn report(&self, r: &Record, last: bool) {
+        match self.style {
+            ProgressStyle::Silent => {}
+            ProgressStyle::Lines => eprintln!(
+                "iter {:>5}  loss {:.6e}  best {:.6e}  |grad| {:.3e}  {:.2} s",
+                r.iteration,
+                r.loss,
+                r.best_loss,
+                r.gradient_norm,
+                r.elapsed.as_secs_f64()
+            ),
+            ProgressStyle::Bar => {
+                let width = 30usize;
+                let filled = ((r.iteration as f64 / self.total.max(1) as f64) * width as f64)
+                    .round() as usize;
+                eprint!(
+                    "\r[{}{}] {:>5}/{}  loss {:.6e}  |grad| {:.3e}  {:.1} s{}",
+                    "#".repeat(filled.min(width)),
+                    "-".repeat(width - filled.min(width)),
+                    r.iteration,
+                    self.total,
+                    r.loss,
+                    r.gradient_norm,
+                    r.elapsed.as_secs_f64(),
+                    if last { "\n" } else { "" }
+                );
+            }
+        }
+    }
+
+    /// `offset`: argmin calls `observe_iter` before it counts the finished iteration.
+    fn record(&mut self, state: &OptimState, offset: u64) -> Record {
+        let record = Record {
+            iteration: state.get_iter() + offset,
+            loss: state.get_cost(),
+            best_loss: state.get_best_cost(),
+            gradient_norm: state
+                .get_gradient()
+                .map_or(f64::NAN, |g| g.iter().map(|v| v * v).sum::<f64>().sqrt()),
+            elapsed: self.start.elapsed(),
+        };
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+        record
+    }
+}
+
+impl Observe<OptimState> for ProgressObserver {
+    fn observe_init(
+        &mut self,
+        _name: &str,
+        state: &OptimState,
+        _kv: &KV,
+    ) -> std::result::Result<(), argmin::core::Error> {
+        let r = self.record(state, 0);
+        self.report(&r, false);
+        Ok(())
+    }
+    fn observe_iter(
+        &mut self,
+        state: &OptimState,
+        _kv: &KV,
+    ) -> std::result::Result<(), argmin::core::Error> {
+        let r = self.record(state, 1);
+        if r.iteration % self.every == 0 {
+            self.report(&r, false);
+        }
+        Ok(())
+    }
+    fn observe_final(
+        &mut self,
+        state: &OptimState,
+    ) -> std::result::Result<(), argmin::core::Error> {
+        let last = self
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last()
+            .copied();
+        if let Some(r) = last {
+            let already_shown = self.style == ProgressStyle::Lines && r.iteration % self.every == 0;
+            if !already_shown {
+                self.report(
+                    &Record {
+                        best_loss: state.get_best_cost(),
+                        ..r
+                    },
+                    true,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Line search for the quasi-Newton and gradient methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LineSearch {
+    /// Moré–Thuente (strong Wolfe).
+    #[default]
+    MoreThuente,
+    /// Hager–Zhang (approximate Wolfe).
+    HagerZhang,
+}
+
+/// Which argmin solver [`minimize`] runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Method {
+    /// L-BFGS with `memory` correction pairs.
+    Lbfgs {
+        /// Number of stored correction pairs.
+        memory: usize,
+        /// The line search.
+        line_search: LineSearch,
+    },
+    /// Nonlinear conjugate gradients (Polak–Ribière⁺, restarts every 50 iterations).
+    NonlinearCg(LineSearch),
+    /// Steepest descent.
+    SteepestDescent(LineSearch),
+}
+
+impl Default for Method {
+    fn default() -> Self {
+        Method::Lbfgs {
+            memory: 10,
+            line_search: LineSearch::MoreThuente,
+        }
+    }
+}
+
+/// The result of [`minimize`].
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The best parameters found.
+    pub params: Vec<f64>,
+    /// Their loss.
+    pub loss: f64,
+    /// Iterations run.
+    pub iterations: u64,
+    /// Why the solver stopped.
+    pub termination: String,
+    /// Forward+backward passes run.
+    pub evaluations: usize,
+}
+
+/// Minimizes `problem` from `x0` with `method` for at most `max_iters` iterations, reporting to
+/// `observer` if given.
+///
+/// # Errors
+/// [`Error::Unsupported`] carrying argmin's message, including any error of the objective.
+pub fn minimize<O: Objective + 'static>(
+    problem: Problem<O>,
+    x0: Vec<f64>,
+    method: Method,
+    max_iters: u64,
+    observer: Option<ProgressObserver>,
+) -> Result<Outcome> {
+    macro_rules! run {
+        ($solver:expr) => {{
+            let mut executor =
+                Executor::new(problem, $solver).configure(|s| s.param(x0).max_iters(max_iters));
+            if let Some(obs) = observer {
+                executor = executor.add_observer(obs, ObserverMode::Always);
+            }
+            let result = executor.run().map_err(|e| Error::Unsupported {
+                reason: format!("optimization failed: {e}"),
+            })?;
+            let state = result.state();
+            Outcome {
+                params: state.get_best_param().cloned().unwrap_or_default(),
+                loss: state.get_best_cost(),
+                iterations: state.get_iter(),
+                termination: state
+                    .get_termination_reason()
+                    .map_or("running".into(), TerminationReason::text)
+                    .to_string(),
+                evaluations: result
+                    .problem()
+                    .problem
+                    .as_ref()
+                    .map_or(0, Problem::evaluations),
+            }
+        }};
+    }
+    let map = |e: argmin::core::Error| Error::Unsupported {
+        reason: format!("invalid solver settings: {e}"),
+    };
+    Ok(match method {
+        Method::Lbfgs {
+            memory,
+            line_search: LineSearch::MoreThuente,
+        } => {
+            run!(LBFGS::new(MoreThuenteLineSearch::new(), memory)
+                .with_tolerance_grad(0.0)
+                .map_err(map)?
+                .with_tolerance_cost(0.0)
+                .map_err(map)?)
+        }
+        Method::Lbfgs {
+            memory,
+            line_search: LineSearch::HagerZhang,
+        } => {
+            run!(LBFGS::new(HagerZhangLineSearch::new(), memory)
+                .with_tolerance_grad(0.0)
+                .map_err(map)?
+                .with_tolerance_cost(0.0)
+                .map_err(map)?)
+        }
+        Method::NonlinearCg(LineSearch::MoreThuente) => run!(NonlinearConjugateGradient::new(
+            MoreThuenteLineSearch::new(),
+            PolakRibiere::new()
+        )
+        .restart_iters(50)
+        .restart_orthogonality(0.1)),
+        Method::NonlinearCg(LineSearch::HagerZhang) => run!(NonlinearConjugateGradient::new(
+            HagerZhangLineSearch::new(),
+            PolakRibiere::new()
+        )
+        .restart_iters(50)
+        .restart_orthogonality(0.1)),
+        Method::SteepestDescent(LineSearch::MoreThuente) => {
+            run!(SteepestDescent::new(MoreThuenteLineSearch::new()))
+        }
+        Method::SteepestDescent(LineSearch::HagerZhang) => {
+            run!(SteepestDescent::new(HagerZhangLineSearch::new()))
+        }
+    })
+}
