@@ -7,7 +7,7 @@
 //! gradient-based solvers on a [`Problem`].
 //!
 //! ```
-//! use sparsegrad::optim::{minimize, Method, Objective, Problem};
+//! use sparsegrad::optim::{minimize, Method, Objective, Problem, Settings};
 //! use sparsegrad::{Result, Tape, Var};
 //!
 //! /// f(x) = Σ (x − 3)², minimum at x = 3.
@@ -17,7 +17,7 @@
 //!         Ok((x - 3.0).square().sum())
 //!     }
 //! }
-//! let outcome = minimize(Problem::new(Bowl), vec![0.0; 4], Method::default(), 100, None).unwrap();
+//! let outcome = minimize(Problem::new(Bowl), vec![0.0; 4], &Settings::new(Method::default(), 100), None).unwrap();
 //! assert!(outcome.params.iter().all(|x| (x - 3.0).abs() < 1e-6));
 //! ```
 
@@ -290,7 +290,7 @@ pub enum LineSearch {
     /// Moré–Thuente (strong Wolfe).
     #[default]
     MoreThuente,
-    /// Hager–Zhang (approximate Wolfe).
+    /// Hager–Zhang (approximate Wolfe), steps bounded to [ε, 10].
     HagerZhang,
 }
 
@@ -304,7 +304,9 @@ pub enum Method {
         /// The line search.
         line_search: LineSearch,
     },
-    /// Nonlinear conjugate gradients (Polak–Ribière⁺, restarts every 50 iterations).
+    /// Nonlinear conjugate gradients (Polak–Ribière⁺, restarts every 50 iterations). Prefer
+    /// Moré–Thuente: argmin's Hager–Zhang takes secant trial steps that can overflow exponential
+    /// parameterizations with CG and steepest-descent directions.
     NonlinearCg(LineSearch),
     /// Steepest descent.
     SteepestDescent(LineSearch),
@@ -317,6 +319,42 @@ impl Default for Method {
             line_search: LineSearch::MoreThuente,
         }
     }
+}
+
+/// What [`minimize`] runs and when it stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// The solver.
+    pub method: Method,
+    /// Iteration limit.
+    pub max_iters: u64,
+    /// L-BFGS stops when ‖∇f‖ falls below this (default 0: run to `max_iters`).
+    pub gradient_tolerance: f64,
+    /// L-BFGS stops when the cost changes by less than this between iterations (default 0).
+    pub cost_tolerance: f64,
+}
+
+impl Settings {
+    /// `method` for at most `max_iters` iterations, no early stopping.
+    pub fn new(method: Method, max_iters: u64) -> Self {
+        Settings {
+            method,
+            max_iters,
+            gradient_tolerance: 0.0,
+            cost_tolerance: 0.0,
+        }
+    }
+}
+
+/// argmin's Hager–Zhang evaluates its upper step bound (default 1e5) as a trial point, which
+/// overflows exponential parameterizations (w = exp φ) and makes the first line search fail; the
+/// bridge bounds steps to [ε, 10] (L-BFGS steps are O(1)).
+fn hager_zhang() -> Result<HagerZhangLineSearch<Vec<f64>, Vec<f64>, f64>> {
+    HagerZhangLineSearch::new()
+        .with_bounds(f64::EPSILON, 10.0)
+        .map_err(|e| Error::Unsupported {
+            reason: format!("invalid Hager–Zhang bounds: {e}"),
+        })
 }
 
 /// The result of [`minimize`].
@@ -334,18 +372,18 @@ pub struct Outcome {
     pub evaluations: usize,
 }
 
-/// Minimizes `problem` from `x0` with `method` for at most `max_iters` iterations, reporting to
-/// `observer` if given.
+/// Minimizes `problem` from `x0` as `settings` say, reporting to `observer` if given.
 ///
 /// # Errors
 /// [`Error::Unsupported`] carrying argmin's message, including any error of the objective.
 pub fn minimize<O: Objective + 'static>(
     problem: Problem<O>,
     x0: Vec<f64>,
-    method: Method,
-    max_iters: u64,
+    settings: &Settings,
     observer: Option<ProgressObserver>,
 ) -> Result<Outcome> {
+    let max_iters = settings.max_iters;
+    let (tol_grad, tol_cost) = (settings.gradient_tolerance, settings.cost_tolerance);
     macro_rules! run {
         ($solver:expr) => {{
             let mut executor =
@@ -376,25 +414,25 @@ pub fn minimize<O: Objective + 'static>(
     let map = |e: argmin::core::Error| Error::Unsupported {
         reason: format!("invalid solver settings: {e}"),
     };
-    Ok(match method {
+    Ok(match settings.method {
         Method::Lbfgs {
             memory,
             line_search: LineSearch::MoreThuente,
         } => {
             run!(LBFGS::new(MoreThuenteLineSearch::new(), memory)
-                .with_tolerance_grad(0.0)
+                .with_tolerance_grad(tol_grad)
                 .map_err(map)?
-                .with_tolerance_cost(0.0)
+                .with_tolerance_cost(tol_cost)
                 .map_err(map)?)
         }
         Method::Lbfgs {
             memory,
             line_search: LineSearch::HagerZhang,
         } => {
-            run!(LBFGS::new(HagerZhangLineSearch::new(), memory)
-                .with_tolerance_grad(0.0)
+            run!(LBFGS::new(hager_zhang()?, memory)
+                .with_tolerance_grad(tol_grad)
                 .map_err(map)?
-                .with_tolerance_cost(0.0)
+                .with_tolerance_cost(tol_cost)
                 .map_err(map)?)
         }
         Method::NonlinearCg(LineSearch::MoreThuente) => run!(NonlinearConjugateGradient::new(
@@ -404,7 +442,7 @@ pub fn minimize<O: Objective + 'static>(
         .restart_iters(50)
         .restart_orthogonality(0.1)),
         Method::NonlinearCg(LineSearch::HagerZhang) => run!(NonlinearConjugateGradient::new(
-            HagerZhangLineSearch::new(),
+            hager_zhang()?,
             PolakRibiere::new()
         )
         .restart_iters(50)
@@ -413,7 +451,7 @@ pub fn minimize<O: Objective + 'static>(
             run!(SteepestDescent::new(MoreThuenteLineSearch::new()))
         }
         Method::SteepestDescent(LineSearch::HagerZhang) => {
-            run!(SteepestDescent::new(HagerZhangLineSearch::new()))
+            run!(SteepestDescent::new(hager_zhang()?))
         }
     })
 }

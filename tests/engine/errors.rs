@@ -260,5 +260,7 @@ fn error_messages() {
         .iter()
         .map(|(what, e)| format!("{what}: {e}\n"))
         .collect();
-    insta::assert_snapshot!(text);
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.bind(|| insta::assert_snapshot!("error_messages", text));
 }

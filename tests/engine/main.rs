@@ -5,4 +5,6 @@ mod common;
 mod dirichlet;
 mod errors;
 mod gradients;
+mod optim;
+mod snapshots_gradients;
 mod tape_ops;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 use sparsegrad::optim::{
-    minimize, LineSearch, Method, Objective, Problem, ProgressObserver, ProgressStyle,
+    minimize, LineSearch, Method, Objective, Problem, ProgressObserver, ProgressStyle, Settings,
 };
 use sparsegrad::problems::cantilever::{Cantilever, Compliance, Shape};
 use sparsegrad::Tape;
@@ -189,8 +189,7 @@ fn run(args: Args) -> Result<(), String> {
     let outcome = minimize(
         Problem::new(objective.clone()),
         phi0,
-        args.method,
-        args.iters,
+        &Settings::new(args.method, args.iters),
         Some(observer),
     )
     .map_err(err)?;
