@@ -30,7 +30,15 @@ pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
         0.0
     };
 
-    let k_max = k.iter().fold(0.0f64, |m, v| m.max(*v));
+    // Widths are relative to the 95th percentile of k, so one very stiff spring does not hide the rest.
+    let k_ref = {
+        let mut sorted = k.to_vec();
+        sorted.sort_unstable_by(f64::total_cmp);
+        sorted
+            .get((sorted.len() * 95) / 100)
+            .copied()
+            .unwrap_or(0.0)
+    };
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -41,8 +49,8 @@ pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
         s,
         r#"<text x="{margin}" y="28" font-family="sans-serif" font-size="16">{title}</text>"#
     );
-    // Springs carrying at least 3% of the stiffest one's stiffness; the rest are drawn nowhere.
-    let visible = |e: usize| k_max > 0.0 && k[e] >= 0.03 * k_max;
+    // Springs with at least 3% of that reference stiffness; the rest are not drawn.
+    let visible = |e: usize| k_ref > 0.0 && k[e] >= 0.03 * k_ref;
     // Deformed shape of the visible springs (thin, behind).
     let _ = writeln!(
         s,
@@ -72,7 +80,7 @@ pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
         if !visible(e) {
             continue;
         }
-        let rel = k[e] / k_max;
+        let rel = (k[e] / k_ref).min(1.0);
         let (x1, y1) = at(model.nodes[a][0], model.nodes[a][1]);
         let (x2, y2) = at(model.nodes[b][0], model.nodes[b][1]);
         let _ = writeln!(
@@ -112,7 +120,7 @@ pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
     );
     let _ = writeln!(
         s,
-        r##"<text x="{margin}" y="{:.0}" font-family="sans-serif" font-size="12" fill="#444">blue: springs with k ≥ 3% of the maximum (width ∝ stiffness) · red: their deformed shape (×{amp:.1}) · green: load · grey: clamped supports</text>"##,
+        r##"<text x="{margin}" y="{:.0}" font-family="sans-serif" font-size="12" fill="#444">blue: springs with k ≥ 3% of the 95th percentile (width ∝ stiffness, capped there) · red: their deformed shape (×{amp:.3}) · green: load · grey: clamped supports</text>"##,
         h - 12.0
     );
     s.push_str("</svg>\n");
