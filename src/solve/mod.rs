@@ -160,6 +160,7 @@ impl Solver {
             }
             structure.check_symmetric_values(values)?;
         }
+        structure.record_factorization();
         match (self.method, self.backend) {
             (Method::Cholesky, Backend::Fast) => Ok(Arc::new(cholesky::FaerCholesky::factor(
                 structure, values, false,

@@ -39,6 +39,7 @@ pub struct Structure {
     mirror: OnceLock<Vec<usize>>,
     pub(crate) analyses: Mutex<AnalysisCache>,
     analysis_count: AtomicUsize,
+    factorization_count: AtomicUsize,
 }
 
 impl std::fmt::Debug for Structure {
@@ -135,6 +136,7 @@ impl Structure {
             mirror: OnceLock::new(),
             analyses: Mutex::new(AnalysisCache::default()),
             analysis_count: AtomicUsize::new(0),
+            factorization_count: AtomicUsize::new(0),
         };
         if symmetry == Symmetry::Full {
             // Building the mirror map validates the pattern's symmetry.
@@ -255,6 +257,15 @@ impl Structure {
     /// at one per method used.
     pub fn symbolic_analyses(&self) -> usize {
         self.analysis_count.load(Ordering::Relaxed)
+    }
+
+    /// How many numeric factorizations of matrices on this structure have been started.
+    pub fn numeric_factorizations(&self) -> usize {
+        self.factorization_count.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_factorization(&self) {
+        self.factorization_count.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn record_analysis(&self) {

@@ -35,6 +35,10 @@ pub enum UnaryOp {
     Sigmoid,
     /// ln(1 + eˣ), computed stably
     Softplus,
+    /// sin x
+    Sin,
+    /// cos x
+    Cos,
 }
 
 /// A binary elementwise operation (one operand may be 1×1 and is broadcast).
@@ -72,6 +76,8 @@ impl UnaryOp {
             UnaryOp::Square => x * x,
             UnaryOp::Sigmoid => sigmoid(x),
             UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            UnaryOp::Sin => x.sin(),
+            UnaryOp::Cos => x.cos(),
         }
     }
 
@@ -88,6 +94,8 @@ impl UnaryOp {
             UnaryOp::Square => 2.0 * x,
             UnaryOp::Sigmoid => y * (1.0 - y),
             UnaryOp::Softplus => sigmoid(x),
+            UnaryOp::Sin => x.cos(),
+            UnaryOp::Cos => -x.sin(),
         }
     }
 }
@@ -245,6 +253,14 @@ impl<'t> Var<'t> {
     /// ln(1 + eˣ) elementwise, stable for large |x|.
     pub fn softplus(self) -> Var<'t> {
         self.unary(UnaryOp::Softplus)
+    }
+    /// sin x elementwise.
+    pub fn sin(self) -> Var<'t> {
+        self.unary(UnaryOp::Sin)
+    }
+    /// cos x elementwise.
+    pub fn cos(self) -> Var<'t> {
+        self.unary(UnaryOp::Cos)
     }
 }
 

@@ -6,5 +6,6 @@ mod dirichlet;
 mod errors;
 mod gradients;
 mod optim;
+mod problems;
 mod snapshots_gradients;
 mod tape_ops;

@@ -107,6 +107,28 @@ fn every_method_recovers_the_weights() {
 }
 
 #[test]
+fn adam_runs_through_argmin_and_reduces_the_loss() {
+    let (f, m) = fit();
+    let initial_loss = Problem::new(fit().0).evaluate(&vec![0.0; m]).unwrap().0;
+    let problem = Problem::new(Arc::new(f));
+    let out = minimize(
+        problem,
+        vec![0.0; m],
+        &Settings::new(Method::Adam(0.05), 500),
+        None,
+    )
+    .unwrap();
+    assert_eq!(out.iterations, 500);
+    // One forward+backward per iteration: cost and gradient share the evaluation.
+    assert_eq!(out.evaluations, 500);
+    assert!(
+        out.loss < 1e-3 * initial_loss,
+        "loss {:e} from {initial_loss:e}",
+        out.loss
+    );
+}
+
+#[test]
 fn tape_errors_surface_with_their_message() {
     let (f, m) = fit();
     let problem = Problem::new(f);

@@ -91,3 +91,26 @@ fn chain_seed_problem_gradient() {
         &x0,
     );
 }
+
+#[test]
+fn quasi_harmonic_smooth_gradient() {
+    use sparsegrad::problems::mesh::TriMesh;
+    use sparsegrad::problems::quasi_harmonic::{Energy, QuasiHarmonic};
+    let mesh = TriMesh::unit_square(8).unwrap();
+    let handles = vec![
+        mesh.grid_vertex(1, 1).unwrap(),
+        mesh.grid_vertex(6, 2).unwrap(),
+        mesh.grid_vertex(3, 6).unwrap(),
+    ];
+    let problem = QuasiHarmonic::new(mesh, handles, Energy::Smooth, 0.1).unwrap();
+    let nt = problem.n_triangles();
+    // α, β away from the harmonic point (where ∂/∂α vanishes).
+    let x0 = DMatrix::from_fn(2 * nt, 1, |i, _| {
+        if i < nt {
+            0.4 * (i as f64 * 0.37).sin()
+        } else {
+            0.3 * (i as f64 * 0.23).cos()
+        }
+    });
+    check_and_snapshot("quasi_harmonic_8x8_smooth", |t, x| problem.loss(t, x), &x0);
+}

@@ -26,6 +26,7 @@ fn unary_ops() {
     assert_fd(|_, x| Ok((x * 3.0 - 2.0).sigmoid().sum()));
     assert_fd(|_, x| Ok((x * 40.0 - 30.0).softplus().sum()));
     assert_fd(|_, x| Ok((-x).exp().sum() + (x / 2.0).sum()));
+    assert_fd(|_, x| Ok((x * 2.0).sin().sum() + (x * 3.0).cos().sum()));
 }
 
 #[test]

@@ -22,10 +22,9 @@
 //! ```
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use argmin::core::observers::{Observe, ObserverMode};
-use argmin::core::{CostFunction, Executor, Gradient, IterState, State, TerminationReason, KV};
+use argmin::core::observers::ObserverMode;
+use argmin::core::{CostFunction, Executor, Gradient, IterState, State, TerminationReason};
 use argmin::solver::conjugategradient::{beta::PolakRibiere, NonlinearConjugateGradient};
 use argmin::solver::gradientdescent::SteepestDescent;
 use argmin::solver::linesearch::{HagerZhangLineSearch, MoreThuenteLineSearch};
@@ -34,6 +33,12 @@ use nalgebra::DMatrix;
 
 use crate::error::{Error, Result};
 use crate::tape::{Tape, Var};
+
+mod adam;
+mod observer;
+
+pub use adam::Adam;
+pub use observer::{ProgressObserver, ProgressStyle, Record};
 
 /// The argmin state type used by the bridge.
 pub type OptimState = IterState<Vec<f64>, Vec<f64>, (), (), (), f64>;
@@ -134,156 +139,6 @@ impl<O: Objective> Gradient for Problem<O> {
     }
 }
 
-/// One row of the optimization history.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Record {
-    /// Iteration number (0 = the initial point).
-    pub iteration: u64,
-    /// Loss at the current iterate.
-    pub loss: f64,
-    /// Best loss so far.
-    pub best_loss: f64,
-    /// Euclidean norm of the gradient at the current iterate.
-    pub gradient_norm: f64,
-    /// Wall time since the observer was created.
-    pub elapsed: Duration,
-}
-
-/// How [`ProgressObserver`] reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressStyle {
-    /// Record only.
-    Silent,
-    /// A line per reported iteration on stderr.
-    Lines,
-    /// A single progress bar redrawn in place on stderr.
-    Bar,
-}
-
-/// An argmin observer recording iteration, loss, gradient norm and elapsed time, and showing them.
-#[derive(Debug, Clone)]
-pub struct ProgressObserver {
-    start: Instant,
-    total: u64,
-    every: u64,
-    style: ProgressStyle,
-    history: Arc<Mutex<Vec<Record>>>,
-}
-
-impl ProgressObserver {
-    /// An observer for a run of at most `total` iterations, printing every `every` iterations.
-    pub fn new(total: u64, every: u64, style: ProgressStyle) -> Self {
-        ProgressObserver {
-            start: Instant::now(),
-            total,
-            every: every.max(1),
-            style,
-            history: Arc::default(),
-        }
-    }
-
-    /// A handle to the records, readable after the run.
-    pub fn history(&self) -> Arc<Mutex<Vec<Record>>> {
-        self.history.clone()
-    }
-
-    fn report(&self, r: &Record, last: bool) {
-        match self.style {
-            ProgressStyle::Silent => {}
-            ProgressStyle::Lines => eprintln!(
-                "iter {:>5}  loss {:.6e}  best {:.6e}  |grad| {:.3e}  {:.2} s",
-                r.iteration,
-                r.loss,
-                r.best_loss,
-                r.gradient_norm,
-                r.elapsed.as_secs_f64()
-            ),
-            ProgressStyle::Bar => {
-                let width = 30usize;
-                let filled = ((r.iteration as f64 / self.total.max(1) as f64) * width as f64)
-                    .round() as usize;
-                eprint!(
-                    "\r[{}{}] {:>5}/{}  loss {:.6e}  |grad| {:.3e}  {:.1} s{}",
-                    "#".repeat(filled.min(width)),
-                    "-".repeat(width - filled.min(width)),
-                    r.iteration,
-                    self.total,
-                    r.loss,
-                    r.gradient_norm,
-                    r.elapsed.as_secs_f64(),
-                    if last { "\n" } else { "" }
-                );
-            }
-        }
-    }
-
-    /// `offset`: argmin calls `observe_iter` before it counts the finished iteration.
-    fn record(&mut self, state: &OptimState, offset: u64) -> Record {
-        let record = Record {
-            iteration: state.get_iter() + offset,
-            loss: state.get_cost(),
-            best_loss: state.get_best_cost(),
-            gradient_norm: state
-                .get_gradient()
-                .map_or(f64::NAN, |g| g.iter().map(|v| v * v).sum::<f64>().sqrt()),
-            elapsed: self.start.elapsed(),
-        };
-        self.history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(record);
-        record
-    }
-}
-
-impl Observe<OptimState> for ProgressObserver {
-    fn observe_init(
-        &mut self,
-        _name: &str,
-        state: &OptimState,
-        _kv: &KV,
-    ) -> std::result::Result<(), argmin::core::Error> {
-        let r = self.record(state, 0);
-        self.report(&r, false);
-        Ok(())
-    }
-    fn observe_iter(
-        &mut self,
-        state: &OptimState,
-        _kv: &KV,
-    ) -> std::result::Result<(), argmin::core::Error> {
-        let r = self.record(state, 1);
-        if r.iteration % self.every == 0 {
-            self.report(&r, false);
-        }
-        Ok(())
-    }
-    fn observe_final(
-        &mut self,
-        state: &OptimState,
-    ) -> std::result::Result<(), argmin::core::Error> {
-        let last = self
-            .history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .last()
-            .copied();
-        if let Some(r) = last {
-            let already_shown = self.style == ProgressStyle::Lines && r.iteration % self.every == 0;
-            if !already_shown {
-                self.report(
-                    &Record {
-                        best_loss: state.get_best_cost(),
-                        ..r
-                    },
-                    true,
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Line search for the quasi-Newton and gradient methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LineSearch {
@@ -310,6 +165,8 @@ pub enum Method {
     NonlinearCg(LineSearch),
     /// Steepest descent.
     SteepestDescent(LineSearch),
+    /// Adam with this learning rate (β₁ = 0.9, β₂ = 0.999, ε = 1e-8).
+    Adam(f64),
 }
 
 impl Default for Method {
@@ -453,5 +310,6 @@ pub fn minimize<O: Objective + 'static>(
         Method::SteepestDescent(LineSearch::HagerZhang) => {
             run!(SteepestDescent::new(hager_zhang()?))
         }
+        Method::Adam(learning_rate) => run!(Adam::new(learning_rate)),
     })
 }

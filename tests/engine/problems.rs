@@ -1,0 +1,85 @@
+//! Known values of the shipped problem instances.
+
+use nalgebra::DMatrix;
+use sparsegrad::problems::cantilever::Cantilever;
+use sparsegrad::problems::mesh::TriMesh;
+use sparsegrad::problems::quasi_harmonic::{Energy, QuasiHarmonic};
+use sparsegrad::Tape;
+
+#[test]
+fn cotangent_laplacian_of_the_grid_is_the_five_point_stencil() {
+    let n = 6;
+    let mesh = TriMesh::unit_square(n).unwrap();
+    let (s, values) = mesh.cotangent_laplacian().unwrap();
+    let v = |i: usize, j: usize| mesh.grid_vertex(i, j).unwrap();
+    let at = |a: usize, b: usize| s.position(a.max(b), a.min(b)).map_or(0.0, |k| values[k]);
+    let c = v(2, 3);
+    assert!((at(c, c) - 4.0).abs() < 1e-12);
+    for nb in [v(1, 3), v(3, 3), v(2, 2), v(2, 4)] {
+        assert!((at(c, nb) + 1.0).abs() < 1e-12);
+    }
+    // The diagonal neighbours across the cut diagonal get cot(90°) = 0.
+    assert!(at(c, v(3, 4)).abs() < 1e-12 && at(c, v(1, 2)).abs() < 1e-12);
+    // Row sums vanish (constants are harmonic).
+    let tape = Tape::new();
+    let l = tape.sparse_constant(&s, &values).unwrap();
+    let ones = tape.constant(DMatrix::from_element(n * n, 1, 1.0));
+    assert!(tape.spmul(l, ones).unwrap().value().unwrap().amax() < 1e-12);
+}
+
+#[test]
+fn mesh_areas_and_lumped_mass() {
+    let square = TriMesh::unit_square(9).unwrap();
+    assert!((square.areas().iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    assert!((square.lumped_mass().iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    let l = TriMesh::l_shape(9).unwrap();
+    assert!((l.areas().iter().sum::<f64>() - 0.75).abs() < 1e-12);
+    assert!(l.grid_vertex(8, 8).is_none() && l.grid_vertex(4, 4).is_some());
+    assert_eq!(square.grid_vertex(3, 2), Some(2 * 9 + 3));
+}
+
+#[test]
+fn quasi_harmonic_weights_are_a_partition_of_unity_for_any_diffusivity() {
+    let mesh = TriMesh::l_shape(10).unwrap();
+    let handles = vec![
+        mesh.grid_vertex(1, 1).unwrap(),
+        mesh.grid_vertex(8, 1).unwrap(),
+        mesh.grid_vertex(1, 8).unwrap(),
+    ];
+    let problem = QuasiHarmonic::new(mesh, handles.clone(), Energy::Local, 0.1).unwrap();
+    let nt = problem.n_triangles();
+    let tape = Tape::new();
+    let x = tape.constant(DMatrix::from_fn(2 * nt, 1, |i, _| (i as f64 * 1.7).sin()));
+    let w = problem.weights(x).unwrap().value().unwrap();
+    let pou = w
+        .row_iter()
+        .map(|r| (r.sum() - 1.0).abs())
+        .fold(0.0, f64::max);
+    assert!(pou <= 1e-10, "{pou:e}");
+    for (i, &h) in handles.iter().enumerate() {
+        for j in 0..3 {
+            assert_eq!(w[(h, j)], if i == j { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+#[test]
+fn cantilever_conserves_material_and_uniform_design_is_k_one() {
+    let model = Cantilever::new(5, 3, 1e-3).unwrap();
+    assert_eq!(model.springs.len(), 4 * 3 + 5 * 2 + 2 * 4 * 2);
+    let tape = Tape::new();
+    let phi = tape.var(DMatrix::from_vec(
+        model.springs.len(),
+        1,
+        model.uniform_design(),
+    ));
+    let k = model.stiffness(phi).value().unwrap();
+    assert!(k.iter().all(|&v| (v - 1.0).abs() < 1e-12));
+    let other = tape.var(DMatrix::from_fn(model.springs.len(), 1, |e, _| {
+        (e as f64).sin()
+    }));
+    let k2 = model.stiffness(other).value().unwrap();
+    let total: f64 = model.lengths.iter().sum();
+    assert!((model.material(k2.as_slice()) - total).abs() < 1e-9 * total);
+    assert!(k2.iter().all(|&v| v >= model.k_min));
+}
