@@ -27,18 +27,19 @@ pub fn chain_edges(n: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// The 4-neighbour k×k grid (node id = row · k + column).
+/// The 4-neighbour k×k grid (node id = row · k + column): all horizontal edges (r, c)–(r, c+1)
+/// row by row, then all vertical edges (r, c)–(r+1, c) row by row — the peers' order, so θ_e
+/// means the same edge everywhere. 2k(k − 1) edges.
 pub fn grid_edges(k: usize) -> Vec<(usize, usize)> {
-    let mut edges = Vec::with_capacity(2 * k * k);
+    let mut edges = Vec::with_capacity(2 * k * k.saturating_sub(1));
     for r in 0..k {
+        for c in 0..k.saturating_sub(1) {
+            edges.push((r * k + c + 1, r * k + c));
+        }
+    }
+    for r in 0..k.saturating_sub(1) {
         for c in 0..k {
-            let v = r * k + c;
-            if c + 1 < k {
-                edges.push((v + 1, v));
-            }
-            if r + 1 < k {
-                edges.push((v + k, v));
-            }
+            edges.push(((r + 1) * k + c, r * k + c));
         }
     }
     edges

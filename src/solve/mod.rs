@@ -84,26 +84,31 @@ pub struct Solver {
 pub const DEFAULT_RESIDUAL_TOLERANCE: f64 = 1e-8;
 
 impl Solver {
-    /// Sparse Cholesky (fast backend).
+    /// Sparse Cholesky (fast backend). No residual check by default: a Cholesky factorization
+    /// that completes with positive pivots is backward stable, so the check would only cost one
+    /// more pass over A and X (enable it with [`Solver::with_residual_check`]).
     pub fn cholesky() -> Self {
         Solver {
             method: Method::Cholesky,
             backend: Backend::Fast,
-            residual_tolerance: Some(DEFAULT_RESIDUAL_TOLERANCE),
+            residual_tolerance: None,
         }
     }
     /// Sparse LDLᵀ (fast backend), for symmetric matrices that are not positive definite.
+    /// LDLᵀ without pivoting is not backward stable, so the residual check is on by default.
     pub fn ldlt() -> Self {
         Solver {
             method: Method::Ldlt,
-            ..Self::cholesky()
+            backend: Backend::Fast,
+            residual_tolerance: Some(DEFAULT_RESIDUAL_TOLERANCE),
         }
     }
-    /// Sparse LU (fast backend), for general matrices.
+    /// Sparse LU (fast backend), for general matrices. The residual check is on by default: it
+    /// turns faer's silent results for numerically singular matrices into [`Error::Singular`].
     pub fn lu() -> Self {
         Solver {
             method: Method::Lu,
-            ..Self::cholesky()
+            ..Self::ldlt()
         }
     }
     /// The same method on another backend.
@@ -111,8 +116,8 @@ impl Solver {
         Solver { backend, ..self }
     }
     /// Sets the bound on the backward error checked after every forward solve
-    /// (default [`DEFAULT_RESIDUAL_TOLERANCE`]); `None` skips the check (saves one sparse
-    /// matrix–matrix product per solve).
+    /// ([`DEFAULT_RESIDUAL_TOLERANCE`] by default for LDLᵀ and LU, off for Cholesky); `None` skips
+    /// the check (saves one sparse matrix–matrix product per solve).
     pub fn with_residual_check(self, tolerance: Option<f64>) -> Self {
         Solver {
             residual_tolerance: tolerance,

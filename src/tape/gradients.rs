@@ -152,6 +152,7 @@ fn propagate(
             let (r, c) = nodes[*x].value.shape();
             accumulate(grads, nodes, *x, DMatrix::from_element(r, c, g[0]));
         }
+        Op::SumSquares(x) => accumulate(grads, nodes, *x, &nodes[*x].value * (2.0 * g[0])),
         Op::Dot(a, b) => {
             accumulate(grads, nodes, *a, &nodes[*b].value * g[0]);
             accumulate(grads, nodes, *b, &nodes[*a].value * g[0]);

@@ -64,6 +64,7 @@ pub(crate) enum Op {
     Unary(UnaryOp, usize),
     Binary(BinaryOp, usize, usize),
     Sum(usize),
+    SumSquares(usize),
     Dot(usize, usize),
     Gather(usize, Arc<[usize]>),
     ScatterAdd(usize, Arc<[usize]>),

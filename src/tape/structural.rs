@@ -33,6 +33,21 @@ impl<'t> Var<'t> {
         )
     }
 
+    /// ‖x‖²_F = Σ x² as a 1×1 value, in one node (no n×k temporary as in `x.square().sum()`).
+    pub fn sum_squares(self) -> Var<'t> {
+        let i = self.index;
+        self.tape.record(
+            &[i],
+            |nodes| {
+                Ok((
+                    DMatrix::from_element(1, 1, nodes[i].value.norm_squared()),
+                    None,
+                ))
+            },
+            Op::SumSquares(i),
+        )
+    }
+
     /// ⟨a, b⟩ = Σ a ⊙ b (Frobenius inner product) as a 1×1 value. Shapes must match.
     pub fn dot(self, other: Var<'t>) -> Var<'t> {
         let (i, j) = (self.index, other.index);

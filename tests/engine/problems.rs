@@ -83,3 +83,50 @@ fn cantilever_conserves_material_and_uniform_design_is_k_one() {
     assert!((model.material(k2.as_slice()) - total).abs() < 1e-9 * total);
     assert!(k2.iter().all(|&v| v >= model.k_min));
 }
+
+/// The seed benchmark's problem reproduces the loss and gradient norm that the Python peer
+/// (SciPy splu + hand adjoint, ../shared/peers/peer_bench.py --rhs 2) printed for it.
+#[test]
+fn seed_benchmark_problem_matches_the_peer_values() {
+    use sparsegrad::problems::graph::{chain_edges, grid_edges, laplacian_assembly};
+    use sparsegrad::Solver;
+    for (edges, n, loss_ref, grad_ref) in [
+        (
+            chain_edges(4096),
+            4096,
+            8377.839161301283,
+            2.737809093034715,
+        ),
+        (grid_edges(64), 4096, 8254.17923429577, 0.8767560937348166),
+    ] {
+        assert_eq!(
+            edges.len(),
+            if n == 4096 && edges.len() == 4096 {
+                4096
+            } else {
+                2 * 64 * 63
+            }
+        );
+        let asm = laplacian_assembly(n, &edges, 1.0).unwrap();
+        let tape = Tape::new();
+        let theta = tape.var(DMatrix::from_fn(edges.len(), 1, |e, _| {
+            1.5 + 0.5 * (e as f64).sin()
+        }));
+        let b = DMatrix::from_fn(n, 2, |i, c| 1.0 + 0.5 * (i as f64 + 7.0 * c as f64).cos());
+        let a = tape.assemble(&asm, theta).unwrap();
+        let loss = tape
+            .solve(a, tape.constant(b), &Solver::cholesky())
+            .unwrap()
+            .sum_squares();
+        let grad = tape.backward(loss).unwrap().wrt(theta).norm();
+        let l = loss.scalar().unwrap();
+        assert!(
+            (l - loss_ref).abs() <= 1e-12 * loss_ref,
+            "{l} vs {loss_ref}"
+        );
+        assert!(
+            (grad - grad_ref).abs() <= 1e-10 * grad_ref,
+            "{grad} vs {grad_ref}"
+        );
+    }
+}

@@ -23,6 +23,7 @@ fn unary_ops() {
     assert_fd(|_, x| Ok(x.sqrt().sum()));
     assert_fd(|_, x| Ok(x.powf(2.5).sum()));
     assert_fd(|_, x| Ok(x.square().sum()));
+    assert_fd(|_, x| Ok((x * 0.5 - 1.0).sum_squares()));
     assert_fd(|_, x| Ok((x * 3.0 - 2.0).sigmoid().sum()));
     assert_fd(|_, x| Ok((x * 40.0 - 30.0).softplus().sum()));
     assert_fd(|_, x| Ok((-x).exp().sum() + (x / 2.0).sum()));

@@ -1,0 +1,236 @@
+//! The seed project's benchmark, done properly: value and gradient of ‖A(θ)⁻¹B‖²_F with
+//! A = I + L(θ) for a cyclic chain or a k×k grid — the exact problem of
+//! ../shared/peers/peer_bench.py (θ_e = 1.5 + 0.5 sin e, b[i, c] = 1 + 0.5 cos(i + 7c); the cold
+//! regime evaluates θ0 + 1e-3·i), so losses agree with the peers' to ~1e-12.
+//!
+//! Regimes (median over `--repeat` timed calls after one warm-up):
+//! - `cold`: a new Assembly/Structure every call — build, symbolic analysis, numeric
+//!   factorization, solves, gradient (what the peers pay on every call);
+//! - `warm`: the same structure, new θ: numeric refactorization only;
+//! - `limit`: the same backend's numeric factorization plus one forward and one adjoint solve,
+//!   called directly without the tape.
+//!
+//! ```text
+//! cargo run --release --example seed_benchmark -- --case chain|grid --n N
+//!     [--backend fast|reference|lu] [--rhs K] [--repeat R] [--json]
+//! ```
+//! With `--json` it prints one JSON object per line; the last line is the cold measurement:
+//! `{"case":"chain","n":65536,"backend":"fast","regime":"cold","rhs":1,"ms":…, …}`.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use nalgebra::DMatrix;
+use sparsegrad::problems::graph::{chain_edges, grid_edges, laplacian_assembly};
+use sparsegrad::{Assembly, Backend, Result, Solver, Tape};
+
+fn flag(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+struct Case {
+    n: usize,
+    edges: Vec<(usize, usize)>,
+    theta0: Vec<f64>,
+    b: DMatrix<f64>,
+}
+
+fn case(name: &str, n_req: usize, rhs: usize) -> std::result::Result<Case, String> {
+    let (n, edges) = match name {
+        "chain" => (n_req, chain_edges(n_req)),
+        "grid" => {
+            let k = (n_req as f64).sqrt().round() as usize;
+            (k * k, grid_edges(k))
+        }
+        other => return Err(format!("unknown case '{other}' (chain | grid)")),
+    };
+    let theta0 = (0..edges.len())
+        .map(|e| 1.5 + 0.5 * (e as f64).sin())
+        .collect();
+    let b = DMatrix::from_fn(n, rhs, |i, c| 1.0 + 0.5 * (i as f64 + 7.0 * c as f64).cos());
+    Ok(Case {
+        n,
+        edges,
+        theta0,
+        b,
+    })
+}
+
+/// Value and gradient through the tape; returns (loss, ‖∂L/∂θ‖).
+fn value_and_gradient(
+    asm: &Assembly,
+    theta: &[f64],
+    b: &DMatrix<f64>,
+    solver: &Solver,
+) -> Result<(f64, f64)> {
+    let tape = Tape::new();
+    let th = tape.var(DMatrix::from_column_slice(theta.len(), 1, theta));
+    let a = tape.assemble(asm, th)?;
+    let x = tape.solve(a, tape.constant(b.clone()), solver)?;
+    let loss = x.sum_squares();
+    let grads = tape.backward(loss)?;
+    Ok((loss.scalar()?, grads.wrt(th).norm()))
+}
+
+fn ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+fn run() -> std::result::Result<(), String> {
+    let err = |e: sparsegrad::Error| e.to_string();
+    let case_name = flag("--case").unwrap_or_else(|| "chain".into());
+    let n_req: usize = flag("--n").and_then(|v| v.parse().ok()).unwrap_or(65536);
+    let rhs: usize = flag("--rhs").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let repeat: usize = flag("--repeat")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let backend = flag("--backend").unwrap_or_else(|| "fast".into());
+    let json = std::env::args().any(|a| a == "--json");
+    let solver = match backend.as_str() {
+        "fast" => Solver::cholesky(),
+        "reference" => Solver::cholesky().with_backend(Backend::Reference),
+        "lu" => Solver::lu(),
+        other => return Err(format!("unknown backend '{other}' (fast | reference | lu)")),
+    };
+    let c = case(&case_name, n_req, rhs)?;
+    let theta_at =
+        |i: usize| -> Vec<f64> { c.theta0.iter().map(|t| t + 1e-3 * i as f64).collect() };
+    let build = || laplacian_assembly(c.n, &c.edges, 1.0);
+    let head = |regime: &str, t: f64| {
+        format!(
+            r#"{{"case":"{case_name}","n":{},"backend":"{backend}","regime":"{regime}","rhs":{rhs},"ms":{t:.4}"#,
+            c.n
+        )
+    };
+
+    // Limit and breakdown on one warm structure.
+    let asm = build().map_err(err)?;
+    let (loss, grad_norm) = value_and_gradient(&asm, &c.theta0, &c.b, &solver).map_err(err)?; // warm-up: analysis cached
+    let (mut t_values, mut t_numeric, mut t_forward, mut t_adjoint, mut t_limit) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for i in 1..=repeat {
+        let theta = theta_at(i);
+        let t0 = Instant::now();
+        let values = asm.values(&theta).map_err(err)?;
+        t_values.push(ms(t0));
+        let t1 = Instant::now();
+        let f = solver.factorize(asm.structure(), &values).map_err(err)?;
+        t_numeric.push(ms(t1));
+        let mut x = c.b.clone();
+        let t2 = Instant::now();
+        f.solve_in_place(&mut x).map_err(err)?;
+        t_forward.push(ms(t2));
+        let mut lambda = &x * 2.0;
+        let t3 = Instant::now();
+        f.solve_transpose_in_place(&mut lambda).map_err(err)?;
+        t_adjoint.push(ms(t3));
+        t_limit.push(ms(t1));
+    }
+    let limit = median(t_limit);
+    let mut warm_times = vec![];
+    for i in 1..=repeat {
+        let theta = theta_at(i);
+        let t0 = Instant::now();
+        value_and_gradient(&asm, &theta, &c.b, &solver).map_err(err)?;
+        warm_times.push(ms(t0));
+    }
+    let warm = median(warm_times);
+    drop(asm);
+
+    // Cold: everything from the edge list on, every call.
+    let (mut cold_times, mut build_times, mut first_factor) = (vec![], vec![], vec![]);
+    for i in 1..=repeat {
+        let theta = theta_at(i);
+        let t0 = Instant::now();
+        let fresh = build().map_err(err)?;
+        build_times.push(ms(t0));
+        value_and_gradient(&fresh, &theta, &c.b, &solver).map_err(err)?;
+        cold_times.push(ms(t0));
+        // Symbolic + numeric on a structure that has not been analysed (timed separately).
+        let again = build().map_err(err)?;
+        let values = again.values(&theta).map_err(err)?;
+        let t1 = Instant::now();
+        solver.factorize(again.structure(), &values).map_err(err)?;
+        first_factor.push(ms(t1));
+    }
+    let cold = median(cold_times);
+    let (numeric, values, forward, adjoint) = (
+        median(t_numeric),
+        median(t_values),
+        median(t_forward),
+        median(t_adjoint),
+    );
+    let symbolic = (median(first_factor) - numeric).max(0.0);
+    let tape_and_scatter = warm - values - numeric - forward - adjoint;
+    let rss = peak_rss_mib();
+    let extras = format!(
+        r#","loss":{loss:.15e},"grad_norm":{grad_norm:.15e},"m":{},"repeat":{repeat}"#,
+        c.edges.len()
+    );
+    if json {
+        println!("{}{extras}}}", head("limit", limit));
+        println!(
+            "{}{extras},\"ratio_to_limit\":{:.4},\"breakdown_ms\":{{\"values\":{values:.4},\"numeric\":{numeric:.4},\"forward_solve\":{forward:.4},\"adjoint_solve\":{adjoint:.4},\"tape_and_scatter\":{tape_and_scatter:.4}}}}}",
+            head("warm", warm),
+            warm / limit
+        );
+        println!(
+            "{}{extras},\"warm_speedup\":{:.4},\"breakdown_ms\":{{\"build\":{:.4},\"symbolic\":{symbolic:.4}}},\"peak_rss_mib\":{rss:.1}}}",
+            head("cold", cold),
+            cold / warm,
+            median(build_times)
+        );
+    } else {
+        println!("{case_name} n = {} ({} edges), backend {backend}, {rhs} right-hand side(s), median of {repeat}", c.n, c.edges.len());
+        println!("  loss {loss:.12e}, |grad| {grad_norm:.12e}");
+        println!(
+            "  cold  {cold:>10.3} ms   (build {:.3} ms, symbolic ≈ {symbolic:.3} ms)",
+            median(build_times)
+        );
+        println!(
+            "  warm  {warm:>10.3} ms   ({:.2} × limit, cold/warm {:.2})",
+            warm / limit,
+            cold / warm
+        );
+        println!("  limit {limit:>10.3} ms   (numeric {numeric:.3}, forward {forward:.3}, adjoint {adjoint:.3})");
+        println!("  warm breakdown: values {values:.3}, numeric {numeric:.3}, solves {:.3}, tape + gradient scatter {tape_and_scatter:.3} ms", forward + adjoint);
+        println!("  peak RSS {rss:.1} MiB");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
