@@ -108,6 +108,26 @@ pub enum Error {
         cols: usize,
     },
 
+    /// A file could not be read or written.
+    #[error("{file}: {reason}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The operating system's message.
+        reason: String,
+    },
+
+    /// A file's contents are malformed.
+    #[error("{file}:{line}: {reason}")]
+    Format {
+        /// The file.
+        file: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An operation got a combination of arguments it does not support.
     #[error("unsupported: {reason}")]
     Unsupported {

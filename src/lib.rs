@@ -59,6 +59,7 @@
 //!   (parameters → values, linear), [`Dirichlet`] (prescribed unknowns).
 //! - [`solve`]: [`Solver`] (method + backend), [`Factorization`].
 //! - [`check`]: finite-difference gradient checking.
+//! - [`matrix_market`]: Matrix Market reading (with line numbers) and writing.
 //! - [`problems`]: reproducible instances (graph Laplacians, the mass-spring cantilever).
 //! - [`optim`]: the argmin bridge (objective → `CostFunction` + `Gradient`, progress observer).
 //! - [`Error`]: every failure, with what and where.
@@ -68,6 +69,7 @@
 
 pub mod check;
 mod error;
+pub mod matrix_market;
 pub mod optim;
 pub mod problems;
 pub mod solve;

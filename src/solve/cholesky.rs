@@ -78,7 +78,14 @@ impl FaerCholesky {
         }
         let symbolic = symbolic_cholesky(structure)?;
         let a = faer_matrix(structure, values);
-        let mut l_values = vec![0.0f64; symbolic.len_val()];
+        let mut l_values = Vec::new();
+        l_values.try_reserve_exact(symbolic.len_val()).map_err(|_| Error::Unsupported {
+            reason: format!(
+                "the Cholesky factor needs {:.1} GiB of values, more than can be allocated (too much fill for a direct solver)",
+                symbolic.len_val() as f64 * 8.0 / f64::powi(1024.0, 3)
+            ),
+        })?;
+        l_values.resize(symbolic.len_val(), 0.0);
         let par = Par::Seq;
         let original_column = |index: usize| {
             symbolic

@@ -48,23 +48,31 @@ fn singular(column: usize, reason: String) -> Error {
     }
 }
 
+/// The structure's cached symbolic LU (COLAMD + elimination structure).
+pub(crate) fn analyze(structure: &Structure) -> Result<Arc<LuAnalysis>> {
+    let n = structure.nrows();
+    cached(
+        structure,
+        |c| &mut c.lu,
+        || {
+            let full = full_pattern(structure)?;
+            let pattern =
+                SymbolicSparseColMatRef::new_checked(n, n, &full.col_ptr, None, &full.row_idx);
+            let symbolic =
+                factorize_symbolic_lu(pattern, LuSymbolicParams::default()).map_err(|e| {
+                    Error::Unsupported {
+                        reason: format!("faer symbolic LU failed: {e:?}"),
+                    }
+                })?;
+            Ok(LuAnalysis { full, symbolic })
+        },
+    )
+}
+
 impl FaerLu {
     pub(crate) fn factor(structure: &Structure, values: &[f64]) -> Result<Self> {
         let n = structure.nrows();
-        let analysis = cached(
-            structure,
-            |c| &mut c.lu,
-            || {
-                let full = full_pattern(structure)?;
-                let pattern =
-                    SymbolicSparseColMatRef::new_checked(n, n, &full.col_ptr, None, &full.row_idx);
-                let symbolic = factorize_symbolic_lu(pattern, LuSymbolicParams::default())
-                    .map_err(|e| Error::Unsupported {
-                        reason: format!("faer symbolic LU failed: {e:?}"),
-                    })?;
-                Ok(LuAnalysis { full, symbolic })
-            },
-        )?;
+        let analysis = analyze(structure)?;
         let full_values = analysis.full.values(values);
         check_nonzero_lines(&analysis.full, &full_values, n)?;
         let a = SparseColMatRef::new(analysis.pattern(n), &full_values);

@@ -185,8 +185,34 @@ impl Solver {
         }
     }
 
-    /// Checks the backward error of X for A X = B against this solver's tolerance.
-    pub(crate) fn check_residual(
+    /// Runs (or finds cached) the symbolic analysis this solver needs on `structure`, so that a
+    /// later [`Solver::factorize`] does only numeric work. Useful to time or front-load it.
+    ///
+    /// # Errors
+    /// As [`Solver::factorize`] for an unsupported combination.
+    pub fn analyze(&self, structure: &Arc<Structure>) -> Result<()> {
+        match (self.method, self.backend) {
+            (Method::Cholesky | Method::Ldlt, Backend::Fast) => {
+                cholesky::symbolic_cholesky(structure).map(|_| ())
+            }
+            (Method::Lu, Backend::Fast) => lu::analyze(structure).map(|_| ()),
+            (Method::Cholesky, Backend::Reference) => {
+                reference::analyze_cached(structure).map(|_| ())
+            }
+            (method, Backend::Reference) => Err(Error::Unsupported {
+                reason: format!(
+                    "the reference backend (nalgebra-sparse) offers Cholesky only, not {method:?}"
+                ),
+            }),
+        }
+    }
+
+    /// Checks the backward error ‖AX − B‖_F / (‖A‖_F ‖X‖_F + ‖B‖_F) of a solution against this
+    /// solver's residual tolerance (a no-op when the check is off).
+    ///
+    /// # Errors
+    /// [`Error::Singular`] for a non-finite X or a backward error above the tolerance.
+    pub fn check_residual(
         &self,
         structure: &Structure,
         values: &[f64],

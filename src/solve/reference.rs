@@ -82,10 +82,15 @@ fn analyze(structure: &Structure) -> Result<ReferenceAnalysis> {
     })
 }
 
+/// The structure's cached reference analysis.
+pub(crate) fn analyze_cached(structure: &Structure) -> Result<Arc<ReferenceAnalysis>> {
+    cached(structure, |c| &mut c.reference, || analyze(structure))
+}
+
 impl ReferenceCholesky {
     pub(crate) fn factor(structure: &Structure, values: &[f64]) -> Result<Self> {
         check_positive_diagonal(structure, values)?;
-        let analysis = cached(structure, |c| &mut c.reference, || analyze(structure))?;
+        let analysis = analyze_cached(structure)?;
         let permuted: Vec<f64> = analysis.source.iter().map(|&k| values[k]).collect();
         match CscCholesky::factor_numerical(analysis.symbolic.clone(), &permuted) {
             Ok(factor) => Ok(ReferenceCholesky { analysis, factor }),

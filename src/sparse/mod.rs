@@ -101,11 +101,14 @@ pub(crate) fn mul_transpose_dense(
 
 /// out_k += scale · Σ_c left[i, c] · right[j, c] for every stored entry k = (i, j).
 ///
+/// With left = Λ = A⁻ᵀ Ḡ, right = X and scale = −1 this is the gradient of a solve with respect to
+/// the stored values of A (what the solve node's backward pass computes).
+///
 /// This is the derivative of ⟨left, A right⟩ with respect to the stored values. For one-triangle
 /// storage an off-diagonal value stands for (i, j) and (j, i), so both terms are added:
 /// scale · Σ_c (left[i, c] right[j, c] + left[j, c] right[i, c]). Columns are visited one at a
 /// time so every access is to a contiguous column.
-pub(crate) fn accumulate_outer(
+pub fn accumulate_outer(
     structure: &Structure,
     left: &DMatrix<f64>,
     right: &DMatrix<f64>,

@@ -187,6 +187,15 @@ fn all_errors() -> Vec<(&'static str, Error)> {
             .solve(a1, other.constant(ones(2)), &Solver::cholesky())
             .unwrap_err(),
     ));
+
+    // Files.
+    let missing = sparsegrad::matrix_market::MatrixMarket::read("/nonexistent/sparsegrad/A.mtx");
+    out.push(("unreadable file", missing.unwrap_err()));
+    let bad = sparsegrad::matrix_market::MatrixMarket::parse(
+        "%%MatrixMarket matrix coordinate real general\n2 2 1\n3 1 1.0\n",
+        "A.mtx",
+    );
+    out.push(("index out of range in a file", bad.unwrap_err()));
     out
 }
 
@@ -204,6 +213,8 @@ fn every_error_variant_is_reachable_from_bad_input() {
     assert!(has(|e| matches!(e, Error::StructureMismatch { .. })));
     assert!(has(|e| matches!(e, Error::NotScalar { .. })));
     assert!(has(|e| matches!(e, Error::Unsupported { .. })));
+    assert!(has(|e| matches!(e, Error::Io { .. })));
+    assert!(has(|e| matches!(e, Error::Format { .. })));
 }
 
 #[test]

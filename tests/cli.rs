@@ -1,0 +1,377 @@
+//! The `sparsegrad` command: results against a dense reference and finite differences, and one
+//! test per kind of bad input (exit status 2, one line naming file and line, nothing written).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nalgebra::DMatrix;
+use serde_json::Value;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sparsegrad-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(d: &Path, name: &str, text: &str) -> String {
+    let p = d.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sparsegrad"))
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// 4×4 non-symmetric, with the (3, 2) entry given twice (3.0 + 0.5).
+const GENERAL: &str = "%%MatrixMarket matrix coordinate real general
+% a comment
+4 4 9
+1 1 4.0
+2 1 1.0
+2 2 5.0
+3 2 3.0
+1 3 -1.0
+3 3 6.0
+4 3 0.5
+4 4 7.0
+3 2 0.5
+";
+
+const B2: &str = "%%MatrixMarket matrix array real general
+4 2
+1.0
+2.0
+0.0
+-1.0
+0.5
+0.0
+1.0
+3.0
+";
+
+fn dense_from(entries: &[(usize, usize, f64)], symmetric: bool) -> DMatrix<f64> {
+    let mut a = DMatrix::zeros(4, 4);
+    for &(i, j, v) in entries {
+        a[(i, j)] += v;
+        if symmetric && i != j {
+            a[(j, i)] += v;
+        }
+    }
+    a
+}
+
+fn entries(text: &str) -> Vec<(usize, usize, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('%'))
+        .skip(1)
+        .map(|l| {
+            let t: Vec<&str> = l.split_whitespace().collect();
+            (
+                t[0].parse::<usize>().unwrap() - 1,
+                t[1].parse::<usize>().unwrap() - 1,
+                t[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn b2() -> DMatrix<f64> {
+    DMatrix::from_column_slice(4, 2, &[1.0, 2.0, 0.0, -1.0, 0.5, 0.0, 1.0, 3.0])
+}
+
+fn columns(v: &Value) -> DMatrix<f64> {
+    let cols = v.as_array().unwrap();
+    let n = cols[0].as_array().unwrap().len();
+    DMatrix::from_fn(n, cols.len(), |i, c| cols[c][i].as_f64().unwrap())
+}
+
+/// L = ‖A⁻¹B‖²: loss, X, Λ and ∂L/∂a_e by the dense textbook adjoint, and by central differences.
+fn check_against_dense(text: &str, symmetric: bool, result: &Value) {
+    let es = entries(text);
+    let loss = |es: &[(usize, usize, f64)]| {
+        dense_from(es, symmetric)
+            .lu()
+            .solve(&b2())
+            .unwrap()
+            .norm_squared()
+    };
+    let a = dense_from(&es, symmetric);
+    let x = a.clone().lu().solve(&b2()).unwrap();
+    let lambda = a.transpose().lu().solve(&(&x * 2.0)).unwrap();
+    let a_bar = -&lambda * x.transpose();
+    assert!((result["loss"].as_f64().unwrap() - x.norm_squared()).abs() < 1e-12 * x.norm_squared());
+    assert!((columns(&result["x"]) - &x).amax() < 1e-12);
+    assert!((columns(&result["grad_rhs"]) - &lambda).amax() < 1e-12);
+    let grads: Vec<f64> = result["grad_values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(grads.len(), es.len());
+    for (e, &(i, j, _)) in es.iter().enumerate() {
+        let dense = if symmetric && i != j {
+            a_bar[(i, j)] + a_bar[(j, i)]
+        } else {
+            a_bar[(i, j)]
+        };
+        assert!(
+            (grads[e] - dense).abs() < 1e-12,
+            "entry {e}: {} vs {dense}",
+            grads[e]
+        );
+        let h = 1e-6;
+        let (mut up, mut down) = (es.clone(), es.clone());
+        up[e].2 += h;
+        down[e].2 -= h;
+        let fd = (loss(&up) - loss(&down)) / (2.0 * h);
+        assert!(
+            (grads[e] - fd).abs() < 1e-6 * (1.0 + fd.abs()),
+            "entry {e}: {} vs fd {fd}",
+            grads[e]
+        );
+    }
+}
+
+#[test]
+fn grad_of_a_general_file_with_duplicates() {
+    let d = dir("general");
+    let (a, b, out) = (
+        write(&d, "A.mtx", GENERAL),
+        write(&d, "B.mtx", B2),
+        d.join("r.json").display().to_string(),
+    );
+    let (code, _, err) = run(&["grad", "--matrix", &a, "--rhs", &b, "--out", &out]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        (r["n"].as_u64(), r["nnz"].as_u64(), r["k"].as_u64()),
+        (Some(4), Some(9), Some(2))
+    );
+    assert_eq!(r["method"], "lu");
+    check_against_dense(GENERAL, false, &r);
+    // Both duplicates of (3, 2) get the gradient of their sum.
+    assert_eq!(r["grad_values"][3], r["grad_values"][8]);
+    for key in ["read", "analyze", "factor", "solve", "adjoint", "total"] {
+        assert!(r["timings_ms"][key].as_f64().unwrap() >= 0.0);
+    }
+}
+
+const SYMMETRIC: &str = "%%MatrixMarket matrix coordinate real symmetric
+4 4 7
+1 1 4.0
+2 1 1.0
+2 2 5.0
+3 2 -2.0
+3 3 6.0
+4 1 0.5
+4 4 7.0
+";
+
+#[test]
+fn grad_of_a_symmetric_file_counts_both_positions() {
+    let d = dir("symmetric");
+    let (a, b, out) = (
+        write(&d, "A.mtx", SYMMETRIC),
+        write(&d, "B.mtx", B2),
+        d.join("r.json").display().to_string(),
+    );
+    let (code, _, err) = run(&["grad", "--matrix", &a, "--rhs", &b, "--out", &out]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(r["method"], "cholesky");
+    check_against_dense(SYMMETRIC, true, &r);
+    // The reference backend agrees.
+    let out2 = d.join("r2.json").display().to_string();
+    assert_eq!(
+        run(&[
+            "grad",
+            "--matrix",
+            &a,
+            "--rhs",
+            &b,
+            "--backend",
+            "reference",
+            "--out",
+            &out2
+        ])
+        .0,
+        0
+    );
+    let r2: Value = serde_json::from_str(&std::fs::read_to_string(&out2).unwrap()).unwrap();
+    check_against_dense(SYMMETRIC, true, &r2);
+}
+
+#[test]
+fn indefinite_symmetric_file_falls_back_to_lu_with_a_warning() {
+    let d = dir("indefinite");
+    let text = SYMMETRIC.replace("3 3 6.0", "3 3 -6.0");
+    let (a, b, out) = (
+        write(&d, "A.mtx", &text),
+        write(&d, "B.mtx", B2),
+        d.join("r.json").display().to_string(),
+    );
+    let (code, _, err) = run(&["grad", "--matrix", &a, "--rhs", &b, "--out", &out]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("falling back to LU"),
+        "{err}"
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(r["method"], "lu");
+    check_against_dense(&text, true, &r);
+}
+
+#[test]
+fn upstream_gradient_and_plain_solve() {
+    let d = dir("upstream");
+    let (a, b) = (write(&d, "A.mtx", GENERAL), write(&d, "B.mtx", B2));
+    // With G = 2X the result equals the sumsq gradient; here G = B itself.
+    let g = write(&d, "G.mtx", B2);
+    let out = d.join("r.json").display().to_string();
+    assert_eq!(
+        run(&[
+            "grad",
+            "--matrix",
+            &a,
+            "--rhs",
+            &b,
+            "--upstream",
+            &g,
+            "--out",
+            &out
+        ])
+        .0,
+        0
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(r["loss"].is_null());
+    let dense = dense_from(&entries(GENERAL), false);
+    let lambda = dense.transpose().lu().solve(&b2()).unwrap();
+    assert!((columns(&r["grad_rhs"]) - lambda).amax() < 1e-12);
+
+    let xpath = d.join("X.mtx").display().to_string();
+    assert_eq!(
+        run(&["solve", "--matrix", &a, "--rhs", &b, "--out", &xpath]).0,
+        0
+    );
+    let x = sparsegrad::matrix_market::MatrixMarket::read(&xpath)
+        .unwrap()
+        .to_dense();
+    assert!((x - dense.lu().solve(&b2()).unwrap()).amax() < 1e-14);
+}
+
+/// Runs a failing case: exit status 2, one line naming `needle`, no output file.
+fn assert_fails(name: &str, a_text: &str, b_text: &str, extra: &[&str], needle: &str) {
+    let d = dir(name);
+    let (a, b, out) = (
+        write(&d, "A.mtx", a_text),
+        write(&d, "B.mtx", b_text),
+        d.join("r.json").display().to_string(),
+    );
+    let mut args = vec!["grad", "--matrix", &a, "--rhs", &b, "--out", &out];
+    args.extend_from_slice(extra);
+    let (code, _, err) = run(&args);
+    assert_eq!(code, 2, "{name}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+    assert!(
+        err.contains(needle),
+        "{name}: expected '{needle}' in: {err}"
+    );
+    assert!(!Path::new(&out).exists(), "{name}: output written on error");
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors_and_status_two() {
+    let d = dir("missing");
+    let missing = d.join("nope.mtx").display().to_string();
+    let b = write(&d, "B.mtx", B2);
+    let (code, _, err) = run(&["grad", "--matrix", &missing, "--rhs", &b, "--out", "x.json"]);
+    assert!(
+        code == 2 && err.contains("nope.mtx") && err.contains("No such file"),
+        "{err}"
+    );
+
+    assert_fails(
+        "header",
+        "%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n",
+        B2,
+        &[],
+        "A.mtx:1: unsupported field 'complex'",
+    );
+    assert_fails(
+        "entry",
+        &GENERAL.replace("3 3 6.0", "3 3 six"),
+        B2,
+        &[],
+        "A.mtx:9: value 'six' is not a number",
+    );
+    assert_fails(
+        "range",
+        &GENERAL.replace("4 4 7.0", "4 5 7.0"),
+        B2,
+        &[],
+        "A.mtx:11: column index 5 out of range 1..=4",
+    );
+    assert_fails(
+        "square",
+        "%%MatrixMarket matrix coordinate real general\n4 3 1\n1 1 1.0\n",
+        B2,
+        &[],
+        "not square",
+    );
+    assert_fails(
+        "shape",
+        GENERAL,
+        "%%MatrixMarket matrix array real general\n3 1\n1\n2\n3\n",
+        &[],
+        "B.mtx: the right-hand side has 3 rows but A has 4",
+    );
+    assert_fails(
+        "nonfinite",
+        &GENERAL.replace("2 2 5.0", "2 2 inf"),
+        B2,
+        &[],
+        "A.mtx:6: non-finite value inf",
+    );
+    assert_fails(
+        "count",
+        &GENERAL.replace("4 4 9", "4 4 10"),
+        B2,
+        &[],
+        "9 entries, but the header announces 10",
+    );
+    let indefinite = SYMMETRIC.replace("3 3 6.0", "3 3 -6.0");
+    assert_fails(
+        "not-pd",
+        &indefinite,
+        B2,
+        &["--method", "cholesky"],
+        "not positive definite: pivot at column 2 is -6e0",
+    );
+    let singular = "%%MatrixMarket matrix coordinate real general\n4 4 4\n1 1 1.0\n2 2 1.0\n3 3 1.0\n4 3 1.0\n";
+    assert_fails(
+        "singular",
+        singular,
+        B2,
+        &[],
+        "matrix is singular: column 3 has no nonzero entry",
+    );
+    assert_fails(
+        "upper",
+        &SYMMETRIC.replace("2 1 1.0", "1 2 1.0"),
+        B2,
+        &[],
+        "A.mtx:4: entry (1, 2) lies above the diagonal",
+    );
+}
