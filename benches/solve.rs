@@ -28,7 +28,7 @@ fn value_and_gradient(asm: &Assembly, theta: &DMatrix<f64>, b: &DMatrix<f64>) ->
     let x = tape
         .solve(a, tape.constant(b.clone()), &Solver::cholesky())
         .expect("solve");
-    let loss = x.square().sum();
+    let loss = x.sum_squares();
     let g = tape.backward(loss).expect("backward");
     g.wrt(th)[0]
 }

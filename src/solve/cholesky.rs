@@ -20,7 +20,7 @@ use faer::{Conj, Par, Side};
 use nalgebra::DMatrix;
 
 use super::analysis::cached;
-use super::{check_positive_diagonal, faer_view, Factorization};
+use super::{check_positive_diagonal, faer_view, Factorization, SolveScratch};
 use crate::error::{Error, Result};
 use crate::sparse::Structure;
 
@@ -29,6 +29,7 @@ pub(crate) struct FaerCholesky {
     symbolic: Arc<SymbolicCholesky<usize>>,
     l_values: Vec<f64>,
     ldlt: bool,
+    scratch: SolveScratch,
 }
 
 /// The faer view of a stored pattern (no copy).
@@ -138,31 +139,34 @@ impl FaerCholesky {
             symbolic,
             l_values,
             ldlt,
+            scratch: SolveScratch::default(),
         })
     }
 
     fn solve(&self, rhs: &mut DMatrix<f64>) {
         let par = Par::Seq;
-        let mut mem = MemBuffer::new(
-            self.symbolic
-                .solve_in_place_scratch::<f64>(rhs.ncols(), par),
+        let k = rhs.ncols();
+        self.scratch.with(
+            k,
+            |k| self.symbolic.solve_in_place_scratch::<f64>(k, par),
+            |stack| {
+                if self.ldlt {
+                    LdltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
+                        Conj::No,
+                        faer_view(rhs),
+                        par,
+                        stack,
+                    );
+                } else {
+                    LltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
+                        Conj::No,
+                        faer_view(rhs),
+                        par,
+                        stack,
+                    );
+                }
+            },
         );
-        let stack = MemStack::new(&mut mem);
-        if self.ldlt {
-            LdltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
-                Conj::No,
-                faer_view(rhs),
-                par,
-                stack,
-            );
-        } else {
-            LltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
-                Conj::No,
-                faer_view(rhs),
-                par,
-                stack,
-            );
-        }
     }
 }
 

@@ -17,7 +17,7 @@ use faer::{Conj, Par};
 use nalgebra::DMatrix;
 
 use super::analysis::{cached, full_pattern, FullPattern};
-use super::{faer_view, Factorization};
+use super::{faer_view, Factorization, SolveScratch};
 use crate::error::{Error, Result};
 use crate::sparse::Structure;
 
@@ -39,6 +39,7 @@ pub(crate) struct FaerLu {
     analysis: Arc<LuAnalysis>,
     numeric: NumericLu<usize, f64>,
     n: usize,
+    scratch: SolveScratch,
 }
 
 fn singular(column: usize, reason: String) -> Error {
@@ -105,24 +106,26 @@ impl FaerLu {
             analysis,
             numeric,
             n,
+            scratch: SolveScratch::default(),
         })
     }
 
     fn solve(&self, rhs: &mut DMatrix<f64>, transpose: bool) -> Result<()> {
         let par = Par::Seq;
         let symbolic = &self.analysis.symbolic;
-        let mut mem = MemBuffer::new(symbolic.solve_in_place_scratch::<f64>(rhs.ncols(), par));
         let lu = LuRef::new_unchecked(symbolic, &self.numeric);
-        if transpose {
-            lu.solve_transpose_in_place_with_conj(
-                Conj::No,
-                faer_view(rhs),
-                par,
-                MemStack::new(&mut mem),
-            );
-        } else {
-            lu.solve_in_place_with_conj(Conj::No, faer_view(rhs), par, MemStack::new(&mut mem));
-        }
+        let k = rhs.ncols();
+        self.scratch.with(
+            k,
+            |k| symbolic.solve_in_place_scratch::<f64>(k, par),
+            |stack| {
+                if transpose {
+                    lu.solve_transpose_in_place_with_conj(Conj::No, faer_view(rhs), par, stack);
+                } else {
+                    lu.solve_in_place_with_conj(Conj::No, faer_view(rhs), par, stack);
+                }
+            },
+        );
         match rhs.iter().position(|v| !v.is_finite()) {
             None => Ok(()),
             Some(k) => Err(Error::Singular {

@@ -283,6 +283,35 @@ pub(crate) fn check_positive_diagonal(structure: &Structure, values: &[f64]) -> 
     Ok(())
 }
 
+/// Solve scratch memory kept by a factorization, so that its forward and adjoint solves (and any
+/// later ones) reuse one buffer instead of touching fresh pages each time. Sized for the largest
+/// right-hand-side count seen so far.
+#[derive(Default)]
+pub(crate) struct SolveScratch(std::sync::Mutex<Option<(usize, faer::dyn_stack::MemBuffer)>>);
+
+impl SolveScratch {
+    /// Runs `f` with scratch for `k` right-hand sides; `req(k)` gives the size needed.
+    pub(crate) fn with<R>(
+        &self,
+        k: usize,
+        req: impl Fn(usize) -> faer::dyn_stack::StackReq,
+        f: impl FnOnce(&mut faer::dyn_stack::MemStack) -> R,
+    ) -> R {
+        use faer::dyn_stack::{MemBuffer, MemStack};
+        match self.0.try_lock() {
+            Ok(mut slot) => {
+                if slot.as_ref().is_none_or(|(cap, _)| *cap < k) {
+                    *slot = Some((k, MemBuffer::new(req(k))));
+                }
+                let (_, buffer) = slot.as_mut().expect("filled above");
+                f(MemStack::new(buffer))
+            }
+            // Another thread is solving with this factor: use a private buffer.
+            Err(_) => f(MemStack::new(&mut MemBuffer::new(req(k)))),
+        }
+    }
+}
+
 /// A dense n×k view for faer over a column-major `DMatrix`.
 pub(crate) fn faer_view(m: &mut DMatrix<f64>) -> faer::MatMut<'_, f64> {
     let (r, c) = m.shape();
