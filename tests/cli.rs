@@ -143,6 +143,26 @@ fn check_against_dense(text: &str, symmetric: bool, result: &Value) {
     }
 }
 
+fn library_gradients(es: &[(usize, usize, f64)], symmetric: bool) -> Vec<f64> {
+    use sparsegrad::{Assembly, Solver, Symmetry, Tape};
+    let symmetry = if symmetric {
+        Symmetry::Lower
+    } else {
+        Symmetry::General
+    };
+    let mut b = Assembly::builder(4, 4, es.len()).symmetry(symmetry);
+    for (e, &(i, j, _)) in es.iter().enumerate() {
+        b.push_entry(i, j, e, 1.0);
+    }
+    let asm = b.build().unwrap();
+    let tape = Tape::new();
+    let p = tape.var(DMatrix::from_iterator(es.len(), 1, es.iter().map(|e| e.2)));
+    let a = tape.assemble(&asm, p).unwrap();
+    let x = tape.solve(a, tape.constant(b2()), &Solver::lu()).unwrap();
+    let loss = x.sum_squares();
+    tape.backward(loss).unwrap().wrt(p).as_slice().to_vec()
+}
+
 #[test]
 fn grad_of_a_general_file_with_duplicates() {
     let d = dir("general");
