@@ -7,18 +7,11 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use nalgebra::DMatrix;
-use sparsegrad::{Assembly, Solver, Symmetry, Tape};
+use sparsegrad::problems::graph::{chain_edges, laplacian_assembly};
+use sparsegrad::{Assembly, Solver, Tape};
 
 fn chain(n: usize) -> Assembly {
-    let mut b = Assembly::builder(n, n, n).symmetry(Symmetry::Lower);
-    for i in 0..n {
-        let j = (i + 1) % n;
-        b.push_constant(i, i, 1.0);
-        b.push_entry(i, i, i, 1.0);
-        b.push_entry(j, j, i, 1.0);
-        b.push_entry(i.max(j), i.min(j), i, -1.0);
-    }
-    b.build().expect("valid chain")
+    laplacian_assembly(n, &chain_edges(n), 1.0).expect("valid chain")
 }
 
 fn value_and_gradient(asm: &Assembly, theta: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {

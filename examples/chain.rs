@@ -14,7 +14,8 @@ use std::time::Instant;
 use nalgebra::DMatrix;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sparsegrad::{check, Assembly, Result, Solver, Symmetry, Tape, Var};
+use sparsegrad::problems::graph::{chain_edges, laplacian_assembly};
+use sparsegrad::{check, Assembly, Result, Solver, Tape, Var};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -33,19 +34,6 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// A = I + Σ_i θ_i (e_i − e_{i+1})(e_i − e_{i+1})ᵀ (indices mod n), lower triangle stored.
-fn chain_assembly(n: usize) -> Result<Assembly> {
-    let mut b = Assembly::builder(n, n, n).symmetry(Symmetry::Lower);
-    for i in 0..n {
-        let j = (i + 1) % n;
-        b.push_constant(i, i, 1.0);
-        b.push_entry(i, i, i, 1.0);
-        b.push_entry(j, j, i, 1.0);
-        b.push_entry(i.max(j), i.min(j), i, -1.0);
-    }
-    b.build()
-}
-
 fn loss<'t>(tape: &'t Tape, asm: &Assembly, theta: Var<'t>, b: &DMatrix<f64>) -> Result<Var<'t>> {
     let a = tape.assemble(asm, theta)?;
     let x = tape.solve(a, tape.constant(b.clone()), &Solver::cholesky())?;
@@ -60,7 +48,7 @@ fn run() -> Result<bool> {
     let b = DMatrix::from_fn(n, 1, |_, _| rng.random_range(0.0..1.0));
 
     let t = Instant::now();
-    let asm = chain_assembly(n)?;
+    let asm = laplacian_assembly(n, &chain_edges(n), 1.0)?;
     let t_build = t.elapsed();
 
     for (label, pass) in [
@@ -110,7 +98,9 @@ fn run() -> Result<bool> {
         "finite-difference check of {} components: worst relative error {:.2e} (component {})",
         report.checked, report.max_relative_error, report.worst_index
     );
-    Ok(report.max_relative_error < 1e-6)
+    // Each loss evaluation is a sum of n terms; its rounding (~n·ε relative) bounds what a
+    // finite difference can resolve, so the bar is 1e-5 here (the small-n tests use 1e-6 and 1e-10).
+    Ok(report.max_relative_error < 1e-5)
 }
 
 fn main() -> ExitCode {

@@ -7,5 +7,6 @@ mod errors;
 mod gradients;
 mod optim;
 mod problems;
+mod reliability;
 mod snapshots_gradients;
 mod tape_ops;
