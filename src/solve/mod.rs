@@ -42,6 +42,92 @@ pub trait Factorization: Send + Sync {
 /// A shared numeric factorization, as kept by the solve node.
 pub type Factor = dyn Factorization;
 
+/// Anything the solve node can ask for a factorization: the built-in [`Solver`], or a solver of
+/// your own. The node calls [`Factorizer::factorize`] once in the forward pass, solves with the
+/// returned [`Factorization`], calls [`Factorizer::check_residual`], keeps the factorization and
+/// uses its `solve_transpose_in_place` in the backward pass — so a user solver gets exact
+/// gradients for A (at its stored entries) and B without writing any adjoint code.
+///
+/// ```
+/// use std::sync::Arc;
+/// use nalgebra::DMatrix;
+/// use sparsegrad::{Factor, Factorization, Factorizer, Result, Structure, Symmetry, Tape};
+///
+/// /// A dense LU, for small systems.
+/// struct DenseLu;
+/// struct DenseFactor(nalgebra::LU<f64, nalgebra::Dyn, nalgebra::Dyn>, nalgebra::LU<f64, nalgebra::Dyn, nalgebra::Dyn>);
+/// impl Factorization for DenseFactor {
+///     fn solve_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
+///         self.0.solve_mut(rhs);
+///         Ok(())
+///     }
+///     fn solve_transpose_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
+///         self.1.solve_mut(rhs);
+///         Ok(())
+///     }
+///     fn dim(&self) -> usize { self.0.l().nrows() }
+///     fn describe(&self) -> String { "dense LU".into() }
+/// }
+/// impl Factorizer for DenseLu {
+///     fn factorize(&self, s: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
+///         let mut a = DMatrix::zeros(s.nrows(), s.ncols());
+///         for j in 0..s.ncols() {
+///             for k in s.col_ptr()[j]..s.col_ptr()[j + 1] {
+///                 a[(s.row_idx()[k], j)] = values[k];
+///             }
+///         }
+///         Ok(Arc::new(DenseFactor(a.clone().lu(), a.transpose().lu())))
+///     }
+/// }
+///
+/// let s = Structure::new(2, 2, vec![0, 2, 3], vec![0, 1, 1], Symmetry::General).unwrap();
+/// let tape = Tape::new();
+/// let a = tape.sparse_var(&s, &[2.0, 1.0, 4.0]).unwrap(); // [[2, 0], [1, 4]]
+/// let b = tape.var(DMatrix::from_column_slice(2, 1, &[2.0, 9.0]));
+/// let x = tape.solve(a, b, &DenseLu).unwrap();
+/// assert_eq!(x.value().unwrap().as_slice(), &[1.0, 2.0]);
+/// let g = tape.backward(x.sum_squares()).unwrap();
+/// // B̄ = A⁻ᵀ (2x) = [[2, 1], [0, 4]]⁻¹ [2, 4] = [0.5, 1]
+/// assert_eq!(g.wrt(b).as_slice(), &[0.5, 1.0]);
+/// ```
+pub trait Factorizer: Send + Sync {
+    /// A numeric factorization of the matrix with `values` on `structure`.
+    ///
+    /// # Errors
+    /// Whatever the solver reports (singular, not positive definite, …).
+    fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>>;
+
+    /// Accepts or rejects a forward solution X of A X = B (default: accept).
+    ///
+    /// # Errors
+    /// An error describing why X is not trusted.
+    fn check_residual(
+        &self,
+        structure: &Structure,
+        values: &[f64],
+        x: &DMatrix<f64>,
+        b: &DMatrix<f64>,
+    ) -> Result<()> {
+        let _ = (structure, values, x, b);
+        Ok(())
+    }
+}
+
+impl Factorizer for Solver {
+    fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
+        Solver::factorize(self, structure, values)
+    }
+    fn check_residual(
+        &self,
+        structure: &Structure,
+        values: &[f64],
+        x: &DMatrix<f64>,
+        b: &DMatrix<f64>,
+    ) -> Result<()> {
+        Solver::check_residual(self, structure, values, x, b)
+    }
+}
+
 /// Factorization method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{Assembly, Symmetry};
 use crate::error::{Error, Result};
-use crate::solve::Solver;
+use crate::solve::Factorizer;
 use crate::tape::Var;
 
 /// The elimination of prescribed unknowns from a square [`Assembly`].
@@ -142,7 +142,7 @@ impl Dirichlet {
         p: Var<'t>,
         f: Var<'t>,
         g: Var<'t>,
-        solver: &Solver,
+        solver: &dyn Factorizer,
     ) -> Result<Var<'t>> {
         let tape = p.tape();
         let k_ff = tape.assemble(&self.free_free, p)?;

@@ -7,7 +7,7 @@ use nalgebra_sparse::CscMatrix;
 
 use super::{Op, Tape, Var};
 use crate::error::{check_finite, Error, Result};
-use crate::solve::Solver;
+use crate::solve::Factorizer;
 use crate::sparse::{mul_dense, Assembly, Structure, Symmetry};
 
 fn sparse_of(nodes: &[super::Node], i: usize, op: &'static str) -> Result<Arc<Structure>> {
@@ -131,7 +131,7 @@ impl Tape {
     /// [`Error::ShapeMismatch`] for incompatible shapes or k = 0; [`Error::NonFinite`] for a
     /// non-finite value in A or B (naming its position); every error of [`Solver::factorize`];
     /// [`Error::Singular`] when the solution fails the solver's residual check.
-    pub fn solve<'t>(&'t self, a: Var<'t>, b: Var<'t>, solver: &Solver) -> Result<Var<'t>> {
+    pub fn solve<'t>(&'t self, a: Var<'t>, b: Var<'t>, solver: &dyn Factorizer) -> Result<Var<'t>> {
         self.same_tape(a)?;
         self.same_tape(b)?;
         let (ia, ib) = (a.index, b.index);
@@ -149,6 +149,17 @@ impl Tape {
             check_finite("right-hand side", bv.as_slice(), bv.nrows())?;
             let values = nodes[ia].value.as_slice();
             let factor = solver.factorize(&s, values)?;
+            if factor.dim() != s.nrows() {
+                return Err(Error::StructureMismatch {
+                    reason: format!(
+                        "the factorizer returned a {}-dimensional factor for a {}×{} matrix ({})",
+                        factor.dim(),
+                        s.nrows(),
+                        s.ncols(),
+                        factor.describe()
+                    ),
+                });
+            }
             let mut x = bv.clone();
             factor.solve_in_place(&mut x)?;
             solver.check_residual(&s, values, &x, bv)?;
@@ -178,7 +189,7 @@ impl<'t> Var<'t> {
     ///
     /// # Errors
     /// As [`Tape::solve`].
-    pub fn solve(self, b: Var<'t>, solver: &Solver) -> Result<Var<'t>> {
+    pub fn solve(self, b: Var<'t>, solver: &dyn Factorizer) -> Result<Var<'t>> {
         self.tape.solve(self, b, solver)
     }
 }
