@@ -99,6 +99,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// An iterative solver did not reach its tolerance.
+    #[error("iterative solver did not converge after {iterations} iterations: relative residual {relative_residual:e}")]
+    NotConverged {
+        /// Iterations performed.
+        iterations: usize,
+        /// ‖b − A x‖ / ‖b‖ reached.
+        relative_residual: f64,
+    },
+
     /// `backward` was called on a value that is not a 1×1 scalar.
     #[error("backward needs a scalar (1×1) loss, got a {rows}×{cols} value")]
     NotScalar {

@@ -82,6 +82,6 @@ pub use error::{Error, Result};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-pub use solve::{Backend, Factor, Factorization, Factorizer, Method, Solver};
+pub use solve::{Backend, Factor, Factorization, Factorizer, Iterative, Krylov, Method, Solver};
 pub use sparse::{Assembly, AssemblyBuilder, Dirichlet, Structure, Symmetry};
 pub use tape::{Gradients, Tape, Var};

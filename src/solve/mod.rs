@@ -9,6 +9,7 @@
 
 pub(crate) mod analysis;
 mod cholesky;
+mod iterative;
 mod lu;
 pub(crate) mod reference;
 
@@ -17,7 +18,9 @@ use std::sync::Arc;
 use nalgebra::DMatrix;
 
 use crate::error::{Error, Result};
+
 use crate::sparse::{mul_dense, Structure, Symmetry};
+pub use iterative::{Iterative, Krylov};
 
 /// A numeric factorization of a square matrix A that can solve with A and with Aᵀ.
 ///

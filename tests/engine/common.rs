@@ -3,7 +3,7 @@
 use nalgebra::DMatrix;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sparsegrad::{Assembly, Result, Solver, Symmetry, Tape, Var};
+use sparsegrad::{Assembly, Factorizer, Result, Symmetry, Tape, Var};
 
 /// A parameterized sparse system A(θ) X = B with a loss L = Σ W ⊙ X + ½ Σ X².
 ///
@@ -131,7 +131,7 @@ impl Problem {
     pub fn loss<'t>(
         &self,
         asm: &Assembly,
-        solver: &Solver,
+        solver: &dyn Factorizer,
         tape: &'t Tape,
         x: Var<'t>,
     ) -> Result<Var<'t>> {

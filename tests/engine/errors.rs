@@ -13,7 +13,7 @@ fn solve_err(
     s: &std::sync::Arc<Structure>,
     values: &[f64],
     b: DMatrix<f64>,
-    solver: Solver,
+    solver: impl sparsegrad::Factorizer,
 ) -> Error {
     let tape = Tape::new();
     let a = tape.sparse_var(s, values).unwrap();
@@ -188,6 +188,18 @@ fn all_errors() -> Vec<(&'static str, Error)> {
             .unwrap_err(),
     ));
 
+    // Iterative solvers.
+    let (s_it, v_it) = two_by_two(5.0, 3.0);
+    out.push((
+        "CG with too few iterations",
+        solve_err(
+            &s_it,
+            &v_it,
+            DMatrix::from_column_slice(2, 1, &[1.0, -2.0]),
+            sparsegrad::Iterative::cg(1e-14, 1),
+        ),
+    ));
+
     // Files.
     let missing = sparsegrad::matrix_market::MatrixMarket::read("/nonexistent/sparsegrad/A.mtx");
     out.push(("unreadable file", missing.unwrap_err()));
@@ -214,6 +226,7 @@ fn every_error_variant_is_reachable_from_bad_input() {
     assert!(has(|e| matches!(e, Error::NotScalar { .. })));
     assert!(has(|e| matches!(e, Error::Unsupported { .. })));
     assert!(has(|e| matches!(e, Error::Io { .. })));
+    assert!(has(|e| matches!(e, Error::NotConverged { .. })));
     assert!(has(|e| matches!(e, Error::Format { .. })));
 }
 

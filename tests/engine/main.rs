@@ -5,6 +5,7 @@ mod common;
 mod dirichlet;
 mod errors;
 mod gradients;
+mod iterative;
 mod optim;
 mod problems;
 mod reliability;
