@@ -58,6 +58,7 @@
 //! - [`sparse`]: [`Structure`] (validated pattern + cached symbolic analyses), [`Assembly`]
 //!   (parameters → values, linear), [`Dirichlet`] (prescribed unknowns).
 //! - [`solve`]: [`Solver`] (method + backend), [`Factorization`].
+//! - [`batch`]: value and gradient at many points in parallel (rayon), one shared analysis.
 //! - [`check`]: finite-difference gradient checking.
 //! - [`matrix_market`]: Matrix Market reading (with line numbers) and writing.
 //! - [`problems`]: reproducible instances (graph Laplacians, the mass-spring cantilever).
@@ -67,6 +68,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod batch;
 pub mod check;
 mod error;
 pub mod matrix_market;

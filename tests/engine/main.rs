@@ -1,6 +1,7 @@
 //! Integration tests of the core engine (one binary, one module per concern).
 
 mod analysis;
+mod batch;
 mod common;
 mod dirichlet;
 mod errors;
