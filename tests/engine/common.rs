@@ -148,6 +148,18 @@ impl Problem {
         Ok(sol.dot(w) + sol.square().sum() * 0.5)
     }
 
+    /// X = A(θ)⁻¹ B at the problem's own θ and B (no gradient), with `solver`.
+    pub fn solve_at_theta(&self, solver: &dyn Factorizer) -> Result<DMatrix<f64>> {
+        let asm = self.assembly();
+        let tape = Tape::new();
+        let a = tape.assemble(
+            &asm,
+            tape.constant(DMatrix::from_vec(self.m, 1, self.theta.clone())),
+        )?;
+        tape.solve(a, tape.constant(self.b.clone()), solver)?
+            .value()
+    }
+
     /// Dense A(θ) (mirroring one-triangle entries).
     pub fn dense(&self, theta: &[f64]) -> DMatrix<f64> {
         let mut a = DMatrix::zeros(self.n, self.n);

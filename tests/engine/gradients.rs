@@ -137,19 +137,7 @@ fn solution_matches_dense_solve() {
         (spd(50, 3, Symmetry::Lower, 23), Solver::cholesky()),
         (general(50, 3, 24), Solver::lu()),
     ] {
-        let asm = p.assembly();
-        let tape = Tape::new();
-        let a = tape
-            .assemble(
-                &asm,
-                tape.constant(DMatrix::from_vec(p.m, 1, p.theta.clone())),
-            )
-            .unwrap();
-        let x = tape
-            .solve(a, tape.constant(p.b.clone()), &solver)
-            .unwrap()
-            .value()
-            .unwrap();
+        let x = p.solve_at_theta(&solver).unwrap();
         let dense = p.dense(&p.theta).lu().solve(&p.b).unwrap();
         assert!(rel_inf(&x, &dense) < 1e-12);
     }

@@ -55,17 +55,7 @@ fn too_few_iterations_is_not_converged_with_the_residual() {
         (spd(80, 1, Symmetry::Lower, 73), Iterative::cg(1e-12, 3)),
         (general(80, 1, 74), Iterative::bicgstab(1e-12, 2)),
     ] {
-        let asm = p.assembly();
-        let tape = Tape::new();
-        let a = tape
-            .assemble(
-                &asm,
-                tape.constant(DMatrix::from_vec(p.m, 1, p.theta.clone())),
-            )
-            .unwrap();
-        let e = tape
-            .solve(a, tape.constant(p.b.clone()), &solver)
-            .unwrap_err();
+        let e = p.solve_at_theta(&solver).unwrap_err();
         match e {
             Error::NotConverged {
                 iterations,
@@ -84,16 +74,6 @@ fn too_few_iterations_is_not_converged_with_the_residual() {
 #[test]
 fn cg_refuses_a_general_structure() {
     let p = general(10, 1, 75);
-    let asm = p.assembly();
-    let tape = Tape::new();
-    let a = tape
-        .assemble(
-            &asm,
-            tape.constant(DMatrix::from_vec(p.m, 1, p.theta.clone())),
-        )
-        .unwrap();
-    let e = tape
-        .solve(a, tape.constant(p.b.clone()), &Iterative::cg(1e-10, 100))
-        .unwrap_err();
+    let e = p.solve_at_theta(&Iterative::cg(1e-10, 100)).unwrap_err();
     assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
 }
