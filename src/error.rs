@@ -137,6 +137,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// No usable GPU: the crate was built without the `cuda` feature, the CUDA driver or NVRTC
+    /// library could not be loaded, or the device could not be opened.
+    #[error("no GPU: {reason}")]
+    NoDevice {
+        /// Why (the driver's own message where there is one).
+        reason: String,
+    },
+
     /// An operation got a combination of arguments it does not support.
     #[error("unsupported: {reason}")]
     Unsupported {

@@ -68,6 +68,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod backend;
 pub mod batch;
 pub mod check;
 mod error;
@@ -78,12 +79,15 @@ pub mod solve;
 pub mod sparse;
 pub mod tape;
 
+pub use backend::{Device, Precision};
 pub use error::{Error, Result};
 
 /// The README's example is compiled and run as a doc test.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-pub use solve::{Backend, Factor, Factorization, Factorizer, Iterative, Krylov, Method, Solver};
+pub use solve::{
+    Adjoint, Backend, Factor, Factorization, Factorizer, Iterative, Krylov, Method, Solver,
+};
 pub use sparse::{Assembly, AssemblyBuilder, Dirichlet, Structure, Symmetry};
 pub use tape::{Gradients, Tape, Var};

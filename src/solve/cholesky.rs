@@ -143,6 +143,18 @@ impl FaerCholesky {
         })
     }
 
+    /// The shared symbolic analysis.
+    #[cfg_attr(not(any(test, feature = "cuda")), allow(dead_code))]
+    pub(crate) fn symbolic(&self) -> &SymbolicCholesky<usize> {
+        &self.symbolic
+    }
+
+    /// The numeric factor values in faer's layout.
+    #[cfg_attr(not(any(test, feature = "cuda")), allow(dead_code))]
+    pub(crate) fn values(&self) -> &[f64] {
+        &self.l_values
+    }
+
     fn solve(&self, rhs: &mut DMatrix<f64>) {
         let par = Par::Seq;
         let k = rhs.ncols();

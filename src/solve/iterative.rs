@@ -8,6 +8,7 @@ use std::sync::Arc;
 use nalgebra::{DMatrix, DVector};
 
 use super::{Factor, Factorization, Factorizer};
+use crate::backend::{self, Device};
 use crate::error::{Error, Result};
 use crate::sparse::{mul_dense, mul_transpose_dense, Structure, Symmetry};
 
@@ -33,6 +34,8 @@ pub struct Iterative {
     pub relative_tolerance: f64,
     /// Iteration limit per right-hand side.
     pub max_iterations: usize,
+    /// Where the iterations run ([`Device::Cuda`]: CG with Jacobi, f64, all columns at once).
+    pub device: Device,
 }
 
 impl Iterative {
@@ -42,7 +45,12 @@ impl Iterative {
             method: Krylov::Cg,
             relative_tolerance,
             max_iterations,
+            device: Device::Cpu,
         }
+    }
+    /// The same settings on another device.
+    pub fn on(self, device: Device) -> Self {
+        Iterative { device, ..self }
     }
     /// BiCGSTAB with the given tolerance and iteration limit.
     pub fn bicgstab(relative_tolerance: f64, max_iterations: usize) -> Self {
@@ -50,6 +58,7 @@ impl Iterative {
             method: Krylov::BiCgStab,
             relative_tolerance,
             max_iterations,
+            device: Device::Cpu,
         }
     }
 }
@@ -82,16 +91,10 @@ impl Factorizer for Iterative {
             });
         }
         structure.check_symmetric_values(values)?;
-        let mut inv_diag = DVector::zeros(n);
-        for j in 0..n {
-            let d = structure.position(j, j).map_or(0.0, |k| values[k]);
-            if d == 0.0 {
-                return Err(Error::Unsupported {
-                    reason: format!("Jacobi preconditioner: diagonal entry ({j}, {j}) is zero"),
-                });
-            }
-            inv_diag[j] = 1.0 / d;
+        if let Device::Cuda { ordinal, .. } = self.device {
+            return backend::factor_iterative(structure, values, self, ordinal);
         }
+        let inv_diag = DVector::from_vec(super::jacobi_inverse_diagonal(structure, values)?);
         Ok(Arc::new(Operator {
             settings: *self,
             structure: structure.clone(),

@@ -8,7 +8,7 @@
 //! live in the [`Structure`] and are computed once per pattern.
 
 pub(crate) mod analysis;
-mod cholesky;
+pub(crate) mod cholesky;
 mod iterative;
 mod lu;
 pub(crate) mod reference;
@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
+use crate::backend::{self, Device};
 use crate::error::{Error, Result};
 
 use crate::sparse::{mul_dense, Structure, Symmetry};
@@ -40,7 +41,30 @@ pub trait Factorization: Send + Sync {
     fn dim(&self) -> usize;
     /// A short description ("faer LLᵀ (supernodal), nnz(L) = …").
     fn describe(&self) -> String;
+
+    /// Optionally performs the solve node's whole adjoint where this factorization lives (the GPU
+    /// backend does): Λ = A⁻ᵀ Ḡ and, when `want_a`, Ā at the stored entries of `structure`
+    /// (Ā_e = −Σ_c Λ_ic X_jc, plus the mirrored term off the diagonal for one-triangle storage).
+    /// The default returns `Ok(None)`: the tape then calls
+    /// [`Factorization::solve_transpose_in_place`] and scatters on the CPU.
+    ///
+    /// # Errors
+    /// As [`Factorization::solve_transpose_in_place`].
+    fn fused_adjoint(
+        &self,
+        structure: &Structure,
+        g: &DMatrix<f64>,
+        x: &DMatrix<f64>,
+        want_a: bool,
+    ) -> Result<Option<Adjoint>> {
+        let _ = (structure, g, x, want_a);
+        Ok(None)
+    }
 }
+
+/// The result of [`Factorization::fused_adjoint`]: Λ = A⁻ᵀ Ḡ (n×k) and, when asked for, Ā at
+/// the stored entries.
+pub type Adjoint = (DMatrix<f64>, Option<Vec<f64>>);
 
 /// A shared numeric factorization, as kept by the solve node.
 pub type Factor = dyn Factorization;
@@ -167,6 +191,7 @@ pub struct Solver {
     method: Method,
     backend: Backend,
     residual_tolerance: Option<f64>,
+    device: Device,
 }
 
 /// Default bound on the normwise backward error ‖AX − B‖_F / (‖A‖_F ‖X‖_F + ‖B‖_F) of a solve.
@@ -181,6 +206,7 @@ impl Solver {
             method: Method::Cholesky,
             backend: Backend::Fast,
             residual_tolerance: None,
+            device: Device::Cpu,
         }
     }
     /// Sparse LDLᵀ (fast backend), for symmetric matrices that are not positive definite.
@@ -190,6 +216,7 @@ impl Solver {
             method: Method::Ldlt,
             backend: Backend::Fast,
             residual_tolerance: Some(DEFAULT_RESIDUAL_TOLERANCE),
+            device: Device::Cpu,
         }
     }
     /// Sparse LU (fast backend), for general matrices. The residual check is on by default: it
@@ -212,6 +239,29 @@ impl Solver {
             residual_tolerance: tolerance,
             ..self
         }
+    }
+    /// Runs the solves on `device`. On [`Device::Cuda`] the symbolic analysis and numeric
+    /// Cholesky factorization stay on the CPU; the factor is uploaded once per factorization and
+    /// the forward solve, adjoint solve and gradient scatter run on the GPU (Cholesky, fast
+    /// backend only). Without the `cuda` feature or a GPU, factorizing returns
+    /// [`Error::NoDevice`].
+    ///
+    /// ```
+    /// use sparsegrad::{Device, Error, Solver, Structure, Symmetry};
+    /// let s = Structure::new(1, 1, vec![0, 1], vec![0], Symmetry::Lower).unwrap();
+    /// let gpu = Solver::cholesky().on(Device::cuda());
+    /// match gpu.factorize(&s, &[2.0]) {
+    ///     Ok(f) => println!("{}", f.describe()),
+    ///     Err(Error::NoDevice { reason }) => println!("no GPU: {reason}"),
+    ///     Err(e) => panic!("{e}"),
+    /// }
+    /// ```
+    pub fn on(self, device: Device) -> Self {
+        Solver { device, ..self }
+    }
+    /// The device.
+    pub fn device(&self) -> Device {
+        self.device
     }
     /// The method.
     pub fn method(&self) -> Method {
@@ -253,6 +303,19 @@ impl Solver {
                 });
             }
             structure.check_symmetric_values(values)?;
+        }
+        if let Device::Cuda { ordinal, precision } = self.device {
+            if (self.method, self.backend) != (Method::Cholesky, Backend::Fast) {
+                return Err(Error::Unsupported {
+                    reason: format!(
+                        "the GPU direct path offers Cholesky on the fast backend, not {:?} on {:?}",
+                        self.method, self.backend
+                    ),
+                });
+            }
+            let factor = backend::factor_direct(structure, values, ordinal, precision)?;
+            structure.record_factorization();
+            return Ok(factor);
         }
         structure.record_factorization();
         match (self.method, self.backend) {
@@ -370,6 +433,25 @@ pub(crate) fn check_positive_diagonal(structure: &Structure, values: &[f64]) -> 
         }
     }
     Ok(())
+}
+
+/// 1 / diag(A) for a Jacobi preconditioner.
+///
+/// # Errors
+/// [`Error::Unsupported`] naming a zero (or missing) diagonal entry.
+pub(crate) fn jacobi_inverse_diagonal(structure: &Structure, values: &[f64]) -> Result<Vec<f64>> {
+    (0..structure.nrows())
+        .map(|j| {
+            let d = structure.position(j, j).map_or(0.0, |k| values[k]);
+            if d == 0.0 {
+                Err(Error::Unsupported {
+                    reason: format!("Jacobi preconditioner: diagonal entry ({j}, {j}) is zero"),
+                })
+            } else {
+                Ok(1.0 / d)
+            }
+        })
+        .collect()
 }
 
 /// Solve scratch memory kept by a factorization, so that its forward and adjoint solves (and any

@@ -206,15 +206,28 @@ fn propagate(
         }
         Op::Solve { a, b, factor } => {
             // Λ = A⁻ᵀ Ḡ with the stored factorization; B̄ = Λ; Ā_ij = −Σ_c Λ_ic X_jc.
-            let mut lambda = g.clone();
-            factor.solve_transpose_in_place(&mut lambda)?;
-            if nodes[*a].needs_grad {
-                let s = nodes[*a]
-                    .sparse
-                    .as_ref()
-                    .expect("solve's first input is sparse");
-                let mut ga = DMatrix::zeros(s.nnz(), 1);
-                accumulate_outer(s, &lambda, &node.value, -1.0, ga.as_mut_slice());
+            let s = nodes[*a]
+                .sparse
+                .as_ref()
+                .expect("solve's first input is sparse");
+            let want_a = nodes[*a].needs_grad;
+            let (lambda, fused) = match factor.fused_adjoint(s, g, &node.value, want_a)? {
+                Some((lambda, ga)) => (lambda, ga),
+                None => {
+                    let mut lambda = g.clone();
+                    factor.solve_transpose_in_place(&mut lambda)?;
+                    (lambda, None)
+                }
+            };
+            if want_a {
+                let ga = match fused {
+                    Some(v) => DMatrix::from_vec(v.len(), 1, v),
+                    None => {
+                        let mut ga = DMatrix::zeros(s.nnz(), 1);
+                        accumulate_outer(s, &lambda, &node.value, -1.0, ga.as_mut_slice());
+                        ga
+                    }
+                };
                 accumulate(grads, nodes, *a, ga);
             }
             accumulate(grads, nodes, *b, lambda);

@@ -200,6 +200,19 @@ fn all_errors() -> Vec<(&'static str, Error)> {
         ),
     ));
 
+    // No GPU: without the `cuda` feature the reason is fixed (tests/gpu.rs covers the feature
+    // build, where the reason depends on the machine).
+    #[cfg(not(feature = "cuda"))]
+    out.push((
+        "GPU solve in a build without the cuda feature",
+        solve_err(
+            &s,
+            &v,
+            ones(2),
+            Solver::cholesky().on(sparsegrad::Device::cuda()),
+        ),
+    ));
+
     // Files.
     let missing = sparsegrad::matrix_market::MatrixMarket::read("/nonexistent/sparsegrad/A.mtx");
     out.push(("unreadable file", missing.unwrap_err()));
@@ -228,6 +241,8 @@ fn every_error_variant_is_reachable_from_bad_input() {
     assert!(has(|e| matches!(e, Error::Io { .. })));
     assert!(has(|e| matches!(e, Error::NotConverged { .. })));
     assert!(has(|e| matches!(e, Error::Format { .. })));
+    #[cfg(not(feature = "cuda"))]
+    assert!(has(|e| matches!(e, Error::NoDevice { .. })));
 }
 
 #[test]
