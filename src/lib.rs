@@ -87,7 +87,8 @@ pub use error::{Error, Result};
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 pub use solve::{
-    Adjoint, Backend, Factor, Factorization, Factorizer, Iterative, Krylov, Method, Solver,
+    Adjoint, Backend, Convergence, Factor, Factorization, Factorizer, Iterative, Krylov, Method,
+    Preconditioner, SolveInfo, Solver,
 };
 pub use sparse::{Assembly, AssemblyBuilder, Dirichlet, Structure, Symmetry};
 pub use tape::{Gradients, Tape, Var};

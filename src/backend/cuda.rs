@@ -26,7 +26,9 @@ use nalgebra::DMatrix;
 use super::plan::{entry_coordinates, index32, FullCsr, LowerFactor, Schedule, TriangularRows};
 use super::Precision;
 use crate::error::{Error, Result};
-use crate::solve::{cholesky::FaerCholesky, Adjoint, Factor, Factorization, Iterative, Krylov};
+use crate::solve::{
+    cholesky::FaerCholesky, Adjoint, Factor, Factorization, Iterative, Krylov, Preconditioner,
+};
 use crate::sparse::{Structure, Symmetry};
 
 /// Refinement stops when every column's ‖b − A x‖/‖b‖ is at most this.
@@ -710,11 +712,11 @@ pub(crate) fn factor_iterative(
     settings: &Iterative,
     ordinal: usize,
 ) -> Result<Arc<Factor>> {
-    if settings.method != Krylov::Cg {
+    if settings.method != Krylov::Cg || settings.preconditioner != Preconditioner::Jacobi {
         return Err(Error::Unsupported {
             reason: format!(
-                "the GPU iterative path offers CG (Jacobi), not {:?}",
-                settings.method
+                "the GPU iterative path offers CG with Jacobi, not {:?} with {:?}",
+                settings.method, settings.preconditioner
             ),
         });
     }
@@ -725,7 +727,7 @@ pub(crate) fn factor_iterative(
         a: DeviceCsr::upload(&g, structure, values)?,
         inv_diag: g.stream.clone_htod(&inv_diag).map_err(driver("upload"))?,
         n,
-        settings: *settings,
+        settings: settings.clone(),
         gpu: g,
     }))
 }

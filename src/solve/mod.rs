@@ -21,7 +21,7 @@ use crate::backend::{self, Device};
 use crate::error::{Error, Result};
 
 use crate::sparse::{mul_dense, Structure, Symmetry};
-pub use iterative::{Iterative, Krylov};
+pub use iterative::{Convergence, Iterative, Krylov, Preconditioner, SolveInfo};
 
 /// A numeric factorization of a square matrix A that can solve with A and with Aᵀ.
 ///
@@ -41,6 +41,12 @@ pub trait Factorization: Send + Sync {
     fn dim(&self) -> usize;
     /// A short description ("faer LLᵀ (supernodal), nnz(L) = …").
     fn describe(&self) -> String;
+
+    /// What the last forward and adjoint solves achieved (iterative solvers report iterations
+    /// and residuals; the default, for direct solvers, reports nothing).
+    fn solve_info(&self) -> SolveInfo {
+        SolveInfo::default()
+    }
 
     /// Optionally performs the solve node's whole adjoint where this factorization lives (the GPU
     /// backend does): Λ = A⁻ᵀ Ḡ and, when `want_a`, Ā at the stored entries of `structure`
@@ -439,6 +445,7 @@ pub(crate) fn check_positive_diagonal(structure: &Structure, values: &[f64]) -> 
 ///
 /// # Errors
 /// [`Error::Unsupported`] naming a zero (or missing) diagonal entry.
+#[cfg(feature = "cuda")]
 pub(crate) fn jacobi_inverse_diagonal(structure: &Structure, values: &[f64]) -> Result<Vec<f64>> {
     (0..structure.nrows())
         .map(|j| {

@@ -7,7 +7,7 @@ use nalgebra_sparse::CscMatrix;
 
 use super::{Op, Tape, Var};
 use crate::error::{check_finite, Error, Result};
-use crate::solve::Factorizer;
+use crate::solve::{Factorizer, SolveInfo};
 use crate::sparse::{mul_dense, Assembly, Structure, Symmetry};
 
 fn sparse_of(nodes: &[super::Node], i: usize, op: &'static str) -> Result<Arc<Structure>> {
@@ -173,6 +173,30 @@ impl Tape {
                 },
             ))
         })
+    }
+}
+
+impl Tape {
+    /// What the solve node that produced `x` achieved: for iterative solvers the iterations and
+    /// relative residuals of the forward solve and — after [`Tape::backward`] — of the adjoint
+    /// solve.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] if `x` was not produced by [`Tape::solve`]; the error that poisoned
+    /// `x`.
+    pub fn solve_info(&self, x: Var<'_>) -> Result<SolveInfo> {
+        self.same_tape(x)?;
+        let nodes = self.nodes();
+        let node = &nodes[x.index];
+        if let Some(e) = &node.error {
+            return Err(e.clone());
+        }
+        match &node.op {
+            Op::Solve { factor, .. } => Ok(factor.solve_info()),
+            _ => Err(Error::Unsupported {
+                reason: format!("Var#{} is not the output of a solve", x.index),
+            }),
+        }
     }
 }
 
