@@ -3,12 +3,15 @@
 //! with 1 and 16 right-hand sides, next to the limit: one numeric factorization and one forward
 //! plus one adjoint solve through `Solver::factorize`, without the tape.
 //!
+//! A second group times a batch of 64 grid systems (k = 128) through `batch::solve_batch` plus
+//! their gradients, on a 1-thread and a 2-thread rayon pool: the parallel speedup.
+//!
 //! `cargo bench --bench solve`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use nalgebra::DMatrix;
-use sparsegrad::problems::graph::{chain_edges, laplacian_assembly};
-use sparsegrad::{Assembly, Solver, Tape};
+use sparsegrad::problems::graph::{chain_edges, grid_edges, laplacian_assembly};
+use sparsegrad::{batch, Assembly, Solver, Tape};
 
 fn chain(n: usize) -> Assembly {
     laplacian_assembly(n, &chain_edges(n), 1.0).expect("valid chain")
@@ -56,5 +59,45 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn bench_batch(c: &mut Criterion) {
+    let k = 128;
+    let edges = grid_edges(k);
+    let asm = laplacian_assembly(k * k, &edges, 1.0).expect("valid grid");
+    let values: Vec<Vec<f64>> = (0..64)
+        .map(|d| {
+            let theta: Vec<f64> = (0..edges.len())
+                .map(|e| 1.5 + 0.5 * ((e + 13 * d) as f64).sin())
+                .collect();
+            asm.values(&theta).expect("values")
+        })
+        .collect();
+    let b = DMatrix::from_fn(k * k, 1, |i, _| 1.0 + 0.5 * (i as f64).cos());
+    let mut group = c.benchmark_group("batch64_grid128");
+    group.sample_size(10);
+    for threads in [1usize, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
+        group.bench_function(BenchmarkId::new("threads", threads), |bench| {
+            bench.iter(|| {
+                pool.install(|| {
+                    let out = batch::solve_batch(
+                        asm.structure(),
+                        &values,
+                        std::slice::from_ref(&b),
+                        &Solver::cholesky(),
+                    )
+                    .expect("batch");
+                    let upstream: Vec<DMatrix<f64>> =
+                        out.solutions().iter().map(|x| x * 2.0).collect();
+                    out.gradients(&upstream).expect("gradients")[0].0[0]
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_batch);
 criterion_main!(benches);

@@ -9,6 +9,7 @@
 
 pub(crate) mod analysis;
 pub(crate) mod cholesky;
+mod condition;
 mod iterative;
 mod lu;
 pub(crate) mod reference;
@@ -21,6 +22,7 @@ use crate::backend::{self, Device};
 use crate::error::{Error, Result};
 
 use crate::sparse::{mul_dense, Structure, Symmetry};
+pub use condition::{condition_estimate, norm1};
 pub use iterative::{Convergence, Iterative, Krylov, Preconditioner, SolveInfo};
 
 /// A numeric factorization of a square matrix A that can solve with A and with Aᵀ.
@@ -410,6 +412,61 @@ impl Default for Solver {
     fn default() -> Self {
         Self::cholesky()
     }
+}
+
+/// The solve node's forward pass: factor A (values on `structure`), X = A⁻¹ B, the solver's
+/// residual check. Shared by the tape and [`crate::batch::solve_batch`].
+pub(crate) fn forward(
+    solver: &dyn Factorizer,
+    structure: &Arc<Structure>,
+    values: &[f64],
+    b: &DMatrix<f64>,
+) -> Result<(Arc<Factor>, DMatrix<f64>)> {
+    let factor = solver.factorize(structure, values)?;
+    if factor.dim() != structure.nrows() {
+        return Err(Error::StructureMismatch {
+            reason: format!(
+                "the factorizer returned a {}-dimensional factor for a {}×{} matrix ({})",
+                factor.dim(),
+                structure.nrows(),
+                structure.ncols(),
+                factor.describe()
+            ),
+        });
+    }
+    let mut x = b.clone();
+    factor.solve_in_place(&mut x)?;
+    solver.check_residual(structure, values, &x, b)?;
+    Ok((factor, x))
+}
+
+/// The solve node's adjoint: Λ = A⁻ᵀ Ḡ and, when `want_a`, Ā_e = −Σ_c Λ_ic X_jc at the stored
+/// entries (on the factorization's own device when it offers a fused adjoint).
+pub(crate) fn adjoint(
+    factor: &Factor,
+    structure: &Structure,
+    g: &DMatrix<f64>,
+    x: &DMatrix<f64>,
+    want_a: bool,
+) -> Result<(DMatrix<f64>, Option<Vec<f64>>)> {
+    let (lambda, fused) = match factor.fused_adjoint(structure, g, x, want_a)? {
+        Some(result) => result,
+        None => {
+            let mut lambda = g.clone();
+            factor.solve_transpose_in_place(&mut lambda)?;
+            (lambda, None)
+        }
+    };
+    let ga = match (want_a, fused) {
+        (false, _) => None,
+        (true, Some(ga)) => Some(ga),
+        (true, None) => {
+            let mut ga = vec![0.0; structure.nnz()];
+            crate::sparse::accumulate_outer(structure, &lambda, x, -1.0, &mut ga);
+            Some(ga)
+        }
+    };
+    Ok((lambda, ga))
 }
 
 /// ‖A‖_F of a stored matrix (off-diagonal one-triangle entries count twice).

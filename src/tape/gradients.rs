@@ -210,25 +210,10 @@ fn propagate(
                 .sparse
                 .as_ref()
                 .expect("solve's first input is sparse");
-            let want_a = nodes[*a].needs_grad;
-            let (lambda, fused) = match factor.fused_adjoint(s, g, &node.value, want_a)? {
-                Some((lambda, ga)) => (lambda, ga),
-                None => {
-                    let mut lambda = g.clone();
-                    factor.solve_transpose_in_place(&mut lambda)?;
-                    (lambda, None)
-                }
-            };
-            if want_a {
-                let ga = match fused {
-                    Some(v) => DMatrix::from_vec(v.len(), 1, v),
-                    None => {
-                        let mut ga = DMatrix::zeros(s.nnz(), 1);
-                        accumulate_outer(s, &lambda, &node.value, -1.0, ga.as_mut_slice());
-                        ga
-                    }
-                };
-                accumulate(grads, nodes, *a, ga);
+            let (lambda, ga) =
+                crate::solve::adjoint(factor.as_ref(), s, g, &node.value, nodes[*a].needs_grad)?;
+            if let Some(ga) = ga {
+                accumulate(grads, nodes, *a, DMatrix::from_vec(ga.len(), 1, ga));
             }
             accumulate(grads, nodes, *b, lambda);
         }

@@ -147,22 +147,7 @@ impl Tape {
                 });
             }
             check_finite("right-hand side", bv.as_slice(), bv.nrows())?;
-            let values = nodes[ia].value.as_slice();
-            let factor = solver.factorize(&s, values)?;
-            if factor.dim() != s.nrows() {
-                return Err(Error::StructureMismatch {
-                    reason: format!(
-                        "the factorizer returned a {}-dimensional factor for a {}×{} matrix ({})",
-                        factor.dim(),
-                        s.nrows(),
-                        s.ncols(),
-                        factor.describe()
-                    ),
-                });
-            }
-            let mut x = bv.clone();
-            factor.solve_in_place(&mut x)?;
-            solver.check_residual(&s, values, &x, bv)?;
+            let (factor, x) = crate::solve::forward(solver, &s, nodes[ia].value.as_slice(), bv)?;
             Ok((
                 x,
                 None,

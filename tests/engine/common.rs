@@ -135,6 +135,19 @@ impl Problem {
         tape: &'t Tape,
         x: Var<'t>,
     ) -> Result<Var<'t>> {
+        let sol = self.solution(asm, solver, tape, x)?;
+        let w = tape.constant(self.w.clone());
+        Ok(sol.dot(w) + sol.square().sum() * 0.5)
+    }
+
+    /// X = A(θ)⁻¹ B on the tape, with x = [θ; vec(B)].
+    pub fn solution<'t>(
+        &self,
+        asm: &Assembly,
+        solver: &dyn Factorizer,
+        tape: &'t Tape,
+        x: Var<'t>,
+    ) -> Result<Var<'t>> {
         let theta = x.gather(&(0..self.m).collect::<Vec<_>>());
         let cols: Vec<Var<'t>> = (0..self.k)
             .map(|c| {
@@ -143,9 +156,7 @@ impl Problem {
             .collect();
         let b = tape.concat_columns(&cols);
         let a = tape.assemble(asm, theta)?;
-        let sol = tape.solve(a, b, solver)?;
-        let w = tape.constant(self.w.clone());
-        Ok(sol.dot(w) + sol.square().sum() * 0.5)
+        tape.solve(a, b, solver)
     }
 
     /// X = A(θ)⁻¹ B at the problem's own θ and B (no gradient), with `solver`.

@@ -1,0 +1,7 @@
+//! Structures, assemblies and Matrix Market text from arbitrary bytes, solved and differentiated
+//! with arbitrary values and solvers: any outcome but a panic is fine.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = sparsegrad::fuzzing::exercise(data);
+});
