@@ -1,7 +1,8 @@
 //! 1000 optimization iterations with one tape per iteration: resident memory must not grow.
 //!
 //! Runs plain gradient descent on the edge weights of a 64×64 grid (A = I + L(exp φ), 4 RHS) and
-//! prints the resident set size (VmRSS) and its peak (VmHWM) at iterations 10, 100 and 1000.
+//! prints the resident set size (VmRSS) and its peak (VmHWM) at iterations 10, 100 and 1000; exits
+//! with status 1 if RSS grew by more than 8 MiB between iterations 10 and 1000 (CI runs it).
 //!
 //! `cargo run --release --example memory_loop`
 
@@ -45,9 +46,12 @@ fn main() -> sparsegrad::Result<()> {
             samples.push(rss);
         }
     }
-    println!(
-        "RSS growth from iteration 10 to 1000: {:+.1} MiB",
-        samples[2] - samples[0]
-    );
+    let growth = samples[2] - samples[0];
+    println!("RSS growth from iteration 10 to 1000: {growth:+.1} MiB");
+    // One iteration's tape holds ~1 MiB; a leak of one tape per iteration would add ~1 GiB.
+    if growth > 8.0 {
+        eprintln!("memory grew by {growth:.1} MiB over 990 iterations");
+        std::process::exit(1);
+    }
     Ok(())
 }

@@ -166,4 +166,3 @@ proptest! {
         prop_assert!(r.norm() <= 1e-10 * b.norm());
     }
 }
-
