@@ -61,16 +61,16 @@ pub struct BatchSolution {
 /// ```
 /// use nalgebra::DMatrix;
 /// use sparsegrad::{batch, Solver, Structure, Symmetry};
-/// // diag(d, d): X = B / d, and ∂(Σ X)/∂d = −Σ B / d² spread over the two stored entries.
+/// // diag(d, d): X = B / d; with L = Σ X: B̄ = 1 / d and Ā = −B̄ ⊙ X at the two stored entries.
 /// let s = Structure::new(2, 2, vec![0, 1, 2], vec![0, 1], Symmetry::Lower).unwrap();
-/// let values = vec![vec![2.0, 2.0], vec![4.0, 4.0]];
+/// let values = vec![vec![4.0, 4.0], vec![16.0, 16.0]];
 /// let b = DMatrix::from_column_slice(2, 1, &[1.0, 3.0]);
 /// let batch = batch::solve_batch(&s, &values, &[b], &Solver::cholesky()).unwrap();
-/// assert_eq!(batch.solutions()[1].as_slice(), &[0.25, 0.75]);
+/// assert_eq!(batch.solutions()[1].as_slice(), &[0.0625, 0.1875]);
 /// let ones = vec![DMatrix::from_element(2, 1, 1.0); 2];
 /// let grads = batch.gradients(&ones).unwrap();
-/// assert_eq!(grads[0].0, vec![-0.25, -0.75]); // Ā at the stored entries
-/// assert_eq!(grads[0].1.as_slice(), &[0.5, 0.5]); // B̄
+/// assert_eq!(grads[0].0, vec![-0.0625, -0.1875]); // Ā at the stored entries
+/// assert_eq!(grads[0].1.as_slice(), &[0.25, 0.25]); // B̄
 /// ```
 ///
 /// # Errors

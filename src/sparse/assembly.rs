@@ -122,44 +122,52 @@ impl AssemblyBuilder {
                 });
             }
         }
-        let pairs: Vec<(usize, usize)> = self
-            .terms
-            .iter()
-            .map(|&(i, j, _, _)| (i, j))
-            .chain(self.constants.iter().map(|&(i, j, _)| (i, j)))
-            .collect();
-        let (structure, slot) =
-            Structure::from_pairs(self.nrows, self.ncols, &pairs, self.symmetry)?;
-        let nnz = structure.nnz();
-        let (term_slots, const_slots) = slot.split_at(self.terms.len());
-        let mut constants = vec![0.0; nnz];
-        for (&(_, _, v), &k) in self.constants.iter().zip(const_slots) {
-            constants[k] += v;
-        }
-        // Bucket the terms by entry (CSR over entries), merging repeated (entry, param) pairs.
-        let order = super::bucket_order(
-            self.terms.len(),
-            nnz,
-            |t| term_slots[t],
-            |t| self.terms[t].2,
-        );
-        let mut term_ptr = vec![0usize; nnz + 1];
-        let mut term_param = Vec::with_capacity(order.len());
-        let mut term_coeff: Vec<f64> = Vec::with_capacity(order.len());
-        let mut last = None;
-        for &t in &order {
-            let (k, param, coeff) = (term_slots[t], self.terms[t].2, self.terms[t].3);
-            if last == Some((k, param)) {
-                *term_coeff.last_mut().expect("a previous term exists") += coeff;
+        let n_terms = self.terms.len();
+        let pair = |e: usize| {
+            if e < n_terms {
+                (self.terms[e].0, self.terms[e].1)
             } else {
-                term_param.push(param);
-                term_coeff.push(coeff);
-                term_ptr[k + 1] += 1;
-                last = Some((k, param));
+                (self.constants[e - n_terms].0, self.constants[e - n_terms].1)
             }
-        }
-        for k in 0..nnz {
-            term_ptr[k + 1] += term_ptr[k];
+        };
+        let grouped = Structure::from_pair_fn(
+            self.nrows,
+            self.ncols,
+            n_terms + self.constants.len(),
+            pair,
+            self.symmetry,
+        )?;
+        let structure = grouped.structure.clone();
+        let nnz = structure.nnz();
+        // Per stored entry: its constant, and its terms merged by parameter (CSR over entries).
+        let mut constants = vec![0.0; nnz];
+        let mut term_ptr = Vec::with_capacity(nnz + 1);
+        let mut term_param = Vec::with_capacity(n_terms);
+        let mut term_coeff: Vec<f64> = Vec::with_capacity(n_terms);
+        let mut run: Vec<(usize, f64)> = Vec::new();
+        term_ptr.push(0);
+        for (k, constant) in constants.iter_mut().enumerate() {
+            run.clear();
+            for &e in grouped.items(k) {
+                if e < n_terms {
+                    run.push((self.terms[e].2, self.terms[e].3));
+                } else {
+                    *constant += self.constants[e - n_terms].2;
+                }
+            }
+            // Items arrive in input order within an entry; sum in that order per parameter.
+            run.sort_by_key(|&(param, _)| param);
+            let mut last = None;
+            for &(param, coeff) in &run {
+                if last == Some(param) {
+                    *term_coeff.last_mut().expect("a previous term exists") += coeff;
+                } else {
+                    term_param.push(param);
+                    term_coeff.push(coeff);
+                    last = Some(param);
+                }
+            }
+            term_ptr.push(term_param.len());
         }
         let map = Arc::new(LinearMap {
             term_ptr,

@@ -8,6 +8,22 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::error::{Error, Result};
 use crate::solve::analysis::AnalysisCache;
 
+/// A structure built from pairs, with the input items grouped by stored entry.
+pub(crate) struct Grouped {
+    pub(crate) structure: Arc<Structure>,
+    /// Input item indices, grouped by stored entry (entries in storage order).
+    order: Vec<usize>,
+    /// `order[item_ptr[k]..item_ptr[k + 1]]` landed on stored entry k.
+    item_ptr: Vec<usize>,
+}
+
+impl Grouped {
+    /// The input items that landed on stored entry `k`.
+    pub(crate) fn items(&self, k: usize) -> &[usize] {
+        &self.order[self.item_ptr[k]..self.item_ptr[k + 1]]
+    }
+}
+
 /// How a (square) matrix's symmetry is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Symmetry {
@@ -158,7 +174,27 @@ impl Structure {
         entries: &[(usize, usize)],
         symmetry: Symmetry,
     ) -> Result<(Arc<Self>, Vec<usize>)> {
-        for (e, &(i, j)) in entries.iter().enumerate() {
+        let grouped = Self::from_pair_fn(nrows, ncols, entries.len(), |e| entries[e], symmetry)?;
+        let mut slot = vec![0usize; entries.len()];
+        for k in 0..grouped.structure.nnz() {
+            for &e in grouped.items(k) {
+                slot[e] = k;
+            }
+        }
+        Ok((grouped.structure, slot))
+    }
+
+    /// [`Structure::from_pairs`] over `len` pairs given by `pair(e)`, returning the input items
+    /// grouped by the stored entry they land on (no per-item slot array, no copy of the pairs).
+    pub(crate) fn from_pair_fn(
+        nrows: usize,
+        ncols: usize,
+        len: usize,
+        pair: impl Fn(usize) -> (usize, usize),
+        symmetry: Symmetry,
+    ) -> Result<Grouped> {
+        for e in 0..len {
+            let (i, j) = pair(e);
             if i >= nrows || j >= ncols {
                 let (what, index, bound) = if i >= nrows {
                     ("row", i, nrows)
@@ -174,25 +210,30 @@ impl Structure {
                 });
             }
         }
-        let order = super::bucket_order(entries.len(), ncols, |e| entries[e].1, |e| entries[e].0);
+        let order = super::bucket_order(len, ncols, |e| pair(e).1, |e| pair(e).0);
         let mut col_ptr = vec![0usize; ncols + 1];
-        let mut row_idx = Vec::with_capacity(entries.len());
-        let mut slot = vec![0usize; entries.len()];
+        let mut row_idx = Vec::with_capacity(len);
+        let mut item_ptr = Vec::with_capacity(len + 1);
         let mut last: Option<(usize, usize)> = None;
-        for &e in &order {
-            let (i, j) = entries[e];
+        for (p, &e) in order.iter().enumerate() {
+            let (i, j) = pair(e);
             if last != Some((i, j)) {
                 row_idx.push(i);
+                item_ptr.push(p);
                 col_ptr[j + 1] += 1;
                 last = Some((i, j));
             }
-            slot[e] = row_idx.len() - 1;
         }
+        item_ptr.push(len);
         for j in 0..ncols {
             col_ptr[j + 1] += col_ptr[j];
         }
-        let s = Structure::new(nrows, ncols, col_ptr, row_idx, symmetry)?;
-        Ok((s, slot))
+        let structure = Structure::new(nrows, ncols, col_ptr, row_idx, symmetry)?;
+        Ok(Grouped {
+            structure,
+            order,
+            item_ptr,
+        })
     }
 
     /// Number of rows.
