@@ -129,7 +129,7 @@ impl Tape {
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] for incompatible shapes or k = 0; [`Error::NonFinite`] for a
-    /// non-finite value in A or B (naming its position); every error of [`Solver::factorize`];
+    /// non-finite value in A or B (naming its position); every error of [`Solver::factorize`](crate::Solver::factorize);
     /// [`Error::Singular`] when the solution fails the solver's residual check.
     pub fn solve<'t>(&'t self, a: Var<'t>, b: Var<'t>, solver: &dyn Factorizer) -> Result<Var<'t>> {
         self.same_tape(a)?;

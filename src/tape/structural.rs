@@ -70,7 +70,7 @@ impl<'t> Var<'t> {
         )
     }
 
-    /// Rows `index[r]` of `self`, in order: out[r, c] = self[index[r], c]. Indices may repeat.
+    /// Rows `index[r]` of `self`, in order: `out[r, c] = self[index[r], c]`. Indices may repeat.
     ///
     /// An index out of range poisons the result with [`Error::IndexOutOfRange`].
     pub fn gather(self, index: &[usize]) -> Var<'t> {
@@ -91,7 +91,7 @@ impl<'t> Var<'t> {
         )
     }
 
-    /// A `len`-row matrix with the rows of `self` added at `index`: out[index[r], c] += self[r, c].
+    /// A `len`-row matrix with the rows of `self` added at `index`: `out[index[r], c] += self[r, c]`.
     ///
     /// The adjoint of [`Var::gather`]. `index.len()` must equal the number of rows of `self`.
     pub fn scatter_add(self, index: &[usize], len: usize) -> Var<'t> {
