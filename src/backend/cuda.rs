@@ -23,9 +23,10 @@ use cudarc::driver::{
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 use nalgebra::DMatrix;
 
-use super::plan::{entry_coordinates, index32, FullCsr, LowerFactor, Schedule, TriangularRows};
+use super::plan::{entry_coordinates, index32, indices32, LowerFactor, Schedule, TriangularRows};
 use super::Precision;
 use crate::error::{Error, Result};
+use crate::solve::iterative::precond::{jacobi, Csr};
 use crate::solve::{
     cholesky::FaerCholesky, Adjoint, Factor, Factorization, Iterative, Krylov, Preconditioner,
 };
@@ -118,14 +119,12 @@ extern "C" __global__ void cg_step(int n, int k, const double* __restrict__ alph
   x[t] += a * p[t];
   r[t] -= a * q[t];
 }
-// z = D⁻¹ r; p = z + beta[c] p
-extern "C" __global__ void cg_direction(int n, int k, const double* __restrict__ inv_diag,
-    const double* __restrict__ beta, const double* __restrict__ r, double* z, double* p) {
+// p = z + beta[c] p
+extern "C" __global__ void cg_direction(int n, int k, const double* __restrict__ beta,
+    const double* __restrict__ z, double* p) {
   long t = blockIdx.x * (long)blockDim.x + threadIdx.x;
   if (t >= (long)n * k) return;
-  double zt = inv_diag[t % n] * r[t];
-  z[t] = zt;
-  p[t] = zt + beta[t / n] * p[t];
+  p[t] = z[t] + beta[t / n] * p[t];
 }
 extern "C" __global__ void jacobi(int n, int k, const double* __restrict__ inv_diag,
     const double* __restrict__ r, double* z) {
@@ -434,15 +433,17 @@ struct DeviceCsr {
 }
 
 impl DeviceCsr {
-    fn upload(g: &Gpu, structure: &Structure, values: &[f64]) -> Result<Self> {
-        let csr = FullCsr::new(structure)?;
+    /// Uploads A (full CSR, both triangles of symmetric storage; the iterative solvers' `Csr`).
+    fn upload(g: &Gpu, csr: &Csr) -> Result<Self> {
         let st = &g.stream;
         Ok(DeviceCsr {
-            ptr: st.clone_htod(&csr.ptr).map_err(driver("upload"))?,
-            idx: st.clone_htod(&csr.idx).map_err(driver("upload"))?,
-            val: st
-                .clone_htod(&csr.values(values))
+            ptr: st
+                .clone_htod(&indices32(csr.ptr.iter().copied(), "nnz")?)
                 .map_err(driver("upload"))?,
+            idx: st
+                .clone_htod(&indices32(csr.idx.iter().copied(), "index")?)
+                .map_err(driver("upload"))?,
+            val: st.clone_htod(&csr.val).map_err(driver("upload"))?,
         })
     }
 
@@ -561,7 +562,7 @@ pub(crate) fn factor_direct(
         Precision::F32 | Precision::Mixed => Values::F32(DeviceFactor::upload(&g, &l)?),
     };
     let a = match precision {
-        Precision::Mixed => Some(DeviceCsr::upload(&g, structure, values)?),
+        Precision::Mixed => Some(DeviceCsr::upload(&g, &Csr::new(structure, values))?),
         _ => None,
     };
     let (rows, cols) = entry_coordinates(structure)?;
@@ -721,12 +722,12 @@ pub(crate) fn factor_iterative(
         });
     }
     let g = gpu(ordinal)?;
-    let n = structure.nrows();
-    let inv_diag = crate::solve::jacobi_inverse_diagonal(structure, values)?;
+    let csr = Csr::new(structure, values);
+    let inv_diag = jacobi(&csr, false)?;
     Ok(Arc::new(CgGpu {
-        a: DeviceCsr::upload(&g, structure, values)?,
+        a: DeviceCsr::upload(&g, &csr)?,
         inv_diag: g.stream.clone_htod(&inv_diag).map_err(driver("upload"))?,
-        n,
+        n: csr.n,
         settings: settings.clone(),
         gpu: g,
     }))
@@ -825,14 +826,8 @@ impl CgGpu {
             st.memcpy_htod(&beta, &mut coefficients)
                 .map_err(driver("upload"))?;
             let mut l = st.launch_builder(&g.util.cg_direction);
-            l.arg(&n32)
-                .arg(&k32)
-                .arg(&self.inv_diag)
-                .arg(&coefficients)
-                .arg(&r)
-                .arg(&mut z)
-                .arg(&mut p);
-            // SAFETY: matches `cg_direction`.
+            l.arg(&n32).arg(&k32).arg(&coefficients).arg(&z).arg(&mut p);
+            // SAFETY: matches `cg_direction`; coefficients has k values, z and p n·k.
             unsafe { l.launch(grid(n * k)?) }.map_err(driver("cg_direction"))?;
         }
         if self.settings.max_iterations == 0 && !done.iter().all(|&d| d) {

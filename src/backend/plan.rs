@@ -1,7 +1,6 @@
 //! Host-side plans for the GPU backend, built and tested on the CPU: the Cholesky factor as plain
-//! CSC arrays in 32-bit indices, level schedules for parallel triangular solves, full CSR copies
-//! of symmetric matrices for SpMV, and a CPU execution of every plan that the tests compare with
-//! faer's own solves (the GPU kernels run exactly these loops, one thread per (row, column)).
+//! CSC arrays in 32-bit indices, level schedules for parallel triangular solves, and a CPU
+//! execution of every plan that the tests compare with faer's own solves (the GPU kernels run exactly these loops, one thread per (row, column)).
 
 // Without the `cuda` feature only the tests use these plans.
 #![cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -9,7 +8,7 @@
 use faer::sparse::linalg::cholesky::{SymbolicCholesky, SymbolicCholeskyRaw};
 
 use crate::error::{Error, Result};
-use crate::sparse::{Structure, Symmetry};
+use crate::sparse::Structure;
 
 /// Converts an index or count to the 32-bit integers the GPU kernels use.
 pub(crate) fn index32(value: usize, what: &str) -> Result<i32> {
@@ -18,7 +17,7 @@ pub(crate) fn index32(value: usize, what: &str) -> Result<i32> {
     })
 }
 
-fn indices32(values: impl IntoIterator<Item = usize>, what: &str) -> Result<Vec<i32>> {
+pub(crate) fn indices32(values: impl IntoIterator<Item = usize>, what: &str) -> Result<Vec<i32>> {
     values.into_iter().map(|v| index32(v, what)).collect()
 }
 
@@ -233,96 +232,6 @@ impl Schedule {
     }
 }
 
-/// A symmetric matrix stored in full (both triangles) CSR, for SpMV on the GPU; `source[e]` is the
-/// stored entry of the [`Structure`] that entry `e` takes its value from.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FullCsr {
-    pub(crate) ptr: Vec<i32>,
-    pub(crate) idx: Vec<i32>,
-    pub(crate) source: Vec<usize>,
-}
-
-impl FullCsr {
-    /// The full pattern of a symmetric structure (for [`Symmetry::Full`], CSC of A is CSR of
-    /// Aᵀ = A; for [`Symmetry::Lower`], the strictly lower entries are mirrored).
-    pub(crate) fn new(structure: &Structure) -> Result<Self> {
-        let n = structure.nrows();
-        let (cp, ri) = (structure.col_ptr(), structure.row_idx());
-        match structure.symmetry() {
-            Symmetry::General => Err(Error::Unsupported {
-                reason: "the GPU paths need a structure declared symmetric (Full or Lower)".into(),
-            }),
-            Symmetry::Full => Ok(FullCsr {
-                ptr: indices32(cp.iter().copied(), "nnz")?,
-                idx: indices32(ri.iter().copied(), "index")?,
-                source: (0..structure.nnz()).collect(),
-            }),
-            Symmetry::Lower => {
-                let mut count = vec![0usize; n + 1];
-                for j in 0..n {
-                    for &i in &ri[cp[j]..cp[j + 1]] {
-                        count[j + 1] += 1;
-                        if i != j {
-                            count[i + 1] += 1;
-                        }
-                    }
-                }
-                for i in 0..n {
-                    count[i + 1] += count[i];
-                }
-                let total = count[n];
-                let mut next = count.clone();
-                let mut idx = vec![0i32; total];
-                let mut source = vec![0usize; total];
-                // Row r's entries: first the mirrored (r, j < r) from column r … in column order,
-                // which keeps each row's column indices sorted.
-                for j in 0..n {
-                    for (e, &i) in ri.iter().enumerate().take(cp[j + 1]).skip(cp[j]) {
-                        // Entry (i, j) with i ≥ j lives in row i at column j …
-                        let s = next[i];
-                        idx[s] = j as i32;
-                        source[s] = e;
-                        next[i] += 1;
-                        // … and, off the diagonal, its mirror in row j at column i.
-                        if i != j {
-                            let s = next[j];
-                            idx[s] = i as i32;
-                            source[s] = e;
-                            next[j] += 1;
-                        }
-                    }
-                }
-                Ok(FullCsr {
-                    ptr: indices32(count, "nnz")?,
-                    idx,
-                    source,
-                })
-            }
-        }
-    }
-
-    /// The values in full CSR order.
-    pub(crate) fn values(&self, stored: &[f64]) -> Vec<f64> {
-        self.source.iter().map(|&e| stored[e]).collect()
-    }
-
-    #[cfg(test)]
-    /// Y = A X on the CPU, the GPU SpMM's loop.
-    pub(crate) fn mul_cpu(&self, values: &[f64], x: &[f64], n: usize, k: usize) -> Vec<f64> {
-        let mut y = vec![0.0; n * k];
-        for c in 0..k {
-            for r in 0..n {
-                let mut s = 0.0;
-                for e in self.ptr[r] as usize..self.ptr[r + 1] as usize {
-                    s += values[e] * x[self.idx[e] as usize + c * n];
-                }
-                y[r + c * n] = s;
-            }
-        }
-        y
-    }
-}
-
 /// Row and column of every stored entry, for the gradient-scatter kernel.
 pub(crate) fn entry_coordinates(structure: &Structure) -> Result<(Vec<i32>, Vec<i32>)> {
     let rows = indices32(structure.row_idx().iter().copied(), "row index")?;
@@ -363,7 +272,7 @@ mod tests {
     use crate::problems::graph::grid_edges;
     use crate::solve::cholesky::FaerCholesky;
     use crate::sparse::accumulate_outer;
-    use crate::sparse::Assembly;
+    use crate::sparse::{Assembly, Symmetry};
     use nalgebra::DMatrix;
     use rand::{Rng, SeedableRng};
 
@@ -469,14 +378,19 @@ mod tests {
         }
     }
 
-    /// Full CSR of one-triangle and full storage give the same product as the stored matrix.
+    /// The full CSR the GPU uploads (the iterative solvers' `Csr`) multiplies like the stored
+    /// matrix, for one-triangle and full storage.
     #[test]
     fn full_csr_multiplies_like_the_structure() {
         for symmetry in [Symmetry::Lower, Symmetry::Full] {
             let (s, values) = grid(9, symmetry, 5);
-            let csr = FullCsr::new(&s).unwrap();
+            let csr = crate::solve::iterative::precond::Csr::new(&s, &values);
             let x = random_rhs(s.nrows(), 2, 8);
-            let y = csr.mul_cpu(&csr.values(&values), x.as_slice(), s.nrows(), 2);
+            let n = s.nrows();
+            let mut y = vec![0.0; 2 * n];
+            for (xc, yc) in x.as_slice().chunks(n).zip(y.chunks_mut(n)) {
+                csr.mul(xc, yc, false);
+            }
             let expected = crate::sparse::mul_dense(&s, &values, &x);
             assert!(max_rel(&y, expected.as_slice()) < 1e-14, "{symmetry:?}");
         }

@@ -10,7 +10,7 @@
 pub(crate) mod analysis;
 pub(crate) mod cholesky;
 mod condition;
-mod iterative;
+pub(crate) mod iterative;
 mod lu;
 pub(crate) mod reference;
 
@@ -496,26 +496,6 @@ pub(crate) fn check_positive_diagonal(structure: &Structure, values: &[f64]) -> 
         }
     }
     Ok(())
-}
-
-/// 1 / diag(A) for a Jacobi preconditioner.
-///
-/// # Errors
-/// [`Error::Unsupported`] naming a zero (or missing) diagonal entry.
-#[cfg(feature = "cuda")]
-pub(crate) fn jacobi_inverse_diagonal(structure: &Structure, values: &[f64]) -> Result<Vec<f64>> {
-    (0..structure.nrows())
-        .map(|j| {
-            let d = structure.position(j, j).map_or(0.0, |k| values[k]);
-            if d == 0.0 {
-                Err(Error::Unsupported {
-                    reason: format!("Jacobi preconditioner: diagonal entry ({j}, {j}) is zero"),
-                })
-            } else {
-                Ok(1.0 / d)
-            }
-        })
-        .collect()
 }
 
 /// Solve scratch memory kept by a factorization, so that its forward and adjoint solves (and any

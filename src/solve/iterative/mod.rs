@@ -10,7 +10,7 @@
 //! [`Tape::solve_info`](crate::Tape::solve_info)).
 
 mod krylov;
-mod precond;
+pub(crate) mod precond;
 
 use std::sync::{Arc, Mutex};
 

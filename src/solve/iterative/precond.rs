@@ -123,29 +123,7 @@ impl Precond {
     pub(crate) fn new(kind: Preconditioner, a: &Csr, absolute_jacobi: bool) -> Result<Self> {
         match kind {
             Preconditioner::None => Ok(Precond::Identity),
-            Preconditioner::Jacobi => {
-                let diag = a.diagonal_positions("Jacobi preconditioner")?;
-                diag.iter()
-                    .enumerate()
-                    .map(|(r, &p)| {
-                        let d = if absolute_jacobi {
-                            a.val[p].abs()
-                        } else {
-                            a.val[p]
-                        };
-                        if d == 0.0 {
-                            Err(Error::Unsupported {
-                                reason: format!(
-                                    "Jacobi preconditioner: diagonal entry ({r}, {r}) is zero"
-                                ),
-                            })
-                        } else {
-                            Ok(1.0 / d)
-                        }
-                    })
-                    .collect::<Result<Vec<f64>>>()
-                    .map(Precond::Jacobi)
-            }
+            Preconditioner::Jacobi => jacobi(a, absolute_jacobi).map(Precond::Jacobi),
             Preconditioner::Ic0 => ic0(a).map(Precond::Ic0),
             Preconditioner::Ilu0 => ilu0(a).map(|(lu, d)| Precond::Ilu0(lu, d)),
         }
@@ -210,6 +188,24 @@ impl Precond {
             }
         }
     }
+}
+
+/// Jacobi: 1 / diag(A) (1 / |diag(A)| when `absolute`), naming a zero or missing diagonal entry.
+pub(crate) fn jacobi(a: &Csr, absolute: bool) -> Result<Vec<f64>> {
+    let diag = a.diagonal_positions("Jacobi preconditioner")?;
+    diag.iter()
+        .enumerate()
+        .map(|(r, &p)| {
+            let d = if absolute { a.val[p].abs() } else { a.val[p] };
+            if d == 0.0 {
+                Err(Error::Unsupported {
+                    reason: format!("Jacobi preconditioner: diagonal entry ({r}, {r}) is zero"),
+                })
+            } else {
+                Ok(1.0 / d)
+            }
+        })
+        .collect()
 }
 
 /// IC(0): L on the lower pattern of A with (L Lᵀ)_ij = A_ij on that pattern.
