@@ -12,8 +12,9 @@
 //!
 //! ```text
 //! cargo run --release --example seed_benchmark -- --case chain|grid --n N
-//!     [--backend fast|reference|lu] [--rhs K] [--repeat R] [--json]
+//!     [--backend fast|reference|lu] [--rhs K] [--repeat R] [--json] [--warm-only]
 //! ```
+//! `--warm-only` skips the cold regime (for profiling the warm path).
 //! With `--json` it prints one JSON object per line; the last line is the cold measurement:
 //! `{"case":"chain","n":65536,"backend":"fast","regime":"cold","rhs":1,"ms":…, …}`.
 
@@ -162,6 +163,14 @@ fn run() -> std::result::Result<(), String> {
     }
     let warm = median(warm_times);
     drop(asm);
+    if std::env::args().any(|a| a == "--warm-only") {
+        println!(
+            "{case_name} n = {}: warm {warm:.3} ms, limit {limit:.3} ms ({:.2} × limit)",
+            c.n,
+            warm / limit
+        );
+        return Ok(());
+    }
 
     // Cold: everything from the edge list on, every call.
     let (mut cold_times, mut build_times, mut first_factor) = (vec![], vec![], vec![]);

@@ -160,9 +160,19 @@ fn describe_pivot(column: usize, pivot: Option<f64>) -> String {
     }
 }
 
+/// Index of the first NaN or ±∞ in `data`. Scans blocks without early exit (so the scan
+/// vectorizes) and searches only the first block that holds a non-finite value.
+pub(crate) fn first_non_finite(data: &[f64]) -> Option<usize> {
+    const BLOCK: usize = 512;
+    data.chunks(BLOCK).enumerate().find_map(|(b, chunk)| {
+        let bad = chunk.iter().fold(false, |acc, v| acc | !v.is_finite());
+        bad.then(|| b * BLOCK + chunk.iter().position(|v| !v.is_finite()).unwrap_or(0))
+    })
+}
+
 /// Returns `Err(NonFinite)` for the first non-finite entry of a column-major `rows`-row buffer.
 pub(crate) fn check_finite(context: &'static str, data: &[f64], rows: usize) -> Result<()> {
-    match data.iter().position(|v| !v.is_finite()) {
+    match first_non_finite(data) {
         None => Ok(()),
         Some(k) => Err(Error::NonFinite {
             context,

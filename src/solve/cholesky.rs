@@ -32,17 +32,9 @@ pub(crate) struct FaerCholesky {
     scratch: SolveScratch,
 }
 
-/// The faer view of a stored pattern (no copy).
+/// The faer view of a stored pattern (no copy, validated once when the Structure was built).
 pub(crate) fn faer_pattern(structure: &Structure) -> SymbolicSparseColMatRef<'_, usize> {
-    // The pattern was validated (sorted, unique, in range) when the Structure was built, so
-    // faer's own checks cannot fail here.
-    SymbolicSparseColMatRef::new_checked(
-        structure.nrows(),
-        structure.ncols(),
-        structure.col_ptr(),
-        None,
-        structure.row_idx(),
-    )
+    structure.faer_pattern()
 }
 
 /// The faer view of a stored matrix (no copy).

@@ -486,8 +486,8 @@ fn frobenius_norm(structure: &Structure, values: &[f64]) -> f64 {
 /// Checks the diagonal of a matrix about to be Cholesky-factored: a stored diagonal ≤ 0 or a
 /// missing one pins the failing column exactly, with its value.
 pub(crate) fn check_positive_diagonal(structure: &Structure, values: &[f64]) -> Result<()> {
-    for j in 0..structure.ncols() {
-        let d = structure.position(j, j).map_or(0.0, |k| values[k]);
+    for (j, &k) in structure.diagonal_positions().iter().enumerate() {
+        let d = if k == usize::MAX { 0.0 } else { values[k] };
         if d <= 0.0 {
             return Err(Error::NotPositiveDefinite {
                 column: j,

@@ -285,19 +285,41 @@ impl Assembly {
                 right: (self.n_params, 1),
             });
         }
-        let values: Vec<f64> = (0..self.structure.nnz())
-            .map(|k| self.map.constants[k] + self.terms(k).map(|(q, a)| a * p[q]).sum::<f64>())
-            .collect();
-        self.structure.check_values(&values)?;
+        let m = &*self.map;
+        let mut values = Vec::with_capacity(m.constants.len());
+        let (mut start, mut finite) = (0, true);
+        for (&c, &end) in m.constants.iter().zip(&m.term_ptr[1..]) {
+            let mut sum = -0.0;
+            for (&q, &a) in m.term_param[start..end]
+                .iter()
+                .zip(&m.term_coeff[start..end])
+            {
+                sum += a * p[q];
+            }
+            let v = c + sum;
+            finite &= v.is_finite();
+            values.push(v);
+            start = end;
+        }
+        if !finite {
+            // Names the first non-finite entry.
+            self.structure.check_values(&values)?;
+        }
         Ok(values)
     }
 
     /// The adjoint p̄ += Mᵀ v̄ (accumulated into `p_bar`, of length `n_params`).
     pub fn adjoint_into(&self, v_bar: &[f64], p_bar: &mut [f64]) {
-        for (k, &vb) in v_bar.iter().enumerate() {
-            for (q, a) in self.terms(k) {
+        let m = &*self.map;
+        let mut start = 0;
+        for (&vb, &end) in v_bar.iter().zip(&m.term_ptr[1..]) {
+            for (&q, &a) in m.term_param[start..end]
+                .iter()
+                .zip(&m.term_coeff[start..end])
+            {
                 p_bar[q] += a * vb;
             }
+            start = end;
         }
     }
 

@@ -5,7 +5,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::error::{Error, Result};
+use faer::sparse::{SymbolicSparseColMat, SymbolicSparseColMatRef};
+
+use crate::error::{first_non_finite, Error, Result};
 use crate::solve::analysis::AnalysisCache;
 
 /// A structure built from pairs, with the input items grouped by stored entry.
@@ -49,10 +51,13 @@ pub enum Symmetry {
 pub struct Structure {
     nrows: usize,
     ncols: usize,
-    col_ptr: Vec<usize>,
-    row_idx: Vec<usize>,
+    /// The CSC arrays, held in faer's own type so that factorizations view them without
+    /// re-validating the pattern on every call.
+    pattern: SymbolicSparseColMat<usize>,
     symmetry: Symmetry,
     mirror: OnceLock<Vec<usize>>,
+    /// Stored index of each diagonal entry (`usize::MAX` where it is not stored), built on first use.
+    diagonal: OnceLock<Vec<usize>>,
     pub(crate) analyses: Mutex<AnalysisCache>,
     analysis_count: AtomicUsize,
     factorization_count: AtomicUsize,
@@ -143,13 +148,15 @@ impl Structure {
                 }
             }
         }
+        // Validated above (faer re-checks the same invariants once, here, never per call).
+        let pattern = SymbolicSparseColMat::new_checked(nrows, ncols, col_ptr, None, row_idx);
         let s = Structure {
             nrows,
             ncols,
-            col_ptr,
-            row_idx,
+            pattern,
             symmetry,
             mirror: OnceLock::new(),
+            diagonal: OnceLock::new(),
             analyses: Mutex::new(AnalysisCache::default()),
             analysis_count: AtomicUsize::new(0),
             factorization_count: AtomicUsize::new(0),
@@ -246,15 +253,28 @@ impl Structure {
     }
     /// Number of stored entries.
     pub fn nnz(&self) -> usize {
-        self.row_idx.len()
+        self.row_idx().len()
     }
     /// Column pointers (length `ncols + 1`).
     pub fn col_ptr(&self) -> &[usize] {
-        &self.col_ptr
+        self.pattern.col_ptr()
     }
     /// Row index of every stored entry, column by column.
     pub fn row_idx(&self) -> &[usize] {
-        &self.row_idx
+        self.pattern.row_idx()
+    }
+    /// The pattern as a faer view (no copy, no re-validation).
+    pub(crate) fn faer_pattern(&self) -> SymbolicSparseColMatRef<'_, usize> {
+        self.pattern.as_ref()
+    }
+    /// Stored index of the diagonal entry of every column (`usize::MAX` where none is stored);
+    /// computed once per structure.
+    pub(crate) fn diagonal_positions(&self) -> &[usize] {
+        self.diagonal.get_or_init(|| {
+            (0..self.ncols.min(self.nrows))
+                .map(|j| self.position(j, j).unwrap_or(usize::MAX))
+                .collect()
+        })
     }
     /// How symmetry is stored.
     pub fn symmetry(&self) -> Symmetry {
@@ -266,7 +286,7 @@ impl Structure {
         for j in 0..self.ncols {
             cols.extend(std::iter::repeat_n(
                 j,
-                self.col_ptr[j + 1] - self.col_ptr[j],
+                self.col_ptr()[j + 1] - self.col_ptr()[j],
             ));
         }
         cols
@@ -277,8 +297,8 @@ impl Structure {
         if col >= self.ncols {
             return None;
         }
-        let (s, e) = (self.col_ptr[col], self.col_ptr[col + 1]);
-        self.row_idx[s..e].binary_search(&row).ok().map(|k| s + k)
+        let (s, e) = (self.col_ptr()[col], self.col_ptr()[col + 1]);
+        self.row_idx()[s..e].binary_search(&row).ok().map(|k| s + k)
     }
 
     /// Whether two structures describe the same pattern and symmetry (cheap when they are the
@@ -288,8 +308,8 @@ impl Structure {
             || (self.nrows == other.nrows
                 && self.ncols == other.ncols
                 && self.symmetry == other.symmetry
-                && self.col_ptr == other.col_ptr
-                && self.row_idx == other.row_idx)
+                && self.col_ptr() == other.col_ptr()
+                && self.row_idx() == other.row_idx())
     }
 
     /// How many symbolic analyses (of any factorization method) this structure has computed.
@@ -337,12 +357,12 @@ impl Structure {
         let mut mirror = vec![0usize; self.nnz()];
         // Walk columns in order; for each column j, the next entry of each column i with row j is
         // found with a moving cursor, so this is O(nnz).
-        let mut cursor: Vec<usize> = self.col_ptr[..self.ncols].to_vec();
+        let mut cursor: Vec<usize> = self.col_ptr()[..self.ncols].to_vec();
         for j in 0..self.ncols {
-            let range = self.col_ptr[j]..self.col_ptr[j + 1];
-            for (slot, &i) in mirror[range.clone()].iter_mut().zip(&self.row_idx[range]) {
+            let range = self.col_ptr()[j]..self.col_ptr()[j + 1];
+            for (slot, &i) in mirror[range.clone()].iter_mut().zip(&self.row_idx()[range]) {
                 let c = cursor[i];
-                if c >= self.col_ptr[i + 1] || self.row_idx[c] != j {
+                if c >= self.col_ptr()[i + 1] || self.row_idx()[c] != j {
                     return Err(Error::InvalidPattern {
                         reason: format!(
                             "pattern declared symmetric stores ({i}, {j}) but not ({j}, {i})"
@@ -353,8 +373,8 @@ impl Structure {
                 cursor[i] += 1;
             }
         }
-        if let Some(i) = (0..self.ncols).find(|&i| cursor[i] != self.col_ptr[i + 1]) {
-            let r = self.row_idx[cursor[i]];
+        if let Some(i) = (0..self.ncols).find(|&i| cursor[i] != self.col_ptr()[i + 1]) {
+            let r = self.row_idx()[cursor[i]];
             return Err(Error::InvalidPattern {
                 reason: format!("pattern declared symmetric stores ({r}, {i}) but not ({i}, {r})"),
             });
@@ -370,11 +390,11 @@ impl Structure {
         }
         let mirror = self.mirror()?;
         for j in 0..self.ncols {
-            for k in self.col_ptr[j]..self.col_ptr[j + 1] {
+            for k in self.col_ptr()[j]..self.col_ptr()[j + 1] {
                 let (a, b) = (values[k], values[mirror[k]]);
                 if (a - b).abs() > 1e-10 * a.abs().max(b.abs()) {
                     return Err(Error::NotSymmetric {
-                        row: self.row_idx[k],
+                        row: self.row_idx()[k],
                         col: j,
                         value: a,
                         mirror: b,
@@ -396,11 +416,11 @@ impl Structure {
                 ),
             });
         }
-        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
-            let col = self.col_ptr.partition_point(|&p| p <= k) - 1;
+        if let Some(k) = first_non_finite(values) {
+            let col = self.col_ptr().partition_point(|&p| p <= k) - 1;
             return Err(Error::NonFinite {
                 context: "matrix values",
-                row: self.row_idx[k],
+                row: self.row_idx()[k],
                 col,
                 value: values[k],
             });
