@@ -3,8 +3,8 @@
 
 use rand::Rng;
 
-use crate::error::Result;
-use crate::sparse::{Assembly, Symmetry};
+use crate::error::{Error, Result};
+use crate::sparse::{Assembly, Structure, Symmetry};
 
 /// `count` random pairs in [0, n)², as the seed's `unique(randint(0, n, (count, 2)))`, with
 /// self-loops and duplicates (in either orientation) removed; each edge as (larger, smaller).
@@ -47,21 +47,130 @@ pub fn grid_edges(k: usize) -> Vec<(usize, usize)> {
 
 /// A(w) = shift · I + L(w) with one parameter per edge, lower triangle stored.
 ///
+/// Edges may come in either orientation and may repeat (each copy is its own parameter; copies
+/// share one stored entry). A self-loop (i, i) contributes nothing — w (e_i − e_i)(e_i − e_i)ᵀ = 0 —
+/// so its parameter gets a zero gradient.
+///
+/// Built directly in O(n + m) (two counting sorts over the edges, no triplet list): the result is
+/// the same [`Assembly`] that [`Assembly::builder`] makes from the terms (+1 on both diagonal
+/// entries, −1 off the diagonal, `shift` on every diagonal entry), in a fraction of the time and
+/// memory.
+///
+/// ```
+/// use sparsegrad::problems::graph::laplacian_assembly;
+/// // Path 0 – 1 – 2, A = I + L(w).
+/// let asm = laplacian_assembly(3, &[(1, 0), (1, 2)], 1.0).unwrap();
+/// assert_eq!(asm.structure().nnz(), 5); // 3 diagonal + 2 below it
+/// assert_eq!(asm.values(&[2.0, 3.0]).unwrap(), vec![3.0, -2.0, 6.0, -3.0, 4.0]);
+/// ```
+///
 /// # Errors
-/// [`crate::Error::IndexOutOfRange`] for an edge endpoint ≥ n.
+/// [`crate::Error::IndexOutOfRange`] for an edge endpoint ≥ n (naming the edge);
+/// [`crate::Error::NonFinite`] for a non-finite `shift`.
 pub fn laplacian_assembly(n: usize, edges: &[(usize, usize)], shift: f64) -> Result<Assembly> {
-    let mut b = Assembly::builder(n, n, edges.len()).symmetry(Symmetry::Lower);
-    for i in 0..n {
-        b.push_constant(i, i, shift);
+    if !shift.is_finite() {
+        return Err(Error::NonFinite {
+            context: "Laplacian shift",
+            row: 0,
+            col: 0,
+            value: shift,
+        });
     }
     for (e, &(i, j)) in edges.iter().enumerate() {
-        b.push_entry(i, i, e, 1.0);
-        b.push_entry(j, j, e, 1.0);
-        if i != j {
-            b.push_entry(i.max(j), i.min(j), e, -1.0);
+        if i.max(j) >= n {
+            return Err(Error::IndexOutOfRange {
+                context: "graph edge",
+                entry: e,
+                what: "node",
+                index: i.max(j),
+                bound: n,
+            });
         }
     }
-    b.build()
+    let is_loop = |e: usize| edges[e].0 == edges[e].1;
+    // Edges grouped by their smaller endpoint (the column of their stored entry) and by both
+    // endpoints (the diagonal entries they touch); both counting sorts keep edge order in a group.
+    let lower = |e: usize| edges[e].0.min(edges[e].1);
+    let upper = |e: usize| edges[e].0.max(edges[e].1);
+    let (by_col_ptr, mut by_col) = group(n, edges.len(), |e, push| {
+        if !is_loop(e) {
+            push(lower(e));
+        }
+    });
+    let (inc_ptr, incident) = group(n, edges.len(), |e, push| {
+        if !is_loop(e) {
+            push(edges[e].0);
+            push(edges[e].1);
+        }
+    });
+    let mut col_ptr = Vec::with_capacity(n + 1);
+    let mut row_idx = Vec::with_capacity(n + by_col.len());
+    let mut term_ptr = Vec::with_capacity(n + by_col.len() + 1);
+    let mut term_param = Vec::with_capacity(incident.len() + by_col.len());
+    let mut term_coeff = Vec::with_capacity(incident.len() + by_col.len());
+    let mut constants = Vec::with_capacity(n + by_col.len());
+    col_ptr.push(0);
+    term_ptr.push(0);
+    for j in 0..n {
+        // Diagonal: shift + Σ of the incident edges' weights.
+        row_idx.push(j);
+        constants.push(shift);
+        term_param.extend_from_slice(&incident[inc_ptr[j]..inc_ptr[j + 1]]);
+        term_coeff.resize(term_param.len(), 1.0);
+        term_ptr.push(term_param.len());
+        // Below the diagonal: −w_e at (upper(e), j), parallel edges merged into one entry.
+        let group = &mut by_col[by_col_ptr[j]..by_col_ptr[j + 1]];
+        group.sort_unstable_by_key(|&e| (upper(e), e));
+        for (t, &e) in group.iter().enumerate() {
+            if t == 0 || upper(group[t - 1]) != upper(e) {
+                if t > 0 {
+                    term_ptr.push(term_param.len());
+                }
+                row_idx.push(upper(e));
+                constants.push(0.0);
+            }
+            term_param.push(e);
+            term_coeff.push(-1.0);
+        }
+        if !group.is_empty() {
+            term_ptr.push(term_param.len());
+        }
+        col_ptr.push(row_idx.len());
+    }
+    let structure = Structure::new(n, n, col_ptr, row_idx, Symmetry::Lower)?;
+    Ok(Assembly::from_map(
+        structure,
+        edges.len(),
+        term_ptr,
+        term_param,
+        term_coeff,
+        constants,
+    ))
+}
+
+/// Counting sort of the items `0..len` into `n` groups: `each(e, push)` calls `push(g)` for every
+/// group g item e belongs to. Returns the group pointers and the items, in item order per group.
+fn group(
+    n: usize,
+    len: usize,
+    each: impl Fn(usize, &mut dyn FnMut(usize)),
+) -> (Vec<usize>, Vec<usize>) {
+    let mut ptr = vec![0usize; n + 1];
+    for e in 0..len {
+        each(e, &mut |g| ptr[g + 1] += 1);
+    }
+    for g in 0..n {
+        ptr[g + 1] += ptr[g];
+    }
+    let mut next = ptr[..n].to_vec();
+    let mut items = vec![0usize; ptr[n]];
+    for e in 0..len {
+        each(e, &mut |g| {
+            items[next[g]] = e;
+            next[g] += 1;
+        });
+    }
+    (ptr, items)
 }
 
 /// A standard normal sample (Box–Muller), for reproducible instances without extra crates.

@@ -251,6 +251,33 @@ impl Assembly {
         Ok((b.build()?, DVector::from_vec(p)))
     }
 
+    /// An assembly from an already grouped map: for stored entry k, its terms are
+    /// `term_param/term_coeff[term_ptr[k]..term_ptr[k + 1]]` (distinct parameters, increasing) and
+    /// its constant `constants[k]`. For crate constructors that build the map directly.
+    pub(crate) fn from_map(
+        structure: Arc<Structure>,
+        n_params: usize,
+        term_ptr: Vec<usize>,
+        term_param: Vec<usize>,
+        term_coeff: Vec<f64>,
+        constants: Vec<f64>,
+    ) -> Assembly {
+        debug_assert_eq!(term_ptr.len(), structure.nnz() + 1);
+        debug_assert_eq!(constants.len(), structure.nnz());
+        debug_assert_eq!(term_param.len(), term_coeff.len());
+        debug_assert!(term_param.iter().all(|&q| q < n_params));
+        Assembly {
+            structure,
+            n_params,
+            map: Arc::new(LinearMap {
+                term_ptr,
+                term_param,
+                term_coeff,
+                constants,
+            }),
+        }
+    }
+
     /// The pattern of the assembled matrix.
     pub fn structure(&self) -> &Arc<Structure> {
         &self.structure

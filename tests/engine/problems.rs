@@ -130,3 +130,76 @@ fn seed_benchmark_problem_matches_the_peer_values() {
         );
     }
 }
+
+/// The generic-builder form of A = shift·I + L(w) (self-loops skipped: their Laplacian term is 0).
+fn laplacian_by_builder(n: usize, edges: &[(usize, usize)], shift: f64) -> sparsegrad::Assembly {
+    let mut b =
+        sparsegrad::Assembly::builder(n, n, edges.len()).symmetry(sparsegrad::Symmetry::Lower);
+    for i in 0..n {
+        b.push_constant(i, i, shift);
+    }
+    for (e, &(i, j)) in edges.iter().enumerate() {
+        if i != j {
+            b.push_entry(i, i, e, 1.0);
+            b.push_entry(j, j, e, 1.0);
+            b.push_entry(i.max(j), i.min(j), e, -1.0);
+        }
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn laplacian_assembly_equals_the_generic_builder_on_random_multigraphs() {
+    use rand::{Rng, SeedableRng};
+    use sparsegrad::problems::graph::laplacian_assembly;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    for trial in 0..40 {
+        let n = 1 + trial * 3;
+        // Raw random pairs: both orientations, parallel edges and self-loops all occur.
+        let edges: Vec<(usize, usize)> = (0..2 * n + trial)
+            .map(|_| (rng.random_range(0..n), rng.random_range(0..n)))
+            .collect();
+        let shift = 0.25 + trial as f64;
+        let fast = laplacian_assembly(n, &edges, shift).unwrap();
+        let generic = laplacian_by_builder(n, &edges, shift);
+        let (s, g) = (fast.structure(), generic.structure());
+        assert_eq!(s.col_ptr(), g.col_ptr(), "trial {trial}");
+        assert_eq!(s.row_idx(), g.row_idx(), "trial {trial}");
+        assert_eq!(fast.constants(), generic.constants());
+        for k in 0..s.nnz() {
+            assert_eq!(
+                fast.terms(k).collect::<Vec<_>>(),
+                generic.terms(k).collect::<Vec<_>>(),
+                "trial {trial}, entry {k}"
+            );
+        }
+        // Values are exactly shift·I + L(w) as a dense matrix.
+        let w: Vec<f64> = (0..edges.len())
+            .map(|_| rng.random_range(0.1..2.0))
+            .collect();
+        let values = fast.values(&w).unwrap();
+        let mut dense = DMatrix::<f64>::identity(n, n) * shift;
+        for (&(i, j), &we) in edges.iter().zip(&w) {
+            dense[(i, i)] += we;
+            dense[(j, j)] += we;
+            dense[(i, j)] -= we;
+            dense[(j, i)] -= we;
+        }
+        for j in 0..n {
+            for k in s.col_ptr()[j]..s.col_ptr()[j + 1] {
+                let i = s.row_idx()[k];
+                assert!(
+                    (values[k] - dense[(i, j)]).abs() < 1e-12,
+                    "trial {trial} ({i}, {j})"
+                );
+            }
+        }
+    }
+    // Out-of-range endpoints name the edge; a non-finite shift is refused.
+    let err = laplacian_assembly(3, &[(0, 1), (2, 3)], 1.0).unwrap_err();
+    assert!(
+        err.to_string().contains("edge 1") || err.to_string().contains("entry 1"),
+        "{err}"
+    );
+    assert!(laplacian_assembly(3, &[(0, 1)], f64::NAN).is_err());
+}
