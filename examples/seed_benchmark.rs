@@ -43,15 +43,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn peak_rss_mib() -> f64 {
+/// A `/proc/self/status` field in MiB (`VmHWM`: peak RSS, `VmRSS`: current RSS).
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
 }
 
 struct Case {
@@ -130,6 +135,12 @@ fn run() -> std::result::Result<(), String> {
         )
     };
 
+    // Memory first, while the heap holds only the inputs (edges, θ, B): the peak RSS of one cold
+    // call above the RSS before it.
+    let baseline_rss = status_mib("VmRSS:");
+    value_and_gradient(&build().map_err(err)?, &c.theta0, &c.b, &solver).map_err(err)?;
+    let cold_call_rss = peak_rss_mib() - baseline_rss;
+
     // Limit and breakdown on one warm structure.
     let asm = build().map_err(err)?;
     let (loss, grad_norm) = value_and_gradient(&asm, &c.theta0, &c.b, &solver).map_err(err)?; // warm-up: analysis cached
@@ -154,6 +165,17 @@ fn run() -> std::result::Result<(), String> {
         t_limit.push(ms(t1));
     }
     let limit = median(t_limit);
+    // Storage of A (values + CSC indices) and of its factor (values + symbolic indices).
+    let word = std::mem::size_of::<usize>() as f64;
+    let mib = |bytes: f64| bytes / f64::powi(1024.0, 2);
+    let a_mib =
+        mib(asm.structure().nnz() as f64 * (8.0 + word)
+            + (asm.structure().ncols() + 1) as f64 * word);
+    let factor_mib = {
+        let values = asm.values(&c.theta0).map_err(err)?;
+        let f = solver.factorize(asm.structure(), &values).map_err(err)?;
+        f.stored_bytes().map_or(f64::NAN, |b| mib(b as f64))
+    };
     let mut warm_times = vec![];
     for i in 1..=repeat {
         let theta = theta_at(i);
@@ -181,6 +203,7 @@ fn run() -> std::result::Result<(), String> {
         build_times.push(ms(t0));
         value_and_gradient(&fresh, &theta, &c.b, &solver).map_err(err)?;
         cold_times.push(ms(t0));
+        drop(fresh);
         // Symbolic + numeric on a structure that has not been analysed (timed separately).
         let again = build().map_err(err)?;
         let values = again.values(&theta).map_err(err)?;
@@ -198,6 +221,9 @@ fn run() -> std::result::Result<(), String> {
     let symbolic = (median(first_factor) - numeric).max(0.0);
     let tape_and_scatter = warm - values - numeric - forward - adjoint;
     let rss = peak_rss_mib();
+    let memory = format!(
+        r#","memory_mib":{{"a":{a_mib:.1},"factor":{factor_mib:.1},"cold_call_peak":{cold_call_rss:.1},"inputs":{baseline_rss:.1}}}"#
+    );
     let extras = format!(
         r#","loss":{loss:.15e},"grad_norm":{grad_norm:.15e},"m":{},"repeat":{repeat}"#,
         c.edges.len()
@@ -210,7 +236,7 @@ fn run() -> std::result::Result<(), String> {
             warm / limit
         );
         println!(
-            "{}{extras},\"warm_speedup\":{:.4},\"breakdown_ms\":{{\"build\":{:.4},\"symbolic\":{symbolic:.4}}},\"peak_rss_mib\":{rss:.1}}}",
+            "{}{extras},\"warm_speedup\":{:.4},\"breakdown_ms\":{{\"build\":{:.4},\"symbolic\":{symbolic:.4}}},\"peak_rss_mib\":{rss:.1}{memory}}}",
             head("cold", cold),
             cold / warm,
             median(build_times)
@@ -229,7 +255,7 @@ fn run() -> std::result::Result<(), String> {
         );
         println!("  limit {limit:>10.3} ms   (numeric {numeric:.3}, forward {forward:.3}, adjoint {adjoint:.3})");
         println!("  warm breakdown: values {values:.3}, numeric {numeric:.3}, solves {:.3}, tape + gradient scatter {tape_and_scatter:.3} ms", forward + adjoint);
-        println!("  peak RSS {rss:.1} MiB");
+        println!("  peak RSS {rss:.1} MiB; one cold call: {cold_call_rss:.1} MiB above the {baseline_rss:.1} MiB before it; storage of A {a_mib:.1} MiB, of its factor {factor_mib:.1} MiB");
     }
     Ok(())
 }

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::ldlt::factor::{LdltError, LdltRegularization};
 use faer::linalg::cholesky::llt::factor::{LltError, LltRegularization};
 use faer::sparse::linalg::cholesky::{
@@ -20,7 +19,7 @@ use faer::{Conj, Par, Side};
 use nalgebra::DMatrix;
 
 use super::analysis::cached;
-use super::{check_positive_diagonal, faer_view, Factorization, SolveScratch};
+use super::{check_positive_diagonal, faer_view, Factorization};
 use crate::error::{Error, Result};
 use crate::sparse::Structure;
 
@@ -29,7 +28,6 @@ pub(crate) struct FaerCholesky {
     symbolic: Arc<SymbolicCholesky<usize>>,
     l_values: Vec<f64>,
     ldlt: bool,
-    scratch: SolveScratch,
 }
 
 /// The faer view of a stored pattern (no copy, validated once when the Structure was built).
@@ -71,7 +69,7 @@ impl FaerCholesky {
         }
         let symbolic = symbolic_cholesky(structure)?;
         let a = faer_matrix(structure, values);
-        let mut l_values = Vec::new();
+        let mut l_values = crate::pool::take(symbolic.len_val()).unwrap_or_default();
         l_values.try_reserve_exact(symbolic.len_val()).map_err(|_| Error::Unsupported {
             reason: format!(
                 "the Cholesky factor needs {:.1} GiB of values, more than can be allocated (too much fill for a direct solver)",
@@ -86,52 +84,49 @@ impl FaerCholesky {
                 .map_or(index, |p| p.arrays().0[index.min(p.len() - 1)])
         };
         if ldlt {
-            let mut mem = MemBuffer::new(
-                symbolic.factorize_numeric_ldlt_scratch::<f64>(par, Default::default()),
-            );
-            symbolic
-                .factorize_numeric_ldlt(
+            let req = symbolic.factorize_numeric_ldlt_scratch::<f64>(par, Default::default());
+            crate::pool::with_scratch(req, |stack| {
+                symbolic.factorize_numeric_ldlt(
                     &mut l_values,
                     a,
                     Side::Lower,
                     LdltRegularization::default(),
                     par,
-                    MemStack::new(&mut mem),
+                    stack,
                     Default::default(),
                 )
-                .map_err(|LdltError::ZeroPivot { index }| Error::Singular {
-                    column: Some(original_column(index)),
-                    reason: format!(
-                        "LDLᵀ met a zero pivot near column {}",
-                        original_column(index)
-                    ),
-                })?;
+            })
+            .map_err(|LdltError::ZeroPivot { index }| Error::Singular {
+                column: Some(original_column(index)),
+                reason: format!(
+                    "LDLᵀ met a zero pivot near column {}",
+                    original_column(index)
+                ),
+            })?;
         } else {
-            let mut mem = MemBuffer::new(
-                symbolic.factorize_numeric_llt_scratch::<f64>(par, Default::default()),
-            );
-            symbolic
-                .factorize_numeric_llt(
+            let req = symbolic.factorize_numeric_llt_scratch::<f64>(par, Default::default());
+            crate::pool::with_scratch(req, |stack| {
+                symbolic.factorize_numeric_llt(
                     &mut l_values,
                     a,
                     Side::Lower,
                     LltRegularization::default(),
                     par,
-                    MemStack::new(&mut mem),
+                    stack,
                     Default::default(),
                 )
-                .map_err(
-                    |LltError::NonPositivePivot { index }| Error::NotPositiveDefinite {
-                        column: original_column(index),
-                        pivot: None,
-                    },
-                )?;
+            })
+            .map_err(|LltError::NonPositivePivot { index }| {
+                Error::NotPositiveDefinite {
+                    column: original_column(index),
+                    pivot: None,
+                }
+            })?;
         }
         Ok(FaerCholesky {
             symbolic,
             l_values,
             ldlt,
-            scratch: SolveScratch::default(),
         })
     }
 
@@ -150,9 +145,8 @@ impl FaerCholesky {
     fn solve(&self, rhs: &mut DMatrix<f64>) {
         let par = Par::Seq;
         let k = rhs.ncols();
-        self.scratch.with(
-            k,
-            |k| self.symbolic.solve_in_place_scratch::<f64>(k, par),
+        crate::pool::with_scratch(
+            self.symbolic.solve_in_place_scratch::<f64>(k, par),
             |stack| {
                 if self.ldlt {
                     LdltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
@@ -174,6 +168,12 @@ impl FaerCholesky {
     }
 }
 
+impl Drop for FaerCholesky {
+    fn drop(&mut self) {
+        crate::pool::recycle(std::mem::take(&mut self.l_values));
+    }
+}
+
 impl Factorization for FaerCholesky {
     fn solve_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
         self.solve(rhs);
@@ -186,6 +186,21 @@ impl Factorization for FaerCholesky {
     }
     fn dim(&self) -> usize {
         self.symbolic.nrows()
+    }
+    fn stored_bytes(&self) -> Option<usize> {
+        let word = std::mem::size_of::<usize>();
+        let indices = match self.symbolic.raw() {
+            SymbolicCholeskyRaw::Simplicial(s) => s.col_ptr().len() + s.row_idx().len(),
+            SymbolicCholeskyRaw::Supernodal(s) => {
+                s.supernode_begin().len()
+                    + s.supernode_end().len()
+                    + s.col_ptr_for_row_idx().len()
+                    + s.col_ptr_for_val().len()
+                    + s.row_idx().len()
+            }
+        };
+        let perm = self.symbolic.perm().map_or(0, |p| 2 * p.len());
+        Some(self.l_values.len() * std::mem::size_of::<f64>() + (indices + perm) * word)
     }
     fn describe(&self) -> String {
         let kind = match self.symbolic.raw() {

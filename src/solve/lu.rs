@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::sparse::linalg::lu::{
     factorize_symbolic_lu, LuRef, LuSymbolicParams, NumericLu, SymbolicLu,
 };
@@ -17,7 +16,7 @@ use faer::{Conj, Par};
 use nalgebra::DMatrix;
 
 use super::analysis::{cached, full_pattern, FullPattern};
-use super::{faer_view, Factorization, SolveScratch};
+use super::{faer_view, Factorization};
 use crate::error::{Error, Result};
 use crate::sparse::Structure;
 
@@ -39,7 +38,6 @@ pub(crate) struct FaerLu {
     analysis: Arc<LuAnalysis>,
     numeric: NumericLu<usize, f64>,
     n: usize,
-    scratch: SolveScratch,
 }
 
 fn singular(column: usize, reason: String) -> Error {
@@ -79,34 +77,27 @@ impl FaerLu {
         let a = SparseColMatRef::new(analysis.pattern(n), &full_values);
         let par = Par::Seq;
         let mut numeric = NumericLu::new();
-        let mut mem = MemBuffer::new(
+        let req = analysis
+            .symbolic
+            .factorize_numeric_lu_scratch::<f64>(par, Default::default());
+        crate::pool::with_scratch(req, |stack| {
             analysis
                 .symbolic
-                .factorize_numeric_lu_scratch::<f64>(par, Default::default()),
-        );
-        analysis
-            .symbolic
-            .factorize_numeric_lu(
-                &mut numeric,
-                a,
-                par,
-                MemStack::new(&mut mem),
-                Default::default(),
-            )
-            .map_err(|e| match e {
-                LuError::SymbolicSingular { index } => singular(
-                    index,
-                    format!("structurally singular: no pivot found at step {index}"),
-                ),
-                LuError::Generic(g) => Error::Unsupported {
-                    reason: format!("faer LU failed: {g:?}"),
-                },
-            })?;
+                .factorize_numeric_lu(&mut numeric, a, par, stack, Default::default())
+        })
+        .map_err(|e| match e {
+            LuError::SymbolicSingular { index } => singular(
+                index,
+                format!("structurally singular: no pivot found at step {index}"),
+            ),
+            LuError::Generic(g) => Error::Unsupported {
+                reason: format!("faer LU failed: {g:?}"),
+            },
+        })?;
         Ok(FaerLu {
             analysis,
             numeric,
             n,
-            scratch: SolveScratch::default(),
         })
     }
 
@@ -115,17 +106,13 @@ impl FaerLu {
         let symbolic = &self.analysis.symbolic;
         let lu = LuRef::new_unchecked(symbolic, &self.numeric);
         let k = rhs.ncols();
-        self.scratch.with(
-            k,
-            |k| symbolic.solve_in_place_scratch::<f64>(k, par),
-            |stack| {
-                if transpose {
-                    lu.solve_transpose_in_place_with_conj(Conj::No, faer_view(rhs), par, stack);
-                } else {
-                    lu.solve_in_place_with_conj(Conj::No, faer_view(rhs), par, stack);
-                }
-            },
-        );
+        crate::pool::with_scratch(symbolic.solve_in_place_scratch::<f64>(k, par), |stack| {
+            if transpose {
+                lu.solve_transpose_in_place_with_conj(Conj::No, faer_view(rhs), par, stack);
+            } else {
+                lu.solve_in_place_with_conj(Conj::No, faer_view(rhs), par, stack);
+            }
+        });
         match rhs.iter().position(|v| !v.is_finite()) {
             None => Ok(()),
             Some(k) => Err(Error::Singular {

@@ -44,6 +44,13 @@ pub trait Factorization: Send + Sync {
     /// A short description ("faer LLᵀ (supernodal), nnz(L) = …").
     fn describe(&self) -> String;
 
+    /// Bytes this factorization holds for its factor: numeric values plus the index arrays of
+    /// its symbolic structure and ordering (shared with later factorizations on the same
+    /// structure). `None` when the implementation does not say (the default).
+    fn stored_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// What the last forward and adjoint solves achieved (iterative solvers report iterations
     /// and residuals; the default, for direct solvers, reports nothing).
     fn solve_info(&self) -> SolveInfo {
@@ -434,7 +441,7 @@ pub(crate) fn forward(
             ),
         });
     }
-    let mut x = b.clone();
+    let mut x = crate::pool::matrix_copy(b);
     factor.solve_in_place(&mut x)?;
     solver.check_residual(structure, values, &x, b)?;
     Ok((factor, x))
@@ -452,7 +459,7 @@ pub(crate) fn adjoint(
     let (lambda, fused) = match factor.fused_adjoint(structure, g, x, want_a)? {
         Some(result) => result,
         None => {
-            let mut lambda = g.clone();
+            let mut lambda = crate::pool::matrix_copy(g);
             factor.solve_transpose_in_place(&mut lambda)?;
             (lambda, None)
         }
@@ -461,7 +468,7 @@ pub(crate) fn adjoint(
         (false, _) => None,
         (true, Some(ga)) => Some(ga),
         (true, None) => {
-            let mut ga = vec![0.0; structure.nnz()];
+            let mut ga = crate::pool::zeroed(structure.nnz());
             crate::sparse::accumulate_outer(structure, &lambda, x, -1.0, &mut ga);
             Some(ga)
         }
@@ -496,35 +503,6 @@ pub(crate) fn check_positive_diagonal(structure: &Structure, values: &[f64]) -> 
         }
     }
     Ok(())
-}
-
-/// Solve scratch memory kept by a factorization, so that its forward and adjoint solves (and any
-/// later ones) reuse one buffer instead of touching fresh pages each time. Sized for the largest
-/// right-hand-side count seen so far.
-#[derive(Default)]
-pub(crate) struct SolveScratch(std::sync::Mutex<Option<(usize, faer::dyn_stack::MemBuffer)>>);
-
-impl SolveScratch {
-    /// Runs `f` with scratch for `k` right-hand sides; `req(k)` gives the size needed.
-    pub(crate) fn with<R>(
-        &self,
-        k: usize,
-        req: impl Fn(usize) -> faer::dyn_stack::StackReq,
-        f: impl FnOnce(&mut faer::dyn_stack::MemStack) -> R,
-    ) -> R {
-        use faer::dyn_stack::{MemBuffer, MemStack};
-        match self.0.try_lock() {
-            Ok(mut slot) => {
-                if slot.as_ref().is_none_or(|(cap, _)| *cap < k) {
-                    *slot = Some((k, MemBuffer::new(req(k))));
-                }
-                let (_, buffer) = slot.as_mut().expect("filled above");
-                f(MemStack::new(buffer))
-            }
-            // Another thread is solving with this factor: use a private buffer.
-            Err(_) => f(MemStack::new(&mut MemBuffer::new(req(k)))),
-        }
-    }
 }
 
 /// A dense n×k view for faer over a column-major `DMatrix`.

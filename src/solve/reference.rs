@@ -131,6 +131,14 @@ impl Factorization for ReferenceCholesky {
     fn dim(&self) -> usize {
         self.analysis.perm_inv.len()
     }
+    fn stored_bytes(&self) -> Option<usize> {
+        let l = self.factor.l();
+        let word = std::mem::size_of::<usize>();
+        Some(
+            l.nnz() * (std::mem::size_of::<f64>() + word)
+                + (l.ncols() + 1 + self.analysis.perm_inv.len()) * word,
+        )
+    }
     fn describe(&self) -> String {
         format!(
             "nalgebra-sparse CscCholesky (AMD-permuted), nnz(L) = {}",

@@ -313,7 +313,7 @@ impl Assembly {
             });
         }
         let m = &*self.map;
-        let mut values = Vec::with_capacity(m.constants.len());
+        let mut values = crate::pool::with_capacity(m.constants.len());
         let (mut start, mut finite) = (0, true);
         for (&c, &end) in m.constants.iter().zip(&m.term_ptr[1..]) {
             let mut sum = -0.0;

@@ -66,6 +66,14 @@ impl Gradients {
     }
 }
 
+impl Drop for Gradients {
+    fn drop(&mut self) {
+        for g in self.grads.drain(..).filter_map(OnceCell::into_inner) {
+            crate::pool::recycle_matrix(g);
+        }
+    }
+}
+
 fn accumulate(
     grads: &mut [Option<DMatrix<f64>>],
     nodes: &[Node],
@@ -73,10 +81,14 @@ fn accumulate(
     contribution: DMatrix<f64>,
 ) {
     if !nodes[i].needs_grad {
+        crate::pool::recycle_matrix(contribution);
         return;
     }
     match &mut grads[i] {
-        Some(g) => *g += contribution,
+        Some(g) => {
+            *g += &contribution;
+            crate::pool::recycle_matrix(contribution);
+        }
         slot @ None => *slot = Some(contribution),
     }
 }
@@ -152,7 +164,11 @@ fn propagate(
             let (r, c) = nodes[*x].value.shape();
             accumulate(grads, nodes, *x, DMatrix::from_element(r, c, g[0]));
         }
-        Op::SumSquares(x) => accumulate(grads, nodes, *x, &nodes[*x].value * (2.0 * g[0])),
+        Op::SumSquares(x) => {
+            let mut gx = crate::pool::matrix_copy(&nodes[*x].value);
+            gx *= 2.0 * g[0];
+            accumulate(grads, nodes, *x, gx);
+        }
         Op::Dot(a, b) => {
             accumulate(grads, nodes, *a, &nodes[*b].value * g[0]);
             accumulate(grads, nodes, *b, &nodes[*a].value * g[0]);
@@ -185,7 +201,7 @@ fn propagate(
         }
         Op::Assemble(assembly, p) => {
             // p̄ = Mᵀ Ā
-            let mut gp = DMatrix::zeros(assembly.n_params(), 1);
+            let mut gp = crate::pool::matrix_zeros(assembly.n_params(), 1);
             assembly.adjoint_into(g.as_slice(), gp.as_mut_slice());
             accumulate(grads, nodes, *p, gp);
         }

@@ -79,6 +79,15 @@ pub(crate) enum Op {
     },
 }
 
+impl Drop for Tape {
+    /// Hands the nodes' large buffers to the reuse pool (see [`crate::release_pooled_memory`]).
+    fn drop(&mut self) {
+        for node in self.nodes.get_mut().drain(..) {
+            crate::pool::recycle_matrix(node.value);
+        }
+    }
+}
+
 impl Tape {
     /// An empty tape.
     pub fn new() -> Self {

@@ -1,0 +1,180 @@
+//! Recycling of large `f64` buffers between evaluations.
+//!
+//! An optimizer loop allocates the same large vectors on every evaluation: assembled values, the
+//! factor's values, X, Λ and the gradients. glibc serves allocations of 32 MiB and more (n ≥ 2^22
+//! unknowns) with a fresh `mmap` every time and returns them with `munmap`, so each evaluation
+//! pays a page fault per 4 KiB touched — measured at about half of a warm value-and-gradient call
+//! for a chain with 2^22 unknowns. Buffers of at least [`MIN_POOLED_LEN`] values that the crate
+//! frees (tape nodes, gradients, factors) are kept here instead, up to [`MAX_POOLED`] of them, and
+//! handed out again for requests they fit (capacity between the request and twice it).
+//!
+//! The pool holds memory after the last tape is dropped; [`crate::release_pooled_memory`] frees it.
+
+use std::sync::Mutex;
+
+use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
+use nalgebra::DMatrix;
+
+/// Smallest buffer (in `f64`s, 1 MiB) worth keeping: smaller ones are cheap for the allocator.
+pub const MIN_POOLED_LEN: usize = 1 << 17;
+/// Most buffers kept at once (the oldest is freed first).
+pub const MAX_POOLED: usize = 16;
+
+static POOL: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
+/// faer workspaces (numeric factorization and solve scratch), with the request each was made for.
+static SCRATCH: Mutex<Vec<(StackReq, MemBuffer)>> = Mutex::new(Vec::new());
+/// Most workspaces kept at once.
+const MAX_SCRATCH: usize = 4;
+
+fn pool() -> std::sync::MutexGuard<'static, Vec<Vec<f64>>> {
+    // A panic while holding the lock cannot leave the list inconsistent (push/remove only).
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn scratch() -> std::sync::MutexGuard<'static, Vec<(StackReq, MemBuffer)>> {
+    SCRATCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` on a faer workspace that can hold `req`: a pooled one when one fits (at most twice
+/// the size asked for), else a new one; workspaces of 1 MiB and more are kept afterwards.
+/// Concurrent callers each get their own.
+pub(crate) fn with_scratch<R>(req: StackReq, f: impl FnOnce(&mut MemStack) -> R) -> R {
+    let (size, align) = (req.size_bytes(), req.align_bytes());
+    let pooled = size >= MIN_POOLED_LEN * std::mem::size_of::<f64>();
+    let found = if pooled {
+        let mut s = scratch();
+        s.iter()
+            .enumerate()
+            .filter(|(_, (r, _))| {
+                r.size_bytes() >= size && r.size_bytes() <= 2 * size && r.align_bytes() >= align
+            })
+            .min_by_key(|(_, (r, _))| r.size_bytes())
+            .map(|(i, _)| i)
+            .map(|i| s.remove(i))
+    } else {
+        None
+    };
+    let (held, mut buffer) = found.unwrap_or_else(|| (req, MemBuffer::new(req)));
+    let result = f(MemStack::new(&mut buffer));
+    if pooled {
+        let mut s = scratch();
+        if s.len() >= MAX_SCRATCH {
+            s.remove(0);
+        }
+        s.push((held, buffer));
+    }
+    result
+}
+
+/// An empty vector with capacity for at least `len` values: a pooled buffer when one fits.
+pub(crate) fn with_capacity(len: usize) -> Vec<f64> {
+    take(len).unwrap_or_else(|| Vec::with_capacity(len))
+}
+
+/// A pooled buffer (emptied) with capacity for `len` values, if one fits.
+pub(crate) fn take(len: usize) -> Option<Vec<f64>> {
+    if len >= MIN_POOLED_LEN {
+        let mut p = pool();
+        let best = p
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len && v.capacity() <= 2 * len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            let mut v = p.remove(i);
+            v.clear();
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// `len` zeros.
+pub(crate) fn zeroed(len: usize) -> Vec<f64> {
+    let mut v = with_capacity(len);
+    v.resize(len, 0.0);
+    v
+}
+
+/// A copy of `data`.
+pub(crate) fn copied(data: &[f64]) -> Vec<f64> {
+    let mut v = with_capacity(data.len());
+    v.extend_from_slice(data);
+    v
+}
+
+/// A copy of a dense matrix.
+pub(crate) fn matrix_copy(m: &DMatrix<f64>) -> DMatrix<f64> {
+    DMatrix::from_vec(m.nrows(), m.ncols(), copied(m.as_slice()))
+}
+
+/// An `r × c` zero matrix.
+pub(crate) fn matrix_zeros(r: usize, c: usize) -> DMatrix<f64> {
+    DMatrix::from_vec(r, c, zeroed(r * c))
+}
+
+/// Hands a buffer back for reuse (kept only if it is large enough).
+pub(crate) fn recycle(v: Vec<f64>) {
+    if v.capacity() < MIN_POOLED_LEN {
+        return;
+    }
+    let mut p = pool();
+    if p.len() >= MAX_POOLED {
+        p.remove(0);
+    }
+    p.push(v);
+}
+
+/// Hands a dense matrix's storage back for reuse.
+pub(crate) fn recycle_matrix(m: DMatrix<f64>) {
+    recycle(m.data.into());
+}
+
+/// Frees every pooled buffer and workspace; returns how many bytes were released.
+pub(crate) fn release() -> usize {
+    let bytes = pooled_bytes();
+    drop(std::mem::take(&mut *pool()));
+    drop(std::mem::take(&mut *scratch()));
+    bytes
+}
+
+/// Bytes currently pooled (buffers and workspaces).
+pub(crate) fn pooled_bytes() -> usize {
+    let buffers: usize = pool()
+        .iter()
+        .map(|v| v.capacity() * std::mem::size_of::<f64>())
+        .sum();
+    buffers + scratch().iter().map(|(r, _)| r.size_bytes()).sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuses_a_fitting_buffer_and_refuses_an_oversized_one() {
+        let big = zeroed(3 * MIN_POOLED_LEN);
+        let big_ptr = big.as_ptr();
+        recycle(big);
+        assert!(pooled_bytes() >= 3 * MIN_POOLED_LEN * 8);
+        // 3× larger than the request: not handed out.
+        let small = with_capacity(MIN_POOLED_LEN);
+        assert_ne!(small.as_ptr(), big_ptr);
+        // Within 2× of the request: reused, and zeroed again.
+        let fits = zeroed(2 * MIN_POOLED_LEN);
+        assert_eq!(fits.as_ptr(), big_ptr);
+        assert!(fits.len() == 2 * MIN_POOLED_LEN && fits.iter().all(|&x| x == 0.0));
+        // Buffers below the threshold are not kept.
+        let tiny = vec![1.0; 16];
+        let before = pooled_bytes();
+        recycle(tiny);
+        assert_eq!(pooled_bytes(), before);
+        let m = matrix_copy(&DMatrix::from_fn(MIN_POOLED_LEN, 2, |i, j| (i + j) as f64));
+        assert_eq!((m[(7, 1)], m.shape()), (8.0, (MIN_POOLED_LEN, 2)));
+        recycle_matrix(m);
+        recycle(fits);
+        assert!(release() >= 2 * MIN_POOLED_LEN * 8);
+        assert_eq!(pooled_bytes(), 0);
+    }
+}
