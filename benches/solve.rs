@@ -1,4 +1,5 @@
-//! Value + gradient of ‖A(θ)⁻¹ b‖² for the cyclic chain A = I + L(θ) (the seed benchmark), cold
+//! Value + gradient of ‖A(θ)⁻¹ b‖² for A = I + L(θ) of the cyclic chain with 2^16 nodes (the seed
+//! benchmark) and of the 256×256 grid, cold
 //! (a new Structure each call: symbolic + numeric) and warm (same Structure: numeric refactor only),
 //! with 1 and 16 right-hand sides, next to the limit: one numeric factorization and one forward
 //! plus one adjoint solve through `Solver::factorize`, without the tape.
@@ -13,10 +14,6 @@ use nalgebra::DMatrix;
 use sparsegrad::problems::graph::{chain_edges, grid_edges, laplacian_assembly};
 use sparsegrad::{batch, Assembly, Solver, Tape};
 
-fn chain(n: usize) -> Assembly {
-    laplacian_assembly(n, &chain_edges(n), 1.0).expect("valid chain")
-}
-
 fn value_and_gradient(asm: &Assembly, theta: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
     let tape = Tape::new();
     let th = tape.var(theta.clone());
@@ -30,33 +27,42 @@ fn value_and_gradient(asm: &Assembly, theta: &DMatrix<f64>, b: &DMatrix<f64>) ->
 }
 
 fn bench(c: &mut Criterion) {
-    let n = 1 << 16;
-    let theta = DMatrix::from_fn(n, 1, |i, _| 0.5 + ((i * 7919) % 1000) as f64 / 1000.0);
-    let mut group = c.benchmark_group("chain_65536");
-    group.sample_size(10);
-    for k in [1usize, 16] {
-        let b = DMatrix::from_fn(n, k, |i, c| ((i * 31 + c * 17) % 101) as f64 / 101.0);
-        let warm = chain(n);
-        group.bench_function(BenchmarkId::new("cold", k), |bench| {
-            bench.iter(|| value_and_gradient(&chain(n), &theta, &b))
+    let k = 256;
+    let cases = [
+        ("chain_65536", 1 << 16, chain_edges(1 << 16)),
+        ("grid_256", k * k, grid_edges(k)),
+    ];
+    for (name, n, edges) in cases {
+        let build = || laplacian_assembly(n, &edges, 1.0).expect("valid graph");
+        let theta = DMatrix::from_fn(edges.len(), 1, |i, _| {
+            0.5 + ((i * 7919) % 1000) as f64 / 1000.0
         });
-        group.bench_function(BenchmarkId::new("warm", k), |bench| {
-            bench.iter(|| value_and_gradient(&warm, &theta, &b))
-        });
-        let values = warm.values(theta.as_slice()).expect("values");
-        group.bench_function(BenchmarkId::new("limit", k), |bench| {
-            bench.iter(|| {
-                let f = Solver::cholesky()
-                    .factorize(warm.structure(), &values)
-                    .expect("factor");
-                let mut x = b.clone();
-                f.solve_in_place(&mut x).expect("solve");
-                f.solve_transpose_in_place(&mut x).expect("adjoint");
-                x[0]
-            })
-        });
+        let mut group = c.benchmark_group(name);
+        group.sample_size(10);
+        for k in [1usize, 16] {
+            let b = DMatrix::from_fn(n, k, |i, c| ((i * 31 + c * 17) % 101) as f64 / 101.0);
+            let warm = build();
+            group.bench_function(BenchmarkId::new("cold", k), |bench| {
+                bench.iter(|| value_and_gradient(&build(), &theta, &b))
+            });
+            group.bench_function(BenchmarkId::new("warm", k), |bench| {
+                bench.iter(|| value_and_gradient(&warm, &theta, &b))
+            });
+            let values = warm.values(theta.as_slice()).expect("values");
+            group.bench_function(BenchmarkId::new("limit", k), |bench| {
+                bench.iter(|| {
+                    let f = Solver::cholesky()
+                        .factorize(warm.structure(), &values)
+                        .expect("factor");
+                    let mut x = b.clone();
+                    f.solve_in_place(&mut x).expect("solve");
+                    f.solve_transpose_in_place(&mut x).expect("adjoint");
+                    x[0]
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 fn bench_batch(c: &mut Criterion) {

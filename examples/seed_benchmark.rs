@@ -222,7 +222,7 @@ fn run() -> std::result::Result<(), String> {
     let tape_and_scatter = warm - values - numeric - forward - adjoint;
     let rss = peak_rss_mib();
     let memory = format!(
-        r#","memory_mib":{{"a":{a_mib:.1},"factor":{factor_mib:.1},"cold_call_peak":{cold_call_rss:.1},"inputs":{baseline_rss:.1}}}"#
+        r#","memory_mib":{{"a":{a_mib:.4},"factor":{factor_mib:.4},"cold_call_peak":{cold_call_rss:.1},"inputs":{baseline_rss:.1}}}"#
     );
     let extras = format!(
         r#","loss":{loss:.15e},"grad_norm":{grad_norm:.15e},"m":{},"repeat":{repeat}"#,

@@ -96,8 +96,9 @@ pub use solve::{
 pub use sparse::{Assembly, AssemblyBuilder, Dirichlet, Structure, Symmetry};
 pub use tape::{Gradients, Tape, Var};
 
-/// Frees the large buffers (≥ 1 MiB each, at most 16) that sparsegrad keeps for reuse between
-/// evaluations, and returns how many bytes were released.
+/// Frees the large buffers (≥ 1 MiB each; at most 16 of them and 1 GiB, plus at most 4 faer
+/// workspaces and 1 GiB) that sparsegrad keeps for reuse between evaluations, and returns how
+/// many bytes were released.
 ///
 /// Tapes, gradients and factorizations hand their large vectors back to a small pool when they
 /// are dropped, and the next evaluation takes them from there instead of asking the allocator for

@@ -5,8 +5,9 @@
 //! unknowns) with a fresh `mmap` every time and returns them with `munmap`, so each evaluation
 //! pays a page fault per 4 KiB touched — measured at about half of a warm value-and-gradient call
 //! for a chain with 2^22 unknowns. Buffers of at least [`MIN_POOLED_LEN`] values that the crate
-//! frees (tape nodes, gradients, factors) are kept here instead, up to [`MAX_POOLED`] of them, and
-//! handed out again for requests they fit (capacity between the request and twice it).
+//! frees (tape nodes, gradients, factors) are kept here instead, up to [`MAX_POOLED`] of them and
+//! [`MAX_POOLED_BYTES`] in total, and handed out again for requests they fit (capacity between
+//! the request and twice it).
 //!
 //! The pool holds memory after the last tape is dropped; [`crate::release_pooled_memory`] frees it.
 
@@ -19,6 +20,8 @@ use nalgebra::DMatrix;
 pub const MIN_POOLED_LEN: usize = 1 << 17;
 /// Most buffers kept at once (the oldest is freed first).
 pub const MAX_POOLED: usize = 16;
+/// Most bytes kept in buffers, and separately in workspaces (1 GiB each; the oldest go first).
+pub const MAX_POOLED_BYTES: usize = 1 << 30;
 
 static POOL: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
 /// faer workspaces (numeric factorization and solve scratch), with the request each was made for.
@@ -56,10 +59,13 @@ pub(crate) fn with_scratch<R>(req: StackReq, f: impl FnOnce(&mut MemStack) -> R)
     };
     let (held, mut buffer) = found.unwrap_or_else(|| (req, MemBuffer::new(req)));
     let result = f(MemStack::new(&mut buffer));
-    if pooled {
+    if pooled && held.size_bytes() <= MAX_POOLED_BYTES {
         let mut s = scratch();
-        if s.len() >= MAX_SCRATCH {
-            s.remove(0);
+        let mut total: usize = s.iter().map(|(r, _)| r.size_bytes()).sum();
+        while !s.is_empty()
+            && (s.len() >= MAX_SCRATCH || total + held.size_bytes() > MAX_POOLED_BYTES)
+        {
+            total -= s.remove(0).0.size_bytes();
         }
         s.push((held, buffer));
     }
@@ -116,12 +122,14 @@ pub(crate) fn matrix_zeros(r: usize, c: usize) -> DMatrix<f64> {
 
 /// Hands a buffer back for reuse (kept only if it is large enough).
 pub(crate) fn recycle(v: Vec<f64>) {
-    if v.capacity() < MIN_POOLED_LEN {
+    let bytes = |v: &Vec<f64>| v.capacity() * std::mem::size_of::<f64>();
+    if v.capacity() < MIN_POOLED_LEN || bytes(&v) > MAX_POOLED_BYTES {
         return;
     }
     let mut p = pool();
-    if p.len() >= MAX_POOLED {
-        p.remove(0);
+    let mut total: usize = p.iter().map(bytes).sum();
+    while !p.is_empty() && (p.len() >= MAX_POOLED || total + bytes(&v) > MAX_POOLED_BYTES) {
+        total -= bytes(&p.remove(0));
     }
     p.push(v);
 }

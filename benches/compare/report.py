@@ -24,13 +24,23 @@ def fmt(x):
     return "—" if x is None else (f"{x:.3g}" if x < 100 else f"{x:.0f}")
 
 
+def mem(r):
+    m = r.get("memory_mib")
+    if not m:
+        return f"{r.get('peak_rss_mib', float('nan')):.0f} (process)"
+    storage = m["a"] + m["factor"]
+    if storage < 1:
+        return f"{m['cold_call_peak']:.0f} / < 1"
+    return f"{m['cold_call_peak']:.0f} / {storage:.0f} = {m['cold_call_peak'] / storage:.2f}×"
+
+
 peers = ["scipy", "cholespy", "cholmod"]
 out = []
 for case in ["chain", "grid"]:
     sizes = sorted({r["n"] for r in rows if r["case"] == case and r["rhs"] == 1})
     out.append(f"\n### {case}, 1 right-hand side (median ms)\n")
     out.append("| n | ours cold | ours warm | limit | warm/limit | cold/warm | " + " | ".join(peers)
-               + " | best peer / ours cold | breakdown warm (values / numeric / solves / tape+scatter) | peak RSS MiB | loss check |")
+               + " | best peer / ours cold | breakdown warm (values / numeric / solves / tape+scatter) | one cold call: peak MiB / (A + factor) MiB | loss check |")
     out.append("|" + "---|" * (10 + len(peers)))
     for n in sizes:
         cold, warm, lim = (get(case, n, "ours", g) for g in ("cold", "warm", "limit"))
@@ -46,7 +56,7 @@ for case in ["chain", "grid"]:
         label = f"2^{int(round(math.log2(n)))}" if case == "chain" else f"{int(round(math.sqrt(n)))}²"
         out.append(f"| {label} | {fmt(cold['ms'])} | {fmt(warm['ms'])} | {fmt(lim['ms'])} | {warm['ms'] / lim['ms']:.2f} | {cold['ms'] / warm['ms']:.1f} | "
                    + " | ".join(fmt(m) for m in pm)
-                   + f" | {fmt(best / cold['ms']) if best else '—'}× | {br} | {cold.get('peak_rss_mib', float('nan')):.0f} | {check} |")
+                   + f" | {fmt(best / cold['ms']) if best else '—'}× | {br} | {mem(cold)} | {check} |")
     # log-log slope of ours (cold and warm) over the sizes ≥ 2^12 (chain) / all (grid)
     for regime in ["cold", "warm"]:
         pts = [(math.log(n), math.log(get(case, n, "ours", regime)["ms"])) for n in sizes
