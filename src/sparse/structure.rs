@@ -81,7 +81,7 @@ impl Structure {
     /// [`Error::InvalidPattern`] for a `col_ptr` of the wrong length, not starting at 0,
     /// decreasing, or not ending at `row_idx.len()`; unsorted or duplicate rows in a column; an
     /// entry above the diagonal of a [`Symmetry::Lower`] pattern; an unsymmetric
-    /// [`Symmetry::Full`] pattern; a non-square symmetric pattern.
+    /// [`Symmetry::Full`] pattern; a non-square symmetric pattern; a dimension above `isize::MAX`.
     /// [`Error::IndexOutOfRange`] for a row index ≥ `nrows`.
     pub fn new(
         nrows: usize,
@@ -91,6 +91,12 @@ impl Structure {
         symmetry: Symmetry,
     ) -> Result<Arc<Self>> {
         let invalid = |reason: String| Err(Error::InvalidPattern { reason });
+        if nrows > isize::MAX as usize || ncols > isize::MAX as usize {
+            return invalid(format!(
+                "a {nrows}×{ncols} pattern exceeds the largest supported dimension ({})",
+                isize::MAX
+            ));
+        }
         if col_ptr.len() != ncols + 1 {
             return invalid(format!(
                 "col_ptr has {} entries, expected ncols + 1 = {}",

@@ -293,6 +293,29 @@ fn errors_name_the_position() {
     }
 }
 
+/// Dimensions beyond what any index type can address are an error, not a panic in a backend.
+#[test]
+fn oversized_dimensions_are_invalid_patterns() {
+    for (nrows, ncols) in [(usize::MAX, 1), (isize::MAX as usize + 1, 0)] {
+        let e = Structure::new(nrows, ncols, vec![0; ncols + 1], vec![], Symmetry::General)
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidPattern { reason } if reason.contains("largest supported dimension")),
+            "{e:?}"
+        );
+    }
+    // The largest allowed row count still builds (an empty column).
+    let s = Structure::new(
+        isize::MAX as usize,
+        1,
+        vec![0, 0],
+        vec![],
+        Symmetry::General,
+    )
+    .unwrap();
+    assert_eq!((s.nrows(), s.nnz()), (isize::MAX as usize, 0));
+}
+
 #[test]
 fn error_messages() {
     let text: String = all_errors()
