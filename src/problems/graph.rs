@@ -92,15 +92,18 @@ pub fn laplacian_assembly(n: usize, edges: &[(usize, usize)], shift: f64) -> Res
     // endpoints (the diagonal entries they touch); both counting sorts keep edge order in a group.
     let lower = |e: usize| edges[e].0.min(edges[e].1);
     let upper = |e: usize| edges[e].0.max(edges[e].1);
-    let (by_col_ptr, mut by_col) = group(n, edges.len(), |e, push| {
-        if !is_loop(e) {
-            push(lower(e));
+    let (by_col_ptr, mut by_col) = group(n, edges.len(), |e| {
+        if is_loop(e) {
+            [NONE, NONE]
+        } else {
+            [lower(e), NONE]
         }
     });
-    let (inc_ptr, incident) = group(n, edges.len(), |e, push| {
-        if !is_loop(e) {
-            push(edges[e].0);
-            push(edges[e].1);
+    let (inc_ptr, incident) = group(n, edges.len(), |e| {
+        if is_loop(e) {
+            [NONE, NONE]
+        } else {
+            [edges[e].0, edges[e].1]
         }
     });
     let mut col_ptr = Vec::with_capacity(n + 1);
@@ -120,7 +123,9 @@ pub fn laplacian_assembly(n: usize, edges: &[(usize, usize)], shift: f64) -> Res
         term_ptr.push(term_param.len());
         // Below the diagonal: −w_e at (upper(e), j), parallel edges merged into one entry.
         let group = &mut by_col[by_col_ptr[j]..by_col_ptr[j + 1]];
-        group.sort_unstable_by_key(|&e| (upper(e), e));
+        if group.len() > 1 {
+            group.sort_unstable_by_key(|&e| (upper(e), e));
+        }
         for (t, &e) in group.iter().enumerate() {
             if t == 0 || upper(group[t - 1]) != upper(e) {
                 if t > 0 {
@@ -148,16 +153,20 @@ pub fn laplacian_assembly(n: usize, edges: &[(usize, usize)], shift: f64) -> Res
     ))
 }
 
-/// Counting sort of the items `0..len` into `n` groups: `each(e, push)` calls `push(g)` for every
-/// group g item e belongs to. Returns the group pointers and the items, in item order per group.
-fn group(
-    n: usize,
-    len: usize,
-    each: impl Fn(usize, &mut dyn FnMut(usize)),
-) -> (Vec<usize>, Vec<usize>) {
+/// "No group" in [`group`]'s keys.
+const NONE: usize = usize::MAX;
+
+/// Counting sort of the items `0..len` into `n` groups: `groups(e)` names the (up to two) groups
+/// item e belongs to, [`NONE`] for none. Returns the group pointers and the items, in item order
+/// per group.
+fn group(n: usize, len: usize, groups: impl Fn(usize) -> [usize; 2]) -> (Vec<usize>, Vec<usize>) {
     let mut ptr = vec![0usize; n + 1];
     for e in 0..len {
-        each(e, &mut |g| ptr[g + 1] += 1);
+        for g in groups(e) {
+            if g != NONE {
+                ptr[g + 1] += 1;
+            }
+        }
     }
     for g in 0..n {
         ptr[g + 1] += ptr[g];
@@ -165,10 +174,12 @@ fn group(
     let mut next = ptr[..n].to_vec();
     let mut items = vec![0usize; ptr[n]];
     for e in 0..len {
-        each(e, &mut |g| {
-            items[next[g]] = e;
-            next[g] += 1;
-        });
+        for g in groups(e) {
+            if g != NONE {
+                items[next[g]] = e;
+                next[g] += 1;
+            }
+        }
     }
     (ptr, items)
 }
