@@ -38,36 +38,62 @@ fn scratch() -> std::sync::MutexGuard<'static, Vec<(StackReq, MemBuffer)>> {
     SCRATCH.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn buffer_bytes(v: &Vec<f64>) -> usize {
+    v.capacity() * std::mem::size_of::<f64>()
+}
+
+fn scratch_bytes(s: &(StackReq, MemBuffer)) -> usize {
+    s.0.size_bytes()
+}
+
+/// Removes and returns the smallest item of `list` that is `usable` and holds between `need` and
+/// `2 · need` bytes.
+fn take_best<T>(
+    list: &mut Vec<T>,
+    need: usize,
+    bytes: impl Fn(&T) -> usize,
+    usable: impl Fn(&T) -> bool,
+) -> Option<T> {
+    let best = list
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| (need..=2 * need).contains(&bytes(x)) && usable(x))
+        .min_by_key(|(_, x)| bytes(x))
+        .map(|(i, _)| i)?;
+    Some(list.remove(best))
+}
+
+/// Appends `item` to `list`, first freeing the oldest items while the list holds `max_len` items or
+/// the total would exceed [`MAX_POOLED_BYTES`]; an item larger than that bound is freed instead.
+fn keep<T>(list: &mut Vec<T>, item: T, max_len: usize, bytes: impl Fn(&T) -> usize) {
+    let size = bytes(&item);
+    if size > MAX_POOLED_BYTES {
+        return;
+    }
+    let mut total: usize = list.iter().map(&bytes).sum();
+    while !list.is_empty() && (list.len() >= max_len || total + size > MAX_POOLED_BYTES) {
+        total -= bytes(&list.remove(0));
+    }
+    list.push(item);
+}
+
 /// Runs `f` on a faer workspace that can hold `req`: a pooled one when one fits (at most twice
 /// the size asked for), else a new one; workspaces of 1 MiB and more are kept afterwards.
 /// Concurrent callers each get their own.
 pub(crate) fn with_scratch<R>(req: StackReq, f: impl FnOnce(&mut MemStack) -> R) -> R {
-    let (size, align) = (req.size_bytes(), req.align_bytes());
+    let size = req.size_bytes();
     let pooled = size >= MIN_POOLED_LEN * std::mem::size_of::<f64>();
-    let found = if pooled {
-        let mut s = scratch();
-        s.iter()
-            .enumerate()
-            .filter(|(_, (r, _))| {
-                r.size_bytes() >= size && r.size_bytes() <= 2 * size && r.align_bytes() >= align
+    let found = pooled
+        .then(|| {
+            take_best(&mut scratch(), size, scratch_bytes, |(r, _)| {
+                r.align_bytes() >= req.align_bytes()
             })
-            .min_by_key(|(_, (r, _))| r.size_bytes())
-            .map(|(i, _)| i)
-            .map(|i| s.remove(i))
-    } else {
-        None
-    };
+        })
+        .flatten();
     let (held, mut buffer) = found.unwrap_or_else(|| (req, MemBuffer::new(req)));
     let result = f(MemStack::new(&mut buffer));
-    if pooled && held.size_bytes() <= MAX_POOLED_BYTES {
-        let mut s = scratch();
-        let mut total: usize = s.iter().map(|(r, _)| r.size_bytes()).sum();
-        while !s.is_empty()
-            && (s.len() >= MAX_SCRATCH || total + held.size_bytes() > MAX_POOLED_BYTES)
-        {
-            total -= s.remove(0).0.size_bytes();
-        }
-        s.push((held, buffer));
+    if pooled {
+        keep(&mut scratch(), (held, buffer), MAX_SCRATCH, scratch_bytes);
     }
     result
 }
@@ -79,21 +105,17 @@ pub(crate) fn with_capacity(len: usize) -> Vec<f64> {
 
 /// A pooled buffer (emptied) with capacity for `len` values, if one fits.
 pub(crate) fn take(len: usize) -> Option<Vec<f64>> {
-    if len >= MIN_POOLED_LEN {
-        let mut p = pool();
-        let best = p
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.capacity() >= len && v.capacity() <= 2 * len)
-            .min_by_key(|(_, v)| v.capacity())
-            .map(|(i, _)| i);
-        if let Some(i) = best {
-            let mut v = p.remove(i);
-            v.clear();
-            return Some(v);
-        }
+    if len < MIN_POOLED_LEN {
+        return None;
     }
-    None
+    let mut v = take_best(
+        &mut pool(),
+        len * std::mem::size_of::<f64>(),
+        buffer_bytes,
+        |_| true,
+    )?;
+    v.clear();
+    Some(v)
 }
 
 /// `len` zeros.
@@ -122,16 +144,9 @@ pub(crate) fn matrix_zeros(r: usize, c: usize) -> DMatrix<f64> {
 
 /// Hands a buffer back for reuse (kept only if it is large enough).
 pub(crate) fn recycle(v: Vec<f64>) {
-    let bytes = |v: &Vec<f64>| v.capacity() * std::mem::size_of::<f64>();
-    if v.capacity() < MIN_POOLED_LEN || bytes(&v) > MAX_POOLED_BYTES {
-        return;
+    if v.capacity() >= MIN_POOLED_LEN {
+        keep(&mut pool(), v, MAX_POOLED, buffer_bytes);
     }
-    let mut p = pool();
-    let mut total: usize = p.iter().map(bytes).sum();
-    while !p.is_empty() && (p.len() >= MAX_POOLED || total + bytes(&v) > MAX_POOLED_BYTES) {
-        total -= bytes(&p.remove(0));
-    }
-    p.push(v);
 }
 
 /// Hands a dense matrix's storage back for reuse.
@@ -149,11 +164,8 @@ pub(crate) fn release() -> usize {
 
 /// Bytes currently pooled (buffers and workspaces).
 pub(crate) fn pooled_bytes() -> usize {
-    let buffers: usize = pool()
-        .iter()
-        .map(|v| v.capacity() * std::mem::size_of::<f64>())
-        .sum();
-    buffers + scratch().iter().map(|(r, _)| r.size_bytes()).sum::<usize>()
+    let buffers: usize = pool().iter().map(buffer_bytes).sum();
+    buffers + scratch().iter().map(scratch_bytes).sum::<usize>()
 }
 
 #[cfg(test)]

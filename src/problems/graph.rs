@@ -4,7 +4,7 @@
 use rand::Rng;
 
 use crate::error::{Error, Result};
-use crate::sparse::{Assembly, Structure, Symmetry};
+use crate::sparse::{counting_groups, Assembly, Structure, Symmetry, NO_GROUP};
 
 /// `count` random pairs in [0, n)², as the seed's `unique(randint(0, n, (count, 2)))`, with
 /// self-loops and duplicates (in either orientation) removed; each edge as (larger, smaller).
@@ -92,16 +92,16 @@ pub fn laplacian_assembly(n: usize, edges: &[(usize, usize)], shift: f64) -> Res
     // endpoints (the diagonal entries they touch); both counting sorts keep edge order in a group.
     let lower = |e: usize| edges[e].0.min(edges[e].1);
     let upper = |e: usize| edges[e].0.max(edges[e].1);
-    let (by_col_ptr, mut by_col) = group(n, edges.len(), |e| {
+    let (by_col_ptr, mut by_col) = counting_groups(n, edges.len(), |e| {
         if is_loop(e) {
-            [NONE, NONE]
+            [NO_GROUP, NO_GROUP]
         } else {
-            [lower(e), NONE]
+            [lower(e), NO_GROUP]
         }
     });
-    let (inc_ptr, incident) = group(n, edges.len(), |e| {
+    let (inc_ptr, incident) = counting_groups(n, edges.len(), |e| {
         if is_loop(e) {
-            [NONE, NONE]
+            [NO_GROUP, NO_GROUP]
         } else {
             [edges[e].0, edges[e].1]
         }
@@ -151,37 +151,6 @@ pub fn laplacian_assembly(n: usize, edges: &[(usize, usize)], shift: f64) -> Res
         term_coeff,
         constants,
     ))
-}
-
-/// "No group" in [`group`]'s keys.
-const NONE: usize = usize::MAX;
-
-/// Counting sort of the items `0..len` into `n` groups: `groups(e)` names the (up to two) groups
-/// item e belongs to, [`NONE`] for none. Returns the group pointers and the items, in item order
-/// per group.
-fn group(n: usize, len: usize, groups: impl Fn(usize) -> [usize; 2]) -> (Vec<usize>, Vec<usize>) {
-    let mut ptr = vec![0usize; n + 1];
-    for e in 0..len {
-        for g in groups(e) {
-            if g != NONE {
-                ptr[g + 1] += 1;
-            }
-        }
-    }
-    for g in 0..n {
-        ptr[g + 1] += ptr[g];
-    }
-    let mut next = ptr[..n].to_vec();
-    let mut items = vec![0usize; ptr[n]];
-    for e in 0..len {
-        for g in groups(e) {
-            if g != NONE {
-                items[next[g]] = e;
-                next[g] += 1;
-            }
-        }
-    }
-    (ptr, items)
 }
 
 /// A standard normal sample (Box–Muller), for reproducible instances without extra crates.

@@ -14,7 +14,7 @@ use faer::sparse::linalg::cholesky::{
     factorize_symbolic_cholesky, CholeskySymbolicParams, LdltRef, LltRef, SymbolicCholesky,
     SymbolicCholeskyRaw, SymmetricOrdering,
 };
-use faer::sparse::{SparseColMatRef, SymbolicSparseColMatRef};
+use faer::sparse::SparseColMatRef;
 use faer::{Conj, Par, Side};
 use nalgebra::DMatrix;
 
@@ -30,17 +30,12 @@ pub(crate) struct FaerCholesky {
     ldlt: bool,
 }
 
-/// The faer view of a stored pattern (no copy, validated once when the Structure was built).
-pub(crate) fn faer_pattern(structure: &Structure) -> SymbolicSparseColMatRef<'_, usize> {
-    structure.faer_pattern()
-}
-
 /// The faer view of a stored matrix (no copy).
 pub(crate) fn faer_matrix<'a>(
     structure: &'a Structure,
     values: &'a [f64],
 ) -> SparseColMatRef<'a, usize, f64> {
-    SparseColMatRef::new(faer_pattern(structure), values)
+    SparseColMatRef::new(structure.faer_pattern(), values)
 }
 
 /// The structure's cached faer symbolic Cholesky analysis.
@@ -50,7 +45,7 @@ pub(crate) fn symbolic_cholesky(structure: &Structure) -> Result<Arc<SymbolicCho
         |c| &mut c.cholesky,
         || {
             factorize_symbolic_cholesky(
-                faer_pattern(structure),
+                structure.faer_pattern(),
                 Side::Lower,
                 SymmetricOrdering::Amd,
                 CholeskySymbolicParams::default(),

@@ -17,7 +17,7 @@ use nalgebra::DMatrix;
 
 use super::analysis::{cached, full_pattern, FullPattern};
 use super::{faer_view, Factorization};
-use crate::error::{Error, Result};
+use crate::error::{first_non_finite, Error, Result};
 use crate::sparse::Structure;
 
 /// The cached symbolic LU of a structure's full pattern.
@@ -113,7 +113,7 @@ impl FaerLu {
                 lu.solve_in_place_with_conj(Conj::No, faer_view(rhs), par, stack);
             }
         });
-        match rhs.iter().position(|v| !v.is_finite()) {
+        match first_non_finite(rhs.as_slice()) {
             None => Ok(()),
             Some(k) => Err(Error::Singular {
                 column: None,

@@ -48,6 +48,15 @@ struct LinearMap {
     constants: Vec<f64>,
 }
 
+impl LinearMap {
+    /// Every stored entry's terms, in storage order: (parameters, coefficients).
+    fn entries(&self) -> impl Iterator<Item = (&[usize], &[f64])> + '_ {
+        self.term_ptr
+            .windows(2)
+            .map(|w| (&self.term_param[w[0]..w[1]], &self.term_coeff[w[0]..w[1]]))
+    }
+}
+
 /// Collects (row, column, parameter, coefficient) terms and constants for an [`Assembly`].
 #[derive(Debug, Clone)]
 pub struct AssemblyBuilder {
@@ -314,19 +323,15 @@ impl Assembly {
         }
         let m = &*self.map;
         let mut values = crate::pool::with_capacity(m.constants.len());
-        let (mut start, mut finite) = (0, true);
-        for (&c, &end) in m.constants.iter().zip(&m.term_ptr[1..]) {
+        let mut finite = true;
+        for (&c, (params, coeffs)) in m.constants.iter().zip(m.entries()) {
             let mut sum = -0.0;
-            for (&q, &a) in m.term_param[start..end]
-                .iter()
-                .zip(&m.term_coeff[start..end])
-            {
+            for (&q, &a) in params.iter().zip(coeffs) {
                 sum += a * p[q];
             }
             let v = c + sum;
             finite &= v.is_finite();
             values.push(v);
-            start = end;
         }
         if !finite {
             // Names the first non-finite entry.
@@ -337,16 +342,10 @@ impl Assembly {
 
     /// The adjoint p̄ += Mᵀ v̄ (accumulated into `p_bar`, of length `n_params`).
     pub fn adjoint_into(&self, v_bar: &[f64], p_bar: &mut [f64]) {
-        let m = &*self.map;
-        let mut start = 0;
-        for (&vb, &end) in v_bar.iter().zip(&m.term_ptr[1..]) {
-            for (&q, &a) in m.term_param[start..end]
-                .iter()
-                .zip(&m.term_coeff[start..end])
-            {
+        for (&vb, (params, coeffs)) in v_bar.iter().zip(self.map.entries()) {
+            for (&q, &a) in params.iter().zip(coeffs) {
                 p_bar[q] += a * vb;
             }
-            start = end;
         }
     }
 

@@ -25,24 +25,46 @@ pub(crate) fn bucket_order(
     major: impl Fn(usize) -> usize,
     minor: impl Fn(usize) -> usize,
 ) -> Vec<usize> {
-    let mut start = vec![0usize; n_major + 1];
-    for e in 0..len {
-        start[major(e) + 1] += 1;
-    }
-    for b in 0..n_major {
-        start[b + 1] += start[b];
-    }
-    let mut next = start.clone();
-    let mut order = vec![0usize; len];
-    for e in 0..len {
-        let b = major(e);
-        order[next[b]] = e;
-        next[b] += 1;
-    }
+    let (start, mut order) = counting_groups(n_major, len, |e| [major(e), NO_GROUP]);
     for b in 0..n_major {
         order[start[b]..start[b + 1]].sort_unstable_by_key(|&e| minor(e));
     }
     order
+}
+
+/// "No group" in [`counting_groups`]' keys.
+pub(crate) const NO_GROUP: usize = usize::MAX;
+
+/// Counting sort of the items `0..len` into `n` groups: `groups(e)` names the (up to two) groups
+/// item e belongs to, [`NO_GROUP`] for none. Returns the group pointers (`n + 1`) and the items,
+/// in item order within each group.
+pub(crate) fn counting_groups(
+    n: usize,
+    len: usize,
+    groups: impl Fn(usize) -> [usize; 2],
+) -> (Vec<usize>, Vec<usize>) {
+    let mut ptr = vec![0usize; n + 1];
+    for e in 0..len {
+        for g in groups(e) {
+            if g != NO_GROUP {
+                ptr[g + 1] += 1;
+            }
+        }
+    }
+    for g in 0..n {
+        ptr[g + 1] += ptr[g];
+    }
+    let mut next = ptr[..n].to_vec();
+    let mut items = vec![0usize; ptr[n]];
+    for e in 0..len {
+        for g in groups(e) {
+            if g != NO_GROUP {
+                items[next[g]] = e;
+                next[g] += 1;
+            }
+        }
+    }
+    (ptr, items)
 }
 
 /// Y = A X for a stored matrix (`values` in `structure` order), honouring one-triangle storage.
