@@ -104,7 +104,7 @@ pub fn solve_batch(
         .enumerate()
         .map(|(i, v)| {
             let b = &rhs[if rhs.len() == 1 { 0 } else { i }];
-            crate::solve::forward(solver, structure, v, b)
+            crate::solve::node::forward(solver, structure, v, b)
         })
         .collect();
     let mut factors = Vec::with_capacity(values.len());
@@ -162,7 +162,7 @@ impl BatchSolution {
             .zip(&self.solutions)
             .zip(upstream)
             .map(|((f, x), g)| {
-                let (lambda, ga) = crate::solve::adjoint(f.as_ref(), &self.structure, g, x, true)?;
+                let (lambda, ga) = crate::solve::node::adjoint(f.as_ref(), &self.structure, g, x, true)?;
                 Ok((ga.unwrap_or_default(), lambda))
             })
             .collect()

@@ -145,6 +145,85 @@ pub enum Error {
         reason: String,
     },
 
+    /// A [`Var`](crate::Var) was passed to an operation of another tape (or to the gradients of
+    /// another tape). Every tape has a unique id, so this is caught even when a new tape reuses a
+    /// dropped tape's memory.
+    #[error("{var} belongs to tape #{var_tape}, not to tape #{tape} of this operation ({op})")]
+    ForeignVar {
+        /// The operation that was given the variable.
+        op: &'static str,
+        /// The variable (`Var#index`).
+        var: String,
+        /// The id of the tape the variable belongs to.
+        var_tape: u64,
+        /// The id of the tape of the operation.
+        tape: u64,
+    },
+
+    /// A size or allocation requested from user-given dimensions overflows or cannot be met.
+    #[error("cannot allocate {what}: {reason}")]
+    OutOfMemory {
+        /// What was to be allocated (e.g. "a 3×4 matrix").
+        what: String,
+        /// Why not (arithmetic overflow, or the allocator's refusal with the size).
+        reason: String,
+    },
+
+    /// A tape operation produced a NaN or ±∞ that reached the loss or a gradient:
+    /// [`Tape::backward`](crate::Tape::backward) names the first operation (in the pass where it
+    /// happened) whose output became non-finite.
+    #[error("non-finite {pass} value {value} first produced by {op} (node #{node}) at (row {row}, column {col})")]
+    NonFiniteOperation {
+        /// "forward" (the node's value) or "gradient" (the gradient flowing out of the node).
+        pass: &'static str,
+        /// The operation that produced it.
+        op: &'static str,
+        /// The node's index on its tape.
+        node: usize,
+        /// Row of the first non-finite entry.
+        row: usize,
+        /// Column of the first non-finite entry.
+        col: usize,
+        /// The value.
+        value: f64,
+    },
+
+    /// The factorization succeeded but the matrix is too ill-conditioned for the limit set with
+    /// [`Solver::with_condition_limit`](crate::Solver::with_condition_limit): about
+    /// log₁₀(estimate) of the 16 digits of the solution and gradient would be lost.
+    #[error("matrix is ill-conditioned: estimated condition number κ₁ ≈ {estimate:e} (reciprocal {:e}) exceeds the limit {limit:e}; about {:.0} of 16 digits are lost", 1.0 / estimate, estimate.log10().max(0.0))]
+    IllConditioned {
+        /// Estimated κ₁(A) (Hager–Higham; a lower bound usually within a factor of 3).
+        estimate: f64,
+        /// The limit that was exceeded.
+        limit: f64,
+    },
+
+    /// LDLᵀ without pivoting met a pivot so small relative to the matrix that the factor grew
+    /// unboundedly: the matrix may well be nonsingular and well conditioned, but this method
+    /// cannot factor it stably.
+    #[error("LDLᵀ without pivoting is unstable on this matrix: tiny pivot {pivot:e} at column {column} (factor growth {growth:e} × max|a_ij|); use Solver::lu(), which pivots")]
+    UnstablePivot {
+        /// The column (user's numbering) of the tiny pivot.
+        column: usize,
+        /// The pivot.
+        pivot: f64,
+        /// max|d_j| / max|a_ij|.
+        growth: f64,
+    },
+
+    /// A Krylov iteration broke down (a division by a quantity that vanished) and restarting did
+    /// not help, or it detected that A is singular or not positive definite.
+    #[error("{method} broke down at iteration {iteration}: {reason}")]
+    Breakdown {
+        /// The Krylov method.
+        method: &'static str,
+        /// The iteration where it happened.
+        iteration: usize,
+        /// What vanished or stagnated, and what it means.
+        reason: String,
+    },
+
     /// An operation got a combination of arguments it does not support.
     #[error("unsupported: {reason}")]
     Unsupported {
@@ -181,4 +260,24 @@ pub(crate) fn check_finite(context: &'static str, data: &[f64], rows: usize) -> 
             value: data[k],
         }),
     }
+}
+
+/// A zero-filled `rows`×`cols` matrix from user-given sizes: an overflowing or unallocatable
+/// size is [`Error::OutOfMemory`] instead of an abort.
+pub(crate) fn try_zeros(rows: usize, cols: usize) -> Result<nalgebra::DMatrix<f64>> {
+    let what = || format!("a {rows}×{cols} matrix");
+    let len = rows
+        .checked_mul(cols)
+        .filter(|&l| l <= isize::MAX as usize / std::mem::size_of::<f64>())
+        .ok_or_else(|| Error::OutOfMemory {
+            what: what(),
+            reason: "the number of entries overflows".into(),
+        })?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
+        what: what(),
+        reason: format!("{:.1} GiB could not be allocated", len as f64 * 8.0 / 1073741824.0),
+    })?;
+    data.resize(len, 0.0);
+    Ok(nalgebra::DMatrix::from_vec(rows, cols, data))
 }

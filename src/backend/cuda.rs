@@ -851,6 +851,9 @@ impl Factorization for CgGpu {
     fn dim(&self) -> usize {
         self.n
     }
+    fn is_iterative(&self) -> bool {
+        true
+    }
     fn describe(&self) -> String {
         format!(
             "GPU CG + Jacobi on {}, relative tolerance {:e}",

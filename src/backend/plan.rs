@@ -414,7 +414,7 @@ mod tests {
                 k,
             );
             let mut expected = vec![0.0; s.nnz()];
-            accumulate_outer(&s, &lambda, &x, -1.0, &mut expected);
+            accumulate_outer(&s, &lambda, &x, -1.0, &mut expected).unwrap();
             assert!(max_rel(&got, &expected) < 1e-14, "{symmetry:?}");
         }
     }

@@ -54,8 +54,12 @@ impl TriMesh {
                 reason: format!("a grid mesh needs n ≥ 2, got {n}"),
             });
         }
+        let cells = n.checked_mul(n).filter(|&c| c <= 1 << 32).ok_or_else(|| Error::OutOfMemory {
+            what: format!("an {n} × {n} grid mesh"),
+            reason: "more than 2³² grid points".into(),
+        })?;
         let h = 1.0 / (n - 1) as f64;
-        let mut grid = vec![None; n * n];
+        let mut grid = vec![None; cells];
         let mut vertices = Vec::new();
         let mut triangles = Vec::new();
         let mut vertex = |i: usize, j: usize, vertices: &mut Vec<[f64; 2]>| {
@@ -104,32 +108,58 @@ impl TriMesh {
     }
 
     /// Area and barycentric gradients ∇φ_a (a = 0, 1, 2) of triangle `t`.
-    pub fn triangle_geometry(&self, t: usize) -> (f64, [[f64; 2]; 3]) {
-        let [a, b, c] = self.triangles[t].map(|v| self.vertices[v]);
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`] for `t ≥` the number of triangles or a triangle naming a vertex
+    /// that does not exist.
+    pub fn triangle_geometry(&self, t: usize) -> Result<(f64, [[f64; 2]; 3])> {
+        let tri = *self.triangles.get(t).ok_or(Error::IndexOutOfRange {
+            context: "TriMesh::triangle_geometry",
+            entry: 0,
+            what: "triangle",
+            index: t,
+            bound: self.triangles.len(),
+        })?;
+        let vertex = |v: usize| {
+            self.vertices.get(v).copied().ok_or(Error::IndexOutOfRange {
+                context: "TriMesh triangle",
+                entry: t,
+                what: "vertex",
+                index: v,
+                bound: self.vertices.len(),
+            })
+        };
+        let (a, b, c) = (vertex(tri[0])?, vertex(tri[1])?, vertex(tri[2])?);
         let twice_area = (b[0] - a[0]) * (c[1] - a[1]) - (c[0] - a[0]) * (b[1] - a[1]);
         // ∇φ_a = perp(edge opposite a) / (2·area), rotated so that it points towards a.
         let grad =
             |p: [f64; 2], q: [f64; 2]| [(p[1] - q[1]) / twice_area, (q[0] - p[0]) / twice_area];
-        (0.5 * twice_area, [grad(b, c), grad(c, a), grad(a, b)])
+        Ok((0.5 * twice_area, [grad(b, c), grad(c, a), grad(a, b)]))
     }
 
     /// Triangle areas.
-    pub fn areas(&self) -> Vec<f64> {
+    ///
+    /// # Errors
+    /// As [`TriMesh::triangle_geometry`].
+    pub fn areas(&self) -> Result<Vec<f64>> {
         (0..self.triangles.len())
-            .map(|t| self.triangle_geometry(t).0)
+            .map(|t| Ok(self.triangle_geometry(t)?.0))
             .collect()
     }
 
     /// Lumped mass: a third of the area of every incident triangle.
-    pub fn lumped_mass(&self) -> Vec<f64> {
+    ///
+    /// # Errors
+    /// As [`TriMesh::triangle_geometry`].
+    pub fn lumped_mass(&self) -> Result<Vec<f64>> {
         let mut m = vec![0.0; self.vertices.len()];
         for (t, tri) in self.triangles.iter().enumerate() {
-            let a = self.triangle_geometry(t).0;
+            let a = self.triangle_geometry(t)?.0;
             for &v in tri {
                 m[v] += a / 3.0;
             }
         }
-        m
+        Ok(m)
     }
 
     /// K(D) as an assembly over [d11 (T); d12 (T); d22 (T)], lower triangle stored:
@@ -141,7 +171,7 @@ impl TriMesh {
         let (n, nt) = (self.vertices.len(), self.triangles.len());
         let mut b = Assembly::builder(n, n, 3 * nt).symmetry(Symmetry::Lower);
         for (t, tri) in self.triangles.iter().enumerate() {
-            let (area, g) = self.triangle_geometry(t);
+            let (area, g) = self.triangle_geometry(t)?;
             if area <= 0.0 || !area.is_finite() {
                 return Err(Error::Unsupported {
                     reason: format!("triangle {t} has area {area:e}"),

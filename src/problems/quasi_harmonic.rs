@@ -96,7 +96,7 @@ impl QuasiHarmonic {
             }
         });
         let laplacian = mesh.cotangent_laplacian()?;
-        let mass = mesh.lumped_mass();
+        let mass = mesh.lumped_mass()?;
         let row_weights = match energy {
             Energy::Smooth => DMatrix::from_fn(n, h, |v, _| 1.0 / mass[v]),
             Energy::Local => DMatrix::from_fn(n, h, |v, i| {
@@ -104,7 +104,7 @@ impl QuasiHarmonic {
                 mass[v] * ((x[0] - p[0]).powi(2) + (x[1] - p[1]).powi(2))
             }),
         };
-        let areas = mesh.areas();
+        let areas = mesh.areas()?;
         let mean = areas.iter().sum::<f64>() / areas.len() as f64;
         let area_ratio = DMatrix::from_iterator(areas.len(), 1, areas.iter().map(|a| a / mean));
         let mut problem = QuasiHarmonic {

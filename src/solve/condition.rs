@@ -8,7 +8,19 @@ use crate::error::{Error, Result};
 use crate::sparse::{Structure, Symmetry};
 
 /// ‖A‖₁: the largest column sum of |a_ij| (one-triangle entries count in both columns).
-pub fn norm1(structure: &Structure, values: &[f64]) -> f64 {
+///
+/// # Errors
+/// [`Error::StructureMismatch`] unless `values` has one entry per stored entry.
+pub fn norm1(structure: &Structure, values: &[f64]) -> Result<f64> {
+    if values.len() != structure.nnz() {
+        return Err(Error::StructureMismatch {
+            reason: format!(
+                "norm1 got {} values for a structure with {} stored entries",
+                values.len(),
+                structure.nnz()
+            ),
+        });
+    }
     let (cp, ri) = (structure.col_ptr(), structure.row_idx());
     let mut sums = vec![0.0f64; structure.ncols()];
     for j in 0..structure.ncols() {
@@ -19,7 +31,7 @@ pub fn norm1(structure: &Structure, values: &[f64]) -> f64 {
             }
         }
     }
-    sums.into_iter().fold(0.0, f64::max)
+    Ok(sums.into_iter().fold(0.0, f64::max))
 }
 
 /// An estimate of κ₁(A) = ‖A‖₁‖A⁻¹‖₁ for the matrix with `values` on `structure`, using its
@@ -38,8 +50,10 @@ pub fn norm1(structure: &Structure, values: &[f64]) -> f64 {
 /// ```
 ///
 /// # Errors
-/// [`Error::ShapeMismatch`] if the factor's dimension is not the structure's; a solve's error.
+/// [`Error::ShapeMismatch`] if the factor's dimension is not the structure's;
+/// [`Error::StructureMismatch`] for a wrong number of values; a solve's error.
 pub fn condition_estimate(structure: &Structure, values: &[f64], factor: &Factor) -> Result<f64> {
+    let a_norm = norm1(structure, values)?;
     let n = structure.nrows();
     if factor.dim() != n || structure.ncols() != n {
         return Err(Error::ShapeMismatch {
@@ -90,5 +104,5 @@ pub fn condition_estimate(structure: &Structure, values: &[f64], factor: &Factor
     });
     let y = solve(&alt, false)?;
     estimate = estimate.max(2.0 * l1(&y) / (3.0 * n as f64));
-    Ok(norm1(structure, values) * estimate)
+    Ok(a_norm * estimate)
 }

@@ -12,6 +12,7 @@ pub(crate) mod cholesky;
 mod condition;
 pub(crate) mod iterative;
 mod lu;
+pub mod node;
 pub(crate) mod reference;
 
 use std::sync::Arc;
@@ -55,6 +56,13 @@ pub trait Factorization: Send + Sync {
     /// and residuals; the default, for direct solvers, reports nothing).
     fn solve_info(&self) -> SolveInfo {
         SolveInfo::default()
+    }
+
+    /// Whether solves are approximate (Krylov iterations to a tolerance) rather than exact up to
+    /// rounding (a factorization). Only exact ones get a condition estimate in
+    /// [`Tape::solve_info`](crate::Tape::solve_info). Default: `false`.
+    fn is_iterative(&self) -> bool {
+        false
     }
 
     /// Optionally performs the solve node's whole adjoint where this factorization lives (the GPU
@@ -139,6 +147,22 @@ pub trait Factorizer: Send + Sync {
     /// Whatever the solver reports (singular, not positive definite, …).
     fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>>;
 
+    /// Accepts or rejects a factorization before it is used (default: accept). The built-in
+    /// [`Solver`] refuses one whose condition estimate exceeds its
+    /// [condition limit](Solver::with_condition_limit).
+    ///
+    /// # Errors
+    /// An error describing why the factorization is not trusted.
+    fn check_factorization(
+        &self,
+        structure: &Structure,
+        values: &[f64],
+        factor: &Factor,
+    ) -> Result<()> {
+        let _ = (structure, values, factor);
+        Ok(())
+    }
+
     /// Accepts or rejects a forward solution X of A X = B (default: accept).
     ///
     /// # Errors
@@ -158,6 +182,21 @@ pub trait Factorizer: Send + Sync {
 impl Factorizer for Solver {
     fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
         Solver::factorize(self, structure, values)
+    }
+    fn check_factorization(
+        &self,
+        structure: &Structure,
+        values: &[f64],
+        factor: &Factor,
+    ) -> Result<()> {
+        let Some(limit) = self.condition_limit else {
+            return Ok(());
+        };
+        let estimate = condition_estimate(structure, values, factor)?;
+        if estimate > limit || estimate.is_nan() {
+            return Err(Error::IllConditioned { estimate, limit });
+        }
+        Ok(())
     }
     fn check_residual(
         &self,
@@ -206,6 +245,7 @@ pub struct Solver {
     method: Method,
     backend: Backend,
     residual_tolerance: Option<f64>,
+    condition_limit: Option<f64>,
     device: Device,
 }
 
@@ -221,6 +261,7 @@ impl Solver {
             method: Method::Cholesky,
             backend: Backend::Fast,
             residual_tolerance: None,
+            condition_limit: None,
             device: Device::Cpu,
         }
     }
@@ -231,6 +272,7 @@ impl Solver {
             method: Method::Ldlt,
             backend: Backend::Fast,
             residual_tolerance: Some(DEFAULT_RESIDUAL_TOLERANCE),
+            condition_limit: None,
             device: Device::Cpu,
         }
     }
@@ -254,6 +296,31 @@ impl Solver {
             residual_tolerance: tolerance,
             ..self
         }
+    }
+    /// Refuses factorizations whose estimated condition number κ₁(A) exceeds `limit` with
+    /// [`Error::IllConditioned`] (off by default). The estimate (Hager–Higham, as LAPACK's
+    /// `xGECON`/MATLAB's `rcond`) costs about 11 extra solves with the factor per factorization;
+    /// a solution and its gradient keep about 16 − log₁₀ κ correct digits, so `1e12` keeps ~4.
+    /// Without a limit the estimate is still available on demand from
+    /// [`Tape::solve_info`](crate::Tape::solve_info).
+    ///
+    /// ```
+    /// use sparsegrad::{Error, Solver, Structure, Symmetry};
+    /// let s = Structure::new(2, 2, vec![0, 1, 2], vec![0, 1], Symmetry::Lower).unwrap();
+    /// let solver = Solver::cholesky().with_condition_limit(1e12);
+    /// let f = solver.factorize(&s, &[1.0, 1e-14]).unwrap();
+    /// let refused = sparsegrad::Factorizer::check_factorization(&solver, &s, &[1.0, 1e-14], f.as_ref());
+    /// assert!(matches!(refused, Err(Error::IllConditioned { .. })));
+    /// ```
+    pub fn with_condition_limit(self, limit: f64) -> Self {
+        Solver {
+            condition_limit: Some(limit),
+            ..self
+        }
+    }
+    /// The condition limit, if one is set.
+    pub fn condition_limit(&self) -> Option<f64> {
+        self.condition_limit
     }
     /// Runs the solves on `device`. On [`Device::Cuda`] the symbolic analysis and numeric
     /// Cholesky factorization stay on the CPU; the factor is uploaded once per factorization and
@@ -419,61 +486,6 @@ impl Default for Solver {
     fn default() -> Self {
         Self::cholesky()
     }
-}
-
-/// The solve node's forward pass: factor A (values on `structure`), X = A⁻¹ B, the solver's
-/// residual check. Shared by the tape and [`crate::batch::solve_batch`].
-pub(crate) fn forward(
-    solver: &dyn Factorizer,
-    structure: &Arc<Structure>,
-    values: &[f64],
-    b: &DMatrix<f64>,
-) -> Result<(Arc<Factor>, DMatrix<f64>)> {
-    let factor = solver.factorize(structure, values)?;
-    if factor.dim() != structure.nrows() {
-        return Err(Error::StructureMismatch {
-            reason: format!(
-                "the factorizer returned a {}-dimensional factor for a {}×{} matrix ({})",
-                factor.dim(),
-                structure.nrows(),
-                structure.ncols(),
-                factor.describe()
-            ),
-        });
-    }
-    let mut x = crate::pool::matrix_copy(b);
-    factor.solve_in_place(&mut x)?;
-    solver.check_residual(structure, values, &x, b)?;
-    Ok((factor, x))
-}
-
-/// The solve node's adjoint: Λ = A⁻ᵀ Ḡ and, when `want_a`, Ā_e = −Σ_c Λ_ic X_jc at the stored
-/// entries (on the factorization's own device when it offers a fused adjoint).
-pub(crate) fn adjoint(
-    factor: &Factor,
-    structure: &Structure,
-    g: &DMatrix<f64>,
-    x: &DMatrix<f64>,
-    want_a: bool,
-) -> Result<(DMatrix<f64>, Option<Vec<f64>>)> {
-    let (lambda, fused) = match factor.fused_adjoint(structure, g, x, want_a)? {
-        Some(result) => result,
-        None => {
-            let mut lambda = crate::pool::matrix_copy(g);
-            factor.solve_transpose_in_place(&mut lambda)?;
-            (lambda, None)
-        }
-    };
-    let ga = match (want_a, fused) {
-        (false, _) => None,
-        (true, Some(ga)) => Some(ga),
-        (true, None) => {
-            let mut ga = crate::pool::zeroed(structure.nnz());
-            crate::sparse::accumulate_outer(structure, &lambda, x, -1.0, &mut ga);
-            Some(ga)
-        }
-    };
-    Ok((lambda, ga))
 }
 
 /// ‖A‖_F of a stored matrix (off-diagonal one-triangle entries count twice).

@@ -300,13 +300,25 @@ impl Assembly {
         &self.map.constants
     }
     /// The (parameter, coefficient) terms of stored entry `k`.
-    pub fn terms(&self, k: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`] for `k ≥ nnz`.
+    pub fn terms(&self, k: usize) -> Result<impl Iterator<Item = (usize, f64)> + '_> {
         let m = &*self.map;
+        if k >= m.constants.len() {
+            return Err(Error::IndexOutOfRange {
+                context: "Assembly::terms",
+                entry: 0,
+                what: "stored entry",
+                index: k,
+                bound: m.constants.len(),
+            });
+        }
         let r = m.term_ptr[k]..m.term_ptr[k + 1];
-        m.term_param[r.clone()]
+        Ok(m.term_param[r.clone()]
             .iter()
             .copied()
-            .zip(m.term_coeff[r].iter().copied())
+            .zip(m.term_coeff[r].iter().copied()))
     }
 
     /// Stored values M p + c.
@@ -341,12 +353,25 @@ impl Assembly {
     }
 
     /// The adjoint p̄ += Mᵀ v̄ (accumulated into `p_bar`, of length `n_params`).
-    pub fn adjoint_into(&self, v_bar: &[f64], p_bar: &mut [f64]) {
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] unless `v_bar` has one entry per stored entry and `p_bar` one per
+    /// parameter.
+    pub fn adjoint_into(&self, v_bar: &[f64], p_bar: &mut [f64]) -> Result<()> {
+        let nnz = self.map.constants.len();
+        if v_bar.len() != nnz || p_bar.len() != self.n_params {
+            return Err(Error::ShapeMismatch {
+                op: "Assembly::adjoint_into (v̄, p̄) vs (nnz, n_params)",
+                left: (v_bar.len(), p_bar.len()),
+                right: (nnz, self.n_params),
+            });
+        }
         for (&vb, (params, coeffs)) in v_bar.iter().zip(self.map.entries()) {
             for (&q, &a) in params.iter().zip(coeffs) {
                 p_bar[q] += a * vb;
             }
         }
+        Ok(())
     }
 
     /// The assembled matrix as a nalgebra-sparse `CscMatrix` (the stored triangle only for

@@ -77,7 +77,7 @@ impl Dirichlet {
                 };
                 let (pr, pc) = (position[r], position[c]);
                 target.push_constant(pr, pc, assembly.constants()[k]);
-                for (q, a) in assembly.terms(k) {
+                for (q, a) in assembly.terms(k)? {
                     target.push_entry(pr, pc, q, a);
                 }
             }

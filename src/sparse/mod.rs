@@ -17,6 +17,8 @@ pub use structure::{Structure, Symmetry};
 
 use nalgebra::DMatrix;
 
+use crate::error::{Error, Result};
+
 /// The permutation sorting items `0..len` by (`major`, `minor`), with `major < n_major`: a
 /// counting sort on `major` (O(len + n_major)) followed by a sort of each (short) bucket.
 pub(crate) fn bucket_order(
@@ -87,7 +89,10 @@ pub(crate) fn mul_dense(structure: &Structure, values: &[f64], x: &DMatrix<f64>)
                     acc += v * xc[i];
                 }
             }
-            yc[j] += acc;
+            // The mirror term exists only for one-triangle (square) storage.
+            if lower {
+                yc[j] += acc;
+            }
         }
     }
     y
@@ -132,7 +137,37 @@ pub(crate) fn mul_transpose_dense(
 /// time (one pass over the pattern per four columns, each access within a contiguous column),
 /// then one at a time for the rest; each entry's additions happen in column order either way, so
 /// the result does not depend on the blocking.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] unless `left` is nrows×k, `right` ncols×k (the same k) and `out` has
+/// one entry per stored entry; for one-triangle storage the structure is square.
 pub fn accumulate_outer(
+    structure: &Structure,
+    left: &DMatrix<f64>,
+    right: &DMatrix<f64>,
+    scale: f64,
+    out: &mut [f64],
+) -> Result<()> {
+    let shape = (structure.nrows(), structure.ncols());
+    let mismatch = |left, right| {
+        Err(Error::ShapeMismatch {
+            op: "accumulate_outer",
+            left,
+            right,
+        })
+    };
+    if left.nrows() != shape.0 || right.nrows() != shape.1 || left.ncols() != right.ncols() {
+        return mismatch(left.shape(), right.shape());
+    }
+    if out.len() != structure.nnz() {
+        return mismatch((out.len(), 1), (structure.nnz(), 1));
+    }
+    accumulate_outer_unchecked(structure, left, right, scale, out);
+    Ok(())
+}
+
+/// [`accumulate_outer`] with shapes already checked by the caller.
+fn accumulate_outer_unchecked(
     structure: &Structure,
     left: &DMatrix<f64>,
     right: &DMatrix<f64>,

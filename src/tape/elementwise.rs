@@ -64,6 +64,23 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 impl UnaryOp {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Scale(_) => "scale",
+            UnaryOp::Offset(_) => "offset",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Ln => "ln",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Powf(_) => "powf",
+            UnaryOp::Square => "square",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Softplus => "softplus",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+        }
+    }
+
     fn apply(self, x: f64) -> f64 {
         match self {
             UnaryOp::Neg => -x,
@@ -120,7 +137,7 @@ impl BinaryOp {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
             BinaryOp::Sub => "sub",
@@ -178,7 +195,8 @@ impl<'t> Var<'t> {
     /// Applies a unary elementwise operation.
     pub fn unary(self, op: UnaryOp) -> Var<'t> {
         self.tape.record(
-            &[self.index],
+            op.name(),
+            &[self],
             |nodes| {
                 let x = &nodes[self.index];
                 Ok((x.value.map(|v| op.apply(v)), x.sparse.clone()))
@@ -190,11 +208,10 @@ impl<'t> Var<'t> {
     /// Applies a binary elementwise operation with scalar broadcasting.
     pub fn binary(self, op: BinaryOp, other: Var<'t>) -> Var<'t> {
         let (i, j) = (self.index, other.index);
-        let same = self.tape.same_tape(other);
         self.tape.record(
-            &[i, j],
+            op.name(),
+            &[self, other],
             |nodes| {
-                same?;
                 let (a, b) = (&nodes[i], &nodes[j]);
                 let (r, c, sparse) = broadcast(op, a, b)?;
                 let rows = if sparse.is_some() {

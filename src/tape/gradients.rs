@@ -7,12 +7,15 @@ use nalgebra::{DMatrix, DVector};
 use super::elementwise::{binary_backward, unary_backward};
 use super::structural::scatter_rows;
 use super::{Node, Op, Tape, Var};
-use crate::error::{Error, Result};
+use crate::error::{first_non_finite, Error, Result};
 use crate::sparse::{accumulate_outer, mul_transpose_dense};
 
 /// Gradients of a scalar loss with respect to every node of a tape.
+///
+/// Owns its data (it names its tape by id, not by reference), so it may outlive the tape and be
+/// sent to another thread.
 pub struct Gradients {
-    tape: *const Tape,
+    tape: u64,
     grads: Vec<OnceCell<DMatrix<f64>>>,
     shapes: Vec<(usize, usize)>,
 }
@@ -20,6 +23,7 @@ pub struct Gradients {
 impl std::fmt::Debug for Gradients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gradients")
+            .field("tape", &self.tape)
             .field("nodes", &self.grads.len())
             .finish()
     }
@@ -42,11 +46,16 @@ impl Gradients {
     /// ∂loss/∂v, or an error if `v` is not from the differentiated tape.
     ///
     /// # Errors
-    /// [`Error::Unsupported`] for a variable of another tape (or one created after `backward`).
+    /// [`Error::ForeignVar`] for a variable of another tape (compared by [`Tape::id`], so a new
+    /// tape at a dropped tape's address is still another tape); [`Error::Unsupported`] for one
+    /// created after `backward`.
     pub fn try_wrt(&self, v: Var<'_>) -> Result<&DMatrix<f64>> {
-        if !std::ptr::eq(self.tape, v.tape) {
-            return Err(Error::Unsupported {
-                reason: format!("{v:?} is not from the tape these gradients came from"),
+        if self.tape != v.tape.id() {
+            return Err(Error::ForeignVar {
+                op: "Gradients::wrt",
+                var: format!("Var#{}", v.index),
+                var_tape: v.tape.id(),
+                tape: self.tape,
             });
         }
         if v.index >= self.grads.len() {
@@ -74,22 +83,57 @@ impl Drop for Gradients {
     }
 }
 
-fn accumulate(
-    grads: &mut [Option<DMatrix<f64>>],
-    nodes: &[Node],
-    i: usize,
-    contribution: DMatrix<f64>,
-) {
-    if !nodes[i].needs_grad {
-        crate::pool::recycle_matrix(contribution);
-        return;
-    }
-    match &mut grads[i] {
-        Some(g) => {
-            *g += &contribution;
+/// The gradients accumulated so far in a reverse sweep.
+struct Sweep<'a> {
+    nodes: &'a [Node],
+    grads: Vec<Option<DMatrix<f64>>>,
+    /// Whether to check every contribution for NaN/±∞ (the second sweep, run only to locate the
+    /// operation that produced a non-finite gradient).
+    check: bool,
+}
+
+impl Sweep<'_> {
+    /// Adds node `from`'s VJP `contribution` to the gradient of its input `to`.
+    fn add(&mut self, from: usize, to: usize, contribution: DMatrix<f64>) -> Result<()> {
+        if !self.nodes[to].needs_grad {
             crate::pool::recycle_matrix(contribution);
+            return Ok(());
         }
-        slot @ None => *slot = Some(contribution),
+        if self.check {
+            if let Some(k) = first_non_finite(contribution.as_slice()) {
+                let rows = contribution.nrows().max(1);
+                return Err(Error::NonFiniteOperation {
+                    pass: "gradient",
+                    op: self.nodes[from].op.name(),
+                    node: from,
+                    row: k % rows,
+                    col: k / rows,
+                    value: contribution.as_slice()[k],
+                });
+            }
+        }
+        match &mut self.grads[to] {
+            Some(g) => {
+                *g += &contribution;
+                crate::pool::recycle_matrix(contribution);
+                if self.check {
+                    // Finite terms whose sum overflowed.
+                    if let Some(k) = first_non_finite(g.as_slice()) {
+                        let rows = g.nrows().max(1);
+                        return Err(Error::NonFiniteOperation {
+                            pass: "gradient",
+                            op: self.nodes[from].op.name(),
+                            node: from,
+                            row: k % rows,
+                            col: k / rows,
+                            value: g.as_slice()[k],
+                        });
+                    }
+                }
+            }
+            slot @ None => *slot = Some(contribution),
+        }
+        Ok(())
     }
 }
 
@@ -98,9 +142,12 @@ impl Tape {
     ///
     /// # Errors
     /// [`Error::NotScalar`] unless the loss is 1×1; the error that poisoned the loss; an error from
-    /// an adjoint solve.
+    /// an adjoint solve; [`Error::ForeignVar`] for a loss of another tape;
+    /// [`Error::NonFiniteOperation`] when the loss or the gradient of an input is NaN or ±∞,
+    /// naming the first operation whose value (forward) or gradient contribution (backward)
+    /// became non-finite — never a silent NaN.
     pub fn backward<'t>(&'t self, loss: Var<'t>) -> Result<Gradients> {
-        self.same_tape(loss)?;
+        self.same_tape("backward", loss)?;
         let nodes = self.nodes();
         let top = &nodes[loss.index];
         if let Some(e) = &top.error {
@@ -110,18 +157,28 @@ impl Tape {
             let (rows, cols) = top.value.shape();
             return Err(Error::NotScalar { rows, cols });
         }
-        let mut grads: Vec<Option<DMatrix<f64>>> = vec![None; loss.index + 1];
-        grads[loss.index] = Some(DMatrix::from_element(1, 1, 1.0));
-        for i in (0..=loss.index).rev() {
-            if !nodes[i].needs_grad {
-                continue;
-            }
-            let Some(g) = grads[i].take() else { continue };
-            propagate(&nodes, &mut grads, i, &g)?;
-            grads[i] = Some(g);
+        if !top.value[0].is_finite() {
+            return Err(first_non_finite_value(&nodes, loss.index));
         }
+        let grads = match sweep(&nodes, loss.index, false)? {
+            Ok(grads) => grads,
+            // A non-finite input gradient: sweep again, checking every contribution, to name
+            // the operation that produced it (error path only; the normal path checks the leaves).
+            Err(()) => {
+                let _ = sweep(&nodes, loss.index, true)?;
+                // Not reached: the checked sweep reports the contribution that went non-finite.
+                return Err(Error::NonFiniteOperation {
+                    pass: "gradient",
+                    op: "backward",
+                    node: loss.index,
+                    row: 0,
+                    col: 0,
+                    value: f64::NAN,
+                });
+            }
+        };
         Ok(Gradients {
-            tape: self as *const Tape,
+            tape: self.id(),
             shapes: nodes[..=loss.index]
                 .iter()
                 .map(|n| n.value.shape())
@@ -140,70 +197,135 @@ impl Tape {
     }
 }
 
-/// Applies node `i`'s vector-Jacobian product to its upstream gradient `g`.
-fn propagate(
+/// One reverse sweep from node `top`. `Ok(Err(()))`: an input's gradient is non-finite (only
+/// when `check` is off; with `check` on that is reported as an error by [`Sweep::add`]).
+#[allow(clippy::type_complexity)]
+fn sweep(
     nodes: &[Node],
-    grads: &mut [Option<DMatrix<f64>>],
-    i: usize,
-    g: &DMatrix<f64>,
-) -> Result<()> {
+    top: usize,
+    check: bool,
+) -> Result<std::result::Result<Vec<Option<DMatrix<f64>>>, ()>> {
+    let mut sweep = Sweep {
+        nodes,
+        grads: vec![None; top + 1],
+        check,
+    };
+    sweep.grads[top] = Some(DMatrix::from_element(1, 1, 1.0));
+    for i in (0..=top).rev() {
+        if !nodes[i].needs_grad {
+            continue;
+        }
+        let Some(g) = sweep.grads[i].take() else {
+            continue;
+        };
+        propagate(&mut sweep, i, &g)?;
+        sweep.grads[i] = Some(g);
+    }
+    let leaves_finite = sweep.grads.iter().zip(nodes).all(|(g, n)| {
+        !matches!(n.op, Op::Leaf) || g.as_ref().is_none_or(|g| first_non_finite(g.as_slice()).is_none())
+    });
+    Ok(if leaves_finite {
+        Ok(sweep.grads)
+    } else {
+        Err(())
+    })
+}
+
+/// The first node (by position) that the loss depends on whose value is non-finite.
+fn first_non_finite_value(nodes: &[Node], top: usize) -> Error {
+    let mut reached = vec![false; top + 1];
+    reached[top] = true;
+    for i in (0..=top).rev() {
+        if reached[i] {
+            for x in nodes[i].op.inputs() {
+                reached[x] = true;
+            }
+        }
+    }
+    for (i, node) in nodes[..=top].iter().enumerate() {
+        if !reached[i] {
+            continue;
+        }
+        if let Some(k) = first_non_finite(node.value.as_slice()) {
+            let rows = node.value.nrows().max(1);
+            return Error::NonFiniteOperation {
+                pass: "forward",
+                op: node.op.name(),
+                node: i,
+                row: k % rows,
+                col: k / rows,
+                value: node.value.as_slice()[k],
+            };
+        }
+    }
+    let v = nodes[top].value[0];
+    Error::NonFiniteOperation {
+        pass: "forward",
+        op: nodes[top].op.name(),
+        node: top,
+        row: 0,
+        col: 0,
+        value: v,
+    }
+}
+
+/// Applies node `i`'s vector-Jacobian product to its upstream gradient `g`.
+fn propagate(sweep: &mut Sweep<'_>, i: usize, g: &DMatrix<f64>) -> Result<()> {
+    let nodes = sweep.nodes;
     let node = &nodes[i];
     match &node.op {
         Op::Leaf => {}
-        Op::Identity(x) => accumulate(grads, nodes, *x, g.clone()),
+        Op::Identity(x) => sweep.add(i, *x, g.clone())?,
         Op::Unary(op, x) => {
             let gx = unary_backward(*op, &nodes[*x].value, &node.value, g);
-            accumulate(grads, nodes, *x, gx);
+            sweep.add(i, *x, gx)?;
         }
         Op::Binary(op, a, b) => {
             let (ga, gb) = binary_backward(*op, &nodes[*a].value, &nodes[*b].value, g);
-            accumulate(grads, nodes, *a, ga);
-            accumulate(grads, nodes, *b, gb);
+            sweep.add(i, *a, ga)?;
+            sweep.add(i, *b, gb)?;
         }
         Op::Sum(x) => {
             let (r, c) = nodes[*x].value.shape();
-            accumulate(grads, nodes, *x, DMatrix::from_element(r, c, g[0]));
+            sweep.add(i, *x, DMatrix::from_element(r, c, g[0]))?;
         }
         Op::SumSquares(x) => {
             let mut gx = crate::pool::matrix_copy(&nodes[*x].value);
             gx *= 2.0 * g[0];
-            accumulate(grads, nodes, *x, gx);
+            sweep.add(i, *x, gx)?;
         }
         Op::Dot(a, b) => {
-            accumulate(grads, nodes, *a, &nodes[*b].value * g[0]);
-            accumulate(grads, nodes, *b, &nodes[*a].value * g[0]);
+            sweep.add(i, *a, &nodes[*b].value * g[0])?;
+            sweep.add(i, *b, &nodes[*a].value * g[0])?;
         }
         Op::Gather(x, index) => {
             let rows = nodes[*x].value.nrows();
-            accumulate(grads, nodes, *x, scatter_rows(g, index, rows));
+            sweep.add(i, *x, scatter_rows(g, index, rows))?;
         }
         Op::ScatterAdd(x, index) => {
-            accumulate(
-                grads,
-                nodes,
-                *x,
+            sweep.add(i, *x,
                 DMatrix::from_fn(index.len(), g.ncols(), |r, c| g[(index[r], c)]),
-            );
+            )?;
         }
         Op::ColumnSlice(x, start) => {
             let (r, c) = nodes[*x].value.shape();
             let mut gx = DMatrix::zeros(r, c);
             gx.columns_mut(*start, g.ncols()).copy_from(g);
-            accumulate(grads, nodes, *x, gx);
+            sweep.add(i, *x, gx)?;
         }
         Op::ConcatColumns(parts) => {
             let mut at = 0;
             for &p in parts {
                 let c = nodes[p].value.ncols();
-                accumulate(grads, nodes, p, g.columns(at, c).into_owned());
+                sweep.add(i, p, g.columns(at, c).into_owned())?;
                 at += c;
             }
         }
         Op::Assemble(assembly, p) => {
             // p̄ = Mᵀ Ā
             let mut gp = crate::pool::matrix_zeros(assembly.n_params(), 1);
-            assembly.adjoint_into(g.as_slice(), gp.as_mut_slice());
-            accumulate(grads, nodes, *p, gp);
+            assembly.adjoint_into(g.as_slice(), gp.as_mut_slice())?;
+            sweep.add(i, *p, gp)?;
         }
         Op::SpMul(a, x) => {
             let s = nodes[*a]
@@ -212,12 +334,12 @@ fn propagate(
                 .expect("spmul's first input is sparse");
             let (av, xv) = (&nodes[*a].value, &nodes[*x].value);
             if nodes[*x].needs_grad {
-                accumulate(grads, nodes, *x, mul_transpose_dense(s, av.as_slice(), g));
+                sweep.add(i, *x, mul_transpose_dense(s, av.as_slice(), g))?;
             }
             if nodes[*a].needs_grad {
                 let mut ga = DMatrix::zeros(s.nnz(), 1);
-                accumulate_outer(s, g, xv, 1.0, ga.as_mut_slice());
-                accumulate(grads, nodes, *a, ga);
+                accumulate_outer(s, g, xv, 1.0, ga.as_mut_slice())?;
+                sweep.add(i, *a, ga)?;
             }
         }
         Op::Solve { a, b, factor } => {
@@ -227,11 +349,11 @@ fn propagate(
                 .as_ref()
                 .expect("solve's first input is sparse");
             let (lambda, ga) =
-                crate::solve::adjoint(factor.as_ref(), s, g, &node.value, nodes[*a].needs_grad)?;
+                crate::solve::node::adjoint(factor.as_ref(), s, g, &node.value, nodes[*a].needs_grad)?;
             if let Some(ga) = ga {
-                accumulate(grads, nodes, *a, DMatrix::from_vec(ga.len(), 1, ga));
+                sweep.add(i, *a, DMatrix::from_vec(ga.len(), 1, ga))?;
             }
-            accumulate(grads, nodes, *b, lambda);
+            sweep.add(i, *b, lambda)?;
         }
     }
     Ok(())

@@ -27,9 +27,23 @@ pub use elementwise::{BinaryOp, UnaryOp};
 pub use gradients::Gradients;
 
 /// An append-only reverse-mode autodiff tape. Create one per evaluation of the model.
-#[derive(Default)]
+///
+/// Every tape has a process-wide unique [`Tape::id`]; operations refuse a [`Var`] of another
+/// tape with [`Error::ForeignVar`], and [`Gradients`] refuse variables of other tapes.
 pub struct Tape {
+    id: u64,
     nodes: RefCell<Vec<Node>>,
+}
+
+static NEXT_TAPE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Default for Tape {
+    fn default() -> Self {
+        Tape {
+            id: NEXT_TAPE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            nodes: RefCell::default(),
+        }
+    }
 }
 
 /// A handle to a value on a [`Tape`]. Cheap to copy; valid as long as the tape.
@@ -79,6 +93,47 @@ pub(crate) enum Op {
     },
 }
 
+impl Op {
+    /// The operation's name, as errors report it.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Leaf => "input",
+            Op::Identity(_) => "values / with_structure",
+            Op::Unary(op, _) => op.name(),
+            Op::Binary(op, _, _) => op.name(),
+            Op::Sum(_) => "sum",
+            Op::SumSquares(_) => "sum_squares",
+            Op::Dot(..) => "dot",
+            Op::Gather(..) => "gather",
+            Op::ScatterAdd(..) => "scatter_add",
+            Op::ColumnSlice(..) => "columns",
+            Op::ConcatColumns(_) => "concat_columns",
+            Op::Assemble(..) => "assemble",
+            Op::SpMul(..) => "spmul",
+            Op::Solve { .. } => "solve",
+        }
+    }
+
+    /// The nodes this operation reads.
+    pub(crate) fn inputs(&self) -> Vec<usize> {
+        match self {
+            Op::Leaf => vec![],
+            Op::Identity(x)
+            | Op::Unary(_, x)
+            | Op::Sum(x)
+            | Op::SumSquares(x)
+            | Op::Gather(x, _)
+            | Op::ScatterAdd(x, _)
+            | Op::ColumnSlice(x, _)
+            | Op::Assemble(_, x) => vec![*x],
+            Op::Binary(_, a, b) | Op::Dot(a, b) | Op::SpMul(a, b) | Op::Solve { a, b, .. } => {
+                vec![*a, *b]
+            }
+            Op::ConcatColumns(parts) => parts.clone(),
+        }
+    }
+}
+
 impl Drop for Tape {
     /// Hands the nodes' large buffers to the reuse pool (see [`crate::release_pooled_memory`]).
     fn drop(&mut self) {
@@ -92,6 +147,11 @@ impl Tape {
     /// An empty tape.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// This tape's unique id (never reused within a process).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Number of nodes recorded so far.
@@ -160,21 +220,21 @@ impl Tape {
         }
     }
 
-    /// Records the result of an operation on `inputs`: a poisoned node if an input is poisoned or
-    /// the computation failed, else the value with `needs_grad` inherited from the inputs.
+    /// Records the result of operation `name` on `inputs`: a poisoned node if an input belongs
+    /// to another tape, is poisoned, or the computation failed; else the value with `needs_grad`
+    /// inherited from the inputs.
     fn record(
         &self,
-        inputs: &[usize],
+        name: &'static str,
+        inputs: &[Var<'_>],
         compute: impl FnOnce(&[Node]) -> Result<(DMatrix<f64>, Option<Arc<Structure>>)>,
         op: Op,
     ) -> Var<'_> {
-        let (result, needs_grad) = {
-            let nodes = self.nodes.borrow();
-            let poisoned = inputs.iter().find_map(|&i| nodes[i].error.clone());
-            let needs_grad = inputs.iter().any(|&i| nodes[i].needs_grad);
-            match poisoned {
-                Some(e) => (Err(e), false),
-                None => (compute(&nodes), needs_grad),
+        let (result, needs_grad) = match self.check_inputs(name, inputs) {
+            Err(e) => (Err(e), false),
+            Ok(needs_grad) => {
+                let nodes = self.nodes.borrow();
+                (compute(&nodes), needs_grad)
             }
         };
         match result {
@@ -198,17 +258,14 @@ impl Tape {
     /// Like [`Tape::record`] but for fallible operations that report their error immediately.
     fn record_fallible(
         &self,
-        inputs: &[usize],
+        name: &'static str,
+        inputs: &[Var<'_>],
         compute: impl FnOnce(&[Node]) -> Result<(DMatrix<f64>, Option<Arc<Structure>>, Op)>,
     ) -> Result<Var<'_>> {
-        let (value, sparse, op, needs_grad) = {
+        let needs_grad = self.check_inputs(name, inputs)?;
+        let (value, sparse, op) = {
             let nodes = self.nodes.borrow();
-            if let Some(e) = inputs.iter().find_map(|&i| nodes[i].error.clone()) {
-                return Err(e);
-            }
-            let needs_grad = inputs.iter().any(|&i| nodes[i].needs_grad);
-            let (value, sparse, op) = compute(&nodes)?;
-            (value, sparse, op, needs_grad)
+            compute(&nodes)?
         };
         Ok(self.push(Node {
             value,
@@ -219,12 +276,27 @@ impl Tape {
         }))
     }
 
-    fn same_tape(&self, v: Var<'_>) -> Result<()> {
-        if std::ptr::eq(self, v.tape) {
+    /// Every input is this tape's and none is poisoned; returns whether any needs a gradient.
+    fn check_inputs(&self, name: &'static str, inputs: &[Var<'_>]) -> Result<bool> {
+        for &v in inputs {
+            self.same_tape(name, v)?;
+        }
+        let nodes = self.nodes.borrow();
+        if let Some(e) = inputs.iter().find_map(|v| nodes[v.index].error.clone()) {
+            return Err(e);
+        }
+        Ok(inputs.iter().any(|v| nodes[v.index].needs_grad))
+    }
+
+    fn same_tape(&self, op: &'static str, v: Var<'_>) -> Result<()> {
+        if v.tape.id == self.id {
             Ok(())
         } else {
-            Err(Error::Unsupported {
-                reason: format!("{v:?} belongs to a different tape"),
+            Err(Error::ForeignVar {
+                op,
+                var: format!("Var#{}", v.index),
+                var_tape: v.tape.id,
+                tape: self.id,
             })
         }
     }

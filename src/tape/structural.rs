@@ -27,7 +27,8 @@ impl<'t> Var<'t> {
     pub fn sum(self) -> Var<'t> {
         let i = self.index;
         self.tape.record(
-            &[i],
+            "sum",
+            &[self],
             |nodes| Ok((DMatrix::from_element(1, 1, nodes[i].value.sum()), None)),
             Op::Sum(i),
         )
@@ -37,7 +38,8 @@ impl<'t> Var<'t> {
     pub fn sum_squares(self) -> Var<'t> {
         let i = self.index;
         self.tape.record(
-            &[i],
+            "sum_squares",
+            &[self],
             |nodes| {
                 Ok((
                     DMatrix::from_element(1, 1, nodes[i].value.norm_squared()),
@@ -51,11 +53,10 @@ impl<'t> Var<'t> {
     /// ⟨a, b⟩ = Σ a ⊙ b (Frobenius inner product) as a 1×1 value. Shapes must match.
     pub fn dot(self, other: Var<'t>) -> Var<'t> {
         let (i, j) = (self.index, other.index);
-        let same = self.tape.same_tape(other);
         self.tape.record(
-            &[i, j],
+            "dot",
+            &[self, other],
             |nodes| {
-                same?;
                 let (a, b) = (&nodes[i].value, &nodes[j].value);
                 if a.shape() != b.shape() {
                     return Err(Error::ShapeMismatch {
@@ -78,7 +79,8 @@ impl<'t> Var<'t> {
         let index: Arc<[usize]> = index.into();
         let idx = index.clone();
         self.tape.record(
-            &[i],
+            "gather",
+            &[self],
             move |nodes| {
                 let x = &nodes[i].value;
                 check_indices("gather", &idx, x.nrows())?;
@@ -99,7 +101,8 @@ impl<'t> Var<'t> {
         let index: Arc<[usize]> = index.into();
         let idx = index.clone();
         self.tape.record(
-            &[i],
+            "scatter_add",
+            &[self],
             move |nodes| {
                 let x = &nodes[i].value;
                 if idx.len() != x.nrows() {
@@ -110,25 +113,32 @@ impl<'t> Var<'t> {
                     });
                 }
                 check_indices("scatter_add", &idx, len)?;
-                Ok((scatter_rows(x, &idx, len), None))
+                let mut out = crate::error::try_zeros(len, x.ncols())?;
+                scatter_rows_into(x, &idx, &mut out);
+                Ok((out, None))
             },
             Op::ScatterAdd(i, index),
         )
     }
 
     /// Columns `start .. start + count`.
+    ///
+    /// A range past the last column (or one whose end overflows) poisons the result with
+    /// [`Error::IndexOutOfRange`].
     pub fn columns(self, start: usize, count: usize) -> Var<'t> {
         let i = self.index;
         self.tape.record(
-            &[i],
+            "columns",
+            &[self],
             |nodes| {
                 let x = &nodes[i].value;
-                if start + count > x.ncols() {
+                let end = start.checked_add(count).unwrap_or(usize::MAX);
+                if end > x.ncols() {
                     return Err(Error::IndexOutOfRange {
                         context: "column slice",
                         entry: 0,
-                        what: "end column",
-                        index: start + count,
+                        what: "end column (start + count, saturated)",
+                        index: end,
                         bound: x.ncols() + 1,
                     });
                 }
@@ -142,7 +152,8 @@ impl<'t> Var<'t> {
     pub fn values(self) -> Var<'t> {
         let i = self.index;
         self.tape.record(
-            &[i],
+            "values",
+            &[self],
             |nodes| Ok((nodes[i].value.clone(), None)),
             Op::Identity(i),
         )
@@ -153,16 +164,10 @@ impl Tape {
     /// Concatenates columns: [v₀ v₁ …]; all parts need the same number of rows.
     pub fn concat_columns<'t>(&'t self, parts: &[Var<'t>]) -> Var<'t> {
         let idx: Vec<usize> = parts.iter().map(|v| v.index).collect();
-        let foreign = parts
-            .iter()
-            .map(|&v| self.same_tape(v))
-            .find(Result::is_err);
         self.record(
-            &idx,
+            "concat_columns",
+            parts,
             |nodes| {
-                if let Some(e) = foreign {
-                    e?;
-                }
                 let rows = idx.first().map_or(0, |&i| nodes[i].value.nrows());
                 let mut cols = 0;
                 for &i in &idx {
@@ -176,7 +181,7 @@ impl Tape {
                     }
                     cols += s.1;
                 }
-                let mut out = DMatrix::zeros(rows, cols);
+                let mut out = crate::error::try_zeros(rows, cols)?;
                 let mut at = 0;
                 for &i in &idx {
                     let v = &nodes[i].value;
@@ -195,7 +200,8 @@ impl Tape {
         let i = values.index;
         let s = structure.clone();
         self.record(
-            &[i],
+            "with_structure",
+            &[values],
             move |nodes| {
                 let v = &nodes[i].value;
                 if v.shape() != (s.nnz(), 1) {
@@ -215,10 +221,15 @@ impl Tape {
 /// out[index[r], c] += x[r, c] into a fresh `len`-row matrix.
 pub(crate) fn scatter_rows(x: &DMatrix<f64>, index: &[usize], len: usize) -> DMatrix<f64> {
     let mut out = DMatrix::zeros(len, x.ncols());
+    scatter_rows_into(x, index, &mut out);
+    out
+}
+
+/// out[index[r], c] += x[r, c].
+fn scatter_rows_into(x: &DMatrix<f64>, index: &[usize], out: &mut DMatrix<f64>) {
     for c in 0..x.ncols() {
         for (r, &t) in index.iter().enumerate() {
             out[(t, c)] += x[(r, c)];
         }
     }
-    out
 }

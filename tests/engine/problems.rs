@@ -30,10 +30,10 @@ fn cotangent_laplacian_of_the_grid_is_the_five_point_stencil() {
 #[test]
 fn mesh_areas_and_lumped_mass() {
     let square = TriMesh::unit_square(9).unwrap();
-    assert!((square.areas().iter().sum::<f64>() - 1.0).abs() < 1e-12);
-    assert!((square.lumped_mass().iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    assert!((square.areas().unwrap().iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    assert!((square.lumped_mass().unwrap().iter().sum::<f64>() - 1.0).abs() < 1e-12);
     let l = TriMesh::l_shape(9).unwrap();
-    assert!((l.areas().iter().sum::<f64>() - 0.75).abs() < 1e-12);
+    assert!((l.areas().unwrap().iter().sum::<f64>() - 0.75).abs() < 1e-12);
     assert!(l.grid_vertex(8, 8).is_none() && l.grid_vertex(4, 4).is_some());
     assert_eq!(square.grid_vertex(3, 2), Some(2 * 9 + 3));
 }
@@ -168,8 +168,8 @@ fn laplacian_assembly_equals_the_generic_builder_on_random_multigraphs() {
         assert_eq!(fast.constants(), generic.constants());
         for k in 0..s.nnz() {
             assert_eq!(
-                fast.terms(k).collect::<Vec<_>>(),
-                generic.terms(k).collect::<Vec<_>>(),
+                fast.terms(k).unwrap().collect::<Vec<_>>(),
+                generic.terms(k).unwrap().collect::<Vec<_>>(),
                 "trial {trial}, entry {k}"
             );
         }

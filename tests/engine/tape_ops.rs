@@ -154,7 +154,7 @@ fn accumulate_outer_blocks_equal_the_column_by_column_definition() {
             let right = DMatrix::from_fn(n, k, |i, c| ((i * 3 + c * 11) % 19) as f64 / 3.0 + 0.3);
             let start: Vec<f64> = (0..s.nnz()).map(|e| e as f64 * 0.01).collect();
             let mut got = start.clone();
-            accumulate_outer(&s, &left, &right, -0.7, &mut got);
+            accumulate_outer(&s, &left, &right, -0.7, &mut got).unwrap();
             let mut want = start;
             let cols = s.col_idx();
             for c in 0..k {

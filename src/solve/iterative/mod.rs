@@ -64,6 +64,10 @@ pub struct SolveInfo {
     pub forward: Option<Convergence>,
     /// The adjoint solve Aᵀ Λ = Ḡ.
     pub adjoint: Option<Convergence>,
+    /// For direct factorizations: the reciprocal condition estimate 1/κ₁(A) (Hager–Higham, as
+    /// LAPACK's `xGECON`), filled in by [`Tape::solve_info`](crate::Tape::solve_info). About
+    /// −log₁₀ of it digits of the solution and gradient are lost to rounding.
+    pub reciprocal_condition: Option<f64>,
 }
 
 /// Previous solutions for warm starts, shared by the clones of one [`Iterative`].
@@ -303,5 +307,8 @@ impl Factorization for Operator {
     }
     fn solve_info(&self) -> SolveInfo {
         *self.info.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn is_iterative(&self) -> bool {
+        true
     }
 }

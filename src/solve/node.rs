@@ -1,0 +1,102 @@
+//! The solve node's mathematics, free of the tape: the forward pass (factor, solve, checks) and
+//! the adjoint (transpose solve with the kept factorization, gradient at the stored entries).
+//!
+//! [`Tape::solve`](crate::Tape::solve), [`solve_batch`](crate::solve_batch) and the `sparsegrad`
+//! command all go through these two functions.
+//!
+//! ```
+//! use nalgebra::DMatrix;
+//! use sparsegrad::solve::node::{adjoint, forward};
+//! use sparsegrad::{Solver, Structure, Symmetry};
+//! // A = [[4, 1], [1, 3]] (lower triangle stored), B = [1, 2]ᵀ, L = Σ X.
+//! let s = Structure::new(2, 2, vec![0, 2, 3], vec![0, 1, 1], Symmetry::Lower).unwrap();
+//! let values = [4.0, 1.0, 3.0];
+//! let b = DMatrix::from_column_slice(2, 1, &[1.0, 2.0]);
+//! let (factor, x) = forward(&Solver::cholesky(), &s, &values, &b).unwrap();
+//! let (lambda, grad_a) = adjoint(factor.as_ref(), &s, &DMatrix::from_element(2, 1, 1.0), &x, true).unwrap();
+//! // X = [1/11, 7/11]; Λ = A⁻¹ 1 = [2/11, 3/11]; Ā_00 = −λ₀x₀.
+//! assert!((x[1] - 7.0 / 11.0).abs() < 1e-15);
+//! assert!((lambda[0] - 2.0 / 11.0).abs() < 1e-15);
+//! assert!((grad_a.unwrap()[0] + 2.0 / 121.0).abs() < 1e-15);
+//! ```
+
+use std::sync::Arc;
+
+use nalgebra::DMatrix;
+
+use super::{Factor, Factorizer};
+use crate::error::{check_finite, Error, Result};
+use crate::sparse::Structure;
+
+/// The solve node's forward pass: factor A (values on `structure`), X = A⁻¹ B, the solver's
+/// residual check. Shared by the tape and [`crate::batch::solve_batch`].
+pub fn forward(
+    solver: &dyn Factorizer,
+    structure: &Arc<Structure>,
+    values: &[f64],
+    b: &DMatrix<f64>,
+) -> Result<(Arc<Factor>, DMatrix<f64>)> {
+    if b.nrows() != structure.nrows() || structure.nrows() != structure.ncols() {
+        return Err(Error::ShapeMismatch {
+            op: "solve",
+            left: (structure.nrows(), structure.ncols()),
+            right: b.shape(),
+        });
+    }
+    check_finite("right-hand side", b.as_slice(), b.nrows())?;
+    let factor = solver.factorize(structure, values)?;
+    if factor.dim() != structure.nrows() {
+        return Err(Error::StructureMismatch {
+            reason: format!(
+                "the factorizer returned a {}-dimensional factor for a {}×{} matrix ({})",
+                factor.dim(),
+                structure.nrows(),
+                structure.ncols(),
+                factor.describe()
+            ),
+        });
+    }
+    solver.check_factorization(structure, values, factor.as_ref())?;
+    let mut x = crate::pool::matrix_copy(b);
+    factor.solve_in_place(&mut x)?;
+    solver.check_residual(structure, values, &x, b)?;
+    Ok((factor, x))
+}
+
+/// The solve node's adjoint: Λ = A⁻ᵀ Ḡ and, when `want_a`, Ā_e = −Σ_c Λ_ic X_jc at the stored
+/// entries (on the factorization's own device when it offers a fused adjoint).
+pub fn adjoint(
+    factor: &Factor,
+    structure: &Structure,
+    g: &DMatrix<f64>,
+    x: &DMatrix<f64>,
+    want_a: bool,
+) -> Result<(DMatrix<f64>, Option<Vec<f64>>)> {
+    let n = structure.nrows();
+    if factor.dim() != n || x.nrows() != structure.ncols() || g.shape() != (n, x.ncols()) {
+        return Err(Error::ShapeMismatch {
+            op: "solve adjoint (Ḡ vs X)",
+            left: g.shape(),
+            right: x.shape(),
+        });
+    }
+    let (lambda, fused) = match factor.fused_adjoint(structure, g, x, want_a)? {
+        Some(result) => result,
+        None => {
+            let mut lambda = crate::pool::matrix_copy(g);
+            factor.solve_transpose_in_place(&mut lambda)?;
+            (lambda, None)
+        }
+    };
+    let ga = match (want_a, fused) {
+        (false, _) => None,
+        (true, Some(ga)) => Some(ga),
+        (true, None) => {
+            let mut ga = crate::pool::zeroed(structure.nnz());
+            crate::sparse::accumulate_outer(structure, &lambda, x, -1.0, &mut ga)?;
+            Some(ga)
+        }
+    };
+    Ok((lambda, ga))
+}
+
