@@ -40,6 +40,27 @@ pub struct MatrixMarket {
     pub lines: Vec<usize>,
 }
 
+/// At most [`QUOTE_LIMIT`] characters of `text` for an error message, control characters
+/// escaped (`\0`, `\u{1b}`, …), with "…" when cut.
+fn quote(text: &str) -> String {
+    let mut out = String::new();
+    for (count, c) in text.trim().chars().enumerate() {
+        if count == QUOTE_LIMIT {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Characters of an offending line that error messages quote.
+const QUOTE_LIMIT: usize = 200;
+
 fn format_error(file: &str, line: usize, reason: impl Into<String>) -> Error {
     Error::Format {
         file: file.to_string(),
@@ -70,6 +91,8 @@ impl MatrixMarket {
     /// # Errors
     /// As [`MatrixMarket::read`].
     pub fn parse(text: &str, name: &str) -> Result<Self> {
+        // A UTF-8 byte-order mark (written by some editors) is accepted and skipped.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
         let (_, header) = lines
             .next()
@@ -79,7 +102,7 @@ impl MatrixMarket {
             .map(str::to_ascii_lowercase)
             .collect();
         if words.len() != 5 || words[0] != "%%matrixmarket" || words[1] != "matrix" {
-            return Err(format_error(name, 1, format!("expected '%%MatrixMarket matrix <format> <field> <symmetry>', found '{header}'")));
+            return Err(format_error(name, 1, format!("expected '%%MatrixMarket matrix <format> <field> <symmetry>', found '{}'", quote(header))));
         }
         let layout = match words[2].as_str() {
             "coordinate" => Layout::Coordinate,
@@ -88,10 +111,11 @@ impl MatrixMarket {
                 return Err(format_error(
                     name,
                     1,
-                    format!("unknown format '{other}' (coordinate | array)"),
+                    format!("unknown format '{}' (coordinate | array)", quote(other)),
                 ))
             }
         };
+        let integer = words[3] == "integer";
         let pattern = match words[3].as_str() {
             "real" | "integer" | "double" => false,
             "pattern" if layout == Layout::Coordinate => true,
@@ -99,7 +123,7 @@ impl MatrixMarket {
                 return Err(format_error(
                     name,
                     1,
-                    format!("unsupported field '{other}' (real | integer | pattern)"),
+                    format!("unsupported field '{}' (real | integer | pattern)", quote(other)),
                 ))
             }
         };
@@ -110,7 +134,7 @@ impl MatrixMarket {
                 return Err(format_error(
                     name,
                     1,
-                    format!("unsupported symmetry '{other}' (general | symmetric)"),
+                    format!("unsupported symmetry '{}' (general | symmetric)", quote(other)),
                 ))
             }
         };
@@ -123,13 +147,22 @@ impl MatrixMarket {
             .split_whitespace()
             .map(|t| t.parse::<usize>())
             .collect::<std::result::Result<_, _>>()
-            .map_err(|_| format_error(name, size_line, format!("malformed size line '{size}'")))?;
+            .map_err(|_| {
+                format_error(
+                    name,
+                    size_line,
+                    format!("malformed size line '{}'", quote(size)),
+                )
+            })?;
         let expected_dims = if layout == Layout::Coordinate { 3 } else { 2 };
         if dims.len() != expected_dims {
             return Err(format_error(
                 name,
                 size_line,
-                format!("size line needs {expected_dims} integers, found '{size}'"),
+                format!(
+                    "size line needs {expected_dims} integers, found '{}'",
+                    quote(size)
+                ),
             ));
         }
         let (nrows, ncols) = (dims[0], dims[1]);
@@ -141,12 +174,25 @@ impl MatrixMarket {
             ));
         }
         let count = match layout {
-            Layout::Coordinate => dims[2],
-            Layout::Array if symmetric => nrows * (nrows + 1) / 2,
-            Layout::Array => nrows * ncols,
-        };
-        let mut entries = Vec::with_capacity(count);
-        let mut line_of = Vec::with_capacity(count);
+            Layout::Coordinate => Some(dims[2]),
+            Layout::Array if symmetric => nrows
+                .checked_add(1)
+                .and_then(|m| m.checked_mul(nrows))
+                .map(|m| m / 2),
+            Layout::Array => nrows.checked_mul(ncols),
+        }
+        .ok_or_else(|| {
+            format_error(
+                name,
+                size_line,
+                format!("{nrows} × {ncols} entries overflow this machine's integers"),
+            )
+        })?;
+        // Reserve only what the rest of the file can hold (an entry takes at least two bytes),
+        // so a header that announces more entries than the file has cannot exhaust memory.
+        let room = count.min(text.len() / 2);
+        let mut entries = Vec::with_capacity(room);
+        let mut line_of = Vec::with_capacity(room);
         // Array position cursor (column-major; lower triangle only when symmetric).
         let (mut ai, mut aj) = (0usize, 0usize);
         for (line, l) in data {
@@ -160,7 +206,7 @@ impl MatrixMarket {
             let mut tok = l.split_whitespace();
             let mut field = |what: &str| {
                 tok.next().ok_or_else(|| {
-                    format_error(name, line, format!("missing {what} in '{}'", l.trim()))
+                    format_error(name, line, format!("missing {what} in '{}'", quote(l)))
                 })
             };
             let (i, j) = if layout == Layout::Coordinate {
@@ -169,7 +215,7 @@ impl MatrixMarket {
                         format_error(
                             name,
                             line,
-                            format!("{what} index '{t}' is not a positive integer"),
+                            format!("{what} index '{}' is not a positive integer", quote(t)),
                         )
                     })?;
                     if v == 0 || v > bound {
@@ -195,13 +241,32 @@ impl MatrixMarket {
             } else {
                 let t = field("value")?;
                 let v: f64 = t.parse().map_err(|_| {
-                    format_error(name, line, format!("value '{t}' is not a number"))
+                    format_error(name, line, format!("value '{}' is not a number", quote(t)))
                 })?;
                 if !v.is_finite() {
-                    return Err(format_error(name, line, format!("non-finite value {t}")));
+                    return Err(format_error(
+                        name,
+                        line,
+                        format!("non-finite value {}", quote(t)),
+                    ));
+                }
+                let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+                if integer && !(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())) {
+                    return Err(format_error(
+                        name,
+                        line,
+                        format!("value '{}' is not an integer (the header says integer)", quote(t)),
+                    ));
                 }
                 v
             };
+            if let Some(extra) = tok.next() {
+                return Err(format_error(
+                    name,
+                    line,
+                    format!("unexpected '{}' after the entry in '{}'", quote(extra), quote(l)),
+                ));
+            }
             entries.push((i, j, value));
             line_of.push(line);
             if layout == Layout::Array {
@@ -234,15 +299,19 @@ impl MatrixMarket {
     }
 
     /// The matrix as a dense matrix (duplicates summed, symmetric files mirrored).
-    pub fn to_dense(&self) -> DMatrix<f64> {
-        let mut m = DMatrix::zeros(self.nrows, self.ncols);
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] when nrows × ncols overflows or cannot be allocated (a coordinate
+    /// file can declare a huge matrix in a few bytes).
+    pub fn to_dense(&self) -> Result<DMatrix<f64>> {
+        let mut m = crate::error::try_zeros(self.nrows, self.ncols)?;
         for &(i, j, v) in &self.entries {
             m[(i, j)] += v;
             if self.symmetric && i != j {
                 m[(j, i)] += v;
             }
         }
-        m
+        Ok(m)
     }
 }
 

@@ -291,7 +291,8 @@ fn upstream_gradient_and_plain_solve() {
     );
     let x = sparsegrad::matrix_market::MatrixMarket::read(&xpath)
         .unwrap()
-        .to_dense();
+        .to_dense()
+        .unwrap();
     assert!((x - dense.lu().solve(&b2()).unwrap()).amax() < 1e-14);
 }
 

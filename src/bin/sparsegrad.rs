@@ -5,145 +5,145 @@
 //!                  [--method auto|cholesky|lu] [--backend fast|reference] --out result.json
 //! sparsegrad solve --matrix A.mtx --rhs B.mtx [--method ...] [--backend ...] --out X.mtx
 //! ```
+//!
+//! The forward and adjoint passes are the library's solve node ([`sparsegrad::solve::node`]);
+//! `--method auto` is [`Solver::auto`].
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use nalgebra::DMatrix;
+use serde_json::json;
 use sparsegrad::matrix_market::{write_array, Layout, MatrixMarket};
-use sparsegrad::sparse::accumulate_outer;
-use sparsegrad::{Assembly, Backend, Error, Factor, Solver, Symmetry};
+use sparsegrad::solve::{condition_estimate, node};
+use sparsegrad::{Assembly, Backend, Error, Solver, Symmetry};
 
-const HELP: &str = "sparsegrad — solve A X = B and differentiate it, from Matrix Market files
+/// Above this estimated condition number the command warns that digits are lost.
+const CONDITION_WARNING: f64 = 1e12;
 
-usage:
-  sparsegrad grad  --matrix A.mtx --rhs B.mtx [--loss sumsq|half-sumsq|sum] [--upstream G.mtx]
-                   [--method auto|cholesky|lu] [--backend fast|reference] [--quiet] --out result.json
-  sparsegrad solve --matrix A.mtx --rhs B.mtx [--method ...] [--backend ...] [--quiet] --out X.mtx
+/// Solve A X = B and differentiate it, from Matrix Market files.
+///
+/// Errors print one line naming the file, line and problem, and exit with status 2; nothing is
+/// written then.
+#[derive(Parser)]
+#[command(name = "sparsegrad", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-A.mtx     square coordinate matrix (real, integer or pattern; general or symmetric). Duplicate
-          entries are summed; each duplicate gets the gradient of their sum.
-B.mtx     n × k right-hand sides: a dense `array` file or a coordinate file.
---loss    L = ‖X‖²_F (sumsq, default), ½‖X‖²_F (half-sumsq) or Σ X (sum).
---upstream G.mtx gives ∂L/∂X (n × k) directly; no loss is reported then.
---method  auto (default): Cholesky for a `symmetric` file, falling back to LU with a warning when it
-          is not positive definite; LU for a `general` file.
+#[derive(Subcommand)]
+enum Command {
+    /// X = A⁻¹B, the loss, and its gradients with respect to every entry of A and to B, as JSON:
+    /// {"n", "nnz", "k", "method", "loss", "rcond", "x": [[…] per column], "grad_rhs": [[…] per
+    /// column], "grad_values": [one per entry of A.mtx, in file order], "timings_ms": {"read",
+    /// "analyze", "factor", "solve", "adjoint", "total"}}. grad_values[e] = ∂L/∂a_e; for a
+    /// symmetric file an off-diagonal entry a_ij stands for a_ij and a_ji, so its gradient is
+    /// −Σ_c (λ_ic x_jc + λ_jc x_ic) with Λ = A⁻ᵀ ∂L/∂X; grad_rhs = Λ. rcond is the reciprocal
+    /// condition estimate 1/κ₁(A).
+    Grad(GradArgs),
+    /// X = A⁻¹B, written as a Matrix Market array file.
+    Solve(Common),
+}
 
-result.json: {\"n\", \"nnz\", \"k\", \"method\", \"loss\", \"x\": [[…] per column], \"grad_rhs\": [[…] per column],
-  \"grad_values\": [one per entry of A.mtx, in file order], \"timings_ms\": {\"read\", \"analyze\",
-  \"factor\", \"solve\", \"adjoint\", \"total\"}}
-  grad_values[e] = ∂L/∂a_e. For a symmetric file a stored off-diagonal entry a_ij stands for both
-  a_ij and a_ji, so its gradient counts both positions: −Σ_c (λ_ic x_jc + λ_jc x_ic), with
-  Λ = A⁻ᵀ ∂L/∂X; a diagonal entry gets −Σ_c λ_ic x_ic. grad_rhs = Λ.
-
-Errors print one line naming the file, line and problem, and exit with status 2; nothing is
-written then.";
-
-struct Args {
-    command: String,
-    matrix: String,
-    rhs: String,
-    out: String,
-    loss: String,
-    upstream: Option<String>,
-    method: String,
-    backend: Backend,
+#[derive(Args)]
+struct Common {
+    /// Square coordinate matrix (real, integer or pattern; general or symmetric). Duplicate
+    /// entries are summed; each duplicate gets the gradient of their sum.
+    #[arg(long, value_name = "A.mtx")]
+    matrix: PathBuf,
+    /// n × k right-hand sides: a dense array file or a coordinate file.
+    #[arg(long, value_name = "B.mtx")]
+    rhs: PathBuf,
+    /// auto: Cholesky for a symmetric file, falling back to LU (with a warning) when it is not
+    /// positive definite; LU for a general file.
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    method: MethodArg,
+    /// fast (faer) or reference (nalgebra-sparse, Cholesky only).
+    #[arg(long, value_enum, default_value_t = BackendArg::Fast)]
+    backend: BackendArg,
+    /// Output file.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// No progress lines on stderr.
+    #[arg(long)]
     quiet: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let command = args
-        .next()
-        .ok_or("missing command (grad | solve); see --help")?;
-    if command == "--help" || command == "-h" {
-        println!("{HELP}");
-        std::process::exit(0);
-    }
-    if command != "grad" && command != "solve" {
-        return Err(format!("unknown command '{command}' (grad | solve)"));
-    }
-    let mut a = Args {
-        command,
-        matrix: String::new(),
-        rhs: String::new(),
-        out: String::new(),
-        loss: "sumsq".into(),
-        upstream: None,
-        method: "auto".into(),
-        backend: Backend::Fast,
-        quiet: false,
-    };
-    while let Some(flag) = args.next() {
-        if flag == "--quiet" {
-            a.quiet = true;
-            continue;
-        }
-        if flag == "--help" || flag == "-h" {
-            println!("{HELP}");
-            std::process::exit(0);
-        }
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--matrix" => a.matrix = value,
-            "--rhs" => a.rhs = value,
-            "--out" => a.out = value,
-            "--loss" if ["sumsq", "half-sumsq", "sum"].contains(&value.as_str()) => a.loss = value,
-            "--upstream" => a.upstream = Some(value),
-            "--method" if ["auto", "cholesky", "lu"].contains(&value.as_str()) => a.method = value,
-            "--backend" => {
-                a.backend = match value.as_str() {
-                    "fast" => Backend::Fast,
-                    "reference" => Backend::Reference,
-                    other => return Err(format!("unknown backend '{other}' (fast | reference)")),
-                }
-            }
-            "--loss" | "--method" => {
-                return Err(format!("invalid value '{value}' for {flag}; see --help"))
-            }
-            other => return Err(format!("unknown option '{other}'; see --help")),
-        }
-    }
-    for (v, f) in [
-        (&a.matrix, "--matrix"),
-        (&a.rhs, "--rhs"),
-        (&a.out, "--out"),
-    ] {
-        if v.is_empty() {
-            return Err(format!("{f} is required"));
-        }
-    }
-    Ok(a)
+#[derive(Args)]
+struct GradArgs {
+    #[command(flatten)]
+    common: Common,
+    /// L = ‖X‖²_F (sumsq), ½‖X‖²_F (half-sumsq) or Σ X (sum).
+    #[arg(long, value_enum, default_value_t = LossArg::Sumsq)]
+    loss: LossArg,
+    /// ∂L/∂X (n × k) given directly; no loss is reported then.
+    #[arg(long, value_name = "G.mtx")]
+    upstream: Option<PathBuf>,
 }
 
-/// Reads an n × k dense block (array or coordinate file).
-fn read_block(path: &str, n: usize, what: &str) -> Result<DMatrix<f64>, String> {
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum MethodArg {
+    Auto,
+    Cholesky,
+    Lu,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Fast,
+    Reference,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LossArg {
+    Sumsq,
+    HalfSumsq,
+    Sum,
+}
+
+/// A dense block from a coordinate file may be at most this many values, or 64 per stored
+/// entry and row if that is more: memory follows what the file holds, not what it declares.
+const DENSE_EXPANSION_FLOOR: usize = 1 << 24;
+
+/// Reads an n × k dense block (array or coordinate file), finite.
+fn read_block(path: &PathBuf, n: usize, what: &str) -> Result<DMatrix<f64>, String> {
+    let name = path.display();
     let m = MatrixMarket::read(path).map_err(|e| e.to_string())?;
     if m.nrows != n {
-        return Err(format!("{path}: {what} has {} rows but A has {n}", m.nrows));
+        return Err(format!("{name}: {what} has {} rows but A has {n}", m.nrows));
     }
     if m.ncols == 0 {
-        return Err(format!("{path}: {what} has no columns"));
+        return Err(format!("{name}: {what} has no columns"));
     }
-    Ok(m.to_dense())
-}
-
-fn json_array(values: impl Iterator<Item = f64>) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::from("[");
-    for (i, v) in values.enumerate() {
-        let _ = write!(s, "{}{v:e}", if i == 0 { "" } else { "," });
+    if m.layout == Layout::Coordinate {
+        let limit = m
+            .entries
+            .len()
+            .saturating_add(n)
+            .saturating_mul(64)
+            .max(DENSE_EXPANSION_FLOOR);
+        if n.saturating_mul(m.ncols) > limit {
+            return Err(format!(
+                "{name}: {what} declares {n} × {} = {} dense values but stores {} entries; a coordinate file is expanded to at most max(2^24, 64·(entries + rows)) = {limit} values (write it as an array file)",
+                m.ncols,
+                n as u128 * m.ncols as u128,
+                m.entries.len()
+            ));
+        }
     }
-    s.push(']');
-    s
-}
-
-fn json_columns(m: &DMatrix<f64>) -> String {
-    let cols: Vec<String> = m
-        .column_iter()
-        .map(|c| json_array(c.iter().copied()))
-        .collect();
-    format!("[{}]", cols.join(","))
+    let dense = m.to_dense().map_err(|e| format!("{name}: {e}"))?;
+    if let Some(k) = dense.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "{name}: {what} has the non-finite value {} at (row {}, column {}) after summing duplicate entries",
+            dense[k],
+            k % n + 1,
+            k / n + 1
+        ));
+    }
+    Ok(dense)
 }
 
 struct Progress {
@@ -166,38 +166,47 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-fn run(args: Args) -> Result<(), String> {
+fn columns(m: &DMatrix<f64>) -> Vec<&[f64]> {
+    m.as_slice().chunks(m.nrows().max(1)).collect()
+}
+
+fn run(command: Command) -> Result<(), String> {
+    let (args, grad) = match command {
+        Command::Grad(g) => (g.common, Some((g.loss, g.upstream))),
+        Command::Solve(c) => (c, None),
+    };
     let total = Instant::now();
     let progress = Progress {
         quiet: args.quiet,
         start: total,
     };
-    let err_a = |e: Error| format!("{}: {e}", args.matrix);
+    let a_name = args.matrix.display().to_string();
+    let err_a = |e: Error| format!("{a_name}: {e}");
 
-    progress.step(&format!("reading {}", args.matrix));
+    progress.step(&format!("reading {a_name}"));
     let t = Instant::now();
     let a = MatrixMarket::read(&args.matrix).map_err(|e| e.to_string())?;
     if a.layout != Layout::Coordinate {
         return Err(format!(
-            "{}: A must be a coordinate file, found an array file",
-            args.matrix
+            "{a_name}: A must be a coordinate file, found an array file"
         ));
     }
     if a.nrows != a.ncols {
         return Err(format!(
-            "{}: matrix is {}×{}, not square",
-            args.matrix, a.nrows, a.ncols
+            "{a_name}: matrix is {}×{}, not square",
+            a.nrows, a.ncols
         ));
     }
     let n = a.nrows;
-    progress.step(&format!("reading {}", args.rhs));
+    progress.step(&format!("reading {}", args.rhs.display()));
     let b = read_block(&args.rhs, n, "the right-hand side")?;
-    let upstream = match &args.upstream {
+    let upstream = match grad.as_ref().and_then(|g| g.1.as_ref()) {
         Some(path) => {
             let g = read_block(path, n, "the upstream gradient")?;
             if g.ncols() != b.ncols() {
                 return Err(format!(
-                    "{path}: upstream gradient has {} columns but B has {}",
+                    "{}: upstream gradient has {} columns but B has {}",
+                    path.display(),
                     g.ncols(),
                     b.ncols()
                 ));
@@ -224,100 +233,113 @@ fn run(args: Args) -> Result<(), String> {
     let values = asm.values(&p).map_err(err_a)?;
     let structure = asm.structure();
 
-    let mut method = match (args.method.as_str(), a.symmetric) {
-        ("lu", _) | ("auto", false) => "lu",
-        ("cholesky", false) => {
+    let solver = match (args.method, a.symmetric) {
+        (MethodArg::Cholesky, false) => {
             return Err(format!(
-                "{}: Cholesky needs a symmetric file; this one is general (use --method lu)",
-                args.matrix
+                "{a_name}: Cholesky needs a symmetric file; this one is general (use --method lu)"
             ))
         }
-        _ => "cholesky",
-    };
-    let solver_for = |m: &str| {
-        if m == "lu" {
-            Solver::lu()
-        } else {
-            Solver::cholesky().with_residual_check(Some(1e-8))
-        }
-    };
-    let mut solver = solver_for(method).with_backend(args.backend);
+        (MethodArg::Cholesky, true) => Solver::cholesky().with_residual_check(Some(1e-8)),
+        (MethodArg::Lu, _) => Solver::lu(),
+        (MethodArg::Auto, _) => Solver::auto(),
+    }
+    .with_backend(match args.backend {
+        BackendArg::Fast => Backend::Fast,
+        BackendArg::Reference => Backend::Reference,
+    });
     progress.step(&format!(
-        "analyzing ({method}, n = {n}, {} stored entries)",
+        "analyzing (n = {n}, {} stored entries)",
         structure.nnz()
     ));
     let t = Instant::now();
     solver.analyze(structure).map_err(err_a)?;
-    let mut t_analyze = ms(t);
+    let t_analyze = ms(t);
     progress.step("factoring");
     let t = Instant::now();
-    let factor: std::sync::Arc<Factor> = match solver.factorize(structure, &values) {
-        Ok(f) => f,
-        Err(Error::NotPositiveDefinite { column, .. }) if args.method == "auto" => {
-            eprintln!(
-                "warning: {}: not positive definite (column {column}); falling back to LU",
-                args.matrix
-            );
-            method = "lu";
-            solver = solver_for(method);
-            let t2 = Instant::now();
-            solver.analyze(structure).map_err(err_a)?;
-            t_analyze += ms(t2);
-            solver.factorize(structure, &values).map_err(err_a)?
-        }
-        Err(e) => return Err(err_a(e)),
-    };
+    let factor = node::factor(&solver, structure, &values).map_err(err_a)?;
     let t_factor = ms(t);
     progress.step("solving");
     let t = Instant::now();
-    let mut x = b.clone();
-    factor.solve_in_place(&mut x).map_err(err_a)?;
-    solver
-        .check_residual(structure, &values, &x, &b)
-        .map_err(err_a)?;
+    let x = node::solve(&solver, factor.as_ref(), structure, &values, &b).map_err(err_a)?;
     let t_solve = ms(t);
-
-    if args.command == "solve" {
-        write_array(&args.out, &x).map_err(|e| e.to_string())?;
-        progress.step(&format!("wrote {}", args.out));
-        return Ok(());
+    if let Some(reason) = factor.fallback_reason() {
+        eprintln!("warning: {a_name}: {reason}");
+    }
+    let method = if !a.symmetric || factor.fallback_reason().is_some() || args.method == MethodArg::Lu
+    {
+        "lu"
+    } else {
+        "cholesky"
+    };
+    let kappa = condition_estimate(structure, &values, factor.as_ref()).map_err(err_a)?;
+    if !(kappa <= CONDITION_WARNING) {
+        eprintln!(
+            "warning: {a_name}: matrix is ill-conditioned: estimated condition number {kappa:e} (reciprocal {:e}); about {:.0} of 16 digits of X and of the gradients are lost",
+            1.0 / kappa,
+            kappa.log10()
+        );
     }
 
-    let (loss, g) = match (&upstream, args.loss.as_str()) {
+    let Some((loss_kind, _)) = grad else {
+        write_array(&args.out, &x).map_err(|e| e.to_string())?;
+        progress.step(&format!("wrote {}", args.out.display()));
+        return Ok(());
+    };
+
+    let (loss, g) = match (&upstream, loss_kind) {
         (Some(g), _) => (None, g.clone()),
-        (None, "sum") => (Some(x.sum()), DMatrix::from_element(n, x.ncols(), 1.0)),
-        (None, "half-sumsq") => (Some(0.5 * x.norm_squared()), x.clone()),
-        (None, _) => (Some(x.norm_squared()), &x * 2.0),
+        (None, LossArg::Sum) => (Some(x.sum()), DMatrix::from_element(n, x.ncols(), 1.0)),
+        (None, LossArg::HalfSumsq) => (Some(0.5 * x.norm_squared()), x.clone()),
+        (None, LossArg::Sumsq) => (Some(x.norm_squared()), &x * 2.0),
     };
     progress.step("adjoint solve and gradients");
     let t = Instant::now();
-    let mut lambda = g;
-    factor
-        .solve_transpose_in_place(&mut lambda)
-        .map_err(err_a)?;
-    let mut grad_stored = vec![0.0; structure.nnz()];
-    accumulate_outer(structure, &lambda, &x, -1.0, &mut grad_stored);
+    let (lambda, grad_stored) =
+        node::adjoint(factor.as_ref(), structure, &g, &x, true).map_err(err_a)?;
     let mut grad_entries = vec![0.0; a.entries.len()];
-    asm.adjoint_into(&grad_stored, &mut grad_entries);
+    asm.adjoint_into(&grad_stored.unwrap_or_default(), &mut grad_entries)
+        .map_err(err_a)?;
     let t_adjoint = ms(t);
 
-    let json = format!(
-        "{{\"n\":{n},\"nnz\":{},\"k\":{},\"method\":\"{method}\",\"loss\":{},\"x\":{},\"grad_rhs\":{},\"grad_values\":{},\"timings_ms\":{{\"read\":{t_read:.3},\"analyze\":{t_analyze:.3},\"factor\":{t_factor:.3},\"solve\":{t_solve:.3},\"adjoint\":{t_adjoint:.3},\"total\":{:.3}}}}}\n",
-        a.entries.len(),
-        x.ncols(),
-        loss.map_or("null".to_string(), |l| format!("{l:e}")),
-        json_columns(&x),
-        json_columns(&lambda),
-        json_array(grad_entries.iter().copied()),
-        ms(total)
-    );
-    std::fs::write(&args.out, json).map_err(|e| format!("{}: {e}", args.out))?;
-    progress.step(&format!("wrote {}", args.out));
+    let result = json!({
+        "n": n,
+        "nnz": a.entries.len(),
+        "k": x.ncols(),
+        "method": method,
+        "loss": loss,
+        "rcond": if kappa > 0.0 { Some(1.0 / kappa) } else { None },
+        "x": columns(&x),
+        "grad_rhs": columns(&lambda),
+        "grad_values": grad_entries,
+        "timings_ms": {
+            "read": t_read,
+            "analyze": t_analyze,
+            "factor": t_factor,
+            "solve": t_solve,
+            "adjoint": t_adjoint,
+            "total": ms(total),
+        },
+    });
+    let text = serde_json::to_string(&result).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    std::fs::write(&args.out, text + "\n").map_err(|e| format!("{}: {e}", args.out.display()))?;
+    progress.step(&format!("wrote {}", args.out.display()));
     Ok(())
 }
 
 fn main() -> ExitCode {
-    match parse_args().and_then(run) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -118,10 +118,65 @@ impl FaerCholesky {
                 }
             })?;
         }
-        Ok(FaerCholesky {
-            symbolic,
+        let factor = FaerCholesky {
+            symbolic: symbolic.clone(),
             l_values,
             ldlt,
+        };
+        if ldlt {
+            factor.check_pivot_growth(values, original_column)?;
+        }
+        Ok(factor)
+    }
+
+    /// The diagonal of the stored factor, in elimination order (D for LDLᵀ).
+    fn factor_diagonal(&self) -> Vec<f64> {
+        let v = &self.l_values;
+        match self.symbolic.raw() {
+            SymbolicCholeskyRaw::Simplicial(s) => {
+                let cp = s.col_ptr();
+                (0..s.nrows()).map(|j| v[cp[j]]).collect()
+            }
+            SymbolicCholeskyRaw::Supernodal(s) => {
+                let (begin, end) = (s.supernode_begin(), s.supernode_end());
+                let vp = s.col_ptr_for_val();
+                let pattern_len = s.nnz_per_super();
+                let mut d = Vec::with_capacity(s.nrows());
+                for sn in 0..s.n_supernodes() {
+                    let width = end[sn] - begin[sn];
+                    let height = width + pattern_len[sn];
+                    d.extend((0..width).map(|c| v[vp[sn] + c * height + c]));
+                }
+                d
+            }
+        }
+    }
+
+    /// LDLᵀ without pivoting is stable only while D stays bounded by A: element growth
+    /// max|d_j| / max|a_ij| above 1e8 means a tiny pivot wiped out ~8 digits (SPD matrices have
+    /// growth ≤ 1). Reported as [`Error::UnstablePivot`] naming the tiny pivot's column.
+    fn check_pivot_growth(
+        &self,
+        values: &[f64],
+        original_column: impl Fn(usize) -> usize,
+    ) -> Result<()> {
+        const MAX_GROWTH: f64 = 1e8;
+        let a_max = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let d = self.factor_diagonal();
+        let d_max = d.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        if a_max == 0.0 || d_max <= MAX_GROWTH * a_max {
+            return Ok(());
+        }
+        let (j, pivot) = d
+            .iter()
+            .copied()
+            .enumerate()
+            .min_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .unwrap_or((0, 0.0));
+        Err(Error::UnstablePivot {
+            column: original_column(j),
+            pivot,
+            growth: d_max / a_max,
         })
     }
 

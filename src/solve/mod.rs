@@ -65,6 +65,11 @@ pub trait Factorization: Send + Sync {
         false
     }
 
+    /// Why an automatic method choice ([`Solver::auto`]) fell back to LU, if it did.
+    fn fallback_reason(&self) -> Option<&str> {
+        None
+    }
+
     /// Optionally performs the solve node's whole adjoint where this factorization lives (the GPU
     /// backend does): Λ = A⁻ᵀ Ḡ and, when `want_a`, Ā at the stored entries of `structure`
     /// (Ā_e = −Σ_c Λ_ic X_jc, plus the mirrored term off the diagonal for one-triangle storage).
@@ -218,6 +223,10 @@ pub enum Method {
     Ldlt,
     /// LU with partial pivoting for general matrices; the adjoint uses a true transpose solve.
     Lu,
+    /// Chosen from the matrix: Cholesky for a structure declared symmetric, falling back to LU
+    /// when it is not positive definite (the factorization's
+    /// [`fallback_reason`](Factorization::fallback_reason) says why); LU for a general structure.
+    Auto,
 }
 
 /// Which implementation performs the factorization.
@@ -281,6 +290,24 @@ impl Solver {
     pub fn lu() -> Self {
         Solver {
             method: Method::Lu,
+            ..Self::ldlt()
+        }
+    }
+    /// The method chosen from the matrix ([`Method::Auto`]): Cholesky for a structure declared
+    /// symmetric, LU (with its residual check) when that structure is not positive definite or
+    /// the structure is general. The residual check is on (as for LU), so a Cholesky that
+    /// completes on a numerically singular matrix is caught too.
+    ///
+    /// ```
+    /// use sparsegrad::{Factorization, Solver, Structure, Symmetry};
+    /// // [[1, 2], [2, 1]] is symmetric but indefinite: Cholesky fails, LU takes over.
+    /// let s = Structure::new(2, 2, vec![0, 2, 3], vec![0, 1, 1], Symmetry::Lower).unwrap();
+    /// let f = Solver::auto().factorize(&s, &[1.0, 2.0, 1.0]).unwrap();
+    /// assert!(f.fallback_reason().unwrap().contains("not positive definite"));
+    /// ```
+    pub fn auto() -> Self {
+        Solver {
+            method: Method::Auto,
             ..Self::ldlt()
         }
     }
@@ -374,6 +401,9 @@ impl Solver {
             });
         }
         structure.check_values(values)?;
+        if self.method == Method::Auto {
+            return self.factorize_auto(structure, values);
+        }
         let symmetric_method = self.method != Method::Lu;
         if symmetric_method {
             if structure.symmetry() == Symmetry::General {
@@ -411,11 +441,30 @@ impl Solver {
                 reference::ReferenceCholesky::factor(structure, values)?,
             )),
             (Method::Lu, Backend::Fast) => Ok(Arc::new(lu::FaerLu::factor(structure, values)?)),
+            (Method::Auto, _) => self.factorize_auto(structure, values),
             (method, Backend::Reference) => Err(Error::Unsupported {
                 reason: format!(
                     "the reference backend (nalgebra-sparse) offers Cholesky only, not {method:?}"
                 ),
             }),
+        }
+    }
+
+    /// [`Method::Auto`]: Cholesky on symmetric structures, LU when that fails or otherwise.
+    fn factorize_auto(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
+        let with = |method| Solver { method, ..*self };
+        if structure.symmetry() == Symmetry::General {
+            return with(Method::Lu).factorize(structure, values);
+        }
+        match with(Method::Cholesky).factorize(structure, values) {
+            Err(e @ Error::NotPositiveDefinite { .. }) => {
+                let inner = with(Method::Lu).with_backend(Backend::Fast).factorize(structure, values)?;
+                Ok(Arc::new(Fallback {
+                    inner,
+                    reason: format!("Cholesky failed ({e}); factored with LU instead"),
+                }))
+            }
+            other => other,
         }
     }
 
@@ -425,7 +474,12 @@ impl Solver {
     /// # Errors
     /// As [`Solver::factorize`] for an unsupported combination.
     pub fn analyze(&self, structure: &Arc<Structure>) -> Result<()> {
-        match (self.method, self.backend) {
+        let method = match (self.method, structure.symmetry()) {
+            (Method::Auto, Symmetry::General) => Method::Lu,
+            (Method::Auto, _) => Method::Cholesky,
+            (m, _) => m,
+        };
+        match (method, self.backend) {
             (Method::Cholesky | Method::Ldlt, Backend::Fast) => {
                 cholesky::symbolic_cholesky(structure).map(|_| ())
             }
@@ -433,6 +487,7 @@ impl Solver {
             (Method::Cholesky, Backend::Reference) => {
                 reference::analyze_cached(structure).map(|_| ())
             }
+            (Method::Auto, _) => Ok(()),
             (method, Backend::Reference) => Err(Error::Unsupported {
                 reason: format!(
                     "the reference backend (nalgebra-sparse) offers Cholesky only, not {method:?}"
@@ -479,6 +534,33 @@ impl Solver {
             });
         }
         Ok(())
+    }
+}
+
+/// A factorization made by [`Method::Auto`] after Cholesky failed.
+struct Fallback {
+    inner: Arc<Factor>,
+    reason: String,
+}
+
+impl Factorization for Fallback {
+    fn solve_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
+        self.inner.solve_in_place(rhs)
+    }
+    fn solve_transpose_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
+        self.inner.solve_transpose_in_place(rhs)
+    }
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn describe(&self) -> String {
+        format!("{} ({})", self.inner.describe(), self.reason)
+    }
+    fn stored_bytes(&self) -> Option<usize> {
+        self.inner.stored_bytes()
+    }
+    fn fallback_reason(&self) -> Option<&str> {
+        Some(&self.reason)
     }
 }
 

@@ -28,14 +28,24 @@ use super::{Factor, Factorizer};
 use crate::error::{check_finite, Error, Result};
 use crate::sparse::Structure;
 
-/// The solve node's forward pass: factor A (values on `structure`), X = A⁻¹ B, the solver's
-/// residual check. Shared by the tape and [`crate::batch::solve_batch`].
+/// The solve node's forward pass: [`factor`] then [`solve`]. Shared by the tape, batches and
+/// the `sparsegrad` command.
+///
+/// # Errors
+/// As [`factor`] and [`solve`].
 pub fn forward(
     solver: &dyn Factorizer,
     structure: &Arc<Structure>,
     values: &[f64],
     b: &DMatrix<f64>,
 ) -> Result<(Arc<Factor>, DMatrix<f64>)> {
+    check_rhs(structure, b)?;
+    let factor = factor(solver, structure, values)?;
+    let x = solve(solver, factor.as_ref(), structure, values, b)?;
+    Ok((factor, x))
+}
+
+fn check_rhs(structure: &Structure, b: &DMatrix<f64>) -> Result<()> {
     if b.nrows() != structure.nrows() || structure.nrows() != structure.ncols() {
         return Err(Error::ShapeMismatch {
             op: "solve",
@@ -43,7 +53,19 @@ pub fn forward(
             right: b.shape(),
         });
     }
-    check_finite("right-hand side", b.as_slice(), b.nrows())?;
+    check_finite("right-hand side", b.as_slice(), b.nrows())
+}
+
+/// Factors A (values on `structure`) with `solver`, checks the factor's dimension and the
+/// solver's [`Factorizer::check_factorization`] (e.g. a condition limit).
+///
+/// # Errors
+/// The solver's errors; [`Error::StructureMismatch`] for a factor of the wrong dimension.
+pub fn factor(
+    solver: &dyn Factorizer,
+    structure: &Arc<Structure>,
+    values: &[f64],
+) -> Result<Arc<Factor>> {
     let factor = solver.factorize(structure, values)?;
     if factor.dim() != structure.nrows() {
         return Err(Error::StructureMismatch {
@@ -57,14 +79,42 @@ pub fn forward(
         });
     }
     solver.check_factorization(structure, values, factor.as_ref())?;
+    Ok(factor)
+}
+
+/// X = A⁻¹ B with a factor from [`factor`], then the solver's
+/// [`Factorizer::check_residual`].
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] / [`Error::NonFinite`] for a bad B; the solve's and the residual
+/// check's errors.
+pub fn solve(
+    solver: &dyn Factorizer,
+    factor: &Factor,
+    structure: &Structure,
+    values: &[f64],
+    b: &DMatrix<f64>,
+) -> Result<DMatrix<f64>> {
+    check_rhs(structure, b)?;
+    if factor.dim() != structure.nrows() {
+        return Err(Error::ShapeMismatch {
+            op: "solve (factor vs matrix)",
+            left: (factor.dim(), factor.dim()),
+            right: (structure.nrows(), structure.ncols()),
+        });
+    }
     let mut x = crate::pool::matrix_copy(b);
     factor.solve_in_place(&mut x)?;
     solver.check_residual(structure, values, &x, b)?;
-    Ok((factor, x))
+    Ok(x)
 }
 
-/// The solve node's adjoint: Λ = A⁻ᵀ Ḡ and, when `want_a`, Ā_e = −Σ_c Λ_ic X_jc at the stored
-/// entries (on the factorization's own device when it offers a fused adjoint).
+/// The solve node's adjoint: Λ = A⁻ᵀ Ḡ with the forward pass's factorization and, when `want_a`,
+/// Ā_e = −Σ_c Λ_ic X_jc at the stored entries (plus the mirrored term off the diagonal for
+/// one-triangle storage; on the factorization's own device when it offers a fused adjoint).
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] unless Ḡ and X are n×k; the transpose solve's errors.
 pub fn adjoint(
     factor: &Factor,
     structure: &Structure,

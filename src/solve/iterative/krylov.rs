@@ -51,6 +51,14 @@ impl System<'_> {
     /// Solves one column in place (`x` holds the initial guess).
     pub(crate) fn solve(&self, method: Krylov, b: &[f64], x: &mut [f64]) -> Result<Convergence> {
         let b_norm = norm(b);
+        if b_norm == 0.0 {
+            // The exact solution of A x = 0 is 0, whatever the initial guess (warm starts).
+            x.fill(0.0);
+            return Ok(Convergence {
+                iterations: 0,
+                relative_residual: 0.0,
+            });
+        }
         let target = (self.rtol * b_norm).max(self.atol);
         let mut r = vec![0.0; b.len()];
         let r_norm = self.residual(b, x, &mut r);
@@ -68,10 +76,10 @@ impl System<'_> {
             });
         }
         let (iterations, r_norm) = match method {
-            Krylov::Cg => self.cg(x, r, target),
+            Krylov::Cg => self.cg(x, r, target)?,
             Krylov::Minres => self.minres(b, x, r, target)?,
-            Krylov::BiCgStab => self.bicgstab(b, x, r, target),
-            Krylov::Gmres { restart } => self.gmres(b, x, r, target, restart.max(1)),
+            Krylov::BiCgStab => self.bicgstab(b, x, r, target)?,
+            Krylov::Gmres { restart } => self.gmres(b, x, r, target, restart)?,
         };
         if r_norm <= target {
             Ok(Convergence {
@@ -86,7 +94,10 @@ impl System<'_> {
         }
     }
 
-    fn cg(&self, x: &mut [f64], mut r: Vec<f64>, target: f64) -> (usize, f64) {
+    /// Preconditioned CG. pᵀAp ≤ 0 or rᵀM⁻¹r ≤ 0 cannot happen for SPD A and M: it is reported
+    /// as [`Error::Breakdown`] (A or the preconditioner is not positive definite, or A is singular
+    /// and the iteration left its range).
+    fn cg(&self, x: &mut [f64], mut r: Vec<f64>, target: f64) -> Result<(usize, f64)> {
         let n = x.len();
         let mut z = vec![0.0; n];
         self.precondition(&r, &mut z);
@@ -94,27 +105,42 @@ impl System<'_> {
         let mut q = vec![0.0; n];
         let mut rz = dot(&r, &z);
         let mut r_norm = norm(&r);
+        let breakdown = |iteration: usize, reason: String| Error::Breakdown {
+            method: "CG",
+            iteration,
+            reason,
+        };
+        if rz <= 0.0 || !rz.is_finite() {
+            return Err(breakdown(0, format!("rᵀM⁻¹r = {rz:e} ≤ 0: the preconditioner is not positive definite")));
+        }
         for it in 1..=self.max_iterations {
             self.mul(&p, &mut q);
-            let alpha = rz / dot(&p, &q);
-            if !alpha.is_finite() {
-                return (it, r_norm);
+            let pq = dot(&p, &q);
+            if pq <= 0.0 || !pq.is_finite() {
+                return Err(breakdown(
+                    it,
+                    format!("pᵀAp = {pq:e} ≤ 0: A is not positive definite (or singular); use MINRES for indefinite, or a direct solver"),
+                ));
             }
+            let alpha = rz / pq;
             axpy(alpha, &p, x);
             axpy(-alpha, &q, &mut r);
             r_norm = norm(&r);
             if r_norm <= target {
-                return (it, r_norm);
+                return Ok((it, r_norm));
             }
             self.precondition(&r, &mut z);
             let rz_new = dot(&r, &z);
+            if rz_new <= 0.0 || !rz_new.is_finite() {
+                return Err(breakdown(it, format!("rᵀM⁻¹r = {rz_new:e} ≤ 0: the preconditioner is not positive definite")));
+            }
             let beta = rz_new / rz;
             rz = rz_new;
             for (pi, zi) in p.iter_mut().zip(&z) {
                 *pi = zi + beta * *pi;
             }
         }
-        (self.max_iterations, r_norm)
+        Ok((self.max_iterations, r_norm))
     }
 
     /// Preconditioned MINRES (as in Paige & Saunders 1975 / SciPy's `minres`); the estimate of
@@ -183,24 +209,85 @@ impl System<'_> {
             axpy(phi, &w, x);
             if phibar <= estimate_target || beta == 0.0 || it == self.max_iterations {
                 r_norm = self.residual(b, x, &mut scratch);
-                if r_norm <= target || beta == 0.0 {
+                if r_norm <= target {
                     return Ok((it, r_norm));
+                }
+                if beta == 0.0 {
+                    return Err(Error::Breakdown {
+                        method: "MINRES",
+                        iteration: it,
+                        reason: format!(
+                            "the Krylov space is exhausted (β = 0) at relative residual {:e}: A is singular and b is not in its range",
+                            r_norm / norm(b)
+                        ),
+                    });
                 }
             }
         }
         Ok((self.max_iterations, r_norm))
     }
 
-    fn bicgstab(&self, b: &[f64], x: &mut [f64], mut r: Vec<f64>, target: f64) -> (usize, f64) {
+    /// BiCGSTAB restarted from the true residual whenever a cycle breaks down (ρ = r̂ᵀr, r̂ᵀv or
+    /// ω vanish) or its recursively updated residual claims convergence that the true residual
+    /// does not confirm. Three restarts in a row that do not reduce the true residual are
+    /// reported as [`Error::Breakdown`] (stagnation), naming the last cause.
+    fn bicgstab(
+        &self,
+        b: &[f64],
+        x: &mut [f64],
+        mut r: Vec<f64>,
+        target: f64,
+    ) -> Result<(usize, f64)> {
+        let mut it = 0;
+        let mut best = norm(&r);
+        let mut futile = 0;
+        loop {
+            let cause = self.bicgstab_cycle(x, &mut r, target, &mut it);
+            let r_norm = self.residual(b, x, &mut r);
+            if r_norm <= target || it >= self.max_iterations || !r_norm.is_finite() {
+                return Ok((it, r_norm));
+            }
+            if r_norm < best {
+                best = r_norm;
+                futile = 0;
+            } else {
+                futile += 1;
+            }
+            if futile >= 3 {
+                return Err(Error::Breakdown {
+                    method: "BiCGSTAB",
+                    iteration: it,
+                    reason: format!(
+                        "stagnated at relative residual {:e}: restarted {futile} times from the true residual without reducing it (last cycle: {cause}); try GMRES",
+                        best / norm(b)
+                    ),
+                });
+            }
+        }
+    }
+
+    /// One BiCGSTAB cycle from the residual `r` (shadow residual r̂ = r); returns why it stopped.
+    fn bicgstab_cycle(
+        &self,
+        x: &mut [f64],
+        r: &mut [f64],
+        target: f64,
+        it: &mut usize,
+    ) -> &'static str {
         let n = x.len();
-        let r_hat = r.clone();
+        let r_hat = r.to_vec();
+        let tiny = f64::EPSILON * f64::EPSILON;
         let (mut rho, mut alpha, mut omega) = (1.0, 1.0, 1.0);
         let mut v = vec![0.0; n];
         let mut p = vec![0.0; n];
         let (mut y, mut s, mut z, mut t) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        let mut r_norm = norm(&r);
-        for it in 1..=self.max_iterations {
-            let rho_new = dot(&r_hat, &r);
+        let r_hat_norm = norm(&r_hat);
+        while *it < self.max_iterations {
+            *it += 1;
+            let rho_new = dot(&r_hat, r);
+            if rho_new.abs() <= tiny * r_hat_norm * norm(r) || !rho_new.is_finite() {
+                return "ρ = r̂ᵀr vanished";
+            }
             let beta = (rho_new / rho) * (alpha / omega);
             rho = rho_new;
             for i in 0..n {
@@ -208,36 +295,40 @@ impl System<'_> {
             }
             self.precondition(&p, &mut y);
             self.mul(&y, &mut v);
-            alpha = rho / dot(&r_hat, &v);
+            let rv = dot(&r_hat, &v);
+            if rv == 0.0 || !rv.is_finite() {
+                return "r̂ᵀv vanished";
+            }
+            alpha = rho / rv;
             for i in 0..n {
                 s[i] = r[i] - alpha * v[i];
             }
-            if !alpha.is_finite() {
-                return (it, f64::INFINITY);
-            }
             axpy(alpha, &y, x);
-            let s_norm = norm(&s);
-            if s_norm <= target {
-                return (it, self.residual(b, x, &mut r));
+            if norm(&s) <= target {
+                return "the updated residual converged";
             }
             self.precondition(&s, &mut z);
             self.mul(&z, &mut t);
-            omega = dot(&t, &s) / dot(&t, &t);
+            let tt = dot(&t, &t);
+            omega = if tt > 0.0 { dot(&t, &s) / tt } else { 0.0 };
+            if omega == 0.0 || !omega.is_finite() {
+                r.copy_from_slice(&s);
+                return "ω vanished";
+            }
             axpy(omega, &z, x);
             for i in 0..n {
                 r[i] = s[i] - omega * t[i];
             }
-            r_norm = norm(&r);
-            if r_norm <= target {
-                return (it, self.residual(b, x, &mut s));
-            }
-            if !(omega.is_finite() && omega != 0.0 && rho != 0.0) {
-                return (it, r_norm);
+            if norm(r) <= target {
+                return "the updated residual converged";
             }
         }
-        (self.max_iterations, r_norm)
+        "the iteration limit was reached"
     }
 
+    /// Right-preconditioned GMRES(m), m capped at n (the Krylov space cannot grow further) and
+    /// at the iteration limit. The basis is allocated up front: a restart length whose basis
+    /// cannot be allocated is [`Error::OutOfMemory`], not an abort.
     fn gmres(
         &self,
         b: &[f64],
@@ -245,69 +336,84 @@ impl System<'_> {
         mut r: Vec<f64>,
         target: f64,
         restart: usize,
-    ) -> (usize, f64) {
+    ) -> Result<(usize, f64)> {
         let n = x.len();
+        let m = restart.clamp(1, n.max(1)).min(self.max_iterations.max(1));
         let mut r_norm = norm(&r);
         let mut it = 0;
-        let mut basis: Vec<Vec<f64>> = Vec::with_capacity(restart + 1);
-        let mut directions: Vec<Vec<f64>> = Vec::with_capacity(restart);
+        // Basis V (m + 1 vectors) and preconditioned directions Z (m vectors), each n long.
+        let words = (2 * m + 1).checked_mul(n);
+        let mut basis: Vec<f64> = Vec::new();
+        let mut directions: Vec<f64> = Vec::new();
+        let reserved = words.is_some_and(|w| {
+            basis.try_reserve_exact(w - m * n).is_ok() && directions.try_reserve_exact(m * n).is_ok()
+        });
+        if !reserved {
+            return Err(Error::OutOfMemory {
+                what: format!("the GMRES({restart}) Krylov basis ({} vectors of length {n})", 2 * m + 1),
+                reason: "the allocation failed; use a smaller restart length".into(),
+            });
+        }
         let mut w = vec![0.0; n];
+        let mut z = vec![0.0; n];
         while it < self.max_iterations {
             basis.clear();
             directions.clear();
-            basis.push(r.iter().map(|v| v / r_norm).collect());
-            let mut h = vec![vec![0.0; restart]; restart + 1];
-            let (mut cs, mut sn) = (vec![0.0; restart], vec![0.0; restart]);
-            let mut g = vec![0.0; restart + 1];
-            g[0] = r_norm;
-            let mut used = 0;
-            for j in 0..restart {
-                let mut z = vec![0.0; n];
-                self.precondition(&basis[j], &mut z);
+            basis.extend(r.iter().map(|v| v / r_norm));
+            // Column j of the Hessenberg matrix (j + 2 entries), built as the cycle goes.
+            let mut h: Vec<Vec<f64>> = Vec::with_capacity(m);
+            let (mut cs, mut sn) = (Vec::with_capacity(m), Vec::with_capacity(m));
+            let mut g = vec![r_norm];
+            for j in 0..m {
+                self.precondition(&basis[j * n..(j + 1) * n], &mut z);
                 self.mul(&z, &mut w);
-                directions.push(z);
-                for (i, vi) in basis.iter().enumerate() {
-                    h[i][j] = dot(&w, vi);
-                    axpy(-h[i][j], vi, &mut w);
+                directions.extend_from_slice(&z);
+                let mut hj = vec![0.0; j + 2];
+                for (i, hij) in hj.iter_mut().enumerate().take(j + 1) {
+                    let vi = &basis[i * n..(i + 1) * n];
+                    *hij = dot(&w, vi);
+                    axpy(-*hij, vi, &mut w);
                 }
                 let h_next = norm(&w);
-                h[j + 1][j] = h_next;
+                hj[j + 1] = h_next;
                 for i in 0..j {
-                    let t = cs[i] * h[i][j] + sn[i] * h[i + 1][j];
-                    h[i + 1][j] = -sn[i] * h[i][j] + cs[i] * h[i + 1][j];
-                    h[i][j] = t;
+                    let (c, s): (f64, f64) = (cs[i], sn[i]);
+                    let t = c * hj[i] + s * hj[i + 1];
+                    hj[i + 1] = -s * hj[i] + c * hj[i + 1];
+                    hj[i] = t;
                 }
-                let d = h[j][j].hypot(h[j + 1][j]);
+                let d = hj[j].hypot(hj[j + 1]);
                 if d == 0.0 {
                     break;
                 }
-                cs[j] = h[j][j] / d;
-                sn[j] = h[j + 1][j] / d;
-                h[j][j] = d;
-                h[j + 1][j] = 0.0;
-                g[j + 1] = -sn[j] * g[j];
+                cs.push(hj[j] / d);
+                sn.push(hj[j + 1] / d);
+                hj[j] = d;
+                hj[j + 1] = 0.0;
+                g.push(-sn[j] * g[j]);
                 g[j] *= cs[j];
-                used = j + 1;
+                h.push(hj);
                 it += 1;
                 if g[j + 1].abs() <= target || it >= self.max_iterations || h_next == 0.0 {
                     break;
                 }
-                basis.push(w.iter().map(|v| v / h_next).collect());
+                basis.extend(w.iter().map(|v| v / h_next));
             }
             // Back substitution H y = g, x += Σ y_i z_i.
+            let used = h.len();
             let mut yv = vec![0.0; used];
             for i in (0..used).rev() {
-                let s: f64 = (i + 1..used).map(|l| h[i][l] * yv[l]).sum();
+                let s: f64 = (i + 1..used).map(|l| h[l][i] * yv[l]).sum();
                 yv[i] = (g[i] - s) / h[i][i];
             }
-            for (yi, zi) in yv.iter().zip(&directions) {
-                axpy(*yi, zi, x);
+            for (i, yi) in yv.iter().enumerate() {
+                axpy(*yi, &directions[i * n..(i + 1) * n], x);
             }
             r_norm = self.residual(b, x, &mut r);
             if r_norm <= target || used == 0 || !r_norm.is_finite() {
                 break;
             }
         }
-        (it, r_norm)
+        Ok((it, r_norm))
     }
 }
