@@ -148,7 +148,7 @@ pub enum Error {
     /// A [`Var`](crate::Var) was passed to an operation of another tape (or to the gradients of
     /// another tape). Every tape has a unique id, so this is caught even when a new tape reuses a
     /// dropped tape's memory.
-    #[error("{var} belongs to tape #{var_tape}, not to tape #{tape} of this operation ({op})")]
+    #[error("{var} belongs to another tape than this operation's ({op})")]
     ForeignVar {
         /// The operation that was given the variable.
         op: &'static str,

@@ -72,8 +72,6 @@ pub mod backend;
 pub mod batch;
 pub mod check;
 mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod matrix_market;
 pub mod optim;
 mod pool;

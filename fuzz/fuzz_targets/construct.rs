@@ -2,6 +2,9 @@
 //! with arbitrary values and solvers: any outcome but a panic is fine.
 #![no_main]
 
+#[path = "../harness/construct.rs"]
+mod construct;
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = sparsegrad::fuzzing::exercise(data);
+    let _ = construct::exercise(data);
 });

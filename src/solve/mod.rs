@@ -461,7 +461,7 @@ impl Solver {
                 let inner = with(Method::Lu).with_backend(Backend::Fast).factorize(structure, values)?;
                 Ok(Arc::new(Fallback {
                     inner,
-                    reason: format!("Cholesky failed ({e}); factored with LU instead"),
+                    reason: format!("{e}; falling back to LU"),
                 }))
             }
             other => other,

@@ -200,6 +200,42 @@ fn all_errors() -> Vec<(&'static str, Error)> {
         ),
     ));
 
+    let s_diag = Structure::new(2, 2, vec![0, 1, 2], vec![0, 1], Symmetry::Lower).unwrap();
+    out.push((
+        "CG on an indefinite matrix",
+        solve_err(
+            &s_diag,
+            &[1.0, -1.0],
+            ones(2),
+            sparsegrad::Iterative::cg(1e-12, 10)
+                .with_preconditioner(sparsegrad::Preconditioner::None),
+        ),
+    ));
+    out.push((
+        "condition limit exceeded",
+        solve_err(
+            &s_diag,
+            &[1.0, 1e-14],
+            ones(2),
+            Solver::cholesky().with_condition_limit(1e12),
+        ),
+    ));
+    let s_ldlt = Structure::new(2, 2, vec![0, 2, 3], vec![0, 1, 1], Symmetry::Lower).unwrap();
+    out.push((
+        "LDLT tiny pivot",
+        solve_err(&s_ldlt, &[1e-14, 1.0, 1.0], ones(2), Solver::ldlt()),
+    ));
+    let nan_tape = Tape::new();
+    let x = nan_tape.var(ones(2));
+    out.push((
+        "NaN produced by an operation",
+        nan_tape.backward(x.scale(-1.0).ln().sum()).unwrap_err(),
+    ));
+    out.push((
+        "huge scatter length",
+        x.scatter_add(&[0, 1], usize::MAX).error().unwrap(),
+    ));
+
     // No GPU: without the `cuda` feature the reason is fixed (tests/gpu.rs covers the feature
     // build, where the reason depends on the machine).
     #[cfg(not(feature = "cuda"))]
@@ -241,6 +277,12 @@ fn every_error_variant_is_reachable_from_bad_input() {
     assert!(has(|e| matches!(e, Error::Io { .. })));
     assert!(has(|e| matches!(e, Error::NotConverged { .. })));
     assert!(has(|e| matches!(e, Error::Format { .. })));
+    assert!(has(|e| matches!(e, Error::ForeignVar { .. })));
+    assert!(has(|e| matches!(e, Error::Breakdown { .. })));
+    assert!(has(|e| matches!(e, Error::IllConditioned { .. })));
+    assert!(has(|e| matches!(e, Error::UnstablePivot { .. })));
+    assert!(has(|e| matches!(e, Error::NonFiniteOperation { .. })));
+    assert!(has(|e| matches!(e, Error::OutOfMemory { .. })));
     #[cfg(not(feature = "cuda"))]
     assert!(has(|e| matches!(e, Error::NoDevice { .. })));
 }

@@ -1,8 +1,14 @@
-//! The fuzz target's regression corpus (fuzz/regression/, minimized from `cargo fuzz` runs and
-//! any crash found) replayed as a normal test: every input must give a value or an `Error`, never
-//! a panic; the corpus must reach both outcomes and every constructor of the harness.
+//! The fuzz targets' regression corpora (fuzz/regression/ for `construct`,
+//! fuzz/regression_tape_ops/ for `tape_ops`, minimized from `cargo fuzz` runs and any crash
+//! found) replayed as normal tests through the same harness files the fuzz targets include: every
+//! input must give a value or an `Error`, never a panic.
 
-use sparsegrad::fuzzing::exercise;
+#[path = "../../fuzz/harness/construct.rs"]
+mod construct;
+#[path = "../../fuzz/harness/tape_ops.rs"]
+mod tape_ops;
+
+use construct::exercise;
 
 #[test]
 fn regression_corpus_never_panics() {
@@ -31,4 +37,25 @@ fn regression_corpus_never_panics() {
     );
     assert!(ok > 0 && err > 0, "{ok} ok, {err} errors");
     assert!(modes.iter().all(|&m| m > 0), "{modes:?}");
+}
+
+#[test]
+fn tape_ops_corpus_never_panics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regression_tape_ops");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "corpus has {} inputs", files.len());
+    let mut ran = [0usize; tape_ops::OPS];
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        for (total, n) in ran.iter_mut().zip(tape_ops::exercise(&data)) {
+            *total += n;
+        }
+    }
+    println!("{} inputs replayed; operations run per kind: {ran:?}", files.len());
+    // The corpus reaches every operation of the interpreter.
+    assert!(ran.iter().all(|&n| n > 0), "{ran:?}");
 }

@@ -200,11 +200,14 @@ fn residuals_are_exposed_on_the_tape() {
     tape.backward(x.sum_squares()).unwrap();
     let adjoint = tape.solve_info(x).unwrap().adjoint.unwrap();
     assert!(adjoint.iterations >= 1 && adjoint.relative_residual <= tol);
-    // Direct: nothing to report; not a solve: an error.
+    // Direct: no iterations, a condition estimate; not a solve: an error.
     let y = tape
         .solve(a, tape.constant(p.b.clone()), &Solver::cholesky())
         .unwrap();
-    assert_eq!(tape.solve_info(y).unwrap(), Default::default());
+    let info = tape.solve_info(y).unwrap();
+    assert_eq!((info.forward, info.adjoint), (None, None));
+    let rcond = info.reciprocal_condition.unwrap();
+    assert!(rcond > 0.0 && rcond <= 1.0, "{rcond}");
     assert!(matches!(
         tape.solve_info(theta),
         Err(Error::Unsupported { .. })

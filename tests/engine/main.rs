@@ -7,6 +7,7 @@ mod dirichlet;
 mod errors;
 mod fuzz_corpus;
 mod gradients;
+mod hostile;
 mod iterative;
 mod optim;
 mod problems;

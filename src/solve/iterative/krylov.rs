@@ -168,6 +168,7 @@ impl System<'_> {
         let mut v = vec![0.0; n];
         let mut scratch = vec![0.0; n];
         let mut r_norm = norm(&r1);
+        let mut a_norm = 0.0f64;
         // The estimate phibar is ‖r‖ in the M⁻¹ norm; scale the target into it.
         let estimate_target = target * beta1 / r_norm;
         for it in 1..=self.max_iterations {
@@ -190,6 +191,10 @@ impl System<'_> {
                 return Err(not_pd());
             }
             beta = b2.sqrt();
+            // Lanczos has exhausted the Krylov space when β vanishes relative to ‖T‖ (exactly
+            // zero only in exact arithmetic); dividing by it would produce garbage.
+            a_norm = a_norm.max(alfa.abs() + oldb + beta);
+            let exhausted = beta <= 16.0 * f64::EPSILON * a_norm;
             let oldeps = epsln;
             let delta = cs * dbar + sn * alfa;
             let gbar = sn * dbar - cs * alfa;
@@ -207,12 +212,12 @@ impl System<'_> {
                 w[i] = (v[i] - oldeps * w1 - delta * w2[i]) / gamma;
             }
             axpy(phi, &w, x);
-            if phibar <= estimate_target || beta == 0.0 || it == self.max_iterations {
+            if phibar <= estimate_target || exhausted || it == self.max_iterations {
                 r_norm = self.residual(b, x, &mut scratch);
                 if r_norm <= target {
                     return Ok((it, r_norm));
                 }
-                if beta == 0.0 {
+                if exhausted {
                     return Err(Error::Breakdown {
                         method: "MINRES",
                         iteration: it,

@@ -1,16 +1,15 @@
-//! The fuzz harness (`fuzz/fuzz_targets/construct.rs` and the regression-corpus test call
-//! [`exercise`]): builds structures, assemblies and Matrix Market matrices from arbitrary bytes
+//! The `construct` fuzz harness (`fuzz/fuzz_targets/construct.rs` and the regression-corpus test
+//! in tests/engine/fuzz_corpus.rs include this file): builds structures, assemblies and Matrix Market matrices from arbitrary bytes
 //! and solves and differentiates with arbitrary values and solvers. Every outcome must be a value
-//! or an [`Error`](crate::Error) — a panic is a bug.
+//! or an `Error` — a panic is a bug.
 
 use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
-use crate::error::Result;
-use crate::{
-    matrix_market, Assembly, Backend, Factorizer, Iterative, Preconditioner, Solver, Structure,
-    Symmetry, Tape,
+use sparsegrad::{
+    matrix_market, Assembly, Backend, Factorizer, Iterative, Preconditioner, Result, Solver,
+    Structure, Symmetry, Tape,
 };
 
 /// Reads fuzz bytes as small integers and floats (zeros once exhausted).
