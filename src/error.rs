@@ -274,10 +274,14 @@ pub(crate) fn try_zeros(rows: usize, cols: usize) -> Result<nalgebra::DMatrix<f6
             reason: "the number of entries overflows".into(),
         })?;
     let mut data = Vec::new();
-    data.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
-        what: what(),
-        reason: format!("{:.1} GiB could not be allocated", len as f64 * 8.0 / 1073741824.0),
-    })?;
+    data.try_reserve_exact(len)
+        .map_err(|_| Error::OutOfMemory {
+            what: what(),
+            reason: format!(
+                "{:.1} GiB could not be allocated",
+                len as f64 * 8.0 / 1073741824.0
+            ),
+        })?;
     data.resize(len, 0.0);
     Ok(nalgebra::DMatrix::from_vec(rows, cols, data))
 }

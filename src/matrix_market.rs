@@ -102,7 +102,14 @@ impl MatrixMarket {
             .map(str::to_ascii_lowercase)
             .collect();
         if words.len() != 5 || words[0] != "%%matrixmarket" || words[1] != "matrix" {
-            return Err(format_error(name, 1, format!("expected '%%MatrixMarket matrix <format> <field> <symmetry>', found '{}'", quote(header))));
+            return Err(format_error(
+                name,
+                1,
+                format!(
+                    "expected '%%MatrixMarket matrix <format> <field> <symmetry>', found '{}'",
+                    quote(header)
+                ),
+            ));
         }
         let layout = match words[2].as_str() {
             "coordinate" => Layout::Coordinate,
@@ -123,7 +130,10 @@ impl MatrixMarket {
                 return Err(format_error(
                     name,
                     1,
-                    format!("unsupported field '{}' (real | integer | pattern)", quote(other)),
+                    format!(
+                        "unsupported field '{}' (real | integer | pattern)",
+                        quote(other)
+                    ),
                 ))
             }
         };
@@ -134,7 +144,10 @@ impl MatrixMarket {
                 return Err(format_error(
                     name,
                     1,
-                    format!("unsupported symmetry '{}' (general | symmetric)", quote(other)),
+                    format!(
+                        "unsupported symmetry '{}' (general | symmetric)",
+                        quote(other)
+                    ),
                 ))
             }
         };
@@ -251,11 +264,14 @@ impl MatrixMarket {
                     ));
                 }
                 let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
-                if integer && !(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())) {
+                if integer && (digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit())) {
                     return Err(format_error(
                         name,
                         line,
-                        format!("value '{}' is not an integer (the header says integer)", quote(t)),
+                        format!(
+                            "value '{}' is not an integer (the header says integer)",
+                            quote(t)
+                        ),
                     ));
                 }
                 v
@@ -264,7 +280,11 @@ impl MatrixMarket {
                 return Err(format_error(
                     name,
                     line,
-                    format!("unexpected '{}' after the entry in '{}'", quote(extra), quote(l)),
+                    format!(
+                        "unexpected '{}' after the entry in '{}'",
+                        quote(extra),
+                        quote(l)
+                    ),
                 ));
             }
             entries.push((i, j, value));

@@ -400,3 +400,188 @@ fn bad_inputs_give_one_line_errors_and_status_two() {
         "A.mtx:4: entry (1, 2) lies above the diagonal",
     );
 }
+
+/// A file's header can declare anything; memory and time follow what the file holds, and every
+/// such file is one line naming file, line and problem, exit status 2.
+#[test]
+fn headers_cannot_drive_memory_or_time() {
+    let started = std::time::Instant::now();
+    let coordinate =
+        |size: &str| format!("%%MatrixMarket matrix coordinate real general\n{size}\n1 1 1.0\n");
+    assert_fails(
+        "huge-count",
+        &coordinate("4 4 1000000000000"),
+        B2,
+        &[],
+        "A.mtx:3: 1 entries, but the header announces 1000000000000",
+    );
+    assert_fails(
+        "usize-max",
+        &coordinate("4 4 18446744073709551615"),
+        B2,
+        &[],
+        "but the header announces 18446744073709551615",
+    );
+    assert_fails(
+        "array-rhs-huge",
+        GENERAL,
+        "%%MatrixMarket matrix array real general\n4 1000000000000\n1\n",
+        &[],
+        "B.mtx:3: 1 entries, but the header announces 4000000000000",
+    );
+    assert_fails(
+        "array-rhs-overflow",
+        GENERAL,
+        "%%MatrixMarket matrix array real general\n4294967296 4294967297\n1\n",
+        &[],
+        "B.mtx:2: 4294967296 × 4294967297 entries overflow",
+    );
+    assert_fails(
+        "coordinate-rhs-huge",
+        GENERAL,
+        "%%MatrixMarket matrix coordinate real general\n4 1000000000000 1\n1 1 1.0\n",
+        &[],
+        "B.mtx: the right-hand side declares 4 × 1000000000000",
+    );
+    assert_fails(
+        "coordinate-rhs-large",
+        GENERAL,
+        "%%MatrixMarket matrix coordinate real general\n4 100000000 1\n1 1 1.0\n",
+        &[],
+        "(write it as an array file)",
+    );
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "header-driven inputs took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn malformed_entries_and_lines_are_named() {
+    assert_fails(
+        "trailing",
+        &GENERAL.replace("1 1 4.0", "1 1 4.0 garbage"),
+        B2,
+        &[],
+        "A.mtx:4: unexpected 'garbage' after the entry",
+    );
+    let integer =
+        "%%MatrixMarket matrix coordinate integer general\n4 4 4\n1 1 4\n2 2 -3\n3 3 3.5\n4 4 +2\n";
+    assert_fails(
+        "integer",
+        integer,
+        B2,
+        &[],
+        "value '3.5' is not an integer",
+    );
+    // Duplicates that sum to ∞ in B name B's file.
+    let b_inf = "%%MatrixMarket matrix coordinate real general\n4 1 2\n1 1 1e308\n1 1 1e308\n";
+    assert_fails(
+        "rhs-overflow",
+        GENERAL,
+        b_inf,
+        &[],
+        "B.mtx: the right-hand side has the non-finite value inf at (row 1, column 1)",
+    );
+    // A 5 MB header is quoted in at most ~200 characters; control bytes are escaped.
+    let long = format!("%%MatrixMarket {}\n1 1 1\n1 1 1\n", "x".repeat(5_000_000));
+    let d = dir("long");
+    let (a, b, out) = (
+        write(&d, "A.mtx", &long),
+        write(&d, "B.mtx", B2),
+        d.join("r.json").display().to_string(),
+    );
+    let (code, _, err) = run(&["grad", "--matrix", &a, "--rhs", &b, "--out", &out]);
+    assert_eq!(code, 2);
+    assert!(
+        err.len() < 400 && err.contains('…'),
+        "{} bytes: {}",
+        err.len(),
+        &err[..err.len().min(400)]
+    );
+    let nul = "%%MatrixMarket matrix coordinate real gen\0eral\n1 1 1\n1 1 1\n";
+    assert_fails("nul", nul, B2, &[], "unsupported symmetry 'gen\\u{0}eral'");
+    // A UTF-8 byte-order mark is accepted.
+    let d = dir("bom");
+    let (a, b, out) = (
+        write(&d, "A.mtx", &format!("\u{feff}{GENERAL}")),
+        write(&d, "B.mtx", B2),
+        d.join("r.json").display().to_string(),
+    );
+    let (code, _, err) = run(&["grad", "--matrix", &a, "--rhs", &b, "--out", &out]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn flags_behave_like_a_standard_parser() {
+    let d = dir("flags");
+    let (a, b, out) = (
+        write(&d, "A.mtx", GENERAL),
+        write(&d, "B.mtx", B2),
+        d.join("r.json").display().to_string(),
+    );
+    let base = [
+        "grad",
+        "--matrix",
+        a.as_str(),
+        "--rhs",
+        b.as_str(),
+        "--out",
+        out.as_str(),
+    ];
+    for (extra, needle) in [
+        (&["--verbose"][..], "unexpected argument '--verbose'"),
+        (&["extra"][..], "unexpected argument 'extra'"),
+        (&["--method"][..], "a value is required for '--method"),
+        (&["--method", "qr"][..], "invalid value 'qr' for '--method"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 2, "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_sparsegrad"))
+        .args(["grad", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.status.success() && text.contains("--upstream"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ill_conditioned_matrices_get_a_warning_with_the_estimate() {
+    let d = dir("illcond");
+    let a_text = "%%MatrixMarket matrix coordinate real symmetric\n2 2 3\n1 1 1.0\n2 1 1.0\n2 2 1.00000000000001\n";
+    let b_text = "%%MatrixMarket matrix array real general\n2 1\n1\n2\n";
+    let (a, b, out) = (
+        write(&d, "A.mtx", a_text),
+        write(&d, "B.mtx", b_text),
+        d.join("r.json").display().to_string(),
+    );
+    let (code, _, err) = run(&[
+        "grad", "--matrix", &a, "--rhs", &b, "--out", &out, "--method", "lu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("ill-conditioned"),
+        "{err}"
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    // κ₁ of [[1, 1], [1, 1 + 1e-14]] is about 4e14.
+    let rcond = r["rcond"].as_f64().unwrap();
+    assert!(rcond > 1e-16 && rcond < 1e-13, "{rcond}");
+    // A well-conditioned file gets no warning.
+    let d = dir("wellcond");
+    let (a, b, out) = (
+        write(&d, "A.mtx", GENERAL),
+        write(&d, "B.mtx", B2),
+        d.join("r.json").display().to_string(),
+    );
+    let (code, _, err) = run(&["grad", "--matrix", &a, "--rhs", &b, "--out", &out]);
+    assert!(code == 0 && !err.contains("ill-conditioned"), "{err}");
+}

@@ -127,7 +127,12 @@ fn assembly(bytes: &mut Bytes<'_>) -> Option<Assembly> {
         if bytes.below(4) == 0 {
             b.push_constant(bytes.below(7), bytes.below(7), bytes.float());
         } else {
-            b.push_entry(bytes.below(7), bytes.below(7), bytes.below(6), bytes.float());
+            b.push_entry(
+                bytes.below(7),
+                bytes.below(7),
+                bytes.below(6),
+                bytes.float(),
+            );
         }
     }
     b.build().ok()
@@ -135,7 +140,13 @@ fn assembly(bytes: &mut Bytes<'_>) -> Option<Assembly> {
 
 /// Reads everything a variable offers; none of it may panic.
 fn inspect(v: Var<'_>) {
-    let _ = (v.shape(), v.is_sparse(), v.structure(), v.error(), v.index());
+    let _ = (
+        v.shape(),
+        v.is_sparse(),
+        v.structure(),
+        v.error(),
+        v.index(),
+    );
     let _ = v.value();
     let _ = v.scalar();
     let _ = v.with_value(|m| m.sum());
@@ -178,7 +189,11 @@ fn helpers(bytes: &mut Bytes<'_>) {
         grid_size: 0,
     };
     let _ = mesh.triangle_geometry(bytes.size());
-    let _ = (mesh.areas(), mesh.lumped_mass(), mesh.anisotropic_stiffness());
+    let _ = (
+        mesh.areas(),
+        mesh.lumped_mass(),
+        mesh.anisotropic_stiffness(),
+    );
     let _ = TriMesh::unit_square(bytes.size().min(1 << 40));
 }
 
@@ -195,7 +210,7 @@ pub fn exercise(data: &[u8]) -> [usize; OPS] {
     while !bytes.done() && steps < 64 {
         steps += 1;
         let tape = &tapes[bytes.below(2)];
-        let mut pick = |bytes: &mut Bytes<'_>| -> Option<Var<'_>> {
+        let pick = |bytes: &mut Bytes<'_>| -> Option<Var<'_>> {
             (!vars.is_empty()).then(|| vars[bytes.below(vars.len())])
         };
         let op = bytes.below(OPS);
@@ -227,8 +242,9 @@ pub fn exercise(data: &[u8]) -> [usize; OPS] {
             }),
             9 => pick(&mut bytes).map(|v| v.columns(bytes.size(), bytes.size())),
             10 => {
-                let parts: Vec<Var<'_>> =
-                    (0..bytes.below(4)).filter_map(|_| pick(&mut bytes)).collect();
+                let parts: Vec<Var<'_>> = (0..bytes.below(4))
+                    .filter_map(|_| pick(&mut bytes))
+                    .collect();
                 Some(tape.concat_columns(&parts))
             }
             11 => structure(&mut bytes).and_then(|(s, values)| {
@@ -291,7 +307,10 @@ pub fn exercise(data: &[u8]) -> [usize; OPS] {
                 let fresh = Tape::new();
                 let y = fresh.var_scalar(1.0);
                 if let Some(g) = g {
-                    assert!(g.try_wrt(y).is_err(), "gradients of a dropped tape answered for a new one");
+                    assert!(
+                        g.try_wrt(y).is_err(),
+                        "gradients of a dropped tape answered for a new one"
+                    );
                 }
                 None
             }

@@ -265,14 +265,14 @@ fn run(command: Command) -> Result<(), String> {
     if let Some(reason) = factor.fallback_reason() {
         eprintln!("warning: {a_name}: {reason}");
     }
-    let method = if !a.symmetric || factor.fallback_reason().is_some() || args.method == MethodArg::Lu
-    {
-        "lu"
-    } else {
-        "cholesky"
-    };
+    let method =
+        if !a.symmetric || factor.fallback_reason().is_some() || args.method == MethodArg::Lu {
+            "lu"
+        } else {
+            "cholesky"
+        };
     let kappa = condition_estimate(structure, &values, factor.as_ref()).map_err(err_a)?;
-    if !(kappa <= CONDITION_WARNING) {
+    if kappa > CONDITION_WARNING || kappa.is_nan() {
         eprintln!(
             "warning: {a_name}: matrix is ill-conditioned: estimated condition number {kappa:e} (reciprocal {:e}); about {:.0} of 16 digits of X and of the gradients are lost",
             1.0 / kappa,
@@ -320,7 +320,8 @@ fn run(command: Command) -> Result<(), String> {
             "total": ms(total),
         },
     });
-    let text = serde_json::to_string(&result).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let text =
+        serde_json::to_string(&result).map_err(|e| format!("{}: {e}", args.out.display()))?;
     std::fs::write(&args.out, text + "\n").map_err(|e| format!("{}: {e}", args.out.display()))?;
     progress.step(&format!("wrote {}", args.out.display()));
     Ok(())

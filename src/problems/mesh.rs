@@ -54,10 +54,13 @@ impl TriMesh {
                 reason: format!("a grid mesh needs n ≥ 2, got {n}"),
             });
         }
-        let cells = n.checked_mul(n).filter(|&c| c <= 1 << 32).ok_or_else(|| Error::OutOfMemory {
-            what: format!("an {n} × {n} grid mesh"),
-            reason: "more than 2³² grid points".into(),
-        })?;
+        let cells =
+            n.checked_mul(n)
+                .filter(|&c| c <= 1 << 32)
+                .ok_or_else(|| Error::OutOfMemory {
+                    what: format!("an {n} × {n} grid mesh"),
+                    reason: "more than 2³² grid points".into(),
+                })?;
         let h = 1.0 / (n - 1) as f64;
         let mut grid = vec![None; cells];
         let mut vertices = Vec::new();

@@ -458,7 +458,9 @@ impl Solver {
         }
         match with(Method::Cholesky).factorize(structure, values) {
             Err(e @ Error::NotPositiveDefinite { .. }) => {
-                let inner = with(Method::Lu).with_backend(Backend::Fast).factorize(structure, values)?;
+                let inner = with(Method::Lu)
+                    .with_backend(Backend::Fast)
+                    .factorize(structure, values)?;
                 Ok(Arc::new(Fallback {
                     inner,
                     reason: format!("{e}; falling back to LU"),

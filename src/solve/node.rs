@@ -1,7 +1,7 @@
 //! The solve node's mathematics, free of the tape: the forward pass (factor, solve, checks) and
 //! the adjoint (transpose solve with the kept factorization, gradient at the stored entries).
 //!
-//! [`Tape::solve`](crate::Tape::solve), [`solve_batch`](crate::solve_batch) and the `sparsegrad`
+//! [`Tape::solve`](crate::Tape::solve), [`solve_batch`](crate::batch::solve_batch) and the `sparsegrad`
 //! command all go through these two functions.
 //!
 //! ```
@@ -149,4 +149,3 @@ pub fn adjoint(
     };
     Ok((lambda, ga))
 }
-

@@ -112,8 +112,10 @@ impl Dirichlet {
     /// values `g` (n_fixed×k, rows in [`Dirichlet::fixed`] order).
     ///
     /// # Errors
-    /// Shape errors from the underlying tape operations.
+    /// [`Error::ShapeMismatch`] naming `f` or `g` when `f` is not n×k or `g` not n_fixed×k; the
+    /// errors of the underlying tape operations (e.g. [`Error::ForeignVar`]).
     pub fn rhs<'t>(&self, p: Var<'t>, f: Var<'t>, g: Var<'t>) -> Result<Var<'t>> {
+        self.check_shapes(f, g)?;
         let tape = p.tape();
         let f_free = f.gather(&self.free);
         if self.fixed.is_empty() {
@@ -121,6 +123,25 @@ impl Dirichlet {
         }
         let k_fc = tape.assemble(&self.free_fixed, p)?;
         Ok(f_free - tape.spmul(k_fc, g)?)
+    }
+
+    fn check_shapes(&self, f: Var<'_>, g: Var<'_>) -> Result<()> {
+        let (fs, gs) = (f.shape(), g.shape());
+        if fs.0 != self.n {
+            return Err(Error::ShapeMismatch {
+                op: "Dirichlet: f (the full-length load, n×k) vs n",
+                left: fs,
+                right: (self.n, fs.1),
+            });
+        }
+        if gs != (self.fixed.len(), fs.1) {
+            return Err(Error::ShapeMismatch {
+                op: "Dirichlet: g (prescribed values, n_fixed×k in Dirichlet::fixed order)",
+                left: gs,
+                right: (self.fixed.len(), fs.1),
+            });
+        }
+        Ok(())
     }
 
     /// The full solution u (n×k) from the free part and the prescribed values.
@@ -144,6 +165,7 @@ impl Dirichlet {
         g: Var<'t>,
         solver: &dyn Factorizer,
     ) -> Result<Var<'t>> {
+        self.check_shapes(f, g)?;
         let tape = p.tape();
         let k_ff = tape.assemble(&self.free_free, p)?;
         let u_free = tape.solve(k_ff, self.rhs(p, f, g)?, solver)?;

@@ -213,13 +213,9 @@ impl<'t> Var<'t> {
             &[self, other],
             |nodes| {
                 let (a, b) = (&nodes[i], &nodes[j]);
-                let (r, c, sparse) = broadcast(op, a, b)?;
-                let rows = if sparse.is_some() {
-                    a.value.nrows().max(b.value.nrows())
-                } else {
-                    r
-                };
-                let cols = if sparse.is_some() { 1 } else { c };
+                // (r, c) is the broadcast shape: for a sparse result, its nnz×1 values (which
+                // may be empty: a pattern without stored entries times a scalar).
+                let (rows, cols, sparse) = broadcast(op, a, b)?;
                 let value = DMatrix::from_fn(rows, cols, |ri, ci| {
                     let k = ci * rows + ri;
                     op.apply(at(&a.value, k), at(&b.value, k))

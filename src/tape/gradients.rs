@@ -222,7 +222,9 @@ fn sweep(
         sweep.grads[i] = Some(g);
     }
     let leaves_finite = sweep.grads.iter().zip(nodes).all(|(g, n)| {
-        !matches!(n.op, Op::Leaf) || g.as_ref().is_none_or(|g| first_non_finite(g.as_slice()).is_none())
+        !matches!(n.op, Op::Leaf)
+            || g.as_ref()
+                .is_none_or(|g| first_non_finite(g.as_slice()).is_none())
     });
     Ok(if leaves_finite {
         Ok(sweep.grads)
@@ -303,7 +305,9 @@ fn propagate(sweep: &mut Sweep<'_>, i: usize, g: &DMatrix<f64>) -> Result<()> {
             sweep.add(i, *x, scatter_rows(g, index, rows))?;
         }
         Op::ScatterAdd(x, index) => {
-            sweep.add(i, *x,
+            sweep.add(
+                i,
+                *x,
                 DMatrix::from_fn(index.len(), g.ncols(), |r, c| g[(index[r], c)]),
             )?;
         }
@@ -348,8 +352,13 @@ fn propagate(sweep: &mut Sweep<'_>, i: usize, g: &DMatrix<f64>) -> Result<()> {
                 .sparse
                 .as_ref()
                 .expect("solve's first input is sparse");
-            let (lambda, ga) =
-                crate::solve::node::adjoint(factor.as_ref(), s, g, &node.value, nodes[*a].needs_grad)?;
+            let (lambda, ga) = crate::solve::node::adjoint(
+                factor.as_ref(),
+                s,
+                g,
+                &node.value,
+                nodes[*a].needs_grad,
+            )?;
             if let Some(ga) = ga {
                 sweep.add(i, *a, DMatrix::from_vec(ga.len(), 1, ga))?;
             }

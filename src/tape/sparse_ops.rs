@@ -141,7 +141,8 @@ impl Tape {
                     right: bv.shape(),
                 });
             }
-            let (factor, x) = crate::solve::node::forward(solver, &s, nodes[ia].value.as_slice(), bv)?;
+            let (factor, x) =
+                crate::solve::node::forward(solver, &s, nodes[ia].value.as_slice(), bv)?;
             Ok((
                 x,
                 None,
@@ -183,7 +184,8 @@ impl Tape {
                             a.value.as_slice(),
                             factor.as_ref(),
                         )?;
-                        info.reciprocal_condition = Some(if kappa > 0.0 { 1.0 / kappa } else { 0.0 });
+                        info.reciprocal_condition =
+                            Some(if kappa > 0.0 { 1.0 / kappa } else { 0.0 });
                     }
                 }
                 Ok(info)

@@ -132,7 +132,7 @@ impl<'t> Var<'t> {
             &[self],
             |nodes| {
                 let x = &nodes[i].value;
-                let end = start.checked_add(count).unwrap_or(usize::MAX);
+                let end = start.saturating_add(count);
                 if end > x.ncols() {
                     return Err(Error::IndexOutOfRange {
                         context: "column slice",

@@ -55,7 +55,10 @@ fn tape_ops_corpus_never_panics() {
             *total += n;
         }
     }
-    println!("{} inputs replayed; operations run per kind: {ran:?}", files.len());
+    println!(
+        "{} inputs replayed; operations run per kind: {ran:?}",
+        files.len()
+    );
     // The corpus reaches every operation of the interpreter.
     assert!(ran.iter().all(|&n| n > 0), "{ran:?}");
 }

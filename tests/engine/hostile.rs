@@ -18,13 +18,10 @@ use sparsegrad::{
 
 fn dense_of(s: &Structure, values: &[f64]) -> DMatrix<f64> {
     let mut a = DMatrix::zeros(s.nrows(), s.ncols());
-    for j in 0..s.ncols() {
-        for k in s.col_ptr()[j]..s.col_ptr()[j + 1] {
-            let i = s.row_idx()[k];
-            a[(i, j)] += values[k];
-            if s.symmetry() == Symmetry::Lower && i != j {
-                a[(j, i)] += values[k];
-            }
+    for (k, (&i, j)) in s.row_idx().iter().zip(s.col_idx()).enumerate() {
+        a[(i, j)] += values[k];
+        if s.symmetry() == Symmetry::Lower && i != j {
+            a[(j, i)] += values[k];
         }
     }
     a
@@ -44,7 +41,12 @@ fn general(n: usize, triplets: &[(usize, usize, f64)]) -> (Arc<Structure>, Vec<f
 fn column_slice_with_overflowing_end_is_an_error() {
     let tape = Tape::new();
     let x = tape.var(DMatrix::from_fn(2, 3, |i, j| (i + 3 * j) as f64));
-    for (start, count) in [(usize::MAX, 2), (2, usize::MAX), (usize::MAX, usize::MAX), (3, 1)] {
+    for (start, count) in [
+        (usize::MAX, 2),
+        (2, usize::MAX),
+        (usize::MAX, usize::MAX),
+        (3, 1),
+    ] {
         let c = x.columns(start, count);
         assert!(
             matches!(c.error(), Some(Error::IndexOutOfRange { bound: 4, .. })),
@@ -151,7 +153,11 @@ fn public_helpers_refuse_wrong_lengths() {
     assert_eq!(asm.terms(1).unwrap().collect::<Vec<_>>(), vec![(1, 2.0)]);
     assert!(matches!(
         asm.terms(2).map(|t| t.count()),
-        Err(Error::IndexOutOfRange { index: 2, bound: 2, .. })
+        Err(Error::IndexOutOfRange {
+            index: 2,
+            bound: 2,
+            ..
+        })
     ));
     assert_eq!(norm1(&s, &values).unwrap(), 3.0 + 1.0);
     assert!(matches!(
@@ -173,11 +179,18 @@ fn public_helpers_refuse_wrong_lengths() {
     assert!((mesh.triangle_geometry(0).unwrap().0 - 0.5).abs() < 1e-15);
     assert!(matches!(
         mesh.triangle_geometry(1),
-        Err(Error::IndexOutOfRange { what: "vertex", index: 7, .. })
+        Err(Error::IndexOutOfRange {
+            what: "vertex",
+            index: 7,
+            ..
+        })
     ));
     assert!(matches!(
         mesh.triangle_geometry(5),
-        Err(Error::IndexOutOfRange { what: "triangle", .. })
+        Err(Error::IndexOutOfRange {
+            what: "triangle",
+            ..
+        })
     ));
     assert!(mesh.areas().is_err() && mesh.lumped_mass().is_err());
     assert!(mesh.anisotropic_stiffness().is_err());
@@ -193,7 +206,17 @@ fn variables_of_another_tape_are_refused_everywhere() {
     // Same index on t2 holds a different value: it must not be used.
     let _decoy = t2.var(DMatrix::from_column_slice(2, 1, &[7.0, 7.0]));
     let m = t2.with_structure(v1, &s);
-    assert!(matches!(m.error(), Some(Error::ForeignVar { op: "with_structure", .. })), "{:?}", m.error());
+    assert!(
+        matches!(
+            m.error(),
+            Some(Error::ForeignVar {
+                op: "with_structure",
+                ..
+            })
+        ),
+        "{:?}",
+        m.error()
+    );
     // An index past t2's length: an error, not a panic.
     let far = (0..5).map(|i| t1.var_scalar(i as f64)).last().unwrap();
     assert!(matches!(
@@ -201,18 +224,33 @@ fn variables_of_another_tape_are_refused_everywhere() {
         Some(Error::ForeignVar { .. })
     ));
     let own = t2.var_scalar(1.0);
-    assert!(matches!((own + far).error(), Some(Error::ForeignVar { .. })));
-    assert!(matches!(own.dot(far).error(), Some(Error::ForeignVar { .. })));
+    assert!(matches!(
+        (own + far).error(),
+        Some(Error::ForeignVar { .. })
+    ));
+    assert!(matches!(
+        own.dot(far).error(),
+        Some(Error::ForeignVar { .. })
+    ));
     assert!(matches!(
         t2.concat_columns(&[own, far]).error(),
         Some(Error::ForeignVar { .. })
     ));
     let a1 = t1.sparse_var(&s, &values).unwrap();
     let b2 = t2.var(DMatrix::from_element(2, 1, 1.0));
-    assert!(matches!(t2.solve(a1, b2, &Solver::lu()), Err(Error::ForeignVar { .. })));
+    assert!(matches!(
+        t2.solve(a1, b2, &Solver::lu()),
+        Err(Error::ForeignVar { .. })
+    ));
     assert!(matches!(t2.spmul(a1, b2), Err(Error::ForeignVar { .. })));
-    let asm = Assembly::builder(2, 2, 1).entry(0, 0, 0, 1.0).build().unwrap();
-    assert!(matches!(t2.assemble(&asm, far), Err(Error::ForeignVar { .. })));
+    let asm = Assembly::builder(2, 2, 1)
+        .entry(0, 0, 0, 1.0)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        t2.assemble(&asm, far),
+        Err(Error::ForeignVar { .. })
+    ));
     assert!(matches!(t2.backward(far), Err(Error::ForeignVar { .. })));
     assert!(matches!(t2.solve_info(far), Err(Error::ForeignVar { .. })));
 }
@@ -251,7 +289,10 @@ fn gmres_restart_is_capped_at_n() {
     let x = tape.solve(a, b, &solver).unwrap();
     // [[2, 0], [1, 3]] x = [2, 7] → x = [1, 2].
     let x = x.value().unwrap();
-    assert!((x[0] - 1.0).abs() < 1e-12 && (x[1] - 2.0).abs() < 1e-12, "{x}");
+    assert!(
+        (x[0] - 1.0).abs() < 1e-12 && (x[1] - 2.0).abs() < 1e-12,
+        "{x}"
+    );
 }
 
 /// A well-conditioned non-symmetric 30×30 system: 4I + a random sparse part.
@@ -276,7 +317,8 @@ fn bicgstab_restarts_instead_of_stopping_early() {
         let solver = Iterative::bicgstab(1e-12, 5000).with_preconditioner(Preconditioner::None);
         let f = solver.factorize(&s, &values).unwrap();
         let mut x = b.clone();
-        f.solve_in_place(&mut x).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        f.solve_in_place(&mut x)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         let dense = dense_of(&s, &values);
         let r = (&dense * &x - &b).norm() / b.norm();
         assert!(r <= 1e-12, "seed {seed}: {r:e}");
@@ -285,7 +327,16 @@ fn bicgstab_restarts_instead_of_stopping_early() {
 
 #[test]
 fn zero_right_hand_side_columns_solve_exactly_with_warm_starts() {
-    let (s, values) = general(3, &[(0, 0, 4.0), (1, 0, 1.0), (1, 1, 3.0), (2, 1, 1.0), (2, 2, 5.0)]);
+    let (s, values) = general(
+        3,
+        &[
+            (0, 0, 4.0),
+            (1, 0, 1.0),
+            (1, 1, 3.0),
+            (2, 1, 1.0),
+            (2, 2, 5.0),
+        ],
+    );
     for solver in [
         Iterative::bicgstab(1e-14, 100).with_warm_start(),
         Iterative::gmres(3, 1e-14, 100).with_warm_start(),
@@ -369,7 +420,10 @@ fn ill_conditioning_is_reported_and_can_be_refused() {
     let b = tape.var(DMatrix::from_element(n, 1, 1.0));
     let x = tape.solve(a, b, &Solver::cholesky()).unwrap();
     let rcond = tape.solve_info(x).unwrap().reciprocal_condition.unwrap();
-    assert!(1.0 / rcond <= kappa * (1.0 + 1e-12) && 1.0 / rcond >= kappa / 3.0, "{rcond:e} vs κ {kappa:e}");
+    assert!(
+        1.0 / rcond <= kappa * (1.0 + 1e-12) && 1.0 / rcond >= kappa / 3.0,
+        "{rcond:e} vs κ {kappa:e}"
+    );
 
     // Neumann Laplacian + 1e-14 I: κ ≈ 1e16. Reported, and refused on request.
     let (s, values) = shifted_chain(n, 1e-14);
@@ -396,7 +450,10 @@ fn ldlt_names_a_tiny_pivot_and_points_to_lu() {
     // [[1e-14, 1], [1, 1]] is well conditioned (κ ≈ 2.6) but LDLᵀ without pivoting meets 1e-14.
     let s = Structure::new(2, 2, vec![0, 2, 3], vec![0, 1, 1], Symmetry::Lower).unwrap();
     let values = [1e-14, 1.0, 1.0];
-    let e = Solver::ldlt().factorize(&s, &values).map(|_| ()).unwrap_err();
+    let e = Solver::ldlt()
+        .factorize(&s, &values)
+        .map(|_| ())
+        .unwrap_err();
     assert!(
         matches!(e, Error::UnstablePivot { column: 0, pivot, growth } if pivot == 1e-14 && growth > 1e13),
         "{e:?}"
@@ -407,7 +464,10 @@ fn ldlt_names_a_tiny_pivot_and_points_to_lu() {
     let a = tape.sparse_var(&s, &values).unwrap();
     let b = tape.var(DMatrix::from_column_slice(2, 1, &[1.0, 2.0]));
     let x = tape.solve(a, b, &Solver::lu()).unwrap().value().unwrap();
-    let exact = dense_of(&s, &values).lu().solve(&DMatrix::from_column_slice(2, 1, &[1.0, 2.0])).unwrap();
+    let exact = dense_of(&s, &values)
+        .lu()
+        .solve(&DMatrix::from_column_slice(2, 1, &[1.0, 2.0]))
+        .unwrap();
     assert!((x - exact).amax() < 1e-15);
 }
 
@@ -419,7 +479,17 @@ fn backward_names_the_operation_that_produced_a_nan() {
     let loss = x.ln().sum();
     let e = tape.backward(loss).unwrap_err();
     assert!(
-        matches!(e, Error::NonFiniteOperation { pass: "forward", op: "ln", node: 1, row: 1, col: 0, .. }),
+        matches!(
+            e,
+            Error::NonFiniteOperation {
+                pass: "forward",
+                op: "ln",
+                node: 1,
+                row: 1,
+                col: 0,
+                ..
+            }
+        ),
         "{e:?}"
     );
     // Backward: √x at 0 is finite, its derivative is not.
@@ -430,7 +500,16 @@ fn backward_names_the_operation_that_produced_a_nan() {
     assert_eq!(loss.scalar().unwrap(), 8f64.sqrt());
     let e = tape.backward(loss).unwrap_err();
     assert!(
-        matches!(e, Error::NonFiniteOperation { pass: "gradient", op: "sqrt", node: 2, row: 1, .. }),
+        matches!(
+            e,
+            Error::NonFiniteOperation {
+                pass: "gradient",
+                op: "sqrt",
+                node: 2,
+                row: 1,
+                ..
+            }
+        ),
         "{e:?}"
     );
     // A finite model is unaffected.
@@ -446,8 +525,42 @@ fn auto_solver_chooses_and_falls_back() {
     let spd = Solver::auto().factorize(&s, &[4.0, 1.0, 3.0]).unwrap();
     assert!(spd.fallback_reason().is_none() && spd.describe().contains("LLᵀ"));
     let indefinite = Solver::auto().factorize(&s, &[1.0, 2.0, 1.0]).unwrap();
-    assert!(indefinite.fallback_reason().unwrap().contains("not positive definite"));
+    assert!(indefinite
+        .fallback_reason()
+        .unwrap()
+        .contains("not positive definite"));
     let mut x = DMatrix::from_column_slice(2, 1, &[3.0, 3.0]);
     indefinite.solve_in_place(&mut x).unwrap();
     assert!((x[0] - 1.0).abs() < 1e-15 && (x[1] - 1.0).abs() < 1e-15);
+}
+
+#[test]
+fn dirichlet_names_a_misshapen_g() {
+    let asm = Assembly::builder(3, 3, 3)
+        .symmetry(Symmetry::Lower)
+        .entry(0, 0, 0, 1.0)
+        .entry(1, 1, 1, 1.0)
+        .entry(2, 2, 2, 1.0)
+        .build()
+        .unwrap();
+    let d = Dirichlet::new(&asm, &[2]).unwrap();
+    let tape = Tape::new();
+    let p = tape.var(DMatrix::from_element(3, 1, 2.0));
+    let f = tape.constant(DMatrix::from_element(3, 1, 1.0));
+    let wrong_g = tape.constant(DMatrix::zeros(3, 1));
+    let e = d.solve(p, f, wrong_g, &Solver::cholesky()).unwrap_err();
+    assert!(
+        matches!(e, Error::ShapeMismatch { op, left: (3, 1), right: (1, 1) } if op.contains("g (prescribed")),
+        "{e}"
+    );
+    let g = tape.constant(DMatrix::from_element(1, 1, 4.0));
+    let u = d
+        .solve(p, f, g, &Solver::cholesky())
+        .unwrap()
+        .value()
+        .unwrap();
+    assert!(
+        (u[0] - 0.5).abs() < 1e-15 && (u[1] - 0.5).abs() < 1e-15 && u[2] == 4.0,
+        "{u}"
+    );
 }

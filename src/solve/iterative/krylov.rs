@@ -111,7 +111,10 @@ impl System<'_> {
             reason,
         };
         if rz <= 0.0 || !rz.is_finite() {
-            return Err(breakdown(0, format!("rᵀM⁻¹r = {rz:e} ≤ 0: the preconditioner is not positive definite")));
+            return Err(breakdown(
+                0,
+                format!("rᵀM⁻¹r = {rz:e} ≤ 0: the preconditioner is not positive definite"),
+            ));
         }
         for it in 1..=self.max_iterations {
             self.mul(&p, &mut q);
@@ -132,7 +135,10 @@ impl System<'_> {
             self.precondition(&r, &mut z);
             let rz_new = dot(&r, &z);
             if rz_new <= 0.0 || !rz_new.is_finite() {
-                return Err(breakdown(it, format!("rᵀM⁻¹r = {rz_new:e} ≤ 0: the preconditioner is not positive definite")));
+                return Err(breakdown(
+                    it,
+                    format!("rᵀM⁻¹r = {rz_new:e} ≤ 0: the preconditioner is not positive definite"),
+                ));
             }
             let beta = rz_new / rz;
             rz = rz_new;
@@ -351,11 +357,15 @@ impl System<'_> {
         let mut basis: Vec<f64> = Vec::new();
         let mut directions: Vec<f64> = Vec::new();
         let reserved = words.is_some_and(|w| {
-            basis.try_reserve_exact(w - m * n).is_ok() && directions.try_reserve_exact(m * n).is_ok()
+            basis.try_reserve_exact(w - m * n).is_ok()
+                && directions.try_reserve_exact(m * n).is_ok()
         });
         if !reserved {
             return Err(Error::OutOfMemory {
-                what: format!("the GMRES({restart}) Krylov basis ({} vectors of length {n})", 2 * m + 1),
+                what: format!(
+                    "the GMRES({restart}) Krylov basis ({} vectors of length {n})",
+                    2 * m + 1
+                ),
                 reason: "the allocation failed; use a smaller restart length".into(),
             });
         }
