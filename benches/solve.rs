@@ -29,8 +29,8 @@ fn value_and_gradient(asm: &Assembly, theta: &DMatrix<f64>, b: &DMatrix<f64>) ->
 fn bench(c: &mut Criterion) {
     let k = 256;
     let cases = [
-        ("chain_65536", 1 << 16, chain_edges(1 << 16)),
-        ("grid_256", k * k, grid_edges(k)),
+        ("chain_65536", 1 << 16, chain_edges(1 << 16).unwrap()),
+        ("grid_256", k * k, grid_edges(k).unwrap()),
     ];
     for (name, n, edges) in cases {
         let build = || laplacian_assembly(n, &edges, 1.0).expect("valid graph");
@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
 
 fn bench_batch(c: &mut Criterion) {
     let k = 128;
-    let edges = grid_edges(k);
+    let edges = grid_edges(k).unwrap();
     let asm = laplacian_assembly(k * k, &edges, 1.0).expect("valid grid");
     let values: Vec<Vec<f64>> = (0..64)
         .map(|d| {

@@ -83,7 +83,7 @@ fn main() {
     );
     for k in sizes {
         let n = k * k;
-        let edges = grid_edges(k);
+        let edges = grid_edges(k).expect("grid size");
         let asm = laplacian_assembly(n, &edges, shift).expect("valid grid");
         let b = DMatrix::from_fn(n, 1, |i, _| 1.0 + 0.5 * (i as f64).cos());
         let theta0: Vec<f64> = (0..edges.len())

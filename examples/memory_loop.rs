@@ -23,7 +23,7 @@ fn status_mib(key: &str) -> f64 {
 
 fn main() -> sparsegrad::Result<()> {
     let k = 64;
-    let edges = grid_edges(k);
+    let edges = grid_edges(k)?;
     let asm = laplacian_assembly(k * k, &edges, 1.0)?;
     let b = DMatrix::from_fn(k * k, 4, |i, c| (i as f64 * 0.37 + c as f64).sin());
     let target = DMatrix::from_fn(k * k, 4, |i, c| 0.5 * (i as f64 * 0.11 + c as f64).cos());

@@ -68,10 +68,10 @@ struct Case {
 
 fn case(name: &str, n_req: usize, rhs: usize) -> std::result::Result<Case, String> {
     let (n, edges) = match name {
-        "chain" => (n_req, chain_edges(n_req)),
+        "chain" => (n_req, chain_edges(n_req).map_err(|e| e.to_string())?),
         "grid" => {
             let k = (n_req as f64).sqrt().round() as usize;
-            (k * k, grid_edges(k))
+            (k * k, grid_edges(k).map_err(|e| e.to_string())?)
         }
         other => return Err(format!("unknown case '{other}' (chain | grid)")),
     };

@@ -285,3 +285,17 @@ pub(crate) fn try_zeros(rows: usize, cols: usize) -> Result<nalgebra::DMatrix<f6
     data.resize(len, 0.0);
     Ok(nalgebra::DMatrix::from_vec(rows, cols, data))
 }
+
+/// Checks that `count` items of `T` (a size taken from user input) can be allocated, so that the
+/// allocation that follows cannot abort: [`Error::OutOfMemory`] otherwise. The probe reserves
+/// (without touching) and frees the memory.
+pub(crate) fn probe_alloc<T>(count: usize, what: impl FnOnce() -> String) -> Result<()> {
+    let mut probe: Vec<T> = Vec::new();
+    probe.try_reserve_exact(count).map_err(|_| Error::OutOfMemory {
+        what: what(),
+        reason: format!(
+            "{count} items of {} bytes cannot be allocated",
+            std::mem::size_of::<T>()
+        ),
+    })
+}

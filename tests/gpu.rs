@@ -86,8 +86,8 @@ type Edges = Vec<(usize, usize)>;
 
 fn cases() -> Vec<(&'static str, Edges, usize)> {
     vec![
-        ("chain 4096", chain_edges(4096), 4096),
-        ("grid 64²", grid_edges(64), 64 * 64),
+        ("chain 4096", chain_edges(4096).unwrap(), 4096),
+        ("grid 64²", grid_edges(64).unwrap(), 64 * 64),
     ]
 }
 
@@ -135,7 +135,7 @@ fn f32_gradients_within_bound() {
 #[test]
 fn gpu_cg_matches_the_direct_solver() {
     let Some(_) = gpu() else { return };
-    let (edges, n) = (grid_edges(48), 48 * 48);
+    let (edges, n) = (grid_edges(48).unwrap(), 48 * 48);
     let (asm, theta) = system(&edges, n, false, 4);
     let mut rng = StdRng::seed_from_u64(2);
     let b = DMatrix::from_fn(n, 3, |_, _| rng.random_range(-1.0..1.0));
@@ -151,7 +151,7 @@ fn gpu_cg_matches_the_direct_solver() {
 #[test]
 fn gpu_cg_reports_not_converged() {
     let Some(_) = gpu() else { return };
-    let (edges, n) = (grid_edges(32), 32 * 32);
+    let (edges, n) = (grid_edges(32).unwrap(), 32 * 32);
     let (asm, theta) = system(&edges, n, false, 4);
     let values = asm.values(&theta).unwrap();
     let factor = Iterative::cg(1e-14, 3)

@@ -195,6 +195,16 @@ fn helpers(bytes: &mut Bytes<'_>) {
         mesh.anisotropic_stiffness(),
     );
     let _ = TriMesh::unit_square(bytes.size().min(1 << 40));
+    // Dimensions and counts straight from the bytes.
+    let (n, params) = (bytes.size(), bytes.size());
+    let _ = Assembly::builder(n, n, params)
+        .entry(bytes.below(3), bytes.below(3), bytes.below(3), 1.0)
+        .build();
+    let _ = Structure::from_pairs(n, bytes.size(), &[(bytes.below(3), 0)], bytes.symmetry());
+    let _ = sparsegrad::problems::graph::grid_edges(bytes.size());
+    let _ = sparsegrad::problems::graph::chain_edges(bytes.size().max(1 << 40) * usize::from(bytes.byte() & 1));
+    let _ = sparsegrad::problems::graph::laplacian_assembly(bytes.size(), &[(bytes.size(), bytes.below(3))], bytes.float());
+    let _ = sparsegrad::problems::cantilever::Cantilever::new(bytes.size(), bytes.size(), 0.1);
 }
 
 /// Number of operation kinds the interpreter chooses from.

@@ -278,7 +278,7 @@ mod tests {
 
     /// A = I + L(θ) on a k×k grid, random θ, in the given storage.
     fn grid(k: usize, symmetry: Symmetry, seed: u64) -> (std::sync::Arc<Structure>, Vec<f64>) {
-        let edges = grid_edges(k);
+        let edges = grid_edges(k).unwrap();
         let mut b = Assembly::builder(k * k, k * k, edges.len()).symmetry(symmetry);
         for i in 0..k * k {
             b.push_constant(i, i, 1.0);

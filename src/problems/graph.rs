@@ -8,7 +8,11 @@ use crate::sparse::{counting_groups, Assembly, Structure, Symmetry, NO_GROUP};
 
 /// `count` random pairs in [0, n)², as the seed's `unique(randint(0, n, (count, 2)))`, with
 /// self-loops and duplicates (in either orientation) removed; each edge as (larger, smaller).
+/// With n < 2 there is no edge to draw: the result is empty.
 pub fn random_edges(n: usize, count: usize, rng: &mut impl Rng) -> Vec<(usize, usize)> {
+    if n < 2 {
+        return Vec::new();
+    }
     let mut edges: Vec<(usize, usize)> = (0..count)
         .map(|_| (rng.random_range(0..n), rng.random_range(0..n)))
         .filter(|(i, j)| i != j)
@@ -20,18 +24,36 @@ pub fn random_edges(n: usize, count: usize, rng: &mut impl Rng) -> Vec<(usize, u
 }
 
 /// The cyclic chain of the seed benchmark: edge i joins i and (i + 1) mod n.
-pub fn chain_edges(n: usize) -> Vec<(usize, usize)> {
-    (0..n)
+///
+/// # Errors
+/// [`Error::OutOfMemory`] when n edges cannot be allocated.
+pub fn chain_edges(n: usize) -> Result<Vec<(usize, usize)>> {
+    crate::error::probe_alloc::<(usize, usize)>(n, || format!("the {n} edges of a chain"))?;
+    Ok((0..n)
         .map(|i| (i, (i + 1) % n))
         .map(|(i, j)| (i.max(j), i.min(j)))
-        .collect()
+        .collect())
 }
 
 /// The 4-neighbour k×k grid (node id = row · k + column): all horizontal edges (r, c)–(r, c+1)
 /// row by row, then all vertical edges (r, c)–(r+1, c) row by row — the peers' order, so θ_e
 /// means the same edge everywhere. 2k(k − 1) edges.
-pub fn grid_edges(k: usize) -> Vec<(usize, usize)> {
-    let mut edges = Vec::with_capacity(2 * k * k.saturating_sub(1));
+///
+/// # Errors
+/// [`Error::OutOfMemory`] when k² node ids overflow or the edge list cannot be allocated.
+pub fn grid_edges(k: usize) -> Result<Vec<(usize, usize)>> {
+    let count = k
+        .checked_mul(k)
+        .and_then(|kk| kk.checked_mul(2))
+        .ok_or_else(|| Error::OutOfMemory {
+            what: format!("the edges of a {k} × {k} grid"),
+            reason: "k² overflows".into(),
+        })?;
+    let mut edges = Vec::new();
+    edges.try_reserve_exact(count).map_err(|_| Error::OutOfMemory {
+        what: format!("the {count} edges of a {k} × {k} grid"),
+        reason: "the allocation failed".into(),
+    })?;
     for r in 0..k {
         for c in 0..k.saturating_sub(1) {
             edges.push((r * k + c + 1, r * k + c));
@@ -42,7 +64,7 @@ pub fn grid_edges(k: usize) -> Vec<(usize, usize)> {
             edges.push(((r + 1) * k + c, r * k + c));
         }
     }
-    edges
+    Ok(edges)
 }
 
 /// A(w) = shift · I + L(w) with one parameter per edge, lower triangle stored.
@@ -68,6 +90,9 @@ pub fn grid_edges(k: usize) -> Vec<(usize, usize)> {
 /// [`crate::Error::IndexOutOfRange`] for an edge endpoint ≥ n (naming the edge);
 /// [`crate::Error::NonFinite`] for a non-finite `shift`.
 pub fn laplacian_assembly(n: usize, edges: &[(usize, usize)], shift: f64) -> Result<Assembly> {
+    crate::error::probe_alloc::<[usize; 3]>(n.saturating_add(1), || {
+        format!("the diagonal of a {n}-node Laplacian")
+    })?;
     if !shift.is_finite() {
         return Err(Error::NonFinite {
             context: "Laplacian shift",

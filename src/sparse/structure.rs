@@ -206,6 +206,18 @@ impl Structure {
         pair: impl Fn(usize) -> (usize, usize),
         symmetry: Symmetry,
     ) -> Result<Grouped> {
+        if nrows > isize::MAX as usize || ncols > isize::MAX as usize {
+            return Err(Error::InvalidPattern {
+                reason: format!(
+                    "a {nrows}×{ncols} pattern exceeds the largest supported dimension ({})",
+                    isize::MAX
+                ),
+            });
+        }
+        // Column pointers (and the counting sort's buckets) for every column.
+        crate::error::probe_alloc::<[usize; 2]>(ncols.saturating_add(1), || {
+            format!("the column pointers of a pattern with {ncols} columns")
+        })?;
         for e in 0..len {
             let (i, j) = pair(e);
             if i >= nrows || j >= ncols {

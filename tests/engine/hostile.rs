@@ -564,3 +564,39 @@ fn dirichlet_names_a_misshapen_g() {
         "{u}"
     );
 }
+
+#[test]
+fn generators_and_builders_refuse_sizes_they_cannot_hold() {
+    use sparsegrad::problems::cantilever::Cantilever;
+    use sparsegrad::problems::graph::{chain_edges, grid_edges, laplacian_assembly, random_edges};
+    let mut rng = StdRng::seed_from_u64(1);
+    assert!(random_edges(0, 10, &mut rng).is_empty());
+    assert!(random_edges(1, 10, &mut rng).is_empty());
+    assert_eq!(grid_edges(3).unwrap().len(), 12);
+    assert_eq!(chain_edges(3).unwrap(), vec![(1, 0), (2, 1), (2, 0)]);
+    for k in [1 << 33, usize::MAX] {
+        assert!(matches!(grid_edges(k), Err(Error::OutOfMemory { .. })), "{k}");
+    }
+    assert!(matches!(chain_edges(1 << 60), Err(Error::OutOfMemory { .. })));
+    assert!(matches!(
+        laplacian_assembly(1 << 60, &[], 1.0),
+        Err(Error::OutOfMemory { .. })
+    ));
+    assert!(matches!(
+        laplacian_assembly(usize::MAX, &[], 1.0),
+        Err(Error::OutOfMemory { .. })
+    ));
+    assert!(matches!(
+        Cantilever::new(1 << 33, 1 << 33, 0.1),
+        Err(Error::OutOfMemory { .. })
+    ));
+    for (n, expect_oom) in [(1usize << 60, true), (usize::MAX, false)] {
+        let r = Assembly::builder(n, n, 1).entry(0, 0, 0, 1.0).build();
+        match r {
+            Err(Error::OutOfMemory { .. }) if expect_oom => {}
+            Err(Error::InvalidPattern { .. }) if !expect_oom => {}
+            other => panic!("{n}: {other:?}"),
+        }
+    }
+    assert!(Structure::from_pairs(1 << 60, 1 << 60, &[(0, 0)], Symmetry::General).is_err());
+}

@@ -92,12 +92,12 @@ fn seed_benchmark_problem_matches_the_peer_values() {
     use sparsegrad::Solver;
     for (edges, n, loss_ref, grad_ref) in [
         (
-            chain_edges(4096),
+            chain_edges(4096).unwrap(),
             4096,
             8377.839161301283,
             2.737809093034715,
         ),
-        (grid_edges(64), 4096, 8254.17923429577, 0.8767560937348166),
+        (grid_edges(64).unwrap(), 4096, 8254.17923429577, 0.8767560937348166),
     ] {
         assert_eq!(
             edges.len(),

@@ -77,7 +77,7 @@ fn edge_weight_misfit_gradient() {
 #[test]
 fn chain_seed_problem_gradient() {
     let n = 16;
-    let asm = laplacian_assembly(n, &chain_edges(n), 1.0).unwrap();
+    let asm = laplacian_assembly(n, &chain_edges(n).unwrap(), 1.0).unwrap();
     let b = DMatrix::from_fn(n, 1, |i, _| ((i * 7) % 5) as f64 / 5.0);
     let x0 = DMatrix::from_fn(n, 1, |i, _| 0.2 + ((i * 3) % 7) as f64 / 7.0);
     check_and_snapshot(
