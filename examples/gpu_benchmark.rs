@@ -59,7 +59,11 @@ fn main() {
     let grids: &[usize] = if quick { &[256] } else { &[256, 512, 1024] };
     let chains: &[u32] = if quick { &[16] } else { &[16, 18, 20, 22] };
     for &k in grids {
-        cases.push((format!("grid {k}²"), k * k, grid_edges(k).expect("grid size")));
+        cases.push((
+            format!("grid {k}²"),
+            k * k,
+            grid_edges(k).expect("grid size"),
+        ));
     }
     for &p in chains {
         cases.push((format!("chain 2^{p}"), 1 << p, chain_edges(1 << p).unwrap()));

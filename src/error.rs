@@ -291,11 +291,13 @@ pub(crate) fn try_zeros(rows: usize, cols: usize) -> Result<nalgebra::DMatrix<f6
 /// (without touching) and frees the memory.
 pub(crate) fn probe_alloc<T>(count: usize, what: impl FnOnce() -> String) -> Result<()> {
     let mut probe: Vec<T> = Vec::new();
-    probe.try_reserve_exact(count).map_err(|_| Error::OutOfMemory {
-        what: what(),
-        reason: format!(
-            "{count} items of {} bytes cannot be allocated",
-            std::mem::size_of::<T>()
-        ),
-    })
+    probe
+        .try_reserve_exact(count)
+        .map_err(|_| Error::OutOfMemory {
+            what: what(),
+            reason: format!(
+                "{count} items of {} bytes cannot be allocated",
+                std::mem::size_of::<T>()
+            ),
+        })
 }

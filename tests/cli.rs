@@ -468,13 +468,7 @@ fn malformed_entries_and_lines_are_named() {
     );
     let integer =
         "%%MatrixMarket matrix coordinate integer general\n4 4 4\n1 1 4\n2 2 -3\n3 3 3.5\n4 4 +2\n";
-    assert_fails(
-        "integer",
-        integer,
-        B2,
-        &[],
-        "value '3.5' is not an integer",
-    );
+    assert_fails("integer", integer, B2, &[], "value '3.5' is not an integer");
     // Duplicates that sum to ∞ in B name B's file.
     let b_inf = "%%MatrixMarket matrix coordinate real general\n4 1 2\n1 1 1e308\n1 1 1e308\n";
     assert_fails(

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 use sparsegrad::problems::mesh::TriMesh;
+use sparsegrad::solve::node::accumulate_outer;
 use sparsegrad::solve::{condition_estimate, norm1};
-use sparsegrad::sparse::accumulate_outer;
 use sparsegrad::tape::{BinaryOp, UnaryOp};
 use sparsegrad::{
     Assembly, Dirichlet, Factorizer, Iterative, Solver, Structure, Symmetry, Tape, Var,
@@ -202,8 +202,14 @@ fn helpers(bytes: &mut Bytes<'_>) {
         .build();
     let _ = Structure::from_pairs(n, bytes.size(), &[(bytes.below(3), 0)], bytes.symmetry());
     let _ = sparsegrad::problems::graph::grid_edges(bytes.size());
-    let _ = sparsegrad::problems::graph::chain_edges(bytes.size().max(1 << 40) * usize::from(bytes.byte() & 1));
-    let _ = sparsegrad::problems::graph::laplacian_assembly(bytes.size(), &[(bytes.size(), bytes.below(3))], bytes.float());
+    let _ = sparsegrad::problems::graph::chain_edges(
+        bytes.size().max(1 << 40) * usize::from(bytes.byte() & 1),
+    );
+    let _ = sparsegrad::problems::graph::laplacian_assembly(
+        bytes.size(),
+        &[(bytes.size(), bytes.below(3))],
+        bytes.float(),
+    );
     let _ = sparsegrad::problems::cantilever::Cantilever::new(bytes.size(), bytes.size(), 0.1);
 }
 

@@ -269,16 +269,22 @@ pub(crate) fn scatter_cpu(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::problems::graph::grid_edges;
-    use crate::solve::cholesky::FaerCholesky;
-    use crate::sparse::accumulate_outer;
+    use crate::backend::cpu::cholesky::FaerCholesky;
+    use crate::solve::node::accumulate_outer;
     use crate::sparse::{Assembly, Symmetry};
     use nalgebra::DMatrix;
     use rand::{Rng, SeedableRng};
 
     /// A = I + L(θ) on a k×k grid, random θ, in the given storage.
     fn grid(k: usize, symmetry: Symmetry, seed: u64) -> (std::sync::Arc<Structure>, Vec<f64>) {
-        let edges = grid_edges(k).unwrap();
+        // The 4-neighbour grid's edges (right and down neighbours).
+        let edges: Vec<(usize, usize)> = (0..k * k)
+            .flat_map(|v| {
+                let right = (v % k + 1 < k).then_some((v + 1, v));
+                let down = (v + k < k * k).then_some((v + k, v));
+                right.into_iter().chain(down)
+            })
+            .collect();
         let mut b = Assembly::builder(k * k, k * k, edges.len()).symmetry(symmetry);
         for i in 0..k * k {
             b.push_constant(i, i, 1.0);
@@ -384,7 +390,7 @@ mod tests {
     fn full_csr_multiplies_like_the_structure() {
         for symmetry in [Symmetry::Lower, Symmetry::Full] {
             let (s, values) = grid(9, symmetry, 5);
-            let csr = crate::solve::iterative::precond::Csr::new(&s, &values);
+            let csr = crate::backend::cpu::iterative::precond::Csr::new(&s, &values);
             let x = random_rhs(s.nrows(), 2, 8);
             let n = s.nrows();
             let mut y = vec![0.0; 2 * n];

@@ -50,10 +50,12 @@ pub fn grid_edges(k: usize) -> Result<Vec<(usize, usize)>> {
             reason: "k² overflows".into(),
         })?;
     let mut edges = Vec::new();
-    edges.try_reserve_exact(count).map_err(|_| Error::OutOfMemory {
-        what: format!("the {count} edges of a {k} × {k} grid"),
-        reason: "the allocation failed".into(),
-    })?;
+    edges
+        .try_reserve_exact(count)
+        .map_err(|_| Error::OutOfMemory {
+            what: format!("the {count} edges of a {k} × {k} grid"),
+            reason: "the allocation failed".into(),
+        })?;
     for r in 0..k {
         for c in 0..k.saturating_sub(1) {
             edges.push((r * k + c + 1, r * k + c));

@@ -3,23 +3,22 @@
 //! Splitting the unknowns into free (f) and fixed (c) ones, K u = f with u_c = g becomes
 //! K_ff u_f = f_f − K_fc g. [`Dirichlet`] builds K_ff and K_fc as [`Assembly`]s driven by the same
 //! parameters as K, so the reduced system keeps K's symmetry (an SPD K gives an SPD K_ff) and the
-//! gradient flows through both the matrix and the moved right-hand side.
+//! gradient flows through both the matrix and the moved right-hand side. The tape operations on
+//! it ([`Dirichlet::rhs`], [`Dirichlet::expand`], [`Dirichlet::solve`]) are in `tape/dirichlet.rs`.
 
 use std::sync::Arc;
 
 use super::{Assembly, Symmetry};
 use crate::error::{Error, Result};
-use crate::solve::Factorizer;
-use crate::tape::Var;
 
 /// The elimination of prescribed unknowns from a square [`Assembly`].
 #[derive(Debug, Clone)]
 pub struct Dirichlet {
-    n: usize,
-    free: Arc<[usize]>,
-    fixed: Arc<[usize]>,
-    free_free: Assembly,
-    free_fixed: Assembly,
+    pub(crate) n: usize,
+    pub(crate) free: Arc<[usize]>,
+    pub(crate) fixed: Arc<[usize]>,
+    pub(crate) free_free: Assembly,
+    pub(crate) free_fixed: Assembly,
 }
 
 impl Dirichlet {
@@ -106,70 +105,5 @@ impl Dirichlet {
     /// K_fc: the coupling of free rows to fixed columns (general storage).
     pub fn coupling_assembly(&self) -> &Assembly {
         &self.free_fixed
-    }
-
-    /// The reduced right-hand side f_f − K_fc(p) g for a full-length load `f` (n×k) and prescribed
-    /// values `g` (n_fixed×k, rows in [`Dirichlet::fixed`] order).
-    ///
-    /// # Errors
-    /// [`Error::ShapeMismatch`] naming `f` or `g` when `f` is not n×k or `g` not n_fixed×k; the
-    /// errors of the underlying tape operations (e.g. [`Error::ForeignVar`]).
-    pub fn rhs<'t>(&self, p: Var<'t>, f: Var<'t>, g: Var<'t>) -> Result<Var<'t>> {
-        self.check_shapes(f, g)?;
-        let tape = p.tape();
-        let f_free = f.gather(&self.free);
-        if self.fixed.is_empty() {
-            return Ok(f_free);
-        }
-        let k_fc = tape.assemble(&self.free_fixed, p)?;
-        Ok(f_free - tape.spmul(k_fc, g)?)
-    }
-
-    fn check_shapes(&self, f: Var<'_>, g: Var<'_>) -> Result<()> {
-        let (fs, gs) = (f.shape(), g.shape());
-        if fs.0 != self.n {
-            return Err(Error::ShapeMismatch {
-                op: "Dirichlet: f (the full-length load, n×k) vs n",
-                left: fs,
-                right: (self.n, fs.1),
-            });
-        }
-        if gs != (self.fixed.len(), fs.1) {
-            return Err(Error::ShapeMismatch {
-                op: "Dirichlet: g (prescribed values, n_fixed×k in Dirichlet::fixed order)",
-                left: gs,
-                right: (self.fixed.len(), fs.1),
-            });
-        }
-        Ok(())
-    }
-
-    /// The full solution u (n×k) from the free part and the prescribed values.
-    pub fn expand<'t>(&self, u_free: Var<'t>, g: Var<'t>) -> Var<'t> {
-        let u = u_free.scatter_add(&self.free, self.n);
-        if self.fixed.is_empty() {
-            return u;
-        }
-        u + g.scatter_add(&self.fixed, self.n)
-    }
-
-    /// Solves K(p) u = f with u = g on the fixed unknowns and returns the full u (n×k):
-    /// K_ff u_f = f_f − K_fc g, u_c = g.
-    ///
-    /// # Errors
-    /// As [`crate::Tape::solve`] on the reduced system.
-    pub fn solve<'t>(
-        &self,
-        p: Var<'t>,
-        f: Var<'t>,
-        g: Var<'t>,
-        solver: &dyn Factorizer,
-    ) -> Result<Var<'t>> {
-        self.check_shapes(f, g)?;
-        let tape = p.tape();
-        let k_ff = tape.assemble(&self.free_free, p)?;
-        let u_free = tape.solve(k_ff, self.rhs(p, f, g)?, solver)?;
-        let u = self.expand(u_free, g);
-        u.error().map_or(Ok(u), Err)
     }
 }

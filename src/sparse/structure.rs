@@ -2,13 +2,14 @@
 //! the symbolic analyses (orderings, elimination trees, fill patterns) of every factorization
 //! method used with it, so that later numeric factorizations only pay the numeric work.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use faer::sparse::{SymbolicSparseColMat, SymbolicSparseColMatRef};
 
 use crate::error::{first_non_finite, Error, Result};
-use crate::solve::analysis::AnalysisCache;
 
 /// A structure built from pairs, with the input items grouped by stored entry.
 pub(crate) struct Grouped {
@@ -58,7 +59,8 @@ pub struct Structure {
     mirror: OnceLock<Vec<usize>>,
     /// Stored index of each diagonal entry (`usize::MAX` where it is not stored), built on first use.
     diagonal: OnceLock<Vec<usize>>,
-    pub(crate) analyses: Mutex<AnalysisCache>,
+    /// Analyses by type (filled by the solvers; this module knows none of them).
+    analyses: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     analysis_count: AtomicUsize,
     factorization_count: AtomicUsize,
 }
@@ -163,7 +165,7 @@ impl Structure {
             symmetry,
             mirror: OnceLock::new(),
             diagonal: OnceLock::new(),
-            analyses: Mutex::new(AnalysisCache::default()),
+            analyses: Mutex::new(HashMap::new()),
             analysis_count: AtomicUsize::new(0),
             factorization_count: AtomicUsize::new(0),
         };
@@ -341,6 +343,39 @@ impl Structure {
     /// How many numeric factorizations of matrices on this structure have been started.
     pub fn numeric_factorizations(&self) -> usize {
         self.factorization_count.load(Ordering::Relaxed)
+    }
+
+    /// The analysis of type `T` kept on this structure, if one was stored.
+    ///
+    /// Solvers keep their symbolic analyses here, one per type, so that every numeric
+    /// factorization of the same pattern reuses them; a [`Factorizer`](crate::Factorizer) of your
+    /// own can do the same with a type of its own.
+    pub fn analysis<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.lock_analyses()
+            .get(&TypeId::of::<T>())
+            .cloned()
+            .and_then(|a| a.downcast::<T>().ok())
+    }
+
+    /// Stores `analysis` unless one of type `T` is already there, and returns the stored one
+    /// (the first writer wins, so concurrent analyses agree on one).
+    pub fn insert_analysis<T: Any + Send + Sync>(&self, analysis: Arc<T>) -> Arc<T> {
+        let mut map = self.lock_analyses();
+        let stored = map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| analysis.clone() as Arc<dyn Any + Send + Sync>)
+            .clone();
+        drop(map);
+        stored.downcast::<T>().unwrap_or(analysis)
+    }
+
+    fn lock_analyses(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<TypeId, Arc<dyn Any + Send + Sync>>> {
+        // Slots are set whole, so a panic elsewhere cannot leave the map inconsistent.
+        self.analyses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn record_factorization(&self) {

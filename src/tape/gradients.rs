@@ -8,7 +8,8 @@ use super::elementwise::{binary_backward, unary_backward};
 use super::structural::scatter_rows;
 use super::{Node, Op, Tape, Var};
 use crate::error::{first_non_finite, Error, Result};
-use crate::sparse::{accumulate_outer, mul_transpose_dense};
+use crate::solve::node::accumulate_outer;
+use crate::sparse::mul_transpose_dense;
 
 /// Gradients of a scalar loss with respect to every node of a tape.
 ///

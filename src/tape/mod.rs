@@ -9,6 +9,7 @@
 //! node they create: the node is *poisoned*, every node computed from it is poisoned too, and
 //! reading its value or calling `backward` on it returns the original error. Nothing panics.
 
+mod dirichlet;
 mod elementwise;
 mod gradients;
 mod sparse_ops;

@@ -9,8 +9,8 @@ use nalgebra::DMatrix;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparsegrad::problems::mesh::TriMesh;
+use sparsegrad::solve::node::accumulate_outer;
 use sparsegrad::solve::{condition_estimate, norm1};
-use sparsegrad::sparse::accumulate_outer;
 use sparsegrad::{
     Assembly, Dirichlet, Error, Factorizer, Gradients, Iterative, Preconditioner, Solver,
     Structure, Symmetry, Tape,
@@ -575,9 +575,15 @@ fn generators_and_builders_refuse_sizes_they_cannot_hold() {
     assert_eq!(grid_edges(3).unwrap().len(), 12);
     assert_eq!(chain_edges(3).unwrap(), vec![(1, 0), (2, 1), (2, 0)]);
     for k in [1 << 33, usize::MAX] {
-        assert!(matches!(grid_edges(k), Err(Error::OutOfMemory { .. })), "{k}");
+        assert!(
+            matches!(grid_edges(k), Err(Error::OutOfMemory { .. })),
+            "{k}"
+        );
     }
-    assert!(matches!(chain_edges(1 << 60), Err(Error::OutOfMemory { .. })));
+    assert!(matches!(
+        chain_edges(1 << 60),
+        Err(Error::OutOfMemory { .. })
+    ));
     assert!(matches!(
         laplacian_assembly(1 << 60, &[], 1.0),
         Err(Error::OutOfMemory { .. })

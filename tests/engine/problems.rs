@@ -97,7 +97,12 @@ fn seed_benchmark_problem_matches_the_peer_values() {
             8377.839161301283,
             2.737809093034715,
         ),
-        (grid_edges(64).unwrap(), 4096, 8254.17923429577, 0.8767560937348166),
+        (
+            grid_edges(64).unwrap(),
+            4096,
+            8254.17923429577,
+            0.8767560937348166,
+        ),
     ] {
         assert_eq!(
             edges.len(),

@@ -136,7 +136,7 @@ fn shape_errors_poison_downstream_nodes() {
 /// column count around the block size and for one-triangle and general storage.
 #[test]
 fn accumulate_outer_blocks_equal_the_column_by_column_definition() {
-    use sparsegrad::sparse::accumulate_outer;
+    use sparsegrad::solve::node::accumulate_outer;
     use sparsegrad::{Structure, Symmetry};
     let n = 9;
     let pairs: Vec<(usize, usize)> = (0..n)

@@ -16,8 +16,9 @@ use faer::{Conj, Par};
 use nalgebra::DMatrix;
 
 use super::analysis::{cached, full_pattern, FullPattern};
-use super::{faer_view, Factorization};
+use super::faer_view;
 use crate::error::{first_non_finite, Error, Result};
+use crate::solve::Factorization;
 use crate::sparse::Structure;
 
 /// The cached symbolic LU of a structure's full pattern.
@@ -50,22 +51,18 @@ fn singular(column: usize, reason: String) -> Error {
 /// The structure's cached symbolic LU (COLAMD + elimination structure).
 pub(crate) fn analyze(structure: &Structure) -> Result<Arc<LuAnalysis>> {
     let n = structure.nrows();
-    cached(
-        structure,
-        |c| &mut c.lu,
-        || {
-            let full = full_pattern(structure)?;
-            let pattern =
-                SymbolicSparseColMatRef::new_checked(n, n, &full.col_ptr, None, &full.row_idx);
-            let symbolic =
-                factorize_symbolic_lu(pattern, LuSymbolicParams::default()).map_err(|e| {
-                    Error::Unsupported {
-                        reason: format!("faer symbolic LU failed: {e:?}"),
-                    }
-                })?;
-            Ok(LuAnalysis { full, symbolic })
-        },
-    )
+    cached(structure, || {
+        let full = full_pattern(structure)?;
+        let pattern =
+            SymbolicSparseColMatRef::new_checked(n, n, &full.col_ptr, None, &full.row_idx);
+        let symbolic =
+            factorize_symbolic_lu(pattern, LuSymbolicParams::default()).map_err(|e| {
+                Error::Unsupported {
+                    reason: format!("faer symbolic LU failed: {e:?}"),
+                }
+            })?;
+        Ok(LuAnalysis { full, symbolic })
+    })
 }
 
 impl FaerLu {

@@ -3,44 +3,22 @@
 
 use std::sync::Arc;
 
-use faer::sparse::linalg::cholesky::SymbolicCholesky;
-
-use super::lu::LuAnalysis;
-use super::reference::ReferenceAnalysis;
 use crate::error::Result;
 use crate::sparse::{Structure, Symmetry};
 
-/// The per-structure cache (one slot per kind of analysis).
-#[derive(Default)]
-pub(crate) struct AnalysisCache {
-    pub(crate) cholesky: Option<Arc<SymbolicCholesky<usize>>>,
-    pub(crate) lu: Option<Arc<LuAnalysis>>,
-    pub(crate) reference: Option<Arc<ReferenceAnalysis>>,
-    pub(crate) full: Option<Arc<FullPattern>>,
-}
-
-/// Returns the cached analysis in `slot`, computing (and counting) it on first use.
+/// Returns the structure's analysis of type `T`, computing (and counting) it on first use.
 ///
-/// The lock is not held while analysing, so an analysis may itself use other cached analyses.
-pub(crate) fn cached<T>(
+/// No lock is held while analysing, so an analysis may itself use other cached analyses.
+pub(crate) fn cached<T: std::any::Any + Send + Sync>(
     structure: &Structure,
-    slot: fn(&mut AnalysisCache) -> &mut Option<Arc<T>>,
     analyze: impl FnOnce() -> Result<T>,
 ) -> Result<Arc<T>> {
-    if let Some(found) = slot(&mut lock(structure)).clone() {
+    if let Some(found) = structure.analysis::<T>() {
         return Ok(found);
     }
     let computed = Arc::new(analyze()?);
     structure.record_analysis();
-    Ok(slot(&mut lock(structure)).get_or_insert(computed).clone())
-}
-
-fn lock(structure: &Structure) -> std::sync::MutexGuard<'_, AnalysisCache> {
-    // A panic while holding the lock cannot leave the cache inconsistent (slots are set whole).
-    structure
-        .analyses
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    Ok(structure.insert_analysis(computed))
 }
 
 /// Both triangles of a square pattern: for one-triangle storage, the mirrored pattern with the
@@ -65,7 +43,7 @@ impl FullPattern {
 /// The full (both-triangle) pattern of a square structure. Not counted as a symbolic analysis:
 /// it is a relabelling of the stored pattern.
 pub(crate) fn full_pattern(structure: &Structure) -> Result<Arc<FullPattern>> {
-    if let Some(found) = lock(structure).full.clone() {
+    if let Some(found) = structure.analysis::<FullPattern>() {
         return Ok(found);
     }
     let full = if structure.symmetry() == Symmetry::Lower {
@@ -99,5 +77,5 @@ pub(crate) fn full_pattern(structure: &Structure) -> Result<Arc<FullPattern>> {
         }
     };
     let full = Arc::new(full);
-    Ok(lock(structure).full.get_or_insert(full).clone())
+    Ok(structure.insert_analysis(full))
 }

@@ -2,6 +2,7 @@
 //! Cholesky IC(0) and incomplete LU ILU(0) on the matrix's own pattern.
 
 use crate::error::{Error, Result};
+use crate::solve::Preconditioner;
 use crate::sparse::{Structure, Symmetry};
 
 /// A square matrix in full CSR (both triangles for symmetric storage), column indices sorted.
@@ -91,22 +92,6 @@ impl Csr {
             })
             .collect()
     }
-}
-
-/// Which preconditioner an [`Iterative`](super::Iterative) solver applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Preconditioner {
-    /// None (M = I).
-    None,
-    /// Jacobi: M = diag(A) (|diag(A)| for MINRES, which needs a positive definite M).
-    #[default]
-    Jacobi,
-    /// Incomplete Cholesky with zero fill, M = L Lᵀ on the lower pattern of A: symmetric
-    /// structures only (CG, MINRES, and the general methods on symmetric matrices).
-    Ic0,
-    /// Incomplete LU with zero fill, M = L U on the pattern of A: any square structure; the adjoint
-    /// applies Mᵀ = Uᵀ Lᵀ. Not symmetric, so not for CG or MINRES.
-    Ilu0,
 }
 
 /// A computed preconditioner.

@@ -17,9 +17,10 @@ use nalgebra_sparse::factorization::{CscCholesky, CscSymbolicCholesky};
 use nalgebra_sparse::pattern::SparsityPattern;
 
 use super::analysis::{cached, full_pattern};
+use super::check_positive_diagonal;
 use super::cholesky::FaerCholesky;
-use super::{check_positive_diagonal, Factorization};
 use crate::error::{Error, Result};
+use crate::solve::Factorization;
 use crate::sparse::{Structure, Symmetry};
 
 /// The permutation, the permuted pattern and its nalgebra-sparse symbolic factorization.
@@ -84,7 +85,7 @@ fn analyze(structure: &Structure) -> Result<ReferenceAnalysis> {
 
 /// The structure's cached reference analysis.
 pub(crate) fn analyze_cached(structure: &Structure) -> Result<Arc<ReferenceAnalysis>> {
-    cached(structure, |c| &mut c.reference, || analyze(structure))
+    cached(structure, || analyze(structure))
 }
 
 impl ReferenceCholesky {

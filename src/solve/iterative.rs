@@ -1,29 +1,16 @@
-//! Krylov solvers as [`Factorizer`]s: CG (SPD), MINRES (symmetric, possibly indefinite),
-//! BiCGSTAB and restarted GMRES(m) (general), with Jacobi, IC(0) or ILU(0) preconditioning.
-//!
-//! "Factoring" stores A in CSR and computes the preconditioner; every solve (forward, and the
-//! adjoint with Aᵀ and Mᵀ — for the symmetric methods A itself) iterates each column, columns in
-//! parallel with rayon (each column's arithmetic is sequential, so results do not depend on the
-//! thread count). A solve that misses its tolerance is [`Error::NotConverged`] — never a silent
-//! wrong gradient. The achieved residuals of the last forward and adjoint solves are kept with
-//! the factorization ([`Factorization::solve_info`], read through
-//! [`Tape::solve_info`](crate::Tape::solve_info)).
-
-mod krylov;
-pub(crate) mod precond;
+//! Krylov solver configuration: [`Iterative`] (method, preconditioner, tolerances, warm starts,
+//! device) and what a solve reports ([`SolveInfo`], [`Convergence`]). The solvers themselves are
+//! in the backend (`backend/cpu/iterative`, and CG on the GPU); `Iterative` is a
+//! [`Factorizer`](super::Factorizer): "factoring" stores A and the preconditioner, every solve
+//! (forward, and the adjoint with Aᵀ and Mᵀ — for the symmetric methods A itself) iterates each
+//! column, columns in parallel. A solve that misses its tolerance is
+//! [`Error::NotConverged`](crate::Error::NotConverged) — never a silent wrong gradient.
 
 use std::sync::{Arc, Mutex};
 
 use nalgebra::DMatrix;
-use rayon::prelude::*;
 
-use super::{Factor, Factorization, Factorizer};
-use crate::backend::{self, Device};
-use crate::error::{Error, Result};
-use crate::sparse::{Structure, Symmetry};
-use krylov::System;
-pub use precond::Preconditioner;
-use precond::{Csr, Precond};
+use super::Device;
 
 /// Which Krylov method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,7 +29,8 @@ pub enum Krylov {
 }
 
 impl Krylov {
-    fn symmetric_only(self) -> bool {
+    /// Whether the method needs a symmetric A (CG, MINRES).
+    pub(crate) fn symmetric_only(self) -> bool {
         matches!(self, Krylov::Cg | Krylov::Minres)
     }
 }
@@ -72,9 +60,9 @@ pub struct SolveInfo {
 
 /// Previous solutions for warm starts, shared by the clones of one [`Iterative`].
 #[derive(Debug, Default)]
-struct WarmStarts {
-    forward: Option<DMatrix<f64>>,
-    adjoint: Option<DMatrix<f64>>,
+pub(crate) struct WarmStarts {
+    pub(crate) forward: Option<DMatrix<f64>>,
+    pub(crate) adjoint: Option<DMatrix<f64>>,
 }
 
 /// A preconditioned Krylov solver.
@@ -105,7 +93,7 @@ pub struct Iterative {
     pub max_iterations: usize,
     /// Where the iterations run ([`Device::Cuda`]: CG with Jacobi, f64, all columns at once).
     pub device: Device,
-    warm: Option<Arc<Mutex<WarmStarts>>>,
+    pub(crate) warm: Option<Arc<Mutex<WarmStarts>>>,
 }
 
 impl Iterative {
@@ -189,144 +177,18 @@ impl Iterative {
     }
 }
 
-/// The stored operator of an iterative "factorization".
-struct Operator {
-    settings: Iterative,
-    a: Csr,
-    m: Precond,
-    info: Mutex<SolveInfo>,
-}
-
-impl Factorizer for Iterative {
-    fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
-        let n = structure.nrows();
-        if n != structure.ncols() {
-            return Err(Error::Unsupported {
-                reason: format!(
-                    "cannot solve a non-square {}×{} system",
-                    n,
-                    structure.ncols()
-                ),
-            });
-        }
-        structure.check_values(values)?;
-        let symmetric = structure.symmetry() != Symmetry::General;
-        if self.method.symmetric_only() && !symmetric {
-            return Err(Error::Unsupported {
-                reason: format!(
-                    "{:?} needs a structure declared symmetric (Symmetry::Full or Symmetry::Lower); use BiCGSTAB or GMRES",
-                    self.method
-                ),
-            });
-        }
-        match self.preconditioner {
-            Preconditioner::Ic0 if !symmetric => {
-                return Err(Error::Unsupported {
-                    reason: "IC(0) needs a structure declared symmetric; use ILU(0)".into(),
-                })
-            }
-            Preconditioner::Ilu0 if self.method.symmetric_only() => {
-                return Err(Error::Unsupported {
-                    reason: format!(
-                        "{:?} needs a symmetric preconditioner; ILU(0) is not (use IC(0))",
-                        self.method
-                    ),
-                })
-            }
-            _ => {}
-        }
-        structure.check_symmetric_values(values)?;
-        if let Device::Cuda { ordinal, .. } = self.device {
-            return backend::factor_iterative(structure, values, self, ordinal);
-        }
-        let a = Csr::new(structure, values);
-        let m = Precond::new(self.preconditioner, &a, self.method == Krylov::Minres)?;
-        Ok(Arc::new(Operator {
-            settings: self.clone(),
-            a,
-            m,
-            info: Mutex::default(),
-        }))
-    }
-}
-
-impl Operator {
-    fn solve_all(&self, rhs: &mut DMatrix<f64>, adjoint: bool) -> Result<()> {
-        let s = &self.settings;
-        let (n, k) = rhs.shape();
-        let system = System {
-            a: &self.a,
-            m: &self.m,
-            // Symmetric methods see A = Aᵀ; the general ones solve with Aᵀ and Mᵀ.
-            transpose: adjoint && !s.method.symmetric_only(),
-            rtol: s.relative_tolerance,
-            atol: s.absolute_tolerance,
-            max_iterations: s.max_iterations,
-        };
-        let b = rhs.clone();
-        // Initial guesses: the previous solution of the same kind and shape, or zero.
-        let guess = s.warm.as_ref().and_then(|w| {
-            let w = w.lock().unwrap_or_else(|p| p.into_inner());
-            let previous = if adjoint { &w.adjoint } else { &w.forward };
-            previous.as_ref().filter(|x| x.shape() == (n, k)).cloned()
-        });
-        match guess {
-            Some(x0) => rhs.copy_from(&x0),
-            None => rhs.fill(0.0),
-        }
-        let results: Vec<Result<Convergence>> = rhs
-            .as_mut_slice()
-            .par_chunks_mut(n.max(1))
-            .zip(b.as_slice().par_chunks(n.max(1)))
-            .map(|(x, b)| system.solve(s.method, b, x))
-            .collect();
-        let mut total = Convergence::default();
-        for r in results {
-            let c = r?;
-            total.iterations = total.iterations.max(c.iterations);
-            total.relative_residual = total.relative_residual.max(c.relative_residual);
-        }
-        {
-            let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
-            if adjoint {
-                info.adjoint = Some(total);
-            } else {
-                info.forward = Some(total);
-            }
-        }
-        if let Some(w) = &s.warm {
-            let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
-            let slot = if adjoint {
-                &mut w.adjoint
-            } else {
-                &mut w.forward
-            };
-            *slot = Some(rhs.clone());
-        }
-        Ok(())
-    }
-}
-
-impl Factorization for Operator {
-    fn solve_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
-        self.solve_all(rhs, false)
-    }
-    fn solve_transpose_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
-        self.solve_all(rhs, true)
-    }
-    fn dim(&self) -> usize {
-        self.a.n
-    }
-    fn describe(&self) -> String {
-        format!(
-            "{:?} + {:?}, relative tolerance {:e}",
-            self.settings.method, self.settings.preconditioner, self.settings.relative_tolerance
-        )
-    }
-    fn solve_info(&self) -> SolveInfo {
-        *self.info.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    fn is_iterative(&self) -> bool {
-        true
-    }
+/// Which preconditioner an [`Iterative`] solver applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Preconditioner {
+    /// None (M = I).
+    None,
+    /// Jacobi: M = diag(A) (|diag(A)| for MINRES, which needs a positive definite M).
+    #[default]
+    Jacobi,
+    /// Incomplete Cholesky with zero fill, M = L Lᵀ on the lower pattern of A: symmetric
+    /// structures only (CG, MINRES, and the general methods on symmetric matrices).
+    Ic0,
+    /// Incomplete LU with zero fill, M = L U on the pattern of A: any square structure; the adjoint
+    /// applies Mᵀ = Uᵀ Lᵀ. Not symmetric, so not for CG or MINRES.
+    Ilu0,
 }

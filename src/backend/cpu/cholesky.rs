@@ -19,8 +19,9 @@ use faer::{Conj, Par, Side};
 use nalgebra::DMatrix;
 
 use super::analysis::cached;
-use super::{check_positive_diagonal, faer_view, Factorization};
+use super::{check_positive_diagonal, faer_view};
 use crate::error::{Error, Result};
+use crate::solve::Factorization;
 use crate::sparse::Structure;
 
 /// A numeric LLᵀ or LDLᵀ factor sharing its structure's symbolic analysis.
@@ -40,21 +41,17 @@ pub(crate) fn faer_matrix<'a>(
 
 /// The structure's cached faer symbolic Cholesky analysis.
 pub(crate) fn symbolic_cholesky(structure: &Structure) -> Result<Arc<SymbolicCholesky<usize>>> {
-    cached(
-        structure,
-        |c| &mut c.cholesky,
-        || {
-            factorize_symbolic_cholesky(
-                structure.faer_pattern(),
-                Side::Lower,
-                SymmetricOrdering::Amd,
-                CholeskySymbolicParams::default(),
-            )
-            .map_err(|e| Error::Unsupported {
-                reason: format!("faer symbolic Cholesky failed: {e:?}"),
-            })
-        },
-    )
+    cached(structure, || {
+        factorize_symbolic_cholesky(
+            structure.faer_pattern(),
+            Side::Lower,
+            SymmetricOrdering::Amd,
+            CholeskySymbolicParams::default(),
+        )
+        .map_err(|e| Error::Unsupported {
+            reason: format!("faer symbolic Cholesky failed: {e:?}"),
+        })
+    })
 }
 
 impl FaerCholesky {

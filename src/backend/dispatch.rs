@@ -1,0 +1,192 @@
+//! Dispatch from the solver configuration ([`Solver`], in `solve`) to the implementations: faer
+//! and nalgebra-sparse on the CPU (`cpu/`), or the GPU (`cuda/`). `Solver::factorize` and
+//! `Solver::analyze` live here, so `solve` names no backend.
+
+use std::sync::Arc;
+
+use nalgebra::DMatrix;
+
+use super::cpu;
+use crate::error::{Error, Result};
+use crate::solve::{
+    condition_estimate, Backend, Device, Factor, Factorization, Factorizer, Method, Solver,
+};
+use crate::sparse::{Structure, Symmetry};
+
+impl Solver {
+    /// Numerically factors the matrix with `values` on `structure`, reusing (or computing once)
+    /// the structure's symbolic analysis for this method and backend.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for a non-square matrix, a symmetric method on a
+    /// [`Symmetry::General`] structure, or LU/LDLᵀ on the reference backend;
+    /// [`Error::StructureMismatch`]/[`Error::NonFinite`] for bad values; [`Error::NotSymmetric`]
+    /// for unsymmetric values on [`Symmetry::Full`]; [`Error::NotPositiveDefinite`] (Cholesky) or
+    /// [`Error::Singular`] (LDLᵀ, LU) when the factorization breaks down.
+    pub fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
+        if structure.nrows() != structure.ncols() {
+            return Err(Error::Unsupported {
+                reason: format!(
+                    "cannot factor a non-square {}×{} matrix",
+                    structure.nrows(),
+                    structure.ncols()
+                ),
+            });
+        }
+        structure.check_values(values)?;
+        if self.method == Method::Auto {
+            return self.factorize_auto(structure, values);
+        }
+        let symmetric_method = self.method != Method::Lu;
+        if symmetric_method {
+            if structure.symmetry() == Symmetry::General {
+                return Err(Error::Unsupported {
+                    reason: format!(
+                        "{:?} needs a structure declared symmetric (Symmetry::Full or Symmetry::Lower); this one is General — use Solver::lu()",
+                        self.method
+                    ),
+                });
+            }
+            structure.check_symmetric_values(values)?;
+        }
+        if let Device::Cuda { ordinal, precision } = self.device {
+            if (self.method, self.backend) != (Method::Cholesky, Backend::Fast) {
+                return Err(Error::Unsupported {
+                    reason: format!(
+                        "the GPU direct path offers Cholesky on the fast backend, not {:?} on {:?}",
+                        self.method, self.backend
+                    ),
+                });
+            }
+            let factor = super::cuda::factor_direct(structure, values, ordinal, precision)?;
+            structure.record_factorization();
+            return Ok(factor);
+        }
+        structure.record_factorization();
+        match (self.method, self.backend) {
+            (Method::Cholesky, Backend::Fast) => Ok(Arc::new(cpu::cholesky::FaerCholesky::factor(
+                structure, values, false,
+            )?)),
+            (Method::Ldlt, Backend::Fast) => Ok(Arc::new(cpu::cholesky::FaerCholesky::factor(
+                structure, values, true,
+            )?)),
+            (Method::Cholesky, Backend::Reference) => Ok(Arc::new(
+                cpu::reference::ReferenceCholesky::factor(structure, values)?,
+            )),
+            (Method::Lu, Backend::Fast) => {
+                Ok(Arc::new(cpu::lu::FaerLu::factor(structure, values)?))
+            }
+            (Method::Auto, _) => self.factorize_auto(structure, values),
+            (method, Backend::Reference) => Err(Error::Unsupported {
+                reason: format!(
+                    "the reference backend (nalgebra-sparse) offers Cholesky only, not {method:?}"
+                ),
+            }),
+        }
+    }
+
+    /// [`Method::Auto`]: Cholesky on symmetric structures, LU when that fails or otherwise.
+    fn factorize_auto(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
+        let with = |method| Solver { method, ..*self };
+        if structure.symmetry() == Symmetry::General {
+            return with(Method::Lu).factorize(structure, values);
+        }
+        match with(Method::Cholesky).factorize(structure, values) {
+            Err(e @ Error::NotPositiveDefinite { .. }) => {
+                let inner = with(Method::Lu)
+                    .with_backend(Backend::Fast)
+                    .factorize(structure, values)?;
+                Ok(Arc::new(Fallback {
+                    inner,
+                    reason: format!("{e}; falling back to LU"),
+                }))
+            }
+            other => other,
+        }
+    }
+
+    /// Runs (or finds cached) the symbolic analysis this solver needs on `structure`, so that a
+    /// later [`Solver::factorize`] does only numeric work. Useful to time or front-load it.
+    ///
+    /// # Errors
+    /// As [`Solver::factorize`] for an unsupported combination.
+    pub fn analyze(&self, structure: &Arc<Structure>) -> Result<()> {
+        let method = match (self.method, structure.symmetry()) {
+            (Method::Auto, Symmetry::General) => Method::Lu,
+            (Method::Auto, _) => Method::Cholesky,
+            (m, _) => m,
+        };
+        match (method, self.backend) {
+            (Method::Cholesky | Method::Ldlt, Backend::Fast) => {
+                cpu::cholesky::symbolic_cholesky(structure).map(|_| ())
+            }
+            (Method::Lu, Backend::Fast) => cpu::lu::analyze(structure).map(|_| ()),
+            (Method::Cholesky, Backend::Reference) => {
+                cpu::reference::analyze_cached(structure).map(|_| ())
+            }
+            (Method::Auto, _) => Ok(()),
+            (method, Backend::Reference) => Err(Error::Unsupported {
+                reason: format!(
+                    "the reference backend (nalgebra-sparse) offers Cholesky only, not {method:?}"
+                ),
+            }),
+        }
+    }
+}
+
+impl Factorizer for Solver {
+    fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
+        Solver::factorize(self, structure, values)
+    }
+    fn check_factorization(
+        &self,
+        structure: &Structure,
+        values: &[f64],
+        factor: &Factor,
+    ) -> Result<()> {
+        let Some(limit) = self.condition_limit else {
+            return Ok(());
+        };
+        let estimate = condition_estimate(structure, values, factor)?;
+        if estimate > limit || estimate.is_nan() {
+            return Err(Error::IllConditioned { estimate, limit });
+        }
+        Ok(())
+    }
+    fn check_residual(
+        &self,
+        structure: &Structure,
+        values: &[f64],
+        x: &DMatrix<f64>,
+        b: &DMatrix<f64>,
+    ) -> Result<()> {
+        Solver::check_residual(self, structure, values, x, b)
+    }
+}
+
+/// A factorization made by [`Method::Auto`] after Cholesky failed.
+struct Fallback {
+    inner: Arc<Factor>,
+    reason: String,
+}
+
+impl Factorization for Fallback {
+    fn solve_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
+        self.inner.solve_in_place(rhs)
+    }
+    fn solve_transpose_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
+        self.inner.solve_transpose_in_place(rhs)
+    }
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn describe(&self) -> String {
+        format!("{} ({})", self.inner.describe(), self.reason)
+    }
+    fn stored_bytes(&self) -> Option<usize> {
+        self.inner.stored_bytes()
+    }
+    fn fallback_reason(&self) -> Option<&str> {
+        Some(&self.reason)
+    }
+}
