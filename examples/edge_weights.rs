@@ -17,7 +17,7 @@ use nalgebra::DMatrix;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparsegrad::optim::{
-    minimize, Method, Objective, Problem, ProgressObserver, ProgressStyle, Settings,
+    minimize, Algorithm, Objective, ArgminProblem, ProgressObserver, ProgressStyle, Settings,
 };
 use sparsegrad::problems::graph::{laplacian_assembly, random_edges, standard_normal};
 use sparsegrad::{Assembly, Result, Solver, Tape, Var};
@@ -77,7 +77,7 @@ fn run() -> Result<bool> {
         edges.len()
     );
 
-    let problem = Problem::new(Arc::new(Misfit {
+    let problem = ArgminProblem::new(Arc::new(Misfit {
         assembly,
         b,
         observed,
@@ -95,7 +95,7 @@ fn run() -> Result<bool> {
     let start = std::time::Instant::now();
     let settings = Settings {
         gradient_tolerance: 1e-14,
-        ..Settings::new(Method::default(), iters)
+        ..Settings::new(Algorithm::default(), iters)
     };
     let outcome = minimize(problem, vec![0.0; edges.len()], &settings, Some(observer))?;
     let seconds = start.elapsed().as_secs_f64();

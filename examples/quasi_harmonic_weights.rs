@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use nalgebra::DMatrix;
 use sparsegrad::optim::{
-    minimize, Method, Objective, Outcome, Problem, ProgressObserver, ProgressStyle, Settings,
+    minimize, Algorithm, Objective, Outcome, ArgminProblem, ProgressObserver, ProgressStyle, Settings,
 };
 use sparsegrad::problems::mesh::TriMesh;
 use sparsegrad::problems::quasi_harmonic::{Energy, QuasiHarmonic};
@@ -86,7 +86,7 @@ fn build(n: usize, l_shape: bool, energy: Energy, mu: f64) -> sparsegrad::Result
 
 fn optimize(
     problem: &Arc<QuasiHarmonic>,
-    method: Method,
+    method: Algorithm,
     iters: u64,
     verbose: bool,
 ) -> sparsegrad::Result<(Outcome, f64)> {
@@ -102,7 +102,7 @@ fn optimize(
     );
     let start = Instant::now();
     let outcome = minimize(
-        Problem::new(problem.clone()),
+        ArgminProblem::new(problem.clone()),
         problem.harmonic_parameters(),
         &Settings::new(method, iters),
         Some(observer),
@@ -207,7 +207,7 @@ fn run() -> sparsegrad::Result<bool> {
         for mu in [1e-3, 1e-2, 1e-1, 1.0, 10.0] {
             let problem = Arc::new(build(n, l_shape, energy, mu)?);
             let harmonic = report(&problem, &problem.harmonic_parameters())?;
-            let (outcome, _) = optimize(&problem, Method::default(), iters, false)?;
+            let (outcome, _) = optimize(&problem, Algorithm::default(), iters, false)?;
             let r = report(&problem, &outcome.params)?;
             println!(
                 "  μ = {mu:<6}  ratio {:.4}  (energy ratio {:.4})",
@@ -241,12 +241,12 @@ fn run() -> sparsegrad::Result<bool> {
     let mut ok = harmonic.pou_error <= 1e-10;
     let mut rows: Vec<(String, DMatrix<f64>)> =
         vec![("harmonic weights (D = I)".into(), harmonic.weights.clone())];
-    let runs: Vec<(&str, Method, u64)> = match which.as_str() {
-        "lbfgs" => vec![("L-BFGS", Method::default(), iters)],
-        "adam" => vec![("Adam", Method::Adam(lr), adam_iters)],
+    let runs: Vec<(&str, Algorithm, u64)> = match which.as_str() {
+        "lbfgs" => vec![("L-BFGS", Algorithm::default(), iters)],
+        "adam" => vec![("Adam", Algorithm::Adam(lr), adam_iters)],
         _ => vec![
-            ("L-BFGS", Method::default(), iters),
-            ("Adam", Method::Adam(lr), adam_iters),
+            ("L-BFGS", Algorithm::default(), iters),
+            ("Adam", Algorithm::Adam(lr), adam_iters),
         ],
     };
     for (name, method, its) in runs {

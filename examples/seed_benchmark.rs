@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use nalgebra::DMatrix;
 use sparsegrad::problems::graph::{chain_edges, grid_edges, laplacian_assembly};
-use sparsegrad::{Assembly, Backend, Result, Solver, Tape};
+use sparsegrad::{Assembly, Implementation, Result, Solver, Tape};
 
 fn flag(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -120,7 +120,7 @@ fn run() -> std::result::Result<(), String> {
     let json = std::env::args().any(|a| a == "--json");
     let solver = match backend.as_str() {
         "fast" => Solver::cholesky(),
-        "reference" => Solver::cholesky().with_backend(Backend::Reference),
+        "reference" => Solver::cholesky().with_implementation(Implementation::Reference),
         "lu" => Solver::lu(),
         other => return Err(format!("unknown backend '{other}' (fast | reference | lu)")),
     };

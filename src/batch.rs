@@ -162,9 +162,8 @@ impl BatchSolution {
             .zip(&self.solutions)
             .zip(upstream)
             .map(|((f, x), g)| {
-                let (lambda, ga) =
-                    crate::solve::node::adjoint(f.as_ref(), &self.structure, g, x, true)?;
-                Ok((ga.unwrap_or_default(), lambda))
+                let adjoint = crate::solve::node::adjoint(f.as_ref(), &self.structure, g, x, true)?;
+                Ok((adjoint.grad_values.unwrap_or_default(), adjoint.lambda))
             })
             .collect()
     }

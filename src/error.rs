@@ -224,6 +224,43 @@ pub enum Error {
         reason: String,
     },
 
+    /// The optimizer (argmin) failed for a reason of its own, e.g. a line search that found no
+    /// acceptable step. (An error of the objective is returned as itself, not wrapped.)
+    #[error("optimization failed: {reason}")]
+    Optimizer {
+        /// argmin's message.
+        reason: String,
+    },
+
+    /// An argument is outside its domain (a size too small for a mesh, a learning rate's β ≥ 1,
+    /// invalid optimizer settings, …).
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// Which argument.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The GPU driver failed an operation on an opened device (allocation, transfer, launch).
+    #[error("GPU: {reason}")]
+    Device {
+        /// The operation and the driver's message.
+        reason: String,
+    },
+
+    /// A preconditioner could not be built from this matrix (a zero or missing diagonal entry, a
+    /// non-positive pivot in IC(0), …).
+    #[error("{preconditioner} preconditioner breaks down at row {row}: {reason}")]
+    Preconditioner {
+        /// Which preconditioner.
+        preconditioner: &'static str,
+        /// The row where it broke down.
+        row: usize,
+        /// What happened, and what to use instead.
+        reason: String,
+    },
+
     /// An operation got a combination of arguments it does not support.
     #[error("unsupported: {reason}")]
     Unsupported {

@@ -88,7 +88,7 @@ pub use error::{Error, Result};
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 pub use solve::{
-    Adjoint, Backend, Convergence, Factor, Factorization, Factorizer, Iterative, Krylov, Method,
+    Adjoint, Implementation, Convergence, Factor, Factorization, Factorizer, Iterative, Krylov, Method,
     Preconditioner, SolveInfo, Solver,
 };
 pub use sparse::{Assembly, AssemblyBuilder, Dirichlet, Structure, Symmetry};

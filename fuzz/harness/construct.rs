@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nalgebra::DMatrix;
 
 use sparsegrad::{
-    matrix_market, Assembly, Backend, Factorizer, Iterative, Preconditioner, Result, Solver,
+    matrix_market, Assembly, Implementation, Factorizer, Iterative, Preconditioner, Result, Solver,
     Structure, Symmetry, Tape,
 };
 
@@ -65,7 +65,7 @@ fn solver(bytes: &mut Bytes<'_>) -> Box<dyn Factorizer> {
     ][bytes.below(4)];
     match bytes.below(10) {
         0 => Box::new(Solver::cholesky()),
-        1 => Box::new(Solver::cholesky().with_backend(Backend::Reference)),
+        1 => Box::new(Solver::cholesky().with_implementation(Implementation::Reference)),
         2 => Box::new(Solver::ldlt()),
         3 => Box::new(Solver::lu()),
         4 => Box::new(Solver::lu().with_residual_check(None)),

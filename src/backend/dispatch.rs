@@ -9,7 +9,7 @@ use nalgebra::DMatrix;
 use super::cpu;
 use crate::error::{Error, Result};
 use crate::solve::{
-    condition_estimate, Backend, Device, Factor, Factorization, Factorizer, Method, Solver,
+    condition_estimate, Implementation, Device, Factor, Factorization, Factorizer, Method, Solver,
 };
 use crate::sparse::{Structure, Symmetry};
 
@@ -50,11 +50,11 @@ impl Solver {
             structure.check_symmetric_values(values)?;
         }
         if let Device::Cuda { ordinal, precision } = self.device {
-            if (self.method, self.backend) != (Method::Cholesky, Backend::Fast) {
+            if (self.method, self.implementation) != (Method::Cholesky, Implementation::Fast) {
                 return Err(Error::Unsupported {
                     reason: format!(
                         "the GPU direct path offers Cholesky on the fast backend, not {:?} on {:?}",
-                        self.method, self.backend
+                        self.method, self.implementation
                     ),
                 });
             }
@@ -63,21 +63,21 @@ impl Solver {
             return Ok(factor);
         }
         structure.record_factorization();
-        match (self.method, self.backend) {
-            (Method::Cholesky, Backend::Fast) => Ok(Arc::new(cpu::cholesky::FaerCholesky::factor(
+        match (self.method, self.implementation) {
+            (Method::Cholesky, Implementation::Fast) => Ok(Arc::new(cpu::cholesky::FaerCholesky::factor(
                 structure, values, false,
             )?)),
-            (Method::Ldlt, Backend::Fast) => Ok(Arc::new(cpu::cholesky::FaerCholesky::factor(
+            (Method::Ldlt, Implementation::Fast) => Ok(Arc::new(cpu::cholesky::FaerCholesky::factor(
                 structure, values, true,
             )?)),
-            (Method::Cholesky, Backend::Reference) => Ok(Arc::new(
+            (Method::Cholesky, Implementation::Reference) => Ok(Arc::new(
                 cpu::reference::ReferenceCholesky::factor(structure, values)?,
             )),
-            (Method::Lu, Backend::Fast) => {
+            (Method::Lu, Implementation::Fast) => {
                 Ok(Arc::new(cpu::lu::FaerLu::factor(structure, values)?))
             }
             (Method::Auto, _) => self.factorize_auto(structure, values),
-            (method, Backend::Reference) => Err(Error::Unsupported {
+            (method, Implementation::Reference) => Err(Error::Unsupported {
                 reason: format!(
                     "the reference backend (nalgebra-sparse) offers Cholesky only, not {method:?}"
                 ),
@@ -94,7 +94,7 @@ impl Solver {
         match with(Method::Cholesky).factorize(structure, values) {
             Err(e @ Error::NotPositiveDefinite { .. }) => {
                 let inner = with(Method::Lu)
-                    .with_backend(Backend::Fast)
+                    .with_implementation(Implementation::Fast)
                     .factorize(structure, values)?;
                 Ok(Arc::new(Fallback {
                     inner,
@@ -116,16 +116,16 @@ impl Solver {
             (Method::Auto, _) => Method::Cholesky,
             (m, _) => m,
         };
-        match (method, self.backend) {
-            (Method::Cholesky | Method::Ldlt, Backend::Fast) => {
+        match (method, self.implementation) {
+            (Method::Cholesky | Method::Ldlt, Implementation::Fast) => {
                 cpu::cholesky::symbolic_cholesky(structure).map(|_| ())
             }
-            (Method::Lu, Backend::Fast) => cpu::lu::analyze(structure).map(|_| ()),
-            (Method::Cholesky, Backend::Reference) => {
+            (Method::Lu, Implementation::Fast) => cpu::lu::analyze(structure).map(|_| ()),
+            (Method::Cholesky, Implementation::Reference) => {
                 cpu::reference::analyze_cached(structure).map(|_| ())
             }
             (Method::Auto, _) => Ok(()),
-            (method, Backend::Reference) => Err(Error::Unsupported {
+            (method, Implementation::Reference) => Err(Error::Unsupported {
                 reason: format!(
                     "the reference backend (nalgebra-sparse) offers Cholesky only, not {method:?}"
                 ),

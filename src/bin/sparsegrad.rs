@@ -18,7 +18,7 @@ use nalgebra::DMatrix;
 use serde_json::json;
 use sparsegrad::matrix_market::{write_array, Layout, MatrixMarket};
 use sparsegrad::solve::{condition_estimate, node};
-use sparsegrad::{Assembly, Backend, Error, Solver, Symmetry};
+use sparsegrad::{Assembly, Implementation, Error, Solver, Symmetry};
 
 /// Above this estimated condition number the command warns that digits are lost.
 const CONDITION_WARNING: f64 = 1e12;
@@ -243,9 +243,9 @@ fn run(command: Command) -> Result<(), String> {
         (MethodArg::Lu, _) => Solver::lu(),
         (MethodArg::Auto, _) => Solver::auto(),
     }
-    .with_backend(match args.backend {
-        BackendArg::Fast => Backend::Fast,
-        BackendArg::Reference => Backend::Reference,
+    .with_implementation(match args.backend {
+        BackendArg::Fast => Implementation::Fast,
+        BackendArg::Reference => Implementation::Reference,
     });
     progress.step(&format!(
         "analyzing (n = {n}, {} stored entries)",
@@ -294,8 +294,8 @@ fn run(command: Command) -> Result<(), String> {
     };
     progress.step("adjoint solve and gradients");
     let t = Instant::now();
-    let (lambda, grad_stored) =
-        node::adjoint(factor.as_ref(), structure, &g, &x, true).map_err(err_a)?;
+    let adjoint = node::adjoint(factor.as_ref(), structure, &g, &x, true).map_err(err_a)?;
+    let (lambda, grad_stored) = (adjoint.lambda, adjoint.grad_values);
     let mut grad_entries = vec![0.0; a.entries.len()];
     asm.adjoint_into(&grad_stored.unwrap_or_default(), &mut grad_entries)
         .map_err(err_a)?;

@@ -2,7 +2,7 @@
 //!
 //! m ← β₁ m + (1 − β₁) g, v ← β₂ v + (1 − β₂) g², x ← x − α m̂ / (√v̂ + ε) with the bias-corrected
 //! m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ). Each iteration evaluates cost and gradient at one point
-//! (one forward and one backward pass through [`super::Problem`]'s cache) and reports that point
+//! (one forward and one backward pass through [`super::ArgminProblem`]'s cache) and reports that point
 //! and its cost, so argmin's best-point tracking stays consistent.
 
 use argmin::core::{CostFunction, Error, Gradient, IterState, Problem, Solver, KV};
@@ -43,7 +43,8 @@ impl Adam {
     /// Unless 0 ≤ β₁, β₂ < 1.
     pub fn with_betas(mut self, beta1: f64, beta2: f64) -> crate::Result<Self> {
         if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
-            return Err(crate::Error::Unsupported {
+            return Err(crate::Error::InvalidArgument {
+                what: "Adam β",
                 reason: format!("Adam needs 0 ≤ β₁, β₂ < 1, got {beta1}, {beta2}"),
             });
         }

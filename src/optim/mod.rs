@@ -1,13 +1,13 @@
 //! The argmin bridge: a tape objective becomes an argmin `CostFunction` + `Gradient`.
 //!
-//! argmin asks for the cost and the gradient at the same point in separate calls; [`Problem`]
+//! argmin asks for the cost and the gradient at the same point in separate calls; [`ArgminProblem`]
 //! runs the forward and backward pass once per distinct point and serves both from a cache, so
 //! each evaluation costs one factorization. Progress goes through an observer
 //! ([`ProgressObserver`]), never through prints in the core. [`minimize`] runs the usual
-//! gradient-based solvers on a [`Problem`].
+//! gradient-based solvers on a [`ArgminProblem`].
 //!
 //! ```
-//! use sparsegrad::optim::{minimize, Method, Objective, Problem, Settings};
+//! use sparsegrad::optim::{minimize, Algorithm, Objective, ArgminProblem, Settings};
 //! use sparsegrad::{Result, Tape, Var};
 //!
 //! /// f(x) = Σ (x − 3)², minimum at x = 3.
@@ -17,7 +17,7 @@
 //!         Ok((x - 3.0).square().sum())
 //!     }
 //! }
-//! let outcome = minimize(Problem::new(Bowl), vec![0.0; 4], &Settings::new(Method::default(), 100), None).unwrap();
+//! let outcome = minimize(ArgminProblem::new(Bowl), vec![0.0; 4], &Settings::new(Algorithm::default(), 100), None).unwrap();
 //! assert!(outcome.params.iter().all(|x| (x - 3.0).abs() < 1e-6));
 //! ```
 
@@ -73,16 +73,16 @@ struct Evaluation {
 }
 
 /// An [`Objective`] as an argmin problem (Param = `Vec<f64>`), with one forward+backward per point.
-pub struct Problem<O> {
+pub struct ArgminProblem<O> {
     objective: O,
     last: Mutex<Option<Evaluation>>,
     evaluations: Mutex<usize>,
 }
 
-impl<O: Objective> Problem<O> {
+impl<O: Objective> ArgminProblem<O> {
     /// Wraps an objective.
     pub fn new(objective: O) -> Self {
-        Problem {
+        ArgminProblem {
             objective,
             last: Mutex::new(None),
             evaluations: Mutex::new(0),
@@ -123,7 +123,7 @@ impl<O: Objective> Problem<O> {
     }
 }
 
-impl<O: Objective> CostFunction for Problem<O> {
+impl<O: Objective> CostFunction for ArgminProblem<O> {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, param: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
@@ -131,7 +131,7 @@ impl<O: Objective> CostFunction for Problem<O> {
     }
 }
 
-impl<O: Objective> Gradient for Problem<O> {
+impl<O: Objective> Gradient for ArgminProblem<O> {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, param: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
@@ -151,7 +151,7 @@ pub enum LineSearch {
 
 /// Which argmin solver [`minimize`] runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Method {
+pub enum Algorithm {
     /// L-BFGS with `memory` correction pairs.
     Lbfgs {
         /// Number of stored correction pairs.
@@ -169,9 +169,9 @@ pub enum Method {
     Adam(f64),
 }
 
-impl Default for Method {
+impl Default for Algorithm {
     fn default() -> Self {
-        Method::Lbfgs {
+        Algorithm::Lbfgs {
             memory: 10,
             line_search: LineSearch::MoreThuente,
         }
@@ -181,8 +181,8 @@ impl Default for Method {
 /// What [`minimize`] runs and when it stops.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
-    /// The solver.
-    pub method: Method,
+    /// The optimization algorithm.
+    pub algorithm: Algorithm,
     /// Iteration limit.
     pub max_iters: u64,
     /// L-BFGS stops when ‖∇f‖ falls below this (default 0: run to `max_iters`).
@@ -192,10 +192,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `method` for at most `max_iters` iterations, no early stopping.
-    pub fn new(method: Method, max_iters: u64) -> Self {
+    /// `algorithm` for at most `max_iters` iterations, no early stopping.
+    pub fn new(algorithm: Algorithm, max_iters: u64) -> Self {
         Settings {
-            method,
+            algorithm,
             max_iters,
             gradient_tolerance: 0.0,
             cost_tolerance: 0.0,
@@ -209,8 +209,9 @@ impl Settings {
 fn hager_zhang() -> Result<HagerZhangLineSearch<Vec<f64>, Vec<f64>, f64>> {
     HagerZhangLineSearch::new()
         .with_bounds(f64::EPSILON, 10.0)
-        .map_err(|e| Error::Unsupported {
-            reason: format!("invalid Hager–Zhang bounds: {e}"),
+        .map_err(|e| Error::InvalidArgument {
+            what: "Hager–Zhang line search bounds",
+            reason: e.to_string(),
         })
 }
 
@@ -229,12 +230,27 @@ pub struct Outcome {
     pub evaluations: usize,
 }
 
+/// An argmin failure as a crate error: the objective's own [`Error`] when that is what stopped
+/// the run (so a caller can match `NotPositiveDefinite`, `Singular`, …), else
+/// [`Error::Optimizer`] with argmin's message.
+fn optimizer_error(e: argmin::core::Error) -> Error {
+    match e.downcast::<Error>() {
+        Ok(own) => own,
+        Err(other) => Error::Optimizer {
+            reason: other.to_string(),
+        },
+    }
+}
+
 /// Minimizes `problem` from `x0` as `settings` say, reporting to `observer` if given.
 ///
 /// # Errors
-/// [`Error::Unsupported`] carrying argmin's message, including any error of the objective.
+/// The objective's own error, unchanged, when an evaluation failed (e.g.
+/// [`Error::NotPositiveDefinite`] for a design that lost definiteness); [`Error::Optimizer`] for a
+/// failure of the optimizer itself (e.g. a line search that found no acceptable step);
+/// [`Error::InvalidArgument`] for invalid settings.
 pub fn minimize<O: Objective + 'static>(
-    problem: Problem<O>,
+    problem: ArgminProblem<O>,
     x0: Vec<f64>,
     settings: &Settings,
     observer: Option<ProgressObserver>,
@@ -248,9 +264,7 @@ pub fn minimize<O: Objective + 'static>(
             if let Some(obs) = observer {
                 executor = executor.add_observer(obs, ObserverMode::Always);
             }
-            let result = executor.run().map_err(|e| Error::Unsupported {
-                reason: format!("optimization failed: {e}"),
-            })?;
+            let result = executor.run().map_err(optimizer_error)?;
             let state = result.state();
             Outcome {
                 params: state.get_best_param().cloned().unwrap_or_default(),
@@ -264,15 +278,16 @@ pub fn minimize<O: Objective + 'static>(
                     .problem()
                     .problem
                     .as_ref()
-                    .map_or(0, Problem::evaluations),
+                    .map_or(0, ArgminProblem::evaluations),
             }
         }};
     }
-    let map = |e: argmin::core::Error| Error::Unsupported {
-        reason: format!("invalid solver settings: {e}"),
+    let map = |e: argmin::core::Error| Error::InvalidArgument {
+        what: "optimizer settings",
+        reason: e.to_string(),
     };
-    Ok(match settings.method {
-        Method::Lbfgs {
+    Ok(match settings.algorithm {
+        Algorithm::Lbfgs {
             memory,
             line_search: LineSearch::MoreThuente,
         } => {
@@ -282,7 +297,7 @@ pub fn minimize<O: Objective + 'static>(
                 .with_tolerance_cost(tol_cost)
                 .map_err(map)?)
         }
-        Method::Lbfgs {
+        Algorithm::Lbfgs {
             memory,
             line_search: LineSearch::HagerZhang,
         } => {
@@ -292,24 +307,24 @@ pub fn minimize<O: Objective + 'static>(
                 .with_tolerance_cost(tol_cost)
                 .map_err(map)?)
         }
-        Method::NonlinearCg(LineSearch::MoreThuente) => run!(NonlinearConjugateGradient::new(
+        Algorithm::NonlinearCg(LineSearch::MoreThuente) => run!(NonlinearConjugateGradient::new(
             MoreThuenteLineSearch::new(),
             PolakRibiere::new()
         )
         .restart_iters(50)
         .restart_orthogonality(0.1)),
-        Method::NonlinearCg(LineSearch::HagerZhang) => run!(NonlinearConjugateGradient::new(
+        Algorithm::NonlinearCg(LineSearch::HagerZhang) => run!(NonlinearConjugateGradient::new(
             hager_zhang()?,
             PolakRibiere::new()
         )
         .restart_iters(50)
         .restart_orthogonality(0.1)),
-        Method::SteepestDescent(LineSearch::MoreThuente) => {
+        Algorithm::SteepestDescent(LineSearch::MoreThuente) => {
             run!(SteepestDescent::new(MoreThuenteLineSearch::new()))
         }
-        Method::SteepestDescent(LineSearch::HagerZhang) => {
+        Algorithm::SteepestDescent(LineSearch::HagerZhang) => {
             run!(SteepestDescent::new(hager_zhang()?))
         }
-        Method::Adam(learning_rate) => run!(Adam::new(learning_rate)),
+        Algorithm::Adam(learning_rate) => run!(Adam::new(learning_rate)),
     })
 }

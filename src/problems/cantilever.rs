@@ -47,11 +47,12 @@ impl Cantilever {
     /// uniform design's k = 1).
     ///
     /// # Errors
-    /// [`Error::Unsupported`] for nx < 2 or ny < 2 or k_min outside [0, 1);
+    /// [`Error::InvalidArgument`] for nx < 2 or ny < 2 or k_min outside [0, 1);
     /// [`Error::OutOfMemory`] for more than 2³² nodes.
     pub fn new(nx: usize, ny: usize, k_min: f64) -> Result<Self> {
         if nx < 2 || ny < 2 || !(0.0..1.0).contains(&k_min) {
-            return Err(Error::Unsupported {
+            return Err(Error::InvalidArgument {
+                what: "cantilever size",
                 reason: format!("a cantilever needs nx, ny ≥ 2 and 0 ≤ k_min < 1, got {nx} × {ny}, k_min = {k_min}"),
             });
         }

@@ -28,7 +28,7 @@ impl TriMesh {
     /// split into two triangles along its (i, j)–(i+1, j+1) diagonal.
     ///
     /// # Errors
-    /// [`Error::Unsupported`] for n < 2.
+    /// [`Error::InvalidArgument`] for n < 2.
     pub fn unit_square(n: usize) -> Result<Self> {
         Self::grid_domain(n, |_, _| true)
     }
@@ -37,10 +37,11 @@ impl TriMesh {
     /// i ≥ (n − 1)/2 and j ≥ (n − 1)/2 removed); vertices are renumbered.
     ///
     /// # Errors
-    /// [`Error::Unsupported`] for n < 3.
+    /// [`Error::InvalidArgument`] for n < 3.
     pub fn l_shape(n: usize) -> Result<Self> {
         if n < 3 {
-            return Err(Error::Unsupported {
+            return Err(Error::InvalidArgument {
+                what: "mesh size",
                 reason: format!("an L-shaped mesh needs n ≥ 3, got {n}"),
             });
         }
@@ -50,7 +51,8 @@ impl TriMesh {
 
     fn grid_domain(n: usize, keep_cell: impl Fn(usize, usize) -> bool) -> Result<Self> {
         if n < 2 {
-            return Err(Error::Unsupported {
+            return Err(Error::InvalidArgument {
+                what: "mesh size",
                 reason: format!("a grid mesh needs n ≥ 2, got {n}"),
             });
         }
@@ -169,14 +171,15 @@ impl TriMesh {
     /// K_ab += |t| (∂ₓφ_a ∂ₓφ_b d11 + (∂ₓφ_a ∂ᵧφ_b + ∂ᵧφ_a ∂ₓφ_b) d12 + ∂ᵧφ_a ∂ᵧφ_b d22).
     ///
     /// # Errors
-    /// [`Error::Unsupported`] for a degenerate (zero-area or clockwise) triangle.
+    /// [`Error::InvalidArgument`] for a degenerate (zero-area or clockwise) triangle.
     pub fn anisotropic_stiffness(&self) -> Result<Assembly> {
         let (n, nt) = (self.vertices.len(), self.triangles.len());
         let mut b = Assembly::builder(n, n, 3 * nt).symmetry(Symmetry::Lower);
         for (t, tri) in self.triangles.iter().enumerate() {
             let (area, g) = self.triangle_geometry(t)?;
             if area <= 0.0 || !area.is_finite() {
-                return Err(Error::Unsupported {
+                return Err(Error::InvalidArgument {
+                    what: "mesh triangle",
                     reason: format!("triangle {t} has area {area:e}"),
                 });
             }

@@ -64,7 +64,7 @@ impl QuasiHarmonic {
     /// Sets up the problem.
     ///
     /// # Errors
-    /// [`Error::Unsupported`] for fewer than two handles or repeated handles;
+    /// [`Error::InvalidArgument`] for fewer than two handles or repeated handles;
     /// [`Error::IndexOutOfRange`] for a handle that is not a vertex.
     pub fn new(mesh: TriMesh, handles: Vec<usize>, energy: Energy, mu: f64) -> Result<Self> {
         let n = mesh.vertices.len();
@@ -81,7 +81,8 @@ impl QuasiHarmonic {
         sorted.sort_unstable();
         sorted.dedup();
         if sorted.len() != handles.len() || handles.len() < 2 {
-            return Err(Error::Unsupported {
+            return Err(Error::InvalidArgument {
+                what: "handles",
                 reason: format!("need at least two distinct handles, got {handles:?}"),
             });
         }

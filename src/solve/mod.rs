@@ -1,11 +1,18 @@
-//! Factorizations behind the solve node.
+//! The solve node's contract and mathematics, free of the tape and of the implementations.
 //!
-//! A [`Solver`] names a method ([`Method::Cholesky`], [`Method::Ldlt`], [`Method::Lu`]) and a
-//! backend ([`Backend::Fast`]: faer's supernodal/simplicial factorizations with AMD/COLAMD
-//! orderings; [`Backend::Reference`]: nalgebra-sparse's `CscCholesky` on the AMD-permuted
-//! matrix). [`Solver::factorize`] returns a [`Factor`]: a shared handle to a numeric factorization
-//! with `solve` and `solve_transpose`, which the solve node keeps for its adjoint. Symbolic analyses
-//! live in the [`Structure`] and are computed once per pattern.
+//! - The traits: [`Factorizer`] (anything that factors a stored matrix) and [`Factorization`]
+//!   (solve with A and with Aᵀ; optionally a fused adjoint returning an [`Adjoint`]).
+//! - The configurations: [`Solver`] — a method ([`Method::Cholesky`], [`Method::Ldlt`],
+//!   [`Method::Lu`], [`Method::Auto`]), an [`Implementation`] ([`Implementation::Fast`]: faer's
+//!   supernodal/simplicial factorizations with AMD/COLAMD orderings;
+//!   [`Implementation::Reference`]: nalgebra-sparse's `CscCholesky`), a [`Device`], a residual
+//!   check and a condition limit — and [`Iterative`] for the Krylov solvers. They implement
+//!   [`Factorizer`] in the backend (`Solver::factorize` dispatches there).
+//! - [`node`]: the forward pass, the adjoint and the gradient at stored entries, used by the tape,
+//!   batches and the `sparsegrad` command; [`condition_estimate`] reads a factorization's
+//!   conditioning.
+//!
+//! Symbolic analyses live in the [`Structure`] and are computed once per pattern.
 
 mod condition;
 mod device;
@@ -87,9 +94,14 @@ pub trait Factorization: Send + Sync {
     }
 }
 
-/// The result of [`Factorization::fused_adjoint`]: Λ = A⁻ᵀ Ḡ (n×k) and, when asked for, Ā at
-/// the stored entries.
-pub type Adjoint = (DMatrix<f64>, Option<Vec<f64>>);
+/// The solve node's adjoint, as [`node::adjoint`] and [`Factorization::fused_adjoint`] return it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adjoint {
+    /// Λ = A⁻ᵀ Ḡ (n×k): the gradient with respect to B.
+    pub lambda: DMatrix<f64>,
+    /// Ā at A's stored entries (in structure order), when it was asked for.
+    pub grad_values: Option<Vec<f64>>,
+}
 
 /// A shared numeric factorization, as kept by the solve node.
 pub type Factor = dyn Factorization;
@@ -196,9 +208,10 @@ pub enum Method {
     Auto,
 }
 
-/// Which implementation performs the factorization.
+/// Which implementation performs the factorization (on the CPU; where solves run is the
+/// [`Device`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
+pub enum Implementation {
     /// faer's sparse factorizations (default): fast, near-linear symbolic analysis.
     Fast,
     /// nalgebra-sparse's `CscCholesky` on the AMD-permuted matrix. Cholesky only. Its symbolic
@@ -209,9 +222,9 @@ pub enum Backend {
 /// How to factor and solve a sparse system.
 ///
 /// ```
-/// use sparsegrad::{Backend, Solver};
+/// use sparsegrad::{Implementation, Solver};
 /// let fast = Solver::cholesky();
-/// let reference = Solver::cholesky().with_backend(Backend::Reference);
+/// let reference = Solver::cholesky().with_implementation(Implementation::Reference);
 /// let general = Solver::lu();
 /// assert_ne!(fast, reference);
 /// # let _ = general;
@@ -219,7 +232,7 @@ pub enum Backend {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Solver {
     pub(crate) method: Method,
-    pub(crate) backend: Backend,
+    pub(crate) implementation: Implementation,
     pub(crate) residual_tolerance: Option<f64>,
     pub(crate) condition_limit: Option<f64>,
     pub(crate) device: Device,
@@ -229,30 +242,30 @@ pub struct Solver {
 pub const DEFAULT_RESIDUAL_TOLERANCE: f64 = 1e-8;
 
 impl Solver {
-    /// Sparse Cholesky (fast backend). No residual check by default: a Cholesky factorization
+    /// Sparse Cholesky (fast implementation). No residual check by default: a Cholesky factorization
     /// that completes with positive pivots is backward stable, so the check would only cost one
     /// more pass over A and X (enable it with [`Solver::with_residual_check`]).
     pub fn cholesky() -> Self {
         Solver {
             method: Method::Cholesky,
-            backend: Backend::Fast,
+            implementation: Implementation::Fast,
             residual_tolerance: None,
             condition_limit: None,
             device: Device::Cpu,
         }
     }
-    /// Sparse LDLᵀ (fast backend), for symmetric matrices that are not positive definite.
+    /// Sparse LDLᵀ (fast implementation), for symmetric matrices that are not positive definite.
     /// LDLᵀ without pivoting is not backward stable, so the residual check is on by default.
     pub fn ldlt() -> Self {
         Solver {
             method: Method::Ldlt,
-            backend: Backend::Fast,
+            implementation: Implementation::Fast,
             residual_tolerance: Some(DEFAULT_RESIDUAL_TOLERANCE),
             condition_limit: None,
             device: Device::Cpu,
         }
     }
-    /// Sparse LU (fast backend), for general matrices. The residual check is on by default: it
+    /// Sparse LU (fast implementation), for general matrices. The residual check is on by default: it
     /// turns faer's silent results for numerically singular matrices into [`Error::Singular`].
     pub fn lu() -> Self {
         Solver {
@@ -278,9 +291,12 @@ impl Solver {
             ..Self::ldlt()
         }
     }
-    /// The same method on another backend.
-    pub fn with_backend(self, backend: Backend) -> Self {
-        Solver { backend, ..self }
+    /// The same method with another implementation.
+    pub fn with_implementation(self, implementation: Implementation) -> Self {
+        Solver {
+            implementation,
+            ..self
+        }
     }
     /// Sets the bound on the backward error checked after every forward solve
     /// ([`DEFAULT_RESIDUAL_TOLERANCE`] by default for LDLᵀ and LU, off for Cholesky); `None` skips
@@ -343,9 +359,9 @@ impl Solver {
     pub fn method(&self) -> Method {
         self.method
     }
-    /// The backend.
-    pub fn backend(&self) -> Backend {
-        self.backend
+    /// The implementation.
+    pub fn implementation(&self) -> Implementation {
+        self.implementation
     }
 
     /// Checks the backward error ‖AX − B‖_F / (‖A‖_F ‖X‖_F + ‖B‖_F) of a solution against this

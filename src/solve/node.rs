@@ -13,7 +13,8 @@
 //! let values = [4.0, 1.0, 3.0];
 //! let b = DMatrix::from_column_slice(2, 1, &[1.0, 2.0]);
 //! let (factor, x) = forward(&Solver::cholesky(), &s, &values, &b).unwrap();
-//! let (lambda, grad_a) = adjoint(factor.as_ref(), &s, &DMatrix::from_element(2, 1, 1.0), &x, true).unwrap();
+//! let adj = adjoint(factor.as_ref(), &s, &DMatrix::from_element(2, 1, 1.0), &x, true).unwrap();
+//! let (lambda, grad_a) = (adj.lambda, adj.grad_values);
 //! // X = [1/11, 7/11]; Λ = A⁻¹ 1 = [2/11, 3/11]; Ā_00 = −λ₀x₀.
 //! assert!((x[1] - 7.0 / 11.0).abs() < 1e-15);
 //! assert!((lambda[0] - 2.0 / 11.0).abs() < 1e-15);
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
-use super::{Factor, Factorizer};
+use super::{Adjoint, Factor, Factorizer};
 use crate::error::{check_finite, Error, Result};
 use crate::sparse::{Structure, Symmetry};
 
@@ -121,7 +122,7 @@ pub fn adjoint(
     g: &DMatrix<f64>,
     x: &DMatrix<f64>,
     want_a: bool,
-) -> Result<(DMatrix<f64>, Option<Vec<f64>>)> {
+) -> Result<Adjoint> {
     let n = structure.nrows();
     if factor.dim() != n || x.nrows() != structure.ncols() || g.shape() != (n, x.ncols()) {
         return Err(Error::ShapeMismatch {
@@ -131,7 +132,7 @@ pub fn adjoint(
         });
     }
     let (lambda, fused) = match factor.fused_adjoint(structure, g, x, want_a)? {
-        Some(result) => result,
+        Some(result) => (result.lambda, result.grad_values),
         None => {
             let mut lambda = crate::pool::matrix_copy(g);
             factor.solve_transpose_in_place(&mut lambda)?;
@@ -147,7 +148,10 @@ pub fn adjoint(
             Some(ga)
         }
     };
-    Ok((lambda, ga))
+    Ok(Adjoint {
+        lambda,
+        grad_values: ga,
+    })
 }
 
 /// out_k += scale · Σ_c left[i, c] · right[j, c] for every stored entry k = (i, j).

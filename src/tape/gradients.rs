@@ -353,14 +353,15 @@ fn propagate(sweep: &mut Sweep<'_>, i: usize, g: &DMatrix<f64>) -> Result<()> {
                 .sparse
                 .as_ref()
                 .expect("solve's first input is sparse");
-            let (lambda, ga) = crate::solve::node::adjoint(
+            let adjoint = crate::solve::node::adjoint(
                 factor.as_ref(),
                 s,
                 g,
                 &node.value,
                 nodes[*a].needs_grad,
             )?;
-            if let Some(ga) = ga {
+            let lambda = adjoint.lambda;
+            if let Some(ga) = adjoint.grad_values {
                 sweep.add(i, *a, DMatrix::from_vec(ga.len(), 1, ga))?;
             }
             sweep.add(i, *b, lambda)?;

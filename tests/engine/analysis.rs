@@ -2,7 +2,7 @@
 //! factorizations follow.
 
 use nalgebra::DMatrix;
-use sparsegrad::{Backend, Solver, Symmetry, Tape};
+use sparsegrad::{Implementation, Solver, Symmetry, Tape};
 
 use crate::common::{general, spd};
 
@@ -37,7 +37,7 @@ fn fast_cholesky_analyses_once_across_ten_evaluations() {
 
 #[test]
 fn reference_cholesky_analyses_once_across_ten_evaluations() {
-    let solver = Solver::cholesky().with_backend(Backend::Reference);
+    let solver = Solver::cholesky().with_implementation(Implementation::Reference);
     let (count, losses) = evaluate_ten_times(&spd(80, 2, Symmetry::Full, 42), solver);
     assert_eq!(count, 1);
     assert!(losses.windows(2).all(|w| w[0] != w[1]));
@@ -68,7 +68,7 @@ fn each_method_adds_one_analysis_to_a_shared_structure() {
     Solver::lu().factorize(s, &values).unwrap();
     assert_eq!(s.symbolic_analyses(), 2);
     Solver::cholesky()
-        .with_backend(Backend::Reference)
+        .with_implementation(Implementation::Reference)
         .factorize(s, &values)
         .unwrap();
     assert_eq!(s.symbolic_analyses(), 3);

@@ -1,7 +1,7 @@
 //! Every `Error` variant produced from bad input, without a panic, with its message snapshotted.
 
 use nalgebra::DMatrix;
-use sparsegrad::{Assembly, Backend, Error, Solver, Structure, Symmetry, Tape};
+use sparsegrad::{Assembly, Implementation, Error, Solver, Structure, Symmetry, Tape};
 
 /// [[d0, 2], [2, d1]] stored as the lower triangle.
 fn two_by_two(d0: f64, d1: f64) -> (std::sync::Arc<Structure>, Vec<f64>) {
@@ -130,7 +130,7 @@ fn all_errors() -> Vec<(&'static str, Error)> {
             &s_ind,
             &v_ind,
             ones(2),
-            Solver::cholesky().with_backend(Backend::Reference),
+            Solver::cholesky().with_implementation(Implementation::Reference),
         ),
     ));
 
@@ -177,7 +177,7 @@ fn all_errors() -> Vec<(&'static str, Error)> {
             &s,
             &v,
             ones(2),
-            Solver::lu().with_backend(Backend::Reference),
+            Solver::lu().with_implementation(Implementation::Reference),
         ),
     ));
     let other = Tape::new();
@@ -319,7 +319,7 @@ fn errors_name_the_position() {
     let (s, v) = two_by_two(1.0, 1.0);
     for solver in [
         Solver::cholesky(),
-        Solver::cholesky().with_backend(Backend::Reference),
+        Solver::cholesky().with_implementation(Implementation::Reference),
     ] {
         let e = solve_err(&s, &v, DMatrix::from_element(2, 1, 1.0), solver);
         assert!(

@@ -2,7 +2,7 @@
 //! backend × right-hand-side count × storage, plus the non-symmetric adjoint trap.
 
 use nalgebra::DMatrix;
-use sparsegrad::{check, Backend, Solver, Symmetry, Tape};
+use sparsegrad::{check, Implementation, Solver, Symmetry, Tape};
 
 use crate::common::{general, rel_inf, spd, Problem};
 
@@ -45,28 +45,28 @@ fn fast_cholesky_lower_storage_four_rhs() {
 fn reference_cholesky_full_storage_one_rhs() {
     assert_gradient(
         &spd(40, 1, Symmetry::Full, 5),
-        Solver::cholesky().with_backend(Backend::Reference),
+        Solver::cholesky().with_implementation(Implementation::Reference),
     );
 }
 #[test]
 fn reference_cholesky_full_storage_four_rhs() {
     assert_gradient(
         &spd(40, 4, Symmetry::Full, 6),
-        Solver::cholesky().with_backend(Backend::Reference),
+        Solver::cholesky().with_implementation(Implementation::Reference),
     );
 }
 #[test]
 fn reference_cholesky_lower_storage_one_rhs() {
     assert_gradient(
         &spd(60, 1, Symmetry::Lower, 7),
-        Solver::cholesky().with_backend(Backend::Reference),
+        Solver::cholesky().with_implementation(Implementation::Reference),
     );
 }
 #[test]
 fn reference_cholesky_lower_storage_four_rhs() {
     assert_gradient(
         &spd(60, 4, Symmetry::Lower, 8),
-        Solver::cholesky().with_backend(Backend::Reference),
+        Solver::cholesky().with_implementation(Implementation::Reference),
     );
 }
 #[test]
@@ -125,7 +125,7 @@ fn fast_and_reference_backends_agree() {
         )
     };
     let (lf, gf) = run(Solver::cholesky());
-    let (lr, gr) = run(Solver::cholesky().with_backend(Backend::Reference));
+    let (lr, gr) = run(Solver::cholesky().with_implementation(Implementation::Reference));
     assert!((lf - lr).abs() <= 1e-12 * lf.abs());
     assert!(rel_inf(&gf, &gr) < 1e-11, "{:e}", rel_inf(&gf, &gr));
 }

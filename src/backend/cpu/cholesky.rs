@@ -62,9 +62,10 @@ impl FaerCholesky {
         let symbolic = symbolic_cholesky(structure)?;
         let a = faer_matrix(structure, values);
         let mut l_values = crate::pool::take(symbolic.len_val()).unwrap_or_default();
-        l_values.try_reserve_exact(symbolic.len_val()).map_err(|_| Error::Unsupported {
+        l_values.try_reserve_exact(symbolic.len_val()).map_err(|_| Error::OutOfMemory {
+            what: "the Cholesky factor".into(),
             reason: format!(
-                "the Cholesky factor needs {:.1} GiB of values, more than can be allocated (too much fill for a direct solver)",
+                "{:.1} GiB of values is more than can be allocated (too much fill for a direct solver)",
                 symbolic.len_val() as f64 * 8.0 / f64::powi(1024.0, 3)
             ),
         })?;

@@ -20,8 +20,8 @@ use crate::error::{Error, Result};
 pub(super) const BLOCK: u32 = 256;
 
 pub(super) fn driver(what: &str) -> impl Fn(DriverError) -> Error + '_ {
-    move |e| Error::Unsupported {
-        reason: format!("GPU: {what} failed: {e}"),
+    move |e| Error::Device {
+        reason: format!("{what} failed: {e}"),
     }
 }
 

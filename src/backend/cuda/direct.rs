@@ -283,7 +283,10 @@ impl Factorization for DirectGpu {
         let mut lambda = DMatrix::zeros(n, k);
         download_into(g, &lam, &mut lambda)?;
         if !want_a {
-            return Ok(Some((lambda, None)));
+            return Ok(Some(Adjoint {
+                lambda,
+                grad_values: None,
+            }));
         }
         let xd = upload_matrix(g, x)?;
         let mut out = g
@@ -309,6 +312,9 @@ impl Factorization for DirectGpu {
         // SAFETY: matches `grad_scatter`; rows/cols hold nnz entries < n, lam and x n·k values.
         unsafe { l.launch(grid(self.nnz)?) }.map_err(driver("grad_scatter"))?;
         let ga = g.stream.clone_dtoh(&out).map_err(driver("download"))?;
-        Ok(Some((lambda, Some(ga))))
+        Ok(Some(Adjoint {
+            lambda,
+            grad_values: Some(ga),
+        }))
     }
 }

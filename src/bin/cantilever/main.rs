@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 use sparsegrad::optim::{
-    minimize, LineSearch, Method, Objective, Problem, ProgressObserver, ProgressStyle, Settings,
+    minimize, LineSearch, Algorithm, Objective, ArgminProblem, ProgressObserver, ProgressStyle, Settings,
 };
 use sparsegrad::problems::cantilever::{Cantilever, Compliance, Shape};
 use sparsegrad::Tape;
@@ -41,7 +41,7 @@ struct Args {
     iters: u64,
     objective: String,
     target: String,
-    method: Method,
+    method: Algorithm,
     k_min: f64,
     out: String,
 }
@@ -53,7 +53,7 @@ fn parse_args() -> Result<Args, String> {
         iters: 300,
         objective: "compliance".into(),
         target: "parabola:-40".into(),
-        method: Method::default(),
+        method: Algorithm::default(),
         k_min: 1e-3,
         out: "cantilever".into(),
     };
@@ -78,16 +78,16 @@ fn parse_args() -> Result<Args, String> {
             "--out" => a.out = value,
             "--method" => {
                 a.method = match value.as_str() {
-                    "lbfgs" => Method::Lbfgs {
+                    "lbfgs" => Algorithm::Lbfgs {
                         memory: 10,
                         line_search: LineSearch::MoreThuente,
                     },
-                    "lbfgs-hz" => Method::Lbfgs {
+                    "lbfgs-hz" => Algorithm::Lbfgs {
                         memory: 10,
                         line_search: LineSearch::HagerZhang,
                     },
-                    "cg" => Method::NonlinearCg(LineSearch::MoreThuente),
-                    "sd" => Method::SteepestDescent(LineSearch::MoreThuente),
+                    "cg" => Algorithm::NonlinearCg(LineSearch::MoreThuente),
+                    "sd" => Algorithm::SteepestDescent(LineSearch::MoreThuente),
                     other => return Err(format!("unknown method '{other}'")),
                 }
             }
@@ -187,7 +187,7 @@ fn run(args: Args) -> Result<(), String> {
     );
     let history = observer.history();
     let outcome = minimize(
-        Problem::new(objective.clone()),
+        ArgminProblem::new(objective.clone()),
         phi0,
         &Settings::new(args.method, args.iters),
         Some(observer),

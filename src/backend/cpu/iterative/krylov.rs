@@ -153,7 +153,9 @@ impl System<'_> {
     /// the residual decides when to check the true residual.
     fn minres(&self, b: &[f64], x: &mut [f64], r1: Vec<f64>, target: f64) -> Result<(usize, f64)> {
         let n = x.len();
-        let not_pd = || Error::Unsupported {
+        let not_pd = || Error::Preconditioner {
+            preconditioner: "MINRES's",
+            row: 0,
             reason: "MINRES needs a positive definite preconditioner (use Jacobi, IC(0) or none)"
                 .into(),
         };

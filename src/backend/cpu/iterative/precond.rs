@@ -79,15 +79,17 @@ impl Csr {
     }
 
     /// Position of the diagonal entry of each row.
-    fn diagonal_positions(&self, what: &str) -> Result<Vec<usize>> {
+    fn diagonal_positions(&self, what: &'static str) -> Result<Vec<usize>> {
         (0..self.n)
             .map(|r| {
                 let range = self.ptr[r]..self.ptr[r + 1];
                 self.idx[range.clone()]
                     .binary_search(&r)
                     .map(|p| range.start + p)
-                    .map_err(|_| Error::Unsupported {
-                        reason: format!("{what}: diagonal entry ({r}, {r}) is not stored"),
+                    .map_err(|_| Error::Preconditioner {
+                        preconditioner: what,
+                        row: r,
+                        reason: format!("diagonal entry ({r}, {r}) is not stored"),
                     })
             })
             .collect()
@@ -183,8 +185,10 @@ pub(crate) fn jacobi(a: &Csr, absolute: bool) -> Result<Vec<f64>> {
         .map(|(r, &p)| {
             let d = if absolute { a.val[p].abs() } else { a.val[p] };
             if d == 0.0 {
-                Err(Error::Unsupported {
-                    reason: format!("Jacobi preconditioner: diagonal entry ({r}, {r}) is zero"),
+                Err(Error::Preconditioner {
+                    preconditioner: "Jacobi",
+                    row: r,
+                    reason: format!("diagonal entry ({r}, {r}) is zero"),
                 })
             } else {
                 Ok(1.0 / d)
@@ -207,8 +211,10 @@ fn ic0(a: &Csr) -> Result<Csr> {
             }
         }
         if idx.last() != Some(&r) {
-            return Err(Error::Unsupported {
-                reason: format!("IC(0): diagonal entry ({r}, {r}) is not stored"),
+            return Err(Error::Preconditioner {
+                preconditioner: "IC(0)",
+                row: r,
+                reason: format!("diagonal entry ({r}, {r}) is not stored"),
             });
         }
         ptr[r + 1] = idx.len();
@@ -233,9 +239,11 @@ fn ic0(a: &Csr) -> Result<Csr> {
         }
         let pivot = val[d] - (s..d).map(|p| val[p] * val[p]).sum::<f64>();
         if !(pivot > 0.0 && pivot.is_finite()) {
-            return Err(Error::Unsupported {
+            return Err(Error::Preconditioner {
+                preconditioner: "IC(0)",
+                row: i,
                 reason: format!(
-                    "IC(0) broke down at column {i} (pivot {pivot:e}): the matrix is not an M-matrix or not positive definite — use Jacobi or a direct solver"
+                    "pivot {pivot:e}: the matrix is not an M-matrix or not positive definite — use Jacobi or a direct solver"
                 ),
             });
         }
@@ -271,10 +279,10 @@ fn ilu0(a: &Csr) -> Result<(Csr, Vec<usize>)> {
         }
         let pivot = val[diag[i]];
         if pivot == 0.0 || !pivot.is_finite() {
-            return Err(Error::Unsupported {
-                reason: format!(
-                    "ILU(0) broke down at row {i} (pivot {pivot:e}) — use Jacobi or a direct solver"
-                ),
+            return Err(Error::Preconditioner {
+                preconditioner: "ILU(0)",
+                row: i,
+                reason: format!("pivot {pivot:e} — use Jacobi or a direct solver"),
             });
         }
     }
