@@ -17,7 +17,7 @@ use nalgebra::DMatrix;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparsegrad::optim::{
-    minimize, Algorithm, Objective, ArgminProblem, ProgressObserver, ProgressStyle, Settings,
+    minimize, Algorithm, ArgminProblem, Objective, ProgressObserver, ProgressStyle, Settings,
 };
 use sparsegrad::problems::graph::{laplacian_assembly, random_edges, standard_normal};
 use sparsegrad::{Assembly, Result, Solver, Tape, Var};

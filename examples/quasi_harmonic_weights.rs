@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use nalgebra::DMatrix;
 use sparsegrad::optim::{
-    minimize, Algorithm, Objective, Outcome, ArgminProblem, ProgressObserver, ProgressStyle, Settings,
+    minimize, Algorithm, ArgminProblem, Objective, Outcome, ProgressObserver, ProgressStyle,
+    Settings,
 };
 use sparsegrad::problems::mesh::TriMesh;
 use sparsegrad::problems::quasi_harmonic::{Energy, QuasiHarmonic};

@@ -41,9 +41,12 @@ pub enum Error {
         bound: usize,
     },
 
-    /// A sparsity pattern is malformed (unsorted, duplicated, wrong triangle, inconsistent arrays).
+    /// A sparsity pattern is malformed: `rule` says which rule it breaks (so a caller can match
+    /// it), `reason` says where.
     #[error("invalid sparsity pattern: {reason}")]
     InvalidPattern {
+        /// The rule the pattern breaks.
+        rule: PatternRule,
         /// What is wrong and where.
         reason: String,
     },
@@ -267,6 +270,33 @@ pub enum Error {
         /// What was asked and why it is not possible.
         reason: String,
     },
+}
+
+/// The rules a CSC sparsity pattern must follow ([`Error::InvalidPattern`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PatternRule {
+    /// A dimension above `isize::MAX`.
+    TooLarge,
+    /// `col_ptr` must have `ncols + 1` entries.
+    ColPtrLength,
+    /// `col_ptr[0]` must be 0.
+    ColPtrStart,
+    /// `col_ptr[ncols]` must equal the number of row indices.
+    ColPtrEnd,
+    /// `col_ptr` must not decrease.
+    ColPtrDecreasing,
+    /// Symmetric storage needs a square pattern.
+    NotSquare,
+    /// Row indices within a column must increase.
+    UnsortedRows,
+    /// A row index appears twice in a column.
+    DuplicateRows,
+    /// One-triangle ([`Symmetry::Lower`](crate::Symmetry::Lower)) storage holds an entry above
+    /// the diagonal.
+    AboveDiagonal,
+    /// A pattern declared [`Symmetry::Full`](crate::Symmetry::Full) stores (i, j) but not (j, i).
+    NotSymmetric,
 }
 
 fn describe_pivot(column: usize, pivot: Option<f64>) -> String {

@@ -81,15 +81,15 @@ pub mod sparse;
 pub mod tape;
 
 pub use backend::{Device, Precision};
-pub use error::{Error, Result};
+pub use error::{Error, PatternRule, Result};
 
 /// The README's example is compiled and run as a doc test.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 pub use solve::{
-    Adjoint, Implementation, Convergence, Factor, Factorization, Factorizer, Iterative, Krylov, Method,
-    Preconditioner, SolveInfo, Solver,
+    Adjoint, Convergence, Factor, Factorization, Factorizer, Implementation, Iterative, Krylov,
+    Method, Preconditioner, SolveInfo, Solver,
 };
 pub use sparse::{Assembly, AssemblyBuilder, Dirichlet, Structure, Symmetry};
 pub use tape::{Gradients, Tape, Var};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nalgebra::DMatrix;
 
 use sparsegrad::{
-    matrix_market, Assembly, Implementation, Factorizer, Iterative, Preconditioner, Result, Solver,
+    matrix_market, Assembly, Factorizer, Implementation, Iterative, Preconditioner, Result, Solver,
     Structure, Symmetry, Tape,
 };
 

@@ -9,7 +9,7 @@ use nalgebra::DMatrix;
 use super::cpu;
 use crate::error::{Error, Result};
 use crate::solve::{
-    condition_estimate, Implementation, Device, Factor, Factorization, Factorizer, Method, Solver,
+    condition_estimate, Device, Factor, Factorization, Factorizer, Implementation, Method, Solver,
 };
 use crate::sparse::{Structure, Symmetry};
 
@@ -64,12 +64,12 @@ impl Solver {
         }
         structure.record_factorization();
         match (self.method, self.implementation) {
-            (Method::Cholesky, Implementation::Fast) => Ok(Arc::new(cpu::cholesky::FaerCholesky::factor(
-                structure, values, false,
-            )?)),
-            (Method::Ldlt, Implementation::Fast) => Ok(Arc::new(cpu::cholesky::FaerCholesky::factor(
-                structure, values, true,
-            )?)),
+            (Method::Cholesky, Implementation::Fast) => Ok(Arc::new(
+                cpu::cholesky::FaerCholesky::factor(structure, values, false)?,
+            )),
+            (Method::Ldlt, Implementation::Fast) => Ok(Arc::new(
+                cpu::cholesky::FaerCholesky::factor(structure, values, true)?,
+            )),
             (Method::Cholesky, Implementation::Reference) => Ok(Arc::new(
                 cpu::reference::ReferenceCholesky::factor(structure, values)?,
             )),

@@ -18,7 +18,7 @@ use nalgebra::DMatrix;
 use serde_json::json;
 use sparsegrad::matrix_market::{write_array, Layout, MatrixMarket};
 use sparsegrad::solve::{condition_estimate, node};
-use sparsegrad::{Assembly, Implementation, Error, Solver, Symmetry};
+use sparsegrad::{Assembly, Error, Implementation, Solver, Symmetry};
 
 /// Above this estimated condition number the command warns that digits are lost.
 const CONDITION_WARNING: f64 = 1e12;

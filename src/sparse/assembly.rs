@@ -389,8 +389,8 @@ impl Assembly {
             s.row_idx().to_vec(),
             values,
         )
-        .map_err(|e| Error::InvalidPattern {
-            reason: e.to_string(),
+        .map_err(|e| Error::StructureMismatch {
+            reason: format!("nalgebra-sparse refused a validated pattern: {e}"),
         })
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use faer::sparse::{SymbolicSparseColMat, SymbolicSparseColMatRef};
 
-use crate::error::{first_non_finite, Error, Result};
+use crate::error::{first_non_finite, Error, PatternRule, Result};
 
 /// A structure built from pairs, with the input items grouped by stored entry.
 pub(crate) struct Grouped {
@@ -92,41 +92,56 @@ impl Structure {
         row_idx: Vec<usize>,
         symmetry: Symmetry,
     ) -> Result<Arc<Self>> {
-        let invalid = |reason: String| Err(Error::InvalidPattern { reason });
+        let invalid =
+            |rule: PatternRule, reason: String| Err(Error::InvalidPattern { rule, reason });
         if nrows > isize::MAX as usize || ncols > isize::MAX as usize {
-            return invalid(format!(
-                "a {nrows}×{ncols} pattern exceeds the largest supported dimension ({})",
-                isize::MAX
-            ));
+            return invalid(
+                PatternRule::TooLarge,
+                format!(
+                    "a {nrows}×{ncols} pattern exceeds the largest supported dimension ({})",
+                    isize::MAX
+                ),
+            );
         }
         if col_ptr.len() != ncols + 1 {
-            return invalid(format!(
-                "col_ptr has {} entries, expected ncols + 1 = {}",
-                col_ptr.len(),
-                ncols + 1
-            ));
+            return invalid(
+                PatternRule::ColPtrLength,
+                format!(
+                    "col_ptr has {} entries, expected ncols + 1 = {}",
+                    col_ptr.len(),
+                    ncols + 1
+                ),
+            );
         }
         if col_ptr[0] != 0 {
-            return invalid(format!("col_ptr[0] is {}, expected 0", col_ptr[0]));
+            return invalid(
+                PatternRule::ColPtrStart,
+                format!("col_ptr[0] is {}, expected 0", col_ptr[0]),
+            );
         }
         if col_ptr[ncols] != row_idx.len() {
-            return invalid(format!(
-                "col_ptr[{ncols}] is {} but there are {} row indices",
-                col_ptr[ncols],
-                row_idx.len()
-            ));
+            return invalid(
+                PatternRule::ColPtrEnd,
+                format!(
+                    "col_ptr[{ncols}] is {} but there are {} row indices",
+                    col_ptr[ncols],
+                    row_idx.len()
+                ),
+            );
         }
         if symmetry != Symmetry::General && nrows != ncols {
-            return invalid(format!(
-                "a symmetric pattern must be square, got {nrows}×{ncols}"
-            ));
+            return invalid(
+                PatternRule::NotSquare,
+                format!("a symmetric pattern must be square, got {nrows}×{ncols}"),
+            );
         }
         for j in 0..ncols {
             let (start, end) = (col_ptr[j], col_ptr[j + 1]);
             if start > end || end > row_idx.len() {
-                return invalid(format!(
-                    "col_ptr decreases at column {j} ({start} > {end}) or exceeds nnz"
-                ));
+                return invalid(
+                    PatternRule::ColPtrDecreasing,
+                    format!("col_ptr decreases at column {j} ({start} > {end}) or exceeds nnz"),
+                );
             }
             for k in start..end {
                 let i = row_idx[k];
@@ -140,17 +155,17 @@ impl Structure {
                     });
                 }
                 if k > start && row_idx[k - 1] >= i {
-                    let what = if row_idx[k - 1] == i {
-                        "duplicate"
+                    let (rule, what) = if row_idx[k - 1] == i {
+                        (PatternRule::DuplicateRows, "duplicate")
                     } else {
-                        "unsorted"
+                        (PatternRule::UnsortedRows, "unsorted")
                     };
-                    return invalid(format!(
+                    return invalid(rule, format!(
                         "{what} row index {i} in column {j} (entry {k}); rows must be strictly increasing"
                     ));
                 }
                 if symmetry == Symmetry::Lower && i < j {
-                    return invalid(format!(
+                    return invalid(PatternRule::AboveDiagonal, format!(
                         "entry ({i}, {j}) lies above the diagonal of a lower-triangle symmetric pattern"
                     ));
                 }
@@ -210,6 +225,7 @@ impl Structure {
     ) -> Result<Grouped> {
         if nrows > isize::MAX as usize || ncols > isize::MAX as usize {
             return Err(Error::InvalidPattern {
+                rule: PatternRule::TooLarge,
                 reason: format!(
                     "a {nrows}×{ncols} pattern exceeds the largest supported dimension ({})",
                     isize::MAX
@@ -401,6 +417,7 @@ impl Structure {
     fn build_mirror(&self) -> Result<Vec<usize>> {
         if self.nrows != self.ncols {
             return Err(Error::InvalidPattern {
+                rule: PatternRule::NotSquare,
                 reason: format!(
                     "a {}×{} pattern has no transpose positions",
                     self.nrows, self.ncols
@@ -417,6 +434,7 @@ impl Structure {
                 let c = cursor[i];
                 if c >= self.col_ptr()[i + 1] || self.row_idx()[c] != j {
                     return Err(Error::InvalidPattern {
+                        rule: PatternRule::NotSymmetric,
                         reason: format!(
                             "pattern declared symmetric stores ({i}, {j}) but not ({j}, {i})"
                         ),
@@ -429,6 +447,7 @@ impl Structure {
         if let Some(i) = (0..self.ncols).find(|&i| cursor[i] != self.col_ptr()[i + 1]) {
             let r = self.row_idx()[cursor[i]];
             return Err(Error::InvalidPattern {
+                rule: PatternRule::NotSymmetric,
                 reason: format!("pattern declared symmetric stores ({r}, {i}) but not ({i}, {r})"),
             });
         }

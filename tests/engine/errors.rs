@@ -1,7 +1,7 @@
 //! Every `Error` variant produced from bad input, without a panic, with its message snapshotted.
 
 use nalgebra::DMatrix;
-use sparsegrad::{Assembly, Implementation, Error, Solver, Structure, Symmetry, Tape};
+use sparsegrad::{Assembly, Error, Implementation, PatternRule, Solver, Structure, Symmetry, Tape};
 
 /// [[d0, 2], [2, d1]] stored as the lower triangle.
 fn two_by_two(d0: f64, d1: f64) -> (std::sync::Arc<Structure>, Vec<f64>) {
@@ -342,7 +342,7 @@ fn oversized_dimensions_are_invalid_patterns() {
         let e = Structure::new(nrows, ncols, vec![0; ncols + 1], vec![], Symmetry::General)
             .unwrap_err();
         assert!(
-            matches!(&e, Error::InvalidPattern { reason } if reason.contains("largest supported dimension")),
+            matches!(&e, Error::InvalidPattern { rule: PatternRule::TooLarge, reason } if reason.contains("largest supported dimension")),
             "{e:?}"
         );
     }
@@ -367,4 +367,65 @@ fn error_messages() {
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("../snapshots");
     settings.bind(|| insta::assert_snapshot!("error_messages", text));
+}
+
+/// Every pattern rule is reported as itself, with a message naming where (snapshot).
+#[test]
+fn pattern_rules_are_matchable() {
+    use sparsegrad::PatternRule::*;
+    let cases: Vec<(PatternRule, sparsegrad::Result<std::sync::Arc<Structure>>)> = vec![
+        (
+            TooLarge,
+            Structure::new(usize::MAX, 1, vec![0, 0], vec![], Symmetry::General),
+        ),
+        (
+            ColPtrLength,
+            Structure::new(2, 2, vec![0, 1], vec![0], Symmetry::General),
+        ),
+        (
+            ColPtrStart,
+            Structure::new(2, 2, vec![1, 1, 1], vec![0], Symmetry::General),
+        ),
+        (
+            ColPtrEnd,
+            Structure::new(2, 2, vec![0, 1, 1], vec![0, 1], Symmetry::General),
+        ),
+        (
+            ColPtrDecreasing,
+            Structure::new(3, 3, vec![0, 2, 1, 2], vec![0, 1], Symmetry::General),
+        ),
+        (
+            NotSquare,
+            Structure::new(2, 1, vec![0, 1], vec![0], Symmetry::Lower),
+        ),
+        (
+            UnsortedRows,
+            Structure::new(2, 1, vec![0, 2], vec![1, 0], Symmetry::General),
+        ),
+        (
+            DuplicateRows,
+            Structure::new(2, 1, vec![0, 2], vec![1, 1], Symmetry::General),
+        ),
+        (
+            AboveDiagonal,
+            Structure::new(2, 2, vec![0, 1, 2], vec![0, 0], Symmetry::Lower),
+        ),
+        (
+            NotSymmetric,
+            Structure::new(2, 2, vec![0, 2, 3], vec![0, 1, 1], Symmetry::Full),
+        ),
+    ];
+    let mut text = String::new();
+    for (rule, result) in cases {
+        match result {
+            Err(Error::InvalidPattern { rule: got, reason }) => {
+                assert_eq!(got, rule, "{reason}");
+                text.push_str(&format!("{rule:?}: {reason}\n"));
+            }
+            other => panic!("{rule:?}: {other:?}"),
+        }
+    }
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.bind(|| insta::assert_snapshot!("pattern_rules", text));
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use argmin::core::{CostFunction, Gradient};
 use nalgebra::DMatrix;
-use sparsegrad::optim::{minimize, LineSearch, Algorithm, Objective, ArgminProblem, Settings};
+use sparsegrad::optim::{minimize, Algorithm, ArgminProblem, LineSearch, Objective, Settings};
 use sparsegrad::problems::graph::{laplacian_assembly, random_edges};
 use sparsegrad::{Assembly, Result, Solver, Tape, Var};
 
@@ -90,8 +90,17 @@ fn every_method_recovers_the_weights() {
             gradient_tolerance: 1e-12,
             ..Settings::new(method, iters)
         };
-        let out = minimize(ArgminProblem::new(Arc::new(f)), vec![0.0; m], &settings, None).unwrap();
-        let initial_loss = ArgminProblem::new(fit().0).evaluate(&vec![0.0; m]).unwrap().0;
+        let out = minimize(
+            ArgminProblem::new(Arc::new(f)),
+            vec![0.0; m],
+            &settings,
+            None,
+        )
+        .unwrap();
+        let initial_loss = ArgminProblem::new(fit().0)
+            .evaluate(&vec![0.0; m])
+            .unwrap()
+            .0;
         assert!(
             out.loss < 1e-6 * initial_loss,
             "{method:?}: loss {:e} from {initial_loss:e}",
@@ -109,7 +118,10 @@ fn every_method_recovers_the_weights() {
 #[test]
 fn adam_runs_through_argmin_and_reduces_the_loss() {
     let (f, m) = fit();
-    let initial_loss = ArgminProblem::new(fit().0).evaluate(&vec![0.0; m]).unwrap().0;
+    let initial_loss = ArgminProblem::new(fit().0)
+        .evaluate(&vec![0.0; m])
+        .unwrap()
+        .0;
     let problem = ArgminProblem::new(Arc::new(f));
     let out = minimize(
         problem,
@@ -148,7 +160,13 @@ fn tape_errors_surface_with_their_message() {
     // The objective's own error comes back unwrapped, so the caller can match it.
     let err = out.unwrap_err();
     assert!(
-        matches!(err, sparsegrad::Error::NonFinite { context: "matrix values", .. }),
+        matches!(
+            err,
+            sparsegrad::Error::NonFinite {
+                context: "matrix values",
+                ..
+            }
+        ),
         "{err:?}"
     );
 }

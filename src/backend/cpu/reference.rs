@@ -73,8 +73,8 @@ fn analyze(structure: &Structure) -> Result<ReferenceAnalysis> {
         permuted.col_ptr().to_vec(),
         permuted.row_idx().to_vec(),
     )
-    .map_err(|e| Error::InvalidPattern {
-        reason: e.to_string(),
+    .map_err(|e| Error::StructureMismatch {
+        reason: format!("nalgebra-sparse refused a validated pattern: {e}"),
     })?;
     Ok(ReferenceAnalysis {
         perm_inv,

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 use sparsegrad::optim::{
-    minimize, LineSearch, Algorithm, Objective, ArgminProblem, ProgressObserver, ProgressStyle, Settings,
+    minimize, Algorithm, ArgminProblem, LineSearch, Objective, ProgressObserver, ProgressStyle,
+    Settings,
 };
 use sparsegrad::problems::cantilever::{Cantilever, Compliance, Shape};
 use sparsegrad::Tape;
