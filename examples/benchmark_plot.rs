@@ -116,13 +116,20 @@ fn plot(cases: &BTreeMap<String, Series>, out: &str) -> Result<(), Box<dyn std::
     Ok(())
 }
 
+/// Draws the benchmark series as a log-log plot.
+#[derive(clap::Parser)]
+struct Args {
+    /// The series (CSV) written by benches/compare/report.py.
+    #[arg(default_value = "docs/bench/series.csv")]
+    input: String,
+    /// The SVG to write.
+    #[arg(default_value = "docs/bench/benchmark.svg")]
+    output: String,
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let (input, output) = (
-        args.get(1).map_or("docs/bench/series.csv", String::as_str),
-        args.get(2)
-            .map_or("docs/bench/benchmark.svg", String::as_str),
-    );
+    let args: Args = clap::Parser::parse();
+    let (input, output) = (args.input.as_str(), args.output.as_str());
     match read(input)
         .map_err(|e| e.into())
         .and_then(|c| plot(&c, output))

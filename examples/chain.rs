@@ -17,13 +17,15 @@ use rand::{Rng, SeedableRng};
 use sparsegrad::problems::graph::{chain_edges, laplacian_assembly};
 use sparsegrad::{check, Assembly, Result, Solver, Tape, Var};
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Value and gradient for an n-node chain, with peak memory and a finite-difference spot check.
+#[derive(clap::Parser)]
+struct Args {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 1 << 20)]
+    n: usize,
+    /// Number of finite-difference spot checks.
+    #[arg(long, default_value_t = 3)]
+    check: usize,
 }
 
 /// Peak resident set size in MiB (Linux), if available.
@@ -41,8 +43,7 @@ fn loss<'t>(tape: &'t Tape, asm: &Assembly, theta: Var<'t>, b: &DMatrix<f64>) ->
 }
 
 fn run() -> Result<bool> {
-    let n = arg("--n", 1 << 20);
-    let checks = arg("--check", 3);
+    let Args { n, check: checks } = clap::Parser::parse();
     let mut rng = StdRng::seed_from_u64(0);
     let theta0 = DMatrix::from_fn(n, 1, |_, _| rng.random_range(0.0..1.0));
     let b = DMatrix::from_fn(n, 1, |_, _| rng.random_range(0.0..1.0));

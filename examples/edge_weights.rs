@@ -22,13 +22,21 @@ use sparsegrad::optim::{
 use sparsegrad::problems::graph::{laplacian_assembly, random_edges, standard_normal};
 use sparsegrad::{Assembly, Result, Solver, Tape, Var};
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Recover the edge weights of a random graph from observed solutions with L-BFGS.
+#[derive(clap::Parser)]
+struct Args {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// Number of observed right-hand sides.
+    #[arg(long, default_value_t = 16)]
+    rhs: usize,
+    /// L-BFGS iterations.
+    #[arg(long, default_value_t = 500)]
+    iters: u64,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 /// ½‖X(exp φ) − X*‖²_F.
@@ -51,10 +59,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn run() -> Result<bool> {
-    let n = arg("--n", 1000);
-    let k = arg("--rhs", 16);
-    let iters = arg("--iters", 500) as u64;
-    let mut rng = StdRng::seed_from_u64(arg("--seed", 1) as u64);
+    let Args {
+        n,
+        rhs: k,
+        iters,
+        seed,
+    } = clap::Parser::parse();
+    let mut rng = StdRng::seed_from_u64(seed);
     let edges = random_edges(n, 6 * n, &mut rng);
     let assembly = laplacian_assembly(n, &edges, 1.0)?;
     let w_true: Vec<f64> = (0..edges.len())

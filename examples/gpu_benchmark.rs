@@ -38,15 +38,26 @@ fn evaluate(
     Ok((loss.value()?[(0, 0)], g.wrt(p).as_slice().to_vec()))
 }
 
+/// GPU against CPU backend on grids and chains.
+#[derive(clap::Parser)]
+struct Args {
+    /// One JSON line per case.
+    #[arg(long)]
+    json: bool,
+    /// Only the smallest grid and chain.
+    #[arg(long)]
+    quick: bool,
+    /// Timed repetitions per case.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let json = args.iter().any(|a| a == "--json");
-    let quick = args.iter().any(|a| a == "--quick");
-    let repeat: usize = args
-        .iter()
-        .position(|a| a == "--repeat")
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(3);
+    let Args {
+        json,
+        quick,
+        repeat,
+    } = clap::Parser::parse();
     let gpu = match sparsegrad::backend::device_info(0) {
         Ok(info) => info,
         Err(e) => {

@@ -45,20 +45,26 @@ fn evaluate(
     )
 }
 
+/// Krylov solvers against the direct solver on k × k grids.
+#[derive(clap::Parser)]
+struct Args {
+    /// Grid sides k (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
+    sizes: Vec<usize>,
+    /// Timed repetitions per case.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// A = shift·I + L(θ).
+    #[arg(long, default_value_t = 1.0)]
+    shift: f64,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let sizes: Vec<usize> = arg("--sizes")
-        .unwrap_or_else(|| "256,512,1024".into())
-        .split(',')
-        .map(|s| s.parse().expect("--sizes k1,k2,…"))
-        .collect();
-    let repeat: usize = arg("--repeat").map_or(3, |r| r.parse().expect("--repeat R"));
-    let shift: f64 = arg("--shift").map_or(1.0, |r| r.parse().expect("--shift S"));
+    let Args {
+        sizes,
+        repeat,
+        shift,
+    } = clap::Parser::parse();
     let tol = 1e-10;
     let solvers: Vec<(&str, Box<dyn Factorizer>)> = vec![
         ("cholesky", Box::new(Solver::cholesky())),

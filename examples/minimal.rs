@@ -17,18 +17,20 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparsegrad::{Assembly, Solver, Symmetry, Tape};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The seed project's example, checked against a dense gradient.
+#[derive(clap::Parser)]
+struct Args {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 10)]
+    n: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 fn main() -> ExitCode {
-    let n = arg("--n", 10) as usize;
-    let mut rng = StdRng::seed_from_u64(arg("--seed", 0));
+    let Args { n, seed } = clap::Parser::parse();
+    let mut rng = StdRng::seed_from_u64(seed);
     // E: unique random pairs (i, j) ∈ [0, n)², as the seed's torch.unique(randint(0, n, (6n, 2))).
     let mut edges: Vec<(usize, usize)> = (0..6 * n)
         .map(|_| (rng.random_range(0..n), rng.random_range(0..n)))

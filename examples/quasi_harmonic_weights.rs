@@ -31,15 +31,39 @@ use sparsegrad::Tape;
 /// The handles of the issue, in grid coordinates of the default 48 × 48 mesh.
 const HANDLES_48: [(usize, usize); 6] = [(7, 7), (40, 7), (24, 24), (7, 40), (40, 40), (24, 5)];
 
-fn flag(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-fn num(name: &str, default: f64) -> f64 {
-    flag(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+/// Optimize per-triangle diffusivities of quasi-harmonic weights.
+#[derive(clap::Parser)]
+struct Args {
+    /// Grid points per side.
+    #[arg(long, default_value_t = 48)]
+    n: usize,
+    /// square or l (L-shaped).
+    #[arg(long, default_value = "square")]
+    domain: String,
+    /// smooth or local.
+    #[arg(long, default_value = "smooth")]
+    objective: String,
+    /// Regularization weight μ.
+    #[arg(long, default_value_t = 0.1)]
+    mu: f64,
+    /// L-BFGS iterations.
+    #[arg(long, default_value_t = 200)]
+    iters: u64,
+    /// Adam iterations.
+    #[arg(long, default_value_t = 400)]
+    adam_iters: u64,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    /// lbfgs, adam or both.
+    #[arg(long, default_value = "both")]
+    optimizer: String,
+    /// Output prefix.
+    #[arg(long, default_value = "quasi_harmonic")]
+    out: String,
+    /// Sweep μ instead of one run.
+    #[arg(long)]
+    sweep: bool,
 }
 
 /// Objective, partition-of-unity error, smallest weight and the weights for parameters x.
@@ -187,21 +211,18 @@ fn svg(problem: &QuasiHarmonic, rows: &[(&str, &DMatrix<f64>)]) -> String {
 }
 
 fn run() -> sparsegrad::Result<bool> {
-    let n = num("--n", 48.0) as usize;
-    let l_shape = flag("--domain").is_some_and(|d| d == "l" || d == "L");
-    let energy = if flag("--objective").is_some_and(|o| o == "local") {
+    let args: Args = clap::Parser::parse();
+    let n = args.n;
+    let l_shape = args.domain == "l" || args.domain == "L";
+    let energy = if args.objective == "local" {
         Energy::Local
     } else {
         Energy::Smooth
     };
-    let mu = num("--mu", 0.1);
-    let iters = num("--iters", 200.0) as u64;
-    let adam_iters = num("--adam-iters", 400.0) as u64;
-    let lr = num("--lr", 0.05);
-    let which = flag("--optimizer").unwrap_or_else(|| "both".into());
-    let out = flag("--out").unwrap_or_else(|| "quasi_harmonic".into());
+    let (mu, iters, adam_iters, lr) = (args.mu, args.iters, args.adam_iters, args.lr);
+    let (which, out) = (args.optimizer, args.out);
 
-    if std::env::args().any(|a| a == "--sweep") {
+    if args.sweep {
         println!(
             "μ sweep ({energy:?}, L-BFGS, {iters} iterations): optimized / harmonic objective"
         );

@@ -25,12 +25,30 @@ use nalgebra::DMatrix;
 use sparsegrad::problems::graph::{chain_edges, grid_edges, laplacian_assembly};
 use sparsegrad::{Assembly, Implementation, Result, Solver, Tape};
 
-fn flag(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+/// The peers' benchmark problem: cold / warm / limit with a breakdown.
+#[derive(clap::Parser)]
+struct Args {
+    /// chain or grid.
+    #[arg(long, default_value = "chain")]
+    case: String,
+    /// Number of unknowns (grid: rounded to a square).
+    #[arg(long, default_value_t = 65536)]
+    n: usize,
+    /// Right-hand sides.
+    #[arg(long, default_value_t = 1)]
+    rhs: usize,
+    /// Timed repetitions (median reported).
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// fast, reference or lu.
+    #[arg(long, default_value = "fast")]
+    backend: String,
+    /// One JSON line instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Only the warm figure.
+    #[arg(long)]
+    warm_only: bool,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -109,15 +127,14 @@ fn ms(start: Instant) -> f64 {
 
 fn run() -> std::result::Result<(), String> {
     let err = |e: sparsegrad::Error| e.to_string();
-    let case_name = flag("--case").unwrap_or_else(|| "chain".into());
-    let n_req: usize = flag("--n").and_then(|v| v.parse().ok()).unwrap_or(65536);
-    let rhs: usize = flag("--rhs").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let repeat: usize = flag("--repeat")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
-        .max(1);
-    let backend = flag("--backend").unwrap_or_else(|| "fast".into());
-    let json = std::env::args().any(|a| a == "--json");
+    let args: Args = clap::Parser::parse();
+    let case_name = args.case;
+    let n_req = args.n;
+    let rhs = args.rhs;
+    let repeat = args.repeat.max(1);
+    let backend = args.backend;
+    let json = args.json;
+    let warm_only = args.warm_only;
     let solver = match backend.as_str() {
         "fast" => Solver::cholesky(),
         "reference" => Solver::cholesky().with_implementation(Implementation::Reference),
@@ -185,7 +202,7 @@ fn run() -> std::result::Result<(), String> {
     }
     let warm = median(warm_times);
     drop(asm);
-    if std::env::args().any(|a| a == "--warm-only") {
+    if warm_only {
         println!(
             "{case_name} n = {}: warm {warm:.3} ms, limit {limit:.3} ms ({:.2} × limit)",
             c.n,

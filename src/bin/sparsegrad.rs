@@ -28,7 +28,7 @@ const CONDITION_WARNING: f64 = 1e12;
 /// Errors print one line naming the file, line and problem, and exit with status 2; nothing is
 /// written then.
 #[derive(Parser)]
-#[command(name = "sparsegrad", version, about, long_about = None)]
+#[command(name = "sparsegrad", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,8 +36,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// X = A⁻¹B, the loss, and its gradients with respect to every entry of A and to B, as JSON:
-    /// {"n", "nnz", "k", "method", "loss", "rcond", "x": [[…] per column], "grad_rhs": [[…] per
+    /// X = A⁻¹B, the loss, and its gradients with respect to every entry of A and to B, as JSON.
+    ///
+    /// Fields: {"n", "nnz", "k", "method", "loss", "rcond", "x": [[…] per column], "grad_rhs": [[…] per
     /// column], "grad_values": [one per entry of A.mtx, in file order], "timings_ms": {"read",
     /// "analyze", "factor", "solve", "adjoint", "total"}}. grad_values[e] = ∂L/∂a_e; for a
     /// symmetric file an off-diagonal entry a_ij stands for a_ij and a_ji, so its gradient is

@@ -15,6 +15,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::{Parser, ValueEnum};
 use nalgebra::DMatrix;
 use sparsegrad::optim::{
     minimize, Algorithm, ArgminProblem, LineSearch, Objective, ProgressObserver, ProgressStyle,
@@ -23,79 +24,76 @@ use sparsegrad::optim::{
 use sparsegrad::problems::cantilever::{Cantilever, Compliance, Shape};
 use sparsegrad::Tape;
 
-const HELP: &str = "cantilever: inverse design of a mass-spring cantilever (sparsegrad + argmin)
-
-options:
-  --nx N              nodes per row (default 41)
-  --ny N              rows (default 11)
-  --iters N           optimizer iterations (default 300)
-  --objective NAME    compliance (default) | shape
-  --target SPEC       for shape: parabola:<tip> (default parabola:-40) or a CSV file with one
-                      target y-displacement per bottom-row node (one number per line or comma-separated)
-  --method NAME       lbfgs (default, Moré–Thuente) | lbfgs-hz (Hager–Zhang) | cg | sd
-  --kmin X            stiffness floor relative to the uniform design (default 1e-3)
-  --out PREFIX        output prefix (default cantilever): PREFIX.svg, PREFIX_history.csv";
-
+/// Inverse design of a mass-spring cantilever (sparsegrad + argmin): writes PREFIX.svg (the design
+/// and its deformed shape) and PREFIX_history.csv.
+#[derive(Parser)]
+#[command(name = "cantilever", version)]
 struct Args {
+    /// Nodes per row.
+    #[arg(long, default_value_t = 41)]
     nx: usize,
+    /// Rows.
+    #[arg(long, default_value_t = 11)]
     ny: usize,
+    /// Optimizer iterations.
+    #[arg(long, default_value_t = 300)]
     iters: u64,
-    objective: String,
+    /// What to optimize.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Compliance)]
+    objective: ObjectiveArg,
+    /// For shape: parabola:<tip> or a CSV file with one target y-displacement per bottom-row node
+    /// (one number per line or comma-separated).
+    #[arg(long, default_value = "parabola:-40")]
     target: String,
-    method: Algorithm,
+    /// lbfgs (Moré–Thuente), lbfgs-hz (Hager–Zhang), cg or sd.
+    #[arg(long, value_enum, default_value_t = AlgorithmArg::Lbfgs)]
+    method: AlgorithmArg,
+    /// Stiffness floor relative to the uniform design.
+    #[arg(long = "kmin", default_value_t = 1e-3)]
     k_min: f64,
+    /// Output prefix: PREFIX.svg, PREFIX_history.csv.
+    #[arg(long, default_value = "cantilever")]
     out: String,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        nx: 41,
-        ny: 11,
-        iters: 300,
-        objective: "compliance".into(),
-        target: "parabola:-40".into(),
-        method: Algorithm::default(),
-        k_min: 1e-3,
-        out: "cantilever".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            println!("{HELP}");
-            std::process::exit(0);
-        }
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| {
-            v.parse::<f64>()
-                .map_err(|_| format!("{flag}: '{v}' is not a number"))
-        };
-        match flag.as_str() {
-            "--nx" => a.nx = num(&value)? as usize,
-            "--ny" => a.ny = num(&value)? as usize,
-            "--iters" => a.iters = num(&value)? as u64,
-            "--objective" => a.objective = value,
-            "--target" => a.target = value,
-            "--kmin" => a.k_min = num(&value)?,
-            "--out" => a.out = value,
-            "--method" => {
-                a.method = match value.as_str() {
-                    "lbfgs" => Algorithm::Lbfgs {
-                        memory: 10,
-                        line_search: LineSearch::MoreThuente,
-                    },
-                    "lbfgs-hz" => Algorithm::Lbfgs {
-                        memory: 10,
-                        line_search: LineSearch::HagerZhang,
-                    },
-                    "cg" => Algorithm::NonlinearCg(LineSearch::MoreThuente),
-                    "sd" => Algorithm::SteepestDescent(LineSearch::MoreThuente),
-                    other => return Err(format!("unknown method '{other}'")),
-                }
-            }
-            other => return Err(format!("unknown option '{other}' (see --help)")),
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum ObjectiveArg {
+    Compliance,
+    Shape,
+}
+
+impl ObjectiveArg {
+    fn name(self) -> &'static str {
+        match self {
+            ObjectiveArg::Compliance => "compliance",
+            ObjectiveArg::Shape => "shape",
         }
     }
-    Ok(a)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AlgorithmArg {
+    Lbfgs,
+    LbfgsHz,
+    Cg,
+    Sd,
+}
+
+impl AlgorithmArg {
+    fn algorithm(self) -> Algorithm {
+        match self {
+            AlgorithmArg::Lbfgs => Algorithm::Lbfgs {
+                memory: 10,
+                line_search: LineSearch::MoreThuente,
+            },
+            AlgorithmArg::LbfgsHz => Algorithm::Lbfgs {
+                memory: 10,
+                line_search: LineSearch::HagerZhang,
+            },
+            AlgorithmArg::Cg => Algorithm::NonlinearCg(LineSearch::MoreThuente),
+            AlgorithmArg::Sd => Algorithm::SteepestDescent(LineSearch::MoreThuente),
+        }
+    }
 }
 
 /// The target deflection of the bottom row: a parabola reaching `tip` at the free end, or a CSV.
@@ -150,13 +148,12 @@ fn evaluate(
 fn run(args: Args) -> Result<(), String> {
     let err = |e: sparsegrad::Error| e.to_string();
     let model = Arc::new(Cantilever::new(args.nx, args.ny, args.k_min).map_err(err)?);
-    let objective: Arc<dyn Objective> = match args.objective.as_str() {
-        "compliance" => Arc::new(Compliance(model.clone())),
-        "shape" => Arc::new(Shape {
+    let objective: Arc<dyn Objective> = match args.objective {
+        ObjectiveArg::Compliance => Arc::new(Compliance(model.clone())),
+        ObjectiveArg::Shape => Arc::new(Shape {
             model: model.clone(),
             target: target_curve(&args.target, &model)?,
         }),
-        other => return Err(format!("unknown objective '{other}' (compliance | shape)")),
     };
     let n_dof = 2 * model.nodes.len();
     println!(
@@ -166,7 +163,7 @@ fn run(args: Args) -> Result<(), String> {
         model.springs.len(),
         n_dof,
         n_dof - 2 * model.ny,
-        args.objective,
+        args.objective.name(),
         args.iters
     );
     let phi0 = model.uniform_design();
@@ -190,7 +187,7 @@ fn run(args: Args) -> Result<(), String> {
     let outcome = minimize(
         ArgminProblem::new(objective.clone()),
         phi0,
-        &Settings::new(args.method, args.iters),
+        &Settings::new(args.method.algorithm(), args.iters),
         Some(observer),
     )
     .map_err(err)?;
@@ -210,7 +207,7 @@ fn run(args: Args) -> Result<(), String> {
         model.material(&k),
         model.material(&k0)
     );
-    if args.objective == "shape" {
+    if args.objective == ObjectiveArg::Shape {
         let tip = u[2 * (model.nx - 1) + 1];
         println!("bottom-row fit: ½‖u_y − target‖² = {loss:.6e}; tip deflection {tip:.4}");
     }
@@ -219,7 +216,7 @@ fn run(args: Args) -> Result<(), String> {
         "{} × {} cantilever, {} objective: loss {:.4e} ({:.3} of uniform), compliance ratio {:.3}",
         model.nx,
         model.ny,
-        args.objective,
+        args.objective.name(),
         loss,
         loss / loss0,
         c_final / c_uniform
@@ -249,7 +246,7 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match parse_args().and_then(run) {
+    match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
