@@ -31,7 +31,8 @@ pub enum ProgressStyle {
     Silent,
     /// A line per reported iteration on stderr.
     Lines,
-    /// A single progress bar redrawn in place on stderr.
+    /// A single progress bar redrawn in place on stderr (indicatif, feature `progress`, on by
+    /// default; without the feature, lines as [`ProgressStyle::Lines`]).
     Bar,
 }
 
@@ -43,6 +44,8 @@ pub struct ProgressObserver {
     every: u64,
     style: ProgressStyle,
     history: Arc<Mutex<Vec<Record>>>,
+    #[cfg(feature = "progress")]
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl ProgressObserver {
@@ -54,6 +57,18 @@ impl ProgressObserver {
             every: every.max(1),
             style,
             history: Arc::default(),
+            #[cfg(feature = "progress")]
+            bar: (style == ProgressStyle::Bar).then(|| {
+                let bar = indicatif::ProgressBar::new(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "[{bar:30}] {pos:>5}/{len}  {msg}  {elapsed_precise}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("#>-"),
+                );
+                bar
+            }),
         }
     }
 
@@ -73,23 +88,32 @@ impl ProgressObserver {
                 r.gradient_norm,
                 r.elapsed.as_secs_f64()
             ),
-            ProgressStyle::Bar => {
-                let width = 30usize;
-                let filled = ((r.iteration as f64 / self.total.max(1) as f64) * width as f64)
-                    .round() as usize;
-                eprint!(
-                    "\r[{}{}] {:>5}/{}  loss {:.6e}  |grad| {:.3e}  {:.1} s{}",
-                    "#".repeat(filled.min(width)),
-                    "-".repeat(width - filled.min(width)),
-                    r.iteration,
-                    self.total,
-                    r.loss,
-                    r.gradient_norm,
-                    r.elapsed.as_secs_f64(),
-                    if last { "\n" } else { "" }
-                );
+            ProgressStyle::Bar => self.draw_bar(r, last),
+        }
+    }
+
+    #[cfg(feature = "progress")]
+    fn draw_bar(&self, r: &Record, last: bool) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(r.iteration.min(self.total));
+            bar.set_message(format!("loss {:.6e}  |grad| {:.3e}", r.loss, r.gradient_norm));
+            if last {
+                bar.finish();
             }
         }
+    }
+
+    #[cfg(not(feature = "progress"))]
+    fn draw_bar(&self, r: &Record, last: bool) {
+        let _ = last;
+        eprintln!(
+            "iter {:>5}/{}  loss {:.6e}  |grad| {:.3e}  {:.2} s",
+            r.iteration,
+            self.total,
+            r.loss,
+            r.gradient_norm,
+            r.elapsed.as_secs_f64()
+        );
     }
 
     /// `offset`: argmin calls `observe_iter` before it counts the finished iteration.
