@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::solve::Preconditioner;
-use crate::sparse::{Structure, Symmetry};
+use crate::sparse::{counting_groups, Structure, Symmetry, NO_GROUP};
 
 /// A square matrix in full CSR (both triangles for symmetric storage), column indices sorted.
 pub(crate) struct Csr {
@@ -15,46 +15,28 @@ pub(crate) struct Csr {
 
 impl Csr {
     /// The full matrix stored by `structure` with `values` (one-triangle storage is mirrored).
+    ///
+    /// One counting sort of the stored entries by row ([`counting_groups`]; a mirrored entry
+    /// also joins its column's row). Items arrive in storage order, i.e. by column, so each row's
+    /// column indices come out increasing: (r, j < r) from earlier columns, then column r's own
+    /// entries (r, r), (r, i > r) in row order.
     pub(crate) fn new(structure: &Structure, values: &[f64]) -> Self {
         let n = structure.nrows();
-        let (cp, ri) = (structure.col_ptr(), structure.row_idx());
         let mirror = structure.symmetry() == Symmetry::Lower;
-        let mut count = vec![0usize; n + 1];
-        for j in 0..n {
-            for &i in &ri[cp[j]..cp[j + 1]] {
-                count[i + 1] += 1;
-                if mirror && i != j {
-                    count[j + 1] += 1;
-                }
+        let (rows, cols) = (structure.row_idx(), structure.col_idx());
+        let (ptr, items) = counting_groups(n, rows.len(), |e| {
+            let (i, j) = (rows[e], cols[e]);
+            [i, if mirror && i != j { j } else { NO_GROUP }]
+        });
+        let mut idx = Vec::with_capacity(items.len());
+        let mut val = Vec::with_capacity(items.len());
+        for r in 0..n {
+            for &e in &items[ptr[r]..ptr[r + 1]] {
+                idx.push(if rows[e] == r { cols[e] } else { rows[e] });
+                val.push(values[e]);
             }
         }
-        for i in 0..n {
-            count[i + 1] += count[i];
-        }
-        let mut next = count.clone();
-        let mut idx = vec![0usize; count[n]];
-        let mut val = vec![0.0; count[n]];
-        // Columns in increasing order emit each row's entries with increasing column index
-        // (a mirrored (j, i), i > j, is emitted while column j is processed, after (j, c < j)).
-        for j in 0..n {
-            for e in cp[j]..cp[j + 1] {
-                let i = ri[e];
-                idx[next[i]] = j;
-                val[next[i]] = values[e];
-                next[i] += 1;
-                if mirror && i != j {
-                    idx[next[j]] = i;
-                    val[next[j]] = values[e];
-                    next[j] += 1;
-                }
-            }
-        }
-        Csr {
-            n,
-            ptr: count,
-            idx,
-            val,
-        }
+        Csr { n, ptr, idx, val }
     }
 
     /// y = A x (or Aᵀ x).
