@@ -96,7 +96,10 @@ impl ProgressObserver {
     fn draw_bar(&self, r: &Record, last: bool) {
         if let Some(bar) = &self.bar {
             bar.set_position(r.iteration.min(self.total));
-            bar.set_message(format!("loss {:.6e}  |grad| {:.3e}", r.loss, r.gradient_norm));
+            bar.set_message(format!(
+                "loss {:.6e}  |grad| {:.3e}",
+                r.loss, r.gradient_norm
+            ));
             if last {
                 bar.finish();
             }

@@ -111,7 +111,7 @@ impl Iterative {
     /// CG with the given relative tolerance and iteration limit (per right-hand side).
     ///
     /// For symmetric positive definite A. pᵀAp ≤ 0 (A indefinite, or singular with the iterate
-    /// leaving its range) is [`Error::Breakdown`]. On a *consistent* singular system (e.g. a pure
+    /// leaving its range) is [`Error::Breakdown`](crate::Error::Breakdown). On a *consistent* singular system (e.g. a pure
     /// Neumann Laplacian with a right-hand side summing to zero) CG converges to *a* solution — the
     /// one nearest the start — and returns `Ok`; its gradient is then the gradient of that choice,
     /// which is not unique. Direct solvers refuse such a matrix; pin a node or regularize instead.
@@ -121,7 +121,7 @@ impl Iterative {
     /// MINRES (symmetric, possibly indefinite A).
     ///
     /// When the Krylov space is exhausted without reaching the tolerance (A singular and b not
-    /// in its range) it returns [`Error::Breakdown`]. As with CG, a consistent singular system
+    /// in its range) it returns [`Error::Breakdown`](crate::Error::Breakdown). As with CG, a consistent singular system
     /// converges to one of its solutions and returns `Ok` (see [`Iterative::cg`]).
     pub fn minres(relative_tolerance: f64, max_iterations: usize) -> Self {
         Self::new(Krylov::Minres, relative_tolerance, max_iterations)
@@ -130,14 +130,14 @@ impl Iterative {
     ///
     /// A cycle that breaks down (ρ = r̂ᵀr, r̂ᵀv or ω vanish) or whose updated residual claims a
     /// convergence the true residual does not confirm is restarted from the true residual; three
-    /// restarts without progress are [`Error::Breakdown`] (stagnation; try GMRES). Singular
+    /// restarts without progress are [`Error::Breakdown`](crate::Error::Breakdown) (stagnation; try GMRES). Singular
     /// systems are not detected: a consistent one may return `Ok` with one of its solutions.
     pub fn bicgstab(relative_tolerance: f64, max_iterations: usize) -> Self {
         Self::new(Krylov::BiCgStab, relative_tolerance, max_iterations)
     }
     /// GMRES restarted every `restart` iterations (capped at n, where the Krylov space stops
     /// growing, and at the iteration limit; the basis is allocated up front, so a restart length
-    /// whose basis does not fit in memory is [`Error::OutOfMemory`]). Singular systems are not
+    /// whose basis does not fit in memory is [`Error::OutOfMemory`](crate::Error::OutOfMemory)). Singular systems are not
     /// detected: a consistent one may return `Ok` with one of its solutions.
     pub fn gmres(restart: usize, relative_tolerance: f64, max_iterations: usize) -> Self {
         Self::new(

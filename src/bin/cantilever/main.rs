@@ -41,7 +41,7 @@ struct Args {
     /// What to optimize.
     #[arg(long, value_enum, default_value_t = ObjectiveArg::Compliance)]
     objective: ObjectiveArg,
-    /// For shape: parabola:<tip> or a CSV file with one target y-displacement per bottom-row node
+    /// For shape: parabola:TIP or a CSV file with one target y-displacement per bottom-row node
     /// (one number per line or comma-separated).
     #[arg(long, default_value = "parabola:-40")]
     target: String,
