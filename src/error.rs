@@ -368,3 +368,19 @@ pub(crate) fn probe_alloc<T>(count: usize, what: impl FnOnce() -> String) -> Res
             ),
         })
 }
+
+/// nalgebra-sparse's format errors (e.g. from `CscMatrix::try_from_csc_data`) convert with `?`.
+impl From<nalgebra_sparse::SparseFormatError> for Error {
+    fn from(e: nalgebra_sparse::SparseFormatError) -> Self {
+        use nalgebra_sparse::SparseFormatErrorKind as Kind;
+        let rule = match e.kind() {
+            Kind::DuplicateEntry => PatternRule::DuplicateRows,
+            Kind::IndexOutOfBounds => PatternRule::ColPtrEnd,
+            _ => PatternRule::UnsortedRows,
+        };
+        Error::InvalidPattern {
+            rule,
+            reason: format!("nalgebra-sparse: {e}"),
+        }
+    }
+}

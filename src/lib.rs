@@ -92,7 +92,7 @@ pub use solve::{
     Method, Preconditioner, SolveInfo, Solver,
 };
 pub use sparse::{Assembly, AssemblyBuilder, Dirichlet, Structure, Symmetry};
-pub use tape::{Gradients, Tape, Var};
+pub use tape::{Gradients, IntoValue, Tape, Var};
 
 /// Frees the large buffers (≥ 1 MiB each; at most 16 of them and 1 GiB, plus at most 4 faer
 /// workspaces and 1 GiB) that sparsegrad keeps for reuse between evaluations, and returns how

@@ -240,12 +240,11 @@ pub fn exercise(data: &[u8]) -> [usize; OPS] {
                 (Some(a), Some(b)) => Some(a.binary(binary(&mut bytes), b)),
                 _ => None,
             },
-            5 => pick(&mut bytes).map(|v| {
-                if bytes.below(2) == 0 {
-                    v.sum()
-                } else {
-                    v.sum_squares()
-                }
+            5 => pick(&mut bytes).map(|v| match bytes.below(4) {
+                0 => v.sum(),
+                1 => v.sum_squares(),
+                2 => v.softmax(),
+                _ => v.logsumexp(),
             }),
             6 => match (pick(&mut bytes), pick(&mut bytes)) {
                 (Some(a), Some(b)) => Some(a.dot(b)),

@@ -66,6 +66,8 @@ pub struct AssemblyBuilder {
     symmetry: Symmetry,
     terms: Vec<(usize, usize, usize, f64)>,
     constants: Vec<(usize, usize, f64)>,
+    /// The first invalid element matrix, reported by `build`.
+    pending: Option<Error>,
 }
 
 impl AssemblyBuilder {
@@ -92,6 +94,76 @@ impl AssemblyBuilder {
     pub fn push_constant(&mut self, row: usize, col: usize, value: f64) {
         self.constants.push((row, col, value));
     }
+    /// Adds `p[param] · ke` on the unknowns `dofs` — a dense element matrix such as a bar's or a
+    /// triangle's stiffness: entry (dofs[a], dofs[b]) += ke[(a, b)] · p[param]. The builder keeps
+    /// the stored part itself: with [`Symmetry::Lower`] only the entries on or below the diagonal
+    /// (ke must then be symmetric), otherwise all of them.
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use sparsegrad::{Assembly, Symmetry};
+    /// // Two springs in series, 0 – 1 – 2, stiffness p0 and p1.
+    /// let ke = DMatrix::from_row_slice(2, 2, &[1.0, -1.0, -1.0, 1.0]);
+    /// let asm = Assembly::builder(3, 3, 2)
+    ///     .symmetry(Symmetry::Lower)
+    ///     .element(&[0, 1], 0, &ke)
+    ///     .element(&[1, 2], 1, &ke)
+    ///     .build()
+    ///     .unwrap();
+    /// let a = asm.to_csc_full(&[2.0, 3.0]).unwrap();
+    /// assert_eq!(nalgebra::DMatrix::from(&a), DMatrix::from_row_slice(3, 3, &[
+    ///     2.0, -2.0, 0.0,
+    ///     -2.0, 5.0, -3.0,
+    ///     0.0, -3.0, 3.0,
+    /// ]));
+    /// ```
+    ///
+    /// A `ke` that is not `dofs.len()` square, or not symmetric (to 1e-12 relative) for
+    /// symmetric storage, makes [`AssemblyBuilder::build`] fail with [`Error::ShapeMismatch`] or
+    /// [`Error::NotSymmetric`].
+    pub fn push_element(&mut self, dofs: &[usize], param: usize, ke: &nalgebra::DMatrix<f64>) {
+        let m = dofs.len();
+        if ke.shape() != (m, m) {
+            self.pending.get_or_insert(Error::ShapeMismatch {
+                op: "AssemblyBuilder::push_element (element matrix vs dofs)",
+                left: ke.shape(),
+                right: (m, m),
+            });
+            return;
+        }
+        let symmetric = self.symmetry != Symmetry::General;
+        if symmetric {
+            let scale = ke.amax();
+            for a in 0..m {
+                for b in 0..a {
+                    if (ke[(a, b)] - ke[(b, a)]).abs() > 1e-12 * scale {
+                        self.pending.get_or_insert(Error::NotSymmetric {
+                            row: a,
+                            col: b,
+                            value: ke[(a, b)],
+                            mirror: ke[(b, a)],
+                        });
+                        return;
+                    }
+                }
+            }
+        }
+        let lower = self.symmetry == Symmetry::Lower;
+        for (a, &r) in dofs.iter().enumerate() {
+            for (b, &c) in dofs.iter().enumerate() {
+                // (r, c) above the diagonal is represented by its mirror (c, r) in one-triangle
+                // storage; equal dofs both land on the diagonal.
+                if !(lower && r < c) {
+                    self.terms.push((r, c, param, ke[(a, b)]));
+                }
+            }
+        }
+    }
+    /// Builder form of [`AssemblyBuilder::push_element`].
+    pub fn element(mut self, dofs: &[usize], param: usize, ke: &nalgebra::DMatrix<f64>) -> Self {
+        self.push_element(dofs, param, ke);
+        self
+    }
 
     /// Validates the terms and builds the assembly and its [`Structure`].
     ///
@@ -101,6 +173,9 @@ impl AssemblyBuilder {
     /// an entry above the diagonal with [`Symmetry::Lower`] or a non-symmetric pattern with
     /// [`Symmetry::Full`].
     pub fn build(self) -> Result<Assembly> {
+        if let Some(e) = self.pending {
+            return Err(e);
+        }
         for (t, &(_, _, param, coeff)) in self.terms.iter().enumerate() {
             if param >= self.n_params {
                 return Err(Error::IndexOutOfRange {
@@ -202,6 +277,7 @@ impl Assembly {
             symmetry: Symmetry::General,
             terms: Vec::new(),
             constants: Vec::new(),
+            pending: None,
         }
     }
 
@@ -380,17 +456,15 @@ impl Assembly {
     /// # Errors
     /// As [`Assembly::values`].
     pub fn to_csc(&self, p: &[f64]) -> Result<CscMatrix<f64>> {
-        let values = self.values(p)?;
-        let s = &self.structure;
-        CscMatrix::try_from_csc_data(
-            s.nrows(),
-            s.ncols(),
-            s.col_ptr().to_vec(),
-            s.row_idx().to_vec(),
-            values,
-        )
-        .map_err(|e| Error::StructureMismatch {
-            reason: format!("nalgebra-sparse refused a validated pattern: {e}"),
-        })
+        self.structure.to_csc(&self.values(p)?)
+    }
+
+    /// The assembled matrix with both triangles (for [`Symmetry::Lower`] the stored triangle is
+    /// mirrored; otherwise as [`Assembly::to_csc`]) — for cross-checks against dense code.
+    ///
+    /// # Errors
+    /// As [`Assembly::values`].
+    pub fn to_csc_full(&self, p: &[f64]) -> Result<CscMatrix<f64>> {
+        self.structure.to_csc_full(&self.values(p)?)
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use faer::sparse::{SymbolicSparseColMat, SymbolicSparseColMatRef};
+use nalgebra_sparse::CscMatrix;
 
 use crate::error::{first_non_finite, Error, PatternRule, Result};
 
@@ -359,6 +360,49 @@ impl Structure {
     /// How many numeric factorizations of matrices on this structure have been started.
     pub fn numeric_factorizations(&self) -> usize {
         self.factorization_count.load(Ordering::Relaxed)
+    }
+
+    /// The matrix with `values` on this pattern as a nalgebra-sparse `CscMatrix` (the stored
+    /// triangle only for [`Symmetry::Lower`]; see [`Structure::to_csc_full`]).
+    ///
+    /// # Errors
+    /// [`Error::StructureMismatch`] unless there is one value per stored entry.
+    pub fn to_csc(&self, values: &[f64]) -> Result<CscMatrix<f64>> {
+        if values.len() != self.nnz() {
+            return Err(Error::StructureMismatch {
+                reason: format!(
+                    "{} values given for a structure with {} stored entries",
+                    values.len(),
+                    self.nnz()
+                ),
+            });
+        }
+        Ok(CscMatrix::try_from_csc_data(
+            self.nrows,
+            self.ncols,
+            self.col_ptr().to_vec(),
+            self.row_idx().to_vec(),
+            values.to_vec(),
+        )?)
+    }
+
+    /// As [`Structure::to_csc`], with a one-triangle pattern mirrored into both triangles.
+    ///
+    /// # Errors
+    /// As [`Structure::to_csc`].
+    pub fn to_csc_full(&self, values: &[f64]) -> Result<CscMatrix<f64>> {
+        if self.symmetry != Symmetry::Lower {
+            return self.to_csc(values);
+        }
+        let stored = self.to_csc(values)?;
+        let mut coo = nalgebra_sparse::CooMatrix::new(self.nrows, self.ncols);
+        for (i, j, &v) in stored.triplet_iter() {
+            coo.push(i, j, v);
+            if i != j {
+                coo.push(j, i, v);
+            }
+        }
+        Ok(CscMatrix::from(&coo))
     }
 
     /// The analysis of type `T` kept on this structure, if one was stored.

@@ -52,6 +52,48 @@ impl Dirichlet {
         u + g.scatter_add(&self.fixed, self.n)
     }
 
+    /// Solves K(p) u = f with u = 0 on the fixed unknowns (pinned supports) and returns the full
+    /// u (n×k): the common case of [`Dirichlet::solve`] without building a zero `g`.
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use sparsegrad::{Assembly, Dirichlet, Solver, Symmetry, Tape};
+    /// # fn main() -> sparsegrad::Result<()> {
+    /// // Three springs in a row 0 – 1 – 2 – 3, node 0 pinned, unit pull on node 3.
+    /// let ke = DMatrix::from_row_slice(2, 2, &[1.0, -1.0, -1.0, 1.0]);
+    /// let mut b = Assembly::builder(4, 4, 3).symmetry(Symmetry::Lower);
+    /// for e in 0..3 {
+    ///     b.push_element(&[e, e + 1], e, &ke);
+    /// }
+    /// let pinned = Dirichlet::new(&b.build()?, &[0])?;
+    /// let tape = Tape::new();
+    /// let k = tape.var(&[1.0, 2.0, 4.0][..]);
+    /// let f = tape.constant(&[0.0, 0.0, 0.0, 1.0][..]);
+    /// let u = pinned.solve_homogeneous(k, f, &Solver::cholesky())?;
+    /// // u_3 = 1/1 + 1/2 + 1/4; compliance fᵀu and its gradient −(u_j − u_i)² per spring.
+    /// let c = u.dot(f);
+    /// assert!((c.scalar()? - 1.75).abs() < 1e-14);
+    /// let g = tape.backward(c)?;
+    /// assert!((g.wrt(k)[2] + 1.0 / 16.0).abs() < 1e-14);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming `f` unless it is n×k; as [`crate::Tape::solve`].
+    pub fn solve_homogeneous<'t>(
+        &self,
+        p: Var<'t>,
+        f: Var<'t>,
+        solver: &dyn Factorizer,
+    ) -> Result<Var<'t>> {
+        let k = f.shape().1;
+        let g = p
+            .tape()
+            .constant(crate::error::try_zeros(self.fixed.len(), k)?);
+        self.solve(p, f, g, solver)
+    }
+
     /// Solves K(p) u = f with u = g on the fixed unknowns and returns the full u (n×k):
     /// K_ff u_f = f_f − K_fc g, u_c = g.
     ///

@@ -5,7 +5,7 @@ use std::cell::OnceCell;
 use nalgebra::{DMatrix, DVector};
 
 use super::elementwise::{binary_backward, unary_backward};
-use super::structural::scatter_rows;
+use super::structural::{scatter_rows, softmax_from_logsumexp};
 use super::{Node, Op, Tape, Var};
 use crate::error::{first_non_finite, Error, Result};
 use crate::solve::node::accumulate_outer;
@@ -68,6 +68,41 @@ impl Gradients {
         }
         let (r, c) = self.shapes[v.index];
         Ok(self.grads[v.index].get_or_init(|| DMatrix::zeros(r, c)))
+    }
+
+    /// ∂loss/∂A for a sparse variable A as a `CscMatrix` on A's own pattern (for
+    /// [`Tape::csc_var`]: the same pattern and entry order as the input matrix).
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use nalgebra_sparse::{CooMatrix, CscMatrix};
+    /// use sparsegrad::{Solver, Symmetry, Tape};
+    /// # fn main() -> sparsegrad::Result<()> {
+    /// let mut coo = CooMatrix::new(2, 2);
+    /// coo.push(0, 0, 2.0);
+    /// coo.push(1, 0, 1.0);
+    /// coo.push(1, 1, 4.0);
+    /// let a_in = CscMatrix::from(&coo);
+    /// // d/dA of sum(A⁻¹ b):
+    /// let tape = Tape::new();
+    /// let a = tape.csc_var(&a_in, Symmetry::General)?;
+    /// let x = a.solve(tape.constant(&[1.0, 1.0][..]), &Solver::lu())?;
+    /// let grad: CscMatrix<f64> = tape.backward(x.sum())?.wrt_csc(a)?;
+    /// assert_eq!(grad.col_offsets(), a_in.col_offsets());
+    /// assert_eq!(grad.nnz(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] if `v` is not sparse; as [`Gradients::try_wrt`].
+    pub fn wrt_csc(&self, v: Var<'_>) -> Result<nalgebra_sparse::CscMatrix<f64>> {
+        let Some(structure) = v.structure() else {
+            return Err(Error::Unsupported {
+                reason: format!("{v:?} is dense; wrt_csc needs a sparse variable"),
+            });
+        };
+        structure.to_csc(self.try_wrt(v)?.as_slice())
     }
 
     /// ∂loss/∂v as a vector (the value's entries in column-major order).
@@ -295,6 +330,24 @@ fn propagate(sweep: &mut Sweep<'_>, i: usize, g: &DMatrix<f64>) -> Result<()> {
         Op::SumSquares(x) => {
             let mut gx = crate::pool::matrix_copy(&nodes[*x].value);
             gx *= 2.0 * g[0];
+            sweep.add(i, *x, gx)?;
+        }
+        Op::Softmax(x) => {
+            // x̄_ic = s_ic (ḡ_ic − Σ_j ḡ_jc s_jc)
+            let s = &node.value;
+            let mut gx = s.component_mul(g);
+            for (mut col, sc) in gx.column_iter_mut().zip(s.column_iter()) {
+                let inner = col.sum();
+                col -= sc * inner;
+            }
+            sweep.add(i, *x, gx)?;
+        }
+        Op::LogSumExp(x) => {
+            // x̄_ic = ḡ_c softmax(x)_ic
+            let mut gx = softmax_from_logsumexp(&nodes[*x].value, &node.value);
+            for (mut col, &gc) in gx.column_iter_mut().zip(g.iter()) {
+                col *= gc;
+            }
             sweep.add(i, *x, gx)?;
         }
         Op::Dot(a, b) => {

@@ -80,6 +80,8 @@ pub(crate) enum Op {
     Binary(BinaryOp, usize, usize),
     Sum(usize),
     SumSquares(usize),
+    Softmax(usize),
+    LogSumExp(usize),
     Dot(usize, usize),
     Gather(usize, Arc<[usize]>),
     ScatterAdd(usize, Arc<[usize]>),
@@ -104,6 +106,8 @@ impl Op {
             Op::Binary(op, _, _) => op.name(),
             Op::Sum(_) => "sum",
             Op::SumSquares(_) => "sum_squares",
+            Op::Softmax(_) => "softmax",
+            Op::LogSumExp(_) => "logsumexp",
             Op::Dot(..) => "dot",
             Op::Gather(..) => "gather",
             Op::ScatterAdd(..) => "scatter_add",
@@ -123,6 +127,8 @@ impl Op {
             | Op::Unary(_, x)
             | Op::Sum(x)
             | Op::SumSquares(x)
+            | Op::Softmax(x)
+            | Op::LogSumExp(x)
             | Op::Gather(x, _)
             | Op::ScatterAdd(x, _)
             | Op::ColumnSlice(x, _)
@@ -165,9 +171,20 @@ impl Tape {
         self.len() == 0
     }
 
-    /// A differentiable input (a parameter). Vectors are n×1; use [`Tape::var_vector`] for a `DVector`.
-    pub fn var(&self, value: DMatrix<f64>) -> Var<'_> {
-        self.leaf(value, None, true)
+    /// A differentiable input (a parameter) from a matrix, a vector, a slice, an array or a
+    /// scalar ([`IntoValue`]): vectors and slices become n×1 columns.
+    ///
+    /// ```
+    /// use nalgebra::{DMatrix, DVector};
+    /// use sparsegrad::Tape;
+    /// let tape = Tape::new();
+    /// let a = tape.var(DVector::from_vec(vec![1.0, 2.0]));
+    /// let b = tape.var(&[3.0, 4.0][..]);
+    /// let c = tape.var(DMatrix::from_element(2, 1, 0.5));
+    /// assert_eq!((a + b + c).value().unwrap().as_slice(), &[4.5, 6.5]);
+    /// ```
+    pub fn var(&self, value: impl IntoValue) -> Var<'_> {
+        self.leaf(value.into_value(), None, true)
     }
 
     /// A differentiable input from a vector (stored as n×1).
@@ -182,8 +199,10 @@ impl Tape {
     }
 
     /// A constant input: no gradient flows to it and nothing upstream of it is differentiated.
-    pub fn constant(&self, value: DMatrix<f64>) -> Var<'_> {
-        self.leaf(value, None, false)
+    /// Accepts what [`Tape::var`] accepts, borrowed too (`tape.constant(&b)` copies `b` onto
+    /// the tape, so fixed data needs no clone of its own per evaluation).
+    pub fn constant(&self, value: impl IntoValue) -> Var<'_> {
+        self.leaf(value.into_value(), None, false)
     }
 
     /// A constant from a vector (stored as n×1).
@@ -304,6 +323,67 @@ impl Tape {
 
     pub(crate) fn nodes(&self) -> Ref<'_, Vec<Node>> {
         self.nodes.borrow()
+    }
+}
+
+/// What a dense tape input can be made from ([`Tape::var`], [`Tape::constant`],
+/// [`check::gradient`](crate::check::gradient)): a `DMatrix` (as is), a `DVector`, `Vec`, slice or
+/// array (an n×1 column), or an `f64` (1×1) — owned or borrowed.
+pub trait IntoValue {
+    /// The value as a dense matrix.
+    fn into_value(self) -> DMatrix<f64>;
+}
+
+impl IntoValue for DMatrix<f64> {
+    fn into_value(self) -> DMatrix<f64> {
+        self
+    }
+}
+impl IntoValue for &DMatrix<f64> {
+    fn into_value(self) -> DMatrix<f64> {
+        self.clone()
+    }
+}
+impl IntoValue for DVector<f64> {
+    fn into_value(self) -> DMatrix<f64> {
+        let n = self.len();
+        self.reshape_generic(nalgebra::Dyn(n), nalgebra::Dyn(1))
+    }
+}
+impl IntoValue for &DVector<f64> {
+    fn into_value(self) -> DMatrix<f64> {
+        DMatrix::from_column_slice(self.len(), 1, self.as_slice())
+    }
+}
+impl IntoValue for &[f64] {
+    fn into_value(self) -> DMatrix<f64> {
+        DMatrix::from_column_slice(self.len(), 1, self)
+    }
+}
+impl IntoValue for Vec<f64> {
+    fn into_value(self) -> DMatrix<f64> {
+        let n = self.len();
+        DMatrix::from_vec(n, 1, self)
+    }
+}
+impl IntoValue for &Vec<f64> {
+    fn into_value(self) -> DMatrix<f64> {
+        self.as_slice().into_value()
+    }
+}
+impl<const N: usize> IntoValue for [f64; N] {
+    fn into_value(self) -> DMatrix<f64> {
+        self.as_slice().into_value()
+    }
+}
+impl<const N: usize> IntoValue for &[f64; N] {
+    fn into_value(self) -> DMatrix<f64> {
+        self.as_slice().into_value()
+    }
+}
+impl IntoValue for f64 {
+    fn into_value(self) -> DMatrix<f64> {
+        DMatrix::from_element(1, 1, self)
     }
 }
 

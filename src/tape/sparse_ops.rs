@@ -51,7 +51,14 @@ impl Tape {
     }
 
     /// A differentiable sparse matrix from a nalgebra-sparse `CscMatrix`; its gradient comes back
-    /// in the same CSC order as `matrix.values()`.
+    /// in the same CSC order as `matrix.values()` ([`Gradients::wrt_csc`](crate::Gradients::wrt_csc)
+    /// returns it as a `CscMatrix` on the same pattern).
+    ///
+    /// Gradients are per stored entry: with [`Symmetry::General`] or [`Symmetry::Full`] each
+    /// stored (i, j) gets ∂L/∂a_ij as if the entries were independent (a `Full` matrix's (i, j)
+    /// and (j, i) gradients are not symmetrised — add them for the derivative along a symmetric
+    /// perturbation); with [`Symmetry::Lower`] an off-diagonal value stands for both positions and
+    /// its gradient counts both.
     ///
     /// # Errors
     /// As [`Structure::new`] for the declared `symmetry`, and [`Error::NonFinite`].

@@ -50,6 +50,69 @@ impl<'t> Var<'t> {
         )
     }
 
+    /// Softmax of each column, computed stably (max shifted out): s_ic = e^{x_ic} / Σ_j e^{x_jc}.
+    /// On a sparse matrix it acts on the stored values (a dense nnz×1 result). A material budget
+    /// V·softmax(φ) keeps Σ shares = V for any design φ.
+    ///
+    /// ```
+    /// use sparsegrad::Tape;
+    /// let tape = Tape::new();
+    /// let phi = tape.var(&[0.0, 1000.0, 0.0][..]); // exp(1000) alone would overflow
+    /// let s = phi.softmax().value().unwrap();
+    /// assert!((s[1] - 1.0).abs() < 1e-15 && s[0] < 1e-300);
+    /// ```
+    ///
+    /// A matrix without rows poisons the result with [`Error::ShapeMismatch`].
+    pub fn softmax(self) -> Var<'t> {
+        let i = self.index;
+        self.tape.record(
+            "softmax",
+            &[self],
+            |nodes| {
+                let x = &nodes[i].value;
+                non_empty_columns("softmax", x)?;
+                let mut s = x.clone();
+                for mut col in s.column_iter_mut() {
+                    let m = col.max();
+                    col.apply(|v| *v = (*v - m).exp());
+                    let total = col.sum();
+                    col /= total;
+                }
+                Ok((s, None))
+            },
+            Op::Softmax(i),
+        )
+    }
+
+    /// log Σ_j e^{x_jc} of each column (1×k; 1×1 for a vector), computed stably: the smooth
+    /// maximum. Its gradient is the column's softmax.
+    ///
+    /// A matrix without rows poisons the result with [`Error::ShapeMismatch`].
+    pub fn logsumexp(self) -> Var<'t> {
+        let i = self.index;
+        self.tape.record(
+            "logsumexp",
+            &[self],
+            |nodes| {
+                let x = &nodes[i].value;
+                non_empty_columns("logsumexp", x)?;
+                let y = DMatrix::from_iterator(
+                    1,
+                    x.ncols(),
+                    x.column_iter().map(|col| {
+                        let m = col.max();
+                        if m.is_infinite() {
+                            return m;
+                        }
+                        m + col.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+                    }),
+                );
+                Ok((y, None))
+            },
+            Op::LogSumExp(i),
+        )
+    }
+
     /// ⟨a, b⟩ = Σ a ⊙ b (Frobenius inner product) as a 1×1 value. Shapes must match.
     pub fn dot(self, other: Var<'t>) -> Var<'t> {
         let (i, j) = (self.index, other.index);
@@ -216,6 +279,22 @@ impl Tape {
             Op::Identity(i),
         )
     }
+}
+
+fn non_empty_columns(op: &'static str, x: &DMatrix<f64>) -> Result<()> {
+    if x.nrows() == 0 {
+        return Err(Error::ShapeMismatch {
+            op,
+            left: x.shape(),
+            right: (1, x.ncols()),
+        });
+    }
+    Ok(())
+}
+
+/// The softmax of each column of `x` given its logsumexp `y` (1×k): s_ic = e^{x_ic − y_c}.
+pub(crate) fn softmax_from_logsumexp(x: &DMatrix<f64>, y: &DMatrix<f64>) -> DMatrix<f64> {
+    DMatrix::from_fn(x.nrows(), x.ncols(), |r, c| (x[(r, c)] - y[c]).exp())
 }
 
 /// out[index[r], c] += x[r, c] into a fresh `len`-row matrix.

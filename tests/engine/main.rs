@@ -4,6 +4,7 @@ mod analysis;
 mod batch;
 mod common;
 mod dirichlet;
+mod ergonomics;
 mod errors;
 mod fuzz_corpus;
 mod gradients;
