@@ -179,26 +179,86 @@ impl Default for Algorithm {
 }
 
 /// What [`minimize`] runs and when it stops.
+///
+/// Every algorithm stops at the first of: `max_iters` iterations; ‖∇f‖₂ ≤ `gradient_tolerance` ·
+/// max(1, |f|); |f_prev − f| ≤ `cost_tolerance` · max(1, |f|) after an iteration. Both tests are
+/// relative to the loss's own scale (as SciPy's `ftol`), so the defaults mean the same for a
+/// compliance of 1e4 and a misfit of 1e-3. Set a tolerance to 0 to switch its test off.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
     /// The optimization algorithm.
     pub algorithm: Algorithm,
     /// Iteration limit.
     pub max_iters: u64,
-    /// L-BFGS stops when ‖∇f‖ falls below this (default 0: run to `max_iters`).
+    /// Stop when ‖∇f‖₂ ≤ this · max(1, |f|) (default [`DEFAULT_GRADIENT_TOLERANCE`]).
     pub gradient_tolerance: f64,
-    /// L-BFGS stops when the cost changes by less than this between iterations (default 0).
+    /// Stop when one iteration changes the loss by at most this · max(1, |f|) (default
+    /// [`DEFAULT_COST_TOLERANCE`]: the loss no longer moves at working precision).
     pub cost_tolerance: f64,
 }
 
+/// Default relative gradient tolerance of [`Settings::new`].
+pub const DEFAULT_GRADIENT_TOLERANCE: f64 = 1e-8;
+/// Default relative cost tolerance of [`Settings::new`] (10 ε: the loss stopped moving).
+pub const DEFAULT_COST_TOLERANCE: f64 = 2.2e-15;
+
 impl Settings {
-    /// `algorithm` for at most `max_iters` iterations, no early stopping.
+    /// `algorithm` for at most `max_iters` iterations, with the default stopping rules
+    /// ([`DEFAULT_GRADIENT_TOLERANCE`], [`DEFAULT_COST_TOLERANCE`]).
     pub fn new(algorithm: Algorithm, max_iters: u64) -> Self {
         Settings {
             algorithm,
             max_iters,
-            gradient_tolerance: 0.0,
-            cost_tolerance: 0.0,
+            gradient_tolerance: DEFAULT_GRADIENT_TOLERANCE,
+            cost_tolerance: DEFAULT_COST_TOLERANCE,
+        }
+    }
+}
+
+/// Adds the relative stopping rules of [`Settings`] to any argmin solver.
+struct Stopping<S> {
+    inner: S,
+    gradient_tolerance: f64,
+    cost_tolerance: f64,
+}
+
+impl<O, S: argmin::core::Solver<O, OptimState>> argmin::core::Solver<O, OptimState>
+    for Stopping<S>
+{
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn init(
+        &mut self,
+        problem: &mut argmin::core::Problem<O>,
+        state: OptimState,
+    ) -> std::result::Result<(OptimState, Option<argmin::core::KV>), argmin::core::Error> {
+        self.inner.init(problem, state)
+    }
+    fn next_iter(
+        &mut self,
+        problem: &mut argmin::core::Problem<O>,
+        state: OptimState,
+    ) -> std::result::Result<(OptimState, Option<argmin::core::KV>), argmin::core::Error> {
+        self.inner.next_iter(problem, state)
+    }
+    fn terminate(&mut self, state: &OptimState) -> argmin::core::TerminationStatus {
+        use argmin::core::TerminationStatus::{NotTerminated, Terminated};
+        let inner = self.inner.terminate(state);
+        if inner.terminated() {
+            return inner;
+        }
+        let f = state.get_cost();
+        let scale = f.abs().max(1.0);
+        let small_gradient = state.get_gradient().is_some_and(|g| {
+            g.iter().map(|v| v * v).sum::<f64>().sqrt() <= self.gradient_tolerance * scale
+        });
+        let stalled = state.get_iter() > 0
+            && (state.get_prev_cost() - f).abs() <= self.cost_tolerance * scale;
+        if small_gradient || stalled {
+            Terminated(TerminationReason::SolverConverged)
+        } else {
+            NotTerminated
         }
     }
 }
@@ -259,8 +319,13 @@ pub fn minimize<O: Objective + 'static>(
     let (tol_grad, tol_cost) = (settings.gradient_tolerance, settings.cost_tolerance);
     macro_rules! run {
         ($solver:expr) => {{
+            let solver = Stopping {
+                inner: $solver,
+                gradient_tolerance: tol_grad,
+                cost_tolerance: tol_cost,
+            };
             let mut executor =
-                Executor::new(problem, $solver).configure(|s| s.param(x0).max_iters(max_iters));
+                Executor::new(problem, solver).configure(|s| s.param(x0).max_iters(max_iters));
             if let Some(obs) = observer {
                 executor = executor.add_observer(obs, ObserverMode::Always);
             }
@@ -292,9 +357,9 @@ pub fn minimize<O: Objective + 'static>(
             line_search: LineSearch::MoreThuente,
         } => {
             run!(LBFGS::new(MoreThuenteLineSearch::new(), memory)
-                .with_tolerance_grad(tol_grad)
+                .with_tolerance_grad(0.0)
                 .map_err(map)?
-                .with_tolerance_cost(tol_cost)
+                .with_tolerance_cost(0.0)
                 .map_err(map)?)
         }
         Algorithm::Lbfgs {
@@ -302,9 +367,9 @@ pub fn minimize<O: Objective + 'static>(
             line_search: LineSearch::HagerZhang,
         } => {
             run!(LBFGS::new(hager_zhang()?, memory)
-                .with_tolerance_grad(tol_grad)
+                .with_tolerance_grad(0.0)
                 .map_err(map)?
-                .with_tolerance_cost(tol_cost)
+                .with_tolerance_cost(0.0)
                 .map_err(map)?)
         }
         Algorithm::NonlinearCg(LineSearch::MoreThuente) => run!(NonlinearConjugateGradient::new(

@@ -198,3 +198,45 @@ fn the_checker_gives_a_verdict_with_its_noise_level() {
     // 3 p₁² = 6.75 is missing from the tape gradient at p₁ = 1.5.
     assert!((bad.numeric - bad.analytic - 6.75).abs() < 1e-6, "{bad:?}");
 }
+
+/// f(p) = Σ (p_i − i)² · 1e4: the default stopping rules end the run at the minimum, long before
+/// the iteration limit, whatever the loss's scale.
+struct ScaledBowl(f64);
+impl Objective for ScaledBowl {
+    fn loss<'t>(&self, tape: &'t Tape, p: Var<'t>) -> Result<Var<'t>> {
+        let target = tape.constant([0.0, 1.0, 2.0, 3.0]);
+        Ok((p - target).square().sum() * self.0)
+    }
+}
+
+#[test]
+fn default_stopping_rules_end_converged_runs() {
+    use sparsegrad::optim::{minimize, Algorithm, ArgminProblem, Settings};
+    for scale in [1e-3, 1.0, 1e4] {
+        let out = minimize(
+            ArgminProblem::new(ScaledBowl(scale)),
+            vec![5.0; 4],
+            &Settings::new(Algorithm::default(), 1000),
+            None,
+        )
+        .unwrap();
+        assert!(out.iterations < 50, "scale {scale}: {out:?}");
+        assert!(out.termination.contains("converged"), "{out:?}");
+        for (i, p) in out.params.iter().enumerate() {
+            assert!((p - i as f64).abs() < 1e-6, "scale {scale}: {out:?}");
+        }
+    }
+    // Tolerances of 0 run to the limit (Adam never reaches an exact zero gradient).
+    let out = minimize(
+        ArgminProblem::new(ScaledBowl(1.0)),
+        vec![5.0; 4],
+        &Settings {
+            gradient_tolerance: 0.0,
+            cost_tolerance: 0.0,
+            ..Settings::new(Algorithm::Adam(0.1), 30)
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(out.iterations, 30);
+}

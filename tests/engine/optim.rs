@@ -130,9 +130,10 @@ fn adam_runs_through_argmin_and_reduces_the_loss() {
         None,
     )
     .unwrap();
-    assert_eq!(out.iterations, 500);
+    // The default stopping rules may end the run early, once it has converged.
+    assert!(out.iterations <= 500 && out.iterations > 10, "{out:?}");
     // One forward+backward per iteration: cost and gradient share the evaluation.
-    assert_eq!(out.evaluations, 500);
+    assert_eq!(out.evaluations as u64, out.iterations);
     assert!(
         out.loss < 1e-3 * initial_loss,
         "loss {:e} from {initial_loss:e}",
