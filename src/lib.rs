@@ -87,6 +87,11 @@ pub use error::{Error, PatternRule, Result};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// docs/COOKBOOK.md's recipes are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/COOKBOOK.md")]
+struct CookbookDoctests;
 pub use solve::{
     Adjoint, Convergence, Factor, Factorization, Factorizer, Implementation, Iterative, Krylov,
     Method, Preconditioner, SolveInfo, Solver,

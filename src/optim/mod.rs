@@ -58,6 +58,12 @@ impl<O: Objective + ?Sized> Objective for Arc<O> {
     }
 }
 
+impl<O: Objective + ?Sized> Objective for &O {
+    fn loss<'t>(&self, tape: &'t Tape, params: Var<'t>) -> Result<Var<'t>> {
+        (**self).loss(tape, params)
+    }
+}
+
 impl<O: Objective + ?Sized> Objective for Box<O> {
     fn loss<'t>(&self, tape: &'t Tape, params: Var<'t>) -> Result<Var<'t>> {
         (**self).loss(tape, params)
