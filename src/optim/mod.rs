@@ -308,7 +308,8 @@ fn optimizer_error(e: argmin::core::Error) -> Error {
     }
 }
 
-/// Minimizes `problem` from `x0` as `settings` say, reporting to `observer` if given.
+/// Minimizes `problem` from `x0` (a `Vec`, slice, array, `DVector` or `DMatrix`, flattened
+/// column-major) as `settings` say, reporting to `observer` if given.
 ///
 /// # Errors
 /// The objective's own error, unchanged, when an evaluation failed (e.g.
@@ -317,10 +318,11 @@ fn optimizer_error(e: argmin::core::Error) -> Error {
 /// [`Error::InvalidArgument`] for invalid settings.
 pub fn minimize<O: Objective + 'static>(
     problem: ArgminProblem<O>,
-    x0: Vec<f64>,
+    x0: impl crate::tape::IntoValue,
     settings: &Settings,
     observer: Option<ProgressObserver>,
 ) -> Result<Outcome> {
+    let x0: Vec<f64> = x0.into_value().as_slice().to_vec();
     let max_iters = settings.max_iters;
     let (tol_grad, tol_cost) = (settings.gradient_tolerance, settings.cost_tolerance);
     macro_rules! run {
