@@ -2,6 +2,8 @@
 //! with arbitrary values and solvers: any outcome but a panic is fine.
 #![no_main]
 
+#[path = "../harness/bytes.rs"]
+mod bytes;
 #[path = "../harness/construct.rs"]
 mod construct;
 

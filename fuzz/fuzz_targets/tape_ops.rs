@@ -3,6 +3,8 @@
 //! any outcome but a panic, an abort or a sanitizer report is fine.
 #![no_main]
 
+#[path = "../harness/bytes.rs"]
+mod bytes;
 #[path = "../harness/tape_ops.rs"]
 mod tape_ops;
 

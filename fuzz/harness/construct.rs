@@ -7,31 +7,19 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
+use super::bytes::Bytes;
 use sparsegrad::{
     matrix_market, Assembly, Factorizer, Implementation, Iterative, Preconditioner, Result, Solver,
-    Structure, Symmetry, Tape,
+    Structure, Tape,
 };
 
-/// Reads fuzz bytes as small integers and floats (zeros once exhausted).
-struct Bytes<'a> {
-    data: &'a [u8],
-    pos: usize,
+/// Floats for this harness: mostly well-behaved values, sometimes raw bits (NaN, ±Inf,
+/// subnormals, huge).
+trait Floats {
+    fn float(&mut self) -> f64;
 }
 
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b
-    }
-    fn below(&mut self, bound: usize) -> usize {
-        if bound == 0 {
-            0
-        } else {
-            usize::from(self.byte()) % bound
-        }
-    }
-    /// A float: mostly well-behaved values, sometimes raw bits (NaN, ±Inf, subnormals, huge).
+impl Floats for Bytes<'_> {
     fn float(&mut self) -> f64 {
         match self.byte() % 8 {
             0 => {
@@ -45,12 +33,6 @@ impl Bytes<'_> {
             2 => -(f64::from(self.byte()) / 16.0),
             _ => f64::from(self.byte()) / 16.0 + f64::from(self.byte()) / 4096.0,
         }
-    }
-    fn symmetry(&mut self) -> Symmetry {
-        [Symmetry::General, Symmetry::Full, Symmetry::Lower][self.below(3)]
-    }
-    fn rest(&self) -> &[u8] {
-        self.data.get(self.pos..).unwrap_or(&[])
     }
 }
 
@@ -153,7 +135,7 @@ fn from_matrix_market(bytes: &mut Bytes<'_>) -> Result<()> {
 
 /// Runs one fuzz input. Returns the library's verdict (`Ok` or an `Error`); panics only on a bug.
 pub fn exercise(data: &[u8]) -> Result<()> {
-    let mut bytes = Bytes { data, pos: 0 };
+    let mut bytes = Bytes::new(data);
     match bytes.below(4) {
         0 => from_arrays(&mut bytes),
         1 => from_pairs(&mut bytes),

@@ -9,47 +9,22 @@
 use std::sync::Arc;
 
 use nalgebra::DMatrix;
+
+use super::bytes::Bytes;
 use sparsegrad::problems::mesh::TriMesh;
 use sparsegrad::solve::node::accumulate_outer;
 use sparsegrad::solve::{condition_estimate, norm1};
 use sparsegrad::tape::{BinaryOp, UnaryOp};
-use sparsegrad::{
-    Assembly, Dirichlet, Factorizer, Iterative, Solver, Structure, Symmetry, Tape, Var,
-};
+use sparsegrad::{Assembly, Dirichlet, Factorizer, Iterative, Solver, Structure, Tape, Var};
 
-/// Reads fuzz bytes as small integers, sizes and floats (zeros once exhausted).
-struct Bytes<'a> {
-    data: &'a [u8],
-    pos: usize,
+/// Floats, matrices and index lists for this harness (special values often).
+trait Values {
+    fn float(&mut self) -> f64;
+    fn matrix(&mut self) -> DMatrix<f64>;
+    fn indices(&mut self) -> Vec<usize>;
 }
 
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b
-    }
-    fn done(&self) -> bool {
-        self.pos >= self.data.len()
-    }
-    fn below(&mut self, bound: usize) -> usize {
-        if bound == 0 {
-            0
-        } else {
-            usize::from(self.byte()) % bound
-        }
-    }
-    /// A size or index: mostly small, sometimes huge (allocation and overflow paths). The huge
-    /// ones are far beyond any allocator, so they must be refused before memory is touched.
-    fn size(&mut self) -> usize {
-        match self.byte() % 16 {
-            0 => usize::MAX,
-            1 => usize::MAX / 2 + 1,
-            2 => 1 << 40,
-            3 => 1 << 33,
-            b => usize::from(b) - 4,
-        }
-    }
+impl Values for Bytes<'_> {
     fn float(&mut self) -> f64 {
         match self.byte() % 10 {
             0 => f64::NAN,
@@ -68,9 +43,6 @@ impl Bytes<'_> {
     }
     fn indices(&mut self) -> Vec<usize> {
         (0..self.below(6)).map(|_| self.size()).collect()
-    }
-    fn symmetry(&mut self) -> Symmetry {
-        [Symmetry::General, Symmetry::Full, Symmetry::Lower][self.below(3)]
     }
 }
 
@@ -219,7 +191,7 @@ pub const OPS: usize = 20;
 /// Runs one fuzz input; returns how often each operation kind ran. Panics only on a bug.
 pub fn exercise(data: &[u8]) -> [usize; OPS] {
     let mut ran = [0usize; OPS];
-    let mut bytes = Bytes { data, pos: 0 };
+    let mut bytes = Bytes::new(data);
     let tapes = [Tape::new(), Tape::new()];
     let mut vars: Vec<Var<'_>> = Vec::new();
     let mut steps = 0;

@@ -12,15 +12,7 @@ use crate::sparse::{Structure, Symmetry};
 /// # Errors
 /// [`Error::StructureMismatch`] unless `values` has one entry per stored entry.
 pub fn norm1(structure: &Structure, values: &[f64]) -> Result<f64> {
-    if values.len() != structure.nnz() {
-        return Err(Error::StructureMismatch {
-            reason: format!(
-                "norm1 got {} values for a structure with {} stored entries",
-                values.len(),
-                structure.nnz()
-            ),
-        });
-    }
+    structure.check_len(values)?;
     let (cp, ri) = (structure.col_ptr(), structure.row_idx());
     let mut sums = vec![0.0f64; structure.ncols()];
     for j in 0..structure.ncols() {

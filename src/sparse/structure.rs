@@ -368,15 +368,7 @@ impl Structure {
     /// # Errors
     /// [`Error::StructureMismatch`] unless there is one value per stored entry.
     pub fn to_csc(&self, values: &[f64]) -> Result<CscMatrix<f64>> {
-        if values.len() != self.nnz() {
-            return Err(Error::StructureMismatch {
-                reason: format!(
-                    "{} values given for a structure with {} stored entries",
-                    values.len(),
-                    self.nnz()
-                ),
-            });
-        }
+        self.check_len(values)?;
         Ok(CscMatrix::try_from_csc_data(
             self.nrows,
             self.ncols,
@@ -521,8 +513,8 @@ impl Structure {
         Ok(())
     }
 
-    /// Checks a values slice for length and finiteness.
-    pub(crate) fn check_values(&self, values: &[f64]) -> Result<()> {
+    /// One value per stored entry, or [`Error::StructureMismatch`].
+    pub(crate) fn check_len(&self, values: &[f64]) -> Result<()> {
         if values.len() != self.nnz() {
             return Err(Error::StructureMismatch {
                 reason: format!(
@@ -532,6 +524,12 @@ impl Structure {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// Checks a values slice for length and finiteness.
+    pub(crate) fn check_values(&self, values: &[f64]) -> Result<()> {
+        self.check_len(values)?;
         if let Some(k) = first_non_finite(values) {
             let col = self.col_ptr().partition_point(|&p| p <= k) - 1;
             return Err(Error::NonFinite {

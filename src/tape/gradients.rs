@@ -136,17 +136,7 @@ impl Sweep<'_> {
             return Ok(());
         }
         if self.check {
-            if let Some(k) = first_non_finite(contribution.as_slice()) {
-                let rows = contribution.nrows().max(1);
-                return Err(Error::NonFiniteOperation {
-                    pass: "gradient",
-                    op: self.nodes[from].op.name(),
-                    node: from,
-                    row: k % rows,
-                    col: k / rows,
-                    value: contribution.as_slice()[k],
-                });
-            }
+            self.ensure_finite(from, &contribution)?;
         }
         match &mut self.grads[to] {
             Some(g) => {
@@ -154,22 +144,21 @@ impl Sweep<'_> {
                 crate::pool::recycle_matrix(contribution);
                 if self.check {
                     // Finite terms whose sum overflowed.
-                    if let Some(k) = first_non_finite(g.as_slice()) {
-                        let rows = g.nrows().max(1);
-                        return Err(Error::NonFiniteOperation {
-                            pass: "gradient",
-                            op: self.nodes[from].op.name(),
-                            node: from,
-                            row: k % rows,
-                            col: k / rows,
-                            value: g.as_slice()[k],
-                        });
-                    }
+                    let g = self.grads[to].as_ref().expect("just accumulated");
+                    self.ensure_finite(from, g)?;
                 }
             }
             slot @ None => *slot = Some(contribution),
         }
         Ok(())
+    }
+
+    /// [`Error::NonFiniteOperation`] naming node `from` if `m` holds a NaN or ±∞.
+    fn ensure_finite(&self, from: usize, m: &DMatrix<f64>) -> Result<()> {
+        match first_non_finite(m.as_slice()) {
+            None => Ok(()),
+            Some(k) => Err(non_finite_at(self.nodes, "gradient", from, m, k)),
+        }
     }
 }
 
@@ -269,6 +258,25 @@ fn sweep(
     })
 }
 
+/// The error for entry `k` of `m`, produced by node `node` in `pass`.
+fn non_finite_at(
+    nodes: &[Node],
+    pass: &'static str,
+    node: usize,
+    m: &DMatrix<f64>,
+    k: usize,
+) -> Error {
+    let rows = m.nrows().max(1);
+    Error::NonFiniteOperation {
+        pass,
+        op: nodes[node].op.name(),
+        node,
+        row: k % rows,
+        col: k / rows,
+        value: m.as_slice()[k],
+    }
+}
+
 /// The first node (by position) that the loss depends on whose value is non-finite.
 fn first_non_finite_value(nodes: &[Node], top: usize) -> Error {
     let mut reached = vec![false; top + 1];
@@ -285,15 +293,7 @@ fn first_non_finite_value(nodes: &[Node], top: usize) -> Error {
             continue;
         }
         if let Some(k) = first_non_finite(node.value.as_slice()) {
-            let rows = node.value.nrows().max(1);
-            return Error::NonFiniteOperation {
-                pass: "forward",
-                op: node.op.name(),
-                node: i,
-                row: k % rows,
-                col: k / rows,
-                value: node.value.as_slice()[k],
-            };
+            return non_finite_at(nodes, "forward", i, &node.value, k);
         }
     }
     let v = nodes[top].value[0];
