@@ -9,11 +9,49 @@ use nalgebra::DMatrix;
 use super::cpu;
 use crate::error::{Error, Result};
 use crate::solve::{
-    condition_estimate, Device, Factor, Factorization, Factorizer, Implementation, Method, Solver,
+    condition_estimate, Device, Factor, Factorization, Factorizer, Implementation, Method,
+    Ordering, Solver,
 };
 use crate::sparse::{Structure, Symmetry};
 
 impl Solver {
+    /// Which ordering this solver's Cholesky / LDLᵀ uses on `structure` and the factor size it
+    /// predicts; for [`Ordering::Auto`] also the candidates it chose from (AMD, and nested
+    /// dissection when AMD's factor is 3D-like). Runs (or finds cached) the symbolic analyses.
+    ///
+    /// ```
+    /// use sparsegrad::problems::graph::{grid_edges, laplacian_assembly};
+    /// use sparsegrad::{Ordering, Solver};
+    /// let asm = laplacian_assembly(64 * 64, &grid_edges(64).unwrap(), 1.0).unwrap();
+    /// let report = Solver::cholesky().analysis_report(asm.structure()).unwrap();
+    /// assert_eq!(report.ordering, Ordering::Amd); // a 2D grid: AMD is good enough
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for LU (COLAMD, no choice) or the reference implementation (AMD);
+    /// [`Error::InvalidArgument`] for a custom ordering that is not a permutation.
+    pub fn analysis_report(
+        &self,
+        structure: &Arc<Structure>,
+    ) -> Result<cpu::ordering::AnalysisReport> {
+        if self.method == Method::Lu || self.implementation != Implementation::Fast {
+            return Err(Error::Unsupported {
+                reason: "orderings are chosen for Cholesky / LDLᵀ on the fast implementation"
+                    .into(),
+            });
+        }
+        match &self.ordering {
+            Ordering::Auto => cpu::ordering::report(structure),
+            other => Ok(cpu::ordering::AnalysisReport {
+                ordering: other.clone(),
+                prediction: cpu::ordering::predict(&*cpu::cholesky::symbolic_cholesky(
+                    structure, other,
+                )?),
+                candidates: Vec::new(),
+            }),
+        }
+    }
+
     /// Numerically factors the matrix with `values` on `structure`, reusing (or computing once)
     /// the structure's symbolic analysis for this method and backend.
     ///
@@ -65,10 +103,10 @@ impl Solver {
         structure.record_factorization();
         match (self.method, self.implementation) {
             (Method::Cholesky, Implementation::Fast) => Ok(Arc::new(
-                cpu::cholesky::FaerCholesky::factor(structure, values, false)?,
+                cpu::cholesky::FaerCholesky::factor_with(structure, values, false, &self.ordering)?,
             )),
             (Method::Ldlt, Implementation::Fast) => Ok(Arc::new(
-                cpu::cholesky::FaerCholesky::factor(structure, values, true)?,
+                cpu::cholesky::FaerCholesky::factor_with(structure, values, true, &self.ordering)?,
             )),
             (Method::Cholesky, Implementation::Reference) => Ok(Arc::new(
                 cpu::reference::ReferenceCholesky::factor(structure, values)?,
@@ -87,7 +125,10 @@ impl Solver {
 
     /// [`Method::Auto`]: Cholesky on symmetric structures, LU when that fails or otherwise.
     fn factorize_auto(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
-        let with = |method| Solver { method, ..*self };
+        let with = |method| Solver {
+            method,
+            ..self.clone()
+        };
         if structure.symmetry() == Symmetry::General {
             return with(Method::Lu).factorize(structure, values);
         }
@@ -118,7 +159,7 @@ impl Solver {
         };
         match (method, self.implementation) {
             (Method::Cholesky | Method::Ldlt, Implementation::Fast) => {
-                cpu::cholesky::symbolic_cholesky(structure).map(|_| ())
+                cpu::cholesky::symbolic_cholesky(structure, &self.ordering).map(|_| ())
             }
             (Method::Lu, Implementation::Fast) => cpu::lu::analyze(structure).map(|_| ()),
             (Method::Cholesky, Implementation::Reference) => {

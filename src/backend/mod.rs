@@ -23,6 +23,7 @@ pub(crate) mod cuda;
 pub(crate) mod cuda;
 
 pub use crate::solve::{Device, Precision};
+pub use cpu::ordering::{AnalysisReport, Prediction};
 
 /// Name and memory of a GPU, or [`Error::NoDevice`](crate::Error::NoDevice) with the reason.
 ///

@@ -11,6 +11,7 @@ mod gradients;
 mod hostile;
 mod iterative;
 mod optim;
+mod ordering;
 mod problems;
 mod properties;
 mod reliability;

@@ -10,18 +10,14 @@ use std::sync::Arc;
 
 use faer::linalg::cholesky::ldlt::factor::{LdltError, LdltRegularization};
 use faer::linalg::cholesky::llt::factor::{LltError, LltRegularization};
-use faer::sparse::linalg::cholesky::{
-    factorize_symbolic_cholesky, CholeskySymbolicParams, LdltRef, LltRef, SymbolicCholesky,
-    SymbolicCholeskyRaw, SymmetricOrdering,
-};
+use faer::sparse::linalg::cholesky::{LdltRef, LltRef, SymbolicCholesky, SymbolicCholeskyRaw};
 use faer::sparse::SparseColMatRef;
 use faer::{Conj, Par, Side};
 use nalgebra::DMatrix;
 
-use super::analysis::cached;
 use super::{check_positive_diagonal, faer_view};
 use crate::error::{Error, Result};
-use crate::solve::Factorization;
+use crate::solve::{Factorization, Ordering};
 use crate::sparse::Structure;
 
 /// A numeric LLᵀ or LDLᵀ factor sharing its structure's symbolic analysis.
@@ -39,27 +35,30 @@ pub(crate) fn faer_matrix<'a>(
     SparseColMatRef::new(structure.faer_pattern(), values)
 }
 
-/// The structure's cached faer symbolic Cholesky analysis.
-pub(crate) fn symbolic_cholesky(structure: &Structure) -> Result<Arc<SymbolicCholesky<usize>>> {
-    cached(structure, || {
-        factorize_symbolic_cholesky(
-            structure.faer_pattern(),
-            Side::Lower,
-            SymmetricOrdering::Amd,
-            CholeskySymbolicParams::default(),
-        )
-        .map_err(|e| Error::Unsupported {
-            reason: format!("faer symbolic Cholesky failed: {e:?}"),
-        })
-    })
+/// The structure's cached faer symbolic Cholesky analysis for `ordering`.
+pub(crate) fn symbolic_cholesky(
+    structure: &Structure,
+    ordering: &Ordering,
+) -> Result<Arc<SymbolicCholesky<usize>>> {
+    super::ordering::symbolic(structure, ordering)
 }
 
 impl FaerCholesky {
+    /// LLᵀ (or LDLᵀ) with the automatic ordering.
     pub(crate) fn factor(structure: &Structure, values: &[f64], ldlt: bool) -> Result<Self> {
+        Self::factor_with(structure, values, ldlt, &Ordering::Auto)
+    }
+
+    pub(crate) fn factor_with(
+        structure: &Structure,
+        values: &[f64],
+        ldlt: bool,
+        ordering: &Ordering,
+    ) -> Result<Self> {
         if !ldlt {
             check_positive_diagonal(structure, values)?;
         }
-        let symbolic = symbolic_cholesky(structure)?;
+        let symbolic = symbolic_cholesky(structure, ordering)?;
         let a = faer_matrix(structure, values);
         let mut l_values = crate::pool::take(symbolic.len_val()).unwrap_or_default();
         l_values.try_reserve_exact(symbolic.len_val()).map_err(|_| Error::OutOfMemory {
@@ -257,7 +256,7 @@ impl Factorization for FaerCholesky {
         };
         let name = if self.ldlt { "LDLᵀ" } else { "LLᵀ" };
         format!(
-            "faer {name} ({kind}, AMD), {} factor values",
+            "faer {name} ({kind}), {} factor values",
             self.l_values.len()
         )
     }

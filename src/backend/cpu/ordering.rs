@@ -1,0 +1,235 @@
+//! Fill-reducing orderings for the Cholesky / LDLᵀ symbolic analysis: faer's AMD, METIS nested
+//! dissection (vendored `metis-sys`; the crate's only `unsafe` outside `cuda/`, one FFI call),
+//! natural and user orderings, and the automatic choice between AMD and nested dissection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use faer::perm::PermRef;
+use faer::sparse::linalg::cholesky::{
+    factorize_symbolic_cholesky, CholeskySymbolicParams, SymbolicCholesky, SymbolicCholeskyRaw,
+    SymmetricOrdering,
+};
+use faer::Side;
+
+use super::analysis::full_pattern;
+use crate::error::{Error, Result};
+use crate::solve::Ordering;
+use crate::sparse::Structure;
+
+/// CHOLMOD's rule: AMD is good enough unless its factor is 3D-like.
+const ND_FLOPS_PER_ENTRY: f64 = 500.0;
+const ND_FILL_RATIO: f64 = 5.0;
+
+/// The size of a factor an ordering predicts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// Entries of L (one triangle, diagonal included).
+    pub nnz_l: f64,
+    /// Floating-point operations of the numeric factorization (Σ_j c_j², c_j = column counts).
+    pub flops: f64,
+}
+
+/// What [`Solver::analysis_report`](crate::Solver::analysis_report) found: the ordering used
+/// and the predictions it was chosen from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisReport {
+    /// The ordering the factorizations use (`Auto` resolved to `Amd` or `NestedDissection`).
+    pub ordering: Ordering,
+    /// Its predicted factor.
+    pub prediction: Prediction,
+    /// For `Auto`: the AMD prediction and, when it was 3D-like, the nested-dissection one.
+    pub candidates: Vec<(Ordering, Prediction)>,
+}
+
+/// The symbolic analyses of one structure, by ordering, and the `Auto` decision.
+#[derive(Default)]
+struct CholeskyAnalyses {
+    by_ordering: Mutex<HashMap<Ordering, Arc<SymbolicCholesky<usize>>>>,
+    auto: Mutex<Option<AnalysisReport>>,
+}
+
+fn analyses(structure: &Structure) -> Arc<CholeskyAnalyses> {
+    structure
+        .analysis::<CholeskyAnalyses>()
+        .unwrap_or_else(|| structure.insert_analysis(Arc::default()))
+}
+
+/// The predicted size of a symbolic factor.
+pub(crate) fn predict(symbolic: &SymbolicCholesky<usize>) -> Prediction {
+    let (mut nnz_l, mut flops) = (0.0, 0.0);
+    let mut add = |count: f64| {
+        nnz_l += count;
+        flops += count * count;
+    };
+    match symbolic.raw() {
+        SymbolicCholeskyRaw::Simplicial(s) => {
+            for w in s.col_ptr().windows(2) {
+                add((w[1] - w[0]) as f64);
+            }
+        }
+        SymbolicCholeskyRaw::Supernodal(s) => {
+            let (begin, end, below) = (s.supernode_begin(), s.supernode_end(), s.nnz_per_super());
+            for sn in 0..s.n_supernodes() {
+                let width = end[sn] - begin[sn];
+                for c in 0..width {
+                    add((width - c + below[sn]) as f64);
+                }
+            }
+        }
+    }
+    Prediction { nnz_l, flops }
+}
+
+/// The structure's symbolic Cholesky analysis for `ordering`, computed (and counted) once.
+pub(crate) fn symbolic(
+    structure: &Structure,
+    ordering: &Ordering,
+) -> Result<Arc<SymbolicCholesky<usize>>> {
+    let resolved = match ordering {
+        Ordering::Auto => report(structure)?.ordering,
+        other => other.clone(),
+    };
+    let cache = analyses(structure);
+    if let Some(found) = lock(&cache.by_ordering).get(&resolved) {
+        return Ok(found.clone());
+    }
+    let computed = Arc::new(analyze(structure, &resolved)?);
+    structure.record_analysis();
+    let stored = lock(&cache.by_ordering)
+        .entry(resolved)
+        .or_insert(computed)
+        .clone();
+    Ok(stored)
+}
+
+/// The `Auto` decision for `structure` (made once, with both predictions).
+pub(crate) fn report(structure: &Structure) -> Result<AnalysisReport> {
+    let cache = analyses(structure);
+    if let Some(found) = lock(&cache.auto).clone() {
+        return Ok(found);
+    }
+    let amd = predict(&*symbolic(structure, &Ordering::Amd)?);
+    let mut candidates = vec![(Ordering::Amd, amd)];
+    let anz = structure.nnz().max(1) as f64;
+    if amd.flops >= ND_FLOPS_PER_ENTRY * amd.nnz_l && amd.nnz_l >= ND_FILL_RATIO * anz {
+        let nd = predict(&*symbolic(structure, &Ordering::NestedDissection)?);
+        candidates.push((Ordering::NestedDissection, nd));
+    }
+    let (ordering, prediction) = candidates
+        .iter()
+        .min_by(|a, b| a.1.flops.total_cmp(&b.1.flops))
+        .cloned()
+        .expect("AMD is always a candidate");
+    let found = AnalysisReport {
+        ordering,
+        prediction,
+        candidates,
+    };
+    let stored = lock(&cache.auto).get_or_insert(found).clone();
+    Ok(stored)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn analyze(structure: &Structure, ordering: &Ordering) -> Result<SymbolicCholesky<usize>> {
+    let n = structure.nrows();
+    // Natural goes through an identity `Custom` permutation: faer's `Identity` reads the stored
+    // triangle differently (measured: a wrong, far too small factor pattern for `Side::Lower`).
+    let permutation = match ordering {
+        Ordering::Custom(perm) => Some(checked_permutation(perm, n)?),
+        Ordering::NestedDissection => Some(nested_dissection(structure)?),
+        Ordering::Natural => Some(((0..n).collect(), (0..n).collect())),
+        Ordering::Auto | Ordering::Amd => None,
+    };
+    let method = match &permutation {
+        Some((fwd, inv)) => SymmetricOrdering::Custom(PermRef::new_checked(fwd, inv, n)),
+        None => SymmetricOrdering::Amd,
+    };
+    factorize_symbolic_cholesky(
+        structure.faer_pattern(),
+        Side::Lower,
+        method,
+        CholeskySymbolicParams::default(),
+    )
+    .map_err(|e| Error::Unsupported {
+        reason: format!("faer symbolic Cholesky failed: {e:?}"),
+    })
+}
+
+/// `perm` (new → old) and its inverse, or an error unless `perm` is a permutation of 0..n.
+fn checked_permutation(perm: &[usize], n: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+    let invalid = |reason: String| Error::InvalidArgument {
+        what: "custom ordering",
+        reason,
+    };
+    if perm.len() != n {
+        return Err(invalid(format!(
+            "{} entries for a {n}×{n} matrix",
+            perm.len()
+        )));
+    }
+    let mut inv = vec![usize::MAX; n];
+    for (new, &old) in perm.iter().enumerate() {
+        if old >= n || inv[old] != usize::MAX {
+            return Err(invalid(format!(
+                "entry {new} is {old}: not a permutation of 0..{n}"
+            )));
+        }
+        inv[old] = new;
+    }
+    Ok((perm.to_vec(), inv))
+}
+
+/// METIS nested dissection of A's graph (both triangles, no diagonal): (new → old, old → new).
+fn nested_dissection(structure: &Structure) -> Result<(Vec<usize>, Vec<usize>)> {
+    let n = structure.nrows();
+    let full = full_pattern(structure)?;
+    let too_big = || {
+        Error::Unsupported {
+        reason: format!("METIS indexes with i32: a {n}-unknown graph with {} entries is too large for nested dissection (use Ordering::Amd)", full.row_idx.len()),
+    }
+    };
+    let index = |v: usize| i32::try_from(v).map_err(|_| too_big());
+    let mut xadj = Vec::with_capacity(n + 1);
+    let mut adjncy = Vec::with_capacity(full.row_idx.len());
+    xadj.push(0i32);
+    for j in 0..n {
+        for &i in &full.row_idx[full.col_ptr[j]..full.col_ptr[j + 1]] {
+            if i != j {
+                adjncy.push(index(i)?);
+            }
+        }
+        xadj.push(index(adjncy.len())?);
+    }
+    if n == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut nvtxs = index(n)?;
+    let (mut perm, mut iperm) = (vec![0i32; n], vec![0i32; n]);
+    // SAFETY: METIS_NodeND reads nvtxs, xadj (n + 1 offsets) and adjncy (xadj[n] entries, each
+    // < n) and writes n entries to perm and iperm; null vwgt and options select the defaults.
+    // All buffers live across the call and have exactly those lengths.
+    #[allow(unsafe_code)]
+    let status = unsafe {
+        metis_sys::METIS_NodeND(
+            &mut nvtxs,
+            xadj.as_mut_ptr(),
+            adjncy.as_mut_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            perm.as_mut_ptr(),
+            iperm.as_mut_ptr(),
+        )
+    };
+    if status != metis_sys::rstatus_et_METIS_OK {
+        return Err(Error::Unsupported {
+            reason: format!("METIS NodeND failed with status {status}"),
+        });
+    }
+    // METIS: row k of the permuted matrix is row perm[k] of A — faer's forward array.
+    let fwd: Vec<usize> = perm.iter().map(|&p| p as usize).collect();
+    checked_permutation(&fwd, n)
+}
