@@ -295,22 +295,30 @@ fn gmres_restart_is_capped_at_n() {
     );
 }
 
-/// A well-conditioned non-symmetric 30×30 system: 4I + a random sparse part.
+/// A well-conditioned non-symmetric 30×30 system: d·I plus a random part (the generator the
+/// reproduction against the previous release used).
 fn nonsymmetric_30(seed: u64) -> (Arc<Structure>, Vec<f64>) {
     let mut rng = StdRng::seed_from_u64(seed);
+    let diag = [4.0, 3.0, 2.5][(seed % 3) as usize];
+    let per_row = [5, 10, 29][((seed / 3) % 3) as usize];
     let mut t = Vec::new();
     for i in 0..30 {
-        t.push((i, i, 4.0));
-        for _ in 0..5 {
+        t.push((i, i, diag));
+        for _ in 0..per_row {
             t.push((i, rng.random_range(0..30), rng.random_range(-1.0..1.0)));
         }
     }
     general(30, &t)
 }
 
+/// Seeds on which the previous BiCGSTAB (no restart) stopped after 39–65 iterations with
+/// "did not converge: relative residual 1e-12 … 2.5e-11" at rtol 1e-12 (9 of 3000 seeds; measured
+/// against 5c480e6): the updated residual claimed convergence the true residual did not confirm.
+const BICGSTAB_FAILED_BEFORE: [u64; 9] = [458, 809, 845, 998, 1421, 1501, 1511, 1601, 2716];
+
 #[test]
 fn bicgstab_restarts_instead_of_stopping_early() {
-    for seed in 0..20 {
+    for seed in BICGSTAB_FAILED_BEFORE.into_iter().chain(0..20) {
         let (s, values) = nonsymmetric_30(seed);
         let mut rng = StdRng::seed_from_u64(100 + seed);
         let b = DMatrix::from_fn(30, 1, |_, _| rng.random_range(-1.0..1.0));
