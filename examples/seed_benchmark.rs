@@ -22,13 +22,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use nalgebra::DMatrix;
-use sparsegrad::problems::graph::{chain_edges, grid_edges, laplacian_assembly};
-use sparsegrad::{Assembly, Implementation, Result, Solver, Tape};
+use sparsegrad::problems::graph::{chain_edges, grid3_edges, grid_edges, laplacian_assembly};
+use sparsegrad::{Assembly, Implementation, Ordering, Result, Solver, Tape};
 
 /// The peers' benchmark problem: cold / warm / limit with a breakdown.
 #[derive(clap::Parser)]
 struct Args {
-    /// chain or grid.
+    /// chain, grid (k², 5-point) or grid3 (k³, 7-point).
     #[arg(long, default_value = "chain")]
     case: String,
     /// Number of unknowns (grid: rounded to a square).
@@ -43,6 +43,9 @@ struct Args {
     /// fast, reference or lu.
     #[arg(long, default_value = "fast")]
     backend: String,
+    /// Cholesky ordering: auto, amd or nd (nested dissection).
+    #[arg(long, default_value = "auto")]
+    ordering: String,
     /// One JSON line instead of the table.
     #[arg(long)]
     json: bool,
@@ -91,7 +94,11 @@ fn case(name: &str, n_req: usize, rhs: usize) -> std::result::Result<Case, Strin
             let k = (n_req as f64).sqrt().round() as usize;
             (k * k, grid_edges(k).map_err(|e| e.to_string())?)
         }
-        other => return Err(format!("unknown case '{other}' (chain | grid)")),
+        "grid3" => {
+            let k = (n_req as f64).cbrt().round() as usize;
+            (k * k * k, grid3_edges(k).map_err(|e| e.to_string())?)
+        }
+        other => return Err(format!("unknown case '{other}' (chain | grid | grid3)")),
     };
     let theta0 = (0..edges.len())
         .map(|e| 1.5 + 0.5 * (e as f64).sin())
@@ -135,8 +142,14 @@ fn run() -> std::result::Result<(), String> {
     let backend = args.backend;
     let json = args.json;
     let warm_only = args.warm_only;
+    let ordering = match args.ordering.as_str() {
+        "auto" => Ordering::Auto,
+        "amd" => Ordering::Amd,
+        "nd" => Ordering::NestedDissection,
+        other => return Err(format!("unknown ordering '{other}' (auto | amd | nd)")),
+    };
     let solver = match backend.as_str() {
-        "fast" => Solver::cholesky(),
+        "fast" => Solver::cholesky().with_ordering(ordering),
         "reference" => Solver::cholesky().with_implementation(Implementation::Reference),
         "lu" => Solver::lu(),
         other => return Err(format!("unknown backend '{other}' (fast | reference | lu)")),
@@ -261,6 +274,24 @@ fn run() -> std::result::Result<(), String> {
     } else {
         println!("{case_name} n = {} ({} edges), backend {backend}, {rhs} right-hand side(s), median of {repeat}", c.n, c.edges.len());
         println!("  loss {loss:.12e}, |grad| {grad_norm:.12e}");
+        if let Ok(report) = solver.analysis_report(build().map_err(err)?.structure()) {
+            let candidates: Vec<String> = report
+                .candidates
+                .iter()
+                .map(|(o, p)| format!("{o:?}: nnz(L) {:.3e}, {:.3e} flops", p.nnz_l, p.flops))
+                .collect();
+            println!(
+                "  ordering {:?} (nnz(L) {:.3e}, {:.3e} flops){}",
+                report.ordering,
+                report.prediction.nnz_l,
+                report.prediction.flops,
+                if candidates.is_empty() {
+                    String::new()
+                } else {
+                    format!("; candidates {}", candidates.join("; "))
+                }
+            );
+        }
         println!(
             "  cold  {cold:>10.3} ms   (build {:.3} ms, symbolic ≈ {symbolic:.3} ms)",
             median(build_times)

@@ -69,6 +69,42 @@ pub fn grid_edges(k: usize) -> Result<Vec<(usize, usize)>> {
     Ok(edges)
 }
 
+/// The 6-neighbour k×k×k grid (node id = (z · k + y) · k + x): all x-edges, then all y-edges,
+/// then all z-edges, each set in node order. 3k²(k − 1) edges.
+///
+/// # Errors
+/// [`Error::OutOfMemory`] when k³ node ids overflow or the edge list cannot be allocated.
+pub fn grid3_edges(k: usize) -> Result<Vec<(usize, usize)>> {
+    let count = k
+        .checked_mul(k)
+        .and_then(|kk| kk.checked_mul(k))
+        .and_then(|kkk| kkk.checked_mul(3))
+        .ok_or_else(|| Error::OutOfMemory {
+            what: format!("the edges of a {k}³ grid"),
+            reason: "k³ overflows".into(),
+        })?;
+    let mut edges = Vec::new();
+    edges
+        .try_reserve_exact(count)
+        .map_err(|_| Error::OutOfMemory {
+            what: format!("the {count} edges of a {k}³ grid"),
+            reason: "the allocation failed".into(),
+        })?;
+    let id = |x: usize, y: usize, z: usize| (z * k + y) * k + x;
+    for (dx, dy, dz) in [(1, 0, 0), (0, 1, 0), (0, 0, 1)] {
+        for z in 0..k {
+            for y in 0..k {
+                for x in 0..k {
+                    if x + dx < k && y + dy < k && z + dz < k {
+                        edges.push((id(x + dx, y + dy, z + dz), id(x, y, z)));
+                    }
+                }
+            }
+        }
+    }
+    Ok(edges)
+}
+
 /// A(w) = shift · I + L(w) with one parameter per edge, lower triangle stored.
 ///
 /// Edges may come in either orientation and may repeat (each copy is its own parameter; copies

@@ -4,28 +4,13 @@
 use std::sync::Arc;
 
 use nalgebra::DMatrix;
-use sparsegrad::problems::graph::{grid_edges, laplacian_assembly};
+use sparsegrad::problems::graph::{grid3_edges, grid_edges, laplacian_assembly};
 use sparsegrad::{Assembly, Error, Ordering, Solver, Tape};
 
 /// A = I + L(θ) on the k×k×k 7-point grid.
 fn grid3(k: usize) -> Assembly {
-    let id = |x: usize, y: usize, z: usize| (z * k + y) * k + x;
-    let mut edges = Vec::new();
-    for z in 0..k {
-        for y in 0..k {
-            for x in 0..k {
-                if x + 1 < k {
-                    edges.push((id(x + 1, y, z), id(x, y, z)));
-                }
-                if y + 1 < k {
-                    edges.push((id(x, y + 1, z), id(x, y, z)));
-                }
-                if z + 1 < k {
-                    edges.push((id(x, y, z + 1), id(x, y, z)));
-                }
-            }
-        }
-    }
+    let edges = grid3_edges(k).unwrap();
+    assert_eq!(edges.len(), 3 * k * k * (k - 1));
     laplacian_assembly(k * k * k, &edges, 1.0).unwrap()
 }
 
