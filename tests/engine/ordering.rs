@@ -131,3 +131,29 @@ fn a_custom_ordering_must_be_a_permutation() {
         Err(Error::Unsupported { .. })
     ));
 }
+
+/// Factors above 1e9 predicted flops run on the rayon pool; the result must not depend on the
+/// number of threads.
+#[test]
+fn parallel_factorization_is_bit_identical_at_one_and_two_threads() {
+    let asm = grid3(30);
+    let s = asm.structure();
+    let report = Solver::cholesky().analysis_report(s).unwrap();
+    assert!(
+        report.prediction.flops >= 1e9,
+        "{report:?}: too small to run in parallel"
+    );
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| solve_and_gradient(&asm, &Solver::cholesky()))
+    };
+    let (x1, g1) = run(1);
+    let (x2, g2) = run(2);
+    assert!(
+        x1 == x2 && g1 == g2,
+        "results differ between 1 and 2 threads"
+    );
+}

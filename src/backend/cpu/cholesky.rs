@@ -35,6 +35,9 @@ pub(crate) fn faer_matrix<'a>(
     SparseColMatRef::new(structure.faer_pattern(), values)
 }
 
+/// Predicted factorization flops above which the numeric factorization runs on the rayon pool.
+const PARALLEL_FLOPS: f64 = 1e9;
+
 /// The structure's cached faer symbolic Cholesky analysis for `ordering`.
 pub(crate) fn symbolic_cholesky(
     structure: &Structure,
@@ -69,7 +72,13 @@ impl FaerCholesky {
             ),
         })?;
         l_values.resize(symbolic.len_val(), 0.0);
-        let par = Par::Seq;
+        // Large (3D-like) factors use the rayon pool's threads; small ones stay sequential,
+        // where threading costs more than it saves.
+        let par = if super::ordering::predict(&symbolic).flops >= PARALLEL_FLOPS {
+            Par::rayon(0)
+        } else {
+            Par::Seq
+        };
         let original_column = |index: usize| {
             symbolic
                 .perm()
