@@ -3,6 +3,7 @@
 //! triangle meshes with P1 operators, and quasi-harmonic interpolation weights.
 
 pub mod cantilever;
+pub mod cantilever3d;
 pub mod graph;
 pub mod mesh;
 pub mod quasi_harmonic;

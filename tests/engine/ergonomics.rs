@@ -76,7 +76,7 @@ fn csc_gradient_matches_the_dense_adjoint() -> Result<()> {
     let b = [1.0, 2.0, 3.0];
     let tape = Tape::new();
     let a = tape.csc_var(&a_in, Symmetry::General)?;
-    let x = a.solve(tape.constant(&b), &Solver::lu())?;
+    let x = a.solve(tape.constant(b), &Solver::lu())?;
     let grad = tape.backward(x.sum())?.wrt_csc(a)?;
     let dense = DMatrix::from(&a_in);
     let xd = dense

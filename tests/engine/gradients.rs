@@ -11,7 +11,7 @@ fn assert_gradient(p: &Problem, solver: Solver) {
     let asm = p.assembly();
     let report = check::gradient(
         |t, x| p.loss(&asm, &solver, t, x),
-        &p.x0(),
+        p.x0(),
         &check::Options::default(),
     )
     .unwrap();
@@ -153,7 +153,7 @@ fn nonsymmetric_adjoint_uses_the_transpose() {
     let solver = Solver::lu();
     let report = check::gradient(
         |t, x| p.loss(&asm, &solver, t, x),
-        &p.x0(),
+        p.x0(),
         &check::Options::default(),
     )
     .unwrap();

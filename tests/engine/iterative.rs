@@ -21,7 +21,7 @@ fn fd_error(p: &Problem, solver: &dyn Factorizer) -> f64 {
     let asm = p.assembly();
     check::gradient(
         |t, x| p.loss(&asm, solver, t, x),
-        &p.x0(),
+        p.x0(),
         &Default::default(),
     )
     .unwrap()

@@ -82,7 +82,7 @@ const FD_TOLERANCE: f64 = 1e-5;
 fn fd_error(p: &Problem, solver: &dyn Factorizer, kind: usize) -> f64 {
     check::gradient(
         |t, x| problem_loss(p, solver, kind, t, x),
-        &p.x0(),
+        p.x0(),
         &fd_options(),
     )
     .unwrap()

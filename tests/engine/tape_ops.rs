@@ -11,7 +11,7 @@ fn x0() -> DMatrix<f64> {
 fn assert_fd(
     f: impl for<'t> Fn(&'t Tape, sparsegrad::Var<'t>) -> sparsegrad::Result<sparsegrad::Var<'t>>,
 ) {
-    let r = check::gradient(f, &x0(), &check::Options::default()).unwrap();
+    let r = check::gradient(f, x0(), &check::Options::default()).unwrap();
     assert!(r.max_relative_error < 1e-7, "{r:?}");
     assert!(r.gradient.amax() > 0.0);
 }

@@ -19,9 +19,10 @@ use clap::{Parser, ValueEnum};
 use nalgebra::DMatrix;
 use sparsegrad::optim::{
     minimize, Algorithm, ArgminProblem, LineSearch, Objective, ProgressObserver, ProgressStyle,
-    Settings,
+    Record, Settings,
 };
 use sparsegrad::problems::cantilever::{Cantilever, Compliance, Shape};
+use sparsegrad::problems::cantilever3d::{Cantilever3d, Compliance3d};
 use sparsegrad::Tape;
 
 /// Inverse design of a mass-spring cantilever (sparsegrad + argmin): writes PREFIX.svg (the design
@@ -29,12 +30,19 @@ use sparsegrad::Tape;
 #[derive(Parser)]
 #[command(name = "cantilever", version)]
 struct Args {
-    /// Nodes per row.
-    #[arg(long, default_value_t = 41)]
-    nx: usize,
-    /// Rows.
-    #[arg(long, default_value_t = 11)]
-    ny: usize,
+    /// 2: the planar lattice (PREFIX.svg); 3: the 3D lattice (PREFIX.vtu for ParaView and
+    /// PREFIX.svg, an oblique view), compliance only.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    dim: u8,
+    /// Nodes per row (default 41 in 2D, 32 in 3D).
+    #[arg(long)]
+    nx: Option<usize>,
+    /// Rows (default 11 in 2D; nodes across, 8 in 3D).
+    #[arg(long)]
+    ny: Option<usize>,
+    /// 3D: nodes in height (default 8).
+    #[arg(long)]
+    nz: Option<usize>,
     /// Optimizer iterations.
     #[arg(long, default_value_t = 300)]
     iters: u64,
@@ -145,9 +153,120 @@ fn evaluate(
     ))
 }
 
-fn run(args: Args) -> Result<(), String> {
+/// Writes PREFIX_history.csv from the observer's records.
+fn write_history(
+    out: &str,
+    history: &Arc<std::sync::Mutex<Vec<Record>>>,
+) -> Result<String, String> {
+    let csv_path = format!("{out}_history.csv");
+    let mut csv = String::from("iteration,loss,best_loss,gradient_norm,seconds\n");
+    for r in history
+        .lock()
+        .map_err(|_| "history lock poisoned".to_string())?
+        .iter()
+    {
+        csv.push_str(&format!(
+            "{},{:.12e},{:.12e},{:.6e},{:.4}\n",
+            r.iteration,
+            r.loss,
+            r.best_loss,
+            r.gradient_norm,
+            r.elapsed.as_secs_f64()
+        ));
+    }
+    std::fs::write(&csv_path, csv).map_err(|e| format!("{csv_path}: {e}"))?;
+    Ok(csv_path)
+}
+
+/// The progress observer: a bar on a terminal, lines otherwise.
+fn observer(iters: u64) -> ProgressObserver {
+    let style = if std::io::stderr().is_terminal() {
+        ProgressStyle::Bar
+    } else {
+        ProgressStyle::Lines
+    };
+    ProgressObserver::new(
+        iters,
+        if style == ProgressStyle::Bar { 1 } else { 25 },
+        style,
+    )
+}
+
+/// `--dim 3`: compliance of the 3D lattice, written as .vtu and an oblique SVG view.
+fn run3d(args: &Args) -> Result<(), String> {
     let err = |e: sparsegrad::Error| e.to_string();
-    let model = Arc::new(Cantilever::new(args.nx, args.ny, args.k_min).map_err(err)?);
+    if args.objective != ObjectiveArg::Compliance {
+        return Err("--dim 3 optimizes compliance only (--objective compliance)".into());
+    }
+    let (nx, ny, nz) = (
+        args.nx.unwrap_or(32),
+        args.ny.unwrap_or(8),
+        args.nz.unwrap_or(8),
+    );
+    let model = Arc::new(Cantilever3d::new(nx, ny, nz, args.k_min).map_err(err)?);
+    let n_dof = 3 * model.nodes.len();
+    println!(
+        "3D cantilever {nx} × {ny} × {nz}: {} springs, {n_dof} unknowns ({} free), compliance, {} iterations",
+        model.springs.len(),
+        n_dof - 3 * ny * nz,
+        args.iters
+    );
+    let phi0 = model.uniform_design();
+    let k0 = vec![1.0; model.springs.len()];
+    let c_uniform = model.compliance_of(&k0).map_err(err)?;
+    println!("uniform design (every k = 1): compliance {c_uniform:.6e}");
+    let observer = observer(args.iters);
+    let history = observer.history();
+    let started = std::time::Instant::now();
+    let outcome = minimize(
+        ArgminProblem::new(Compliance3d(model.clone())),
+        phi0,
+        &Settings::new(args.method.algorithm(), args.iters),
+        Some(observer),
+    )
+    .map_err(err)?;
+    let tape = Tape::new();
+    let phi = tape.constant(outcome.params.as_slice());
+    let k_var = model.stiffness(phi);
+    let u = model
+        .displacement(k_var)
+        .map_err(err)?
+        .value()
+        .map_err(err)?;
+    let k = k_var.value().map_err(err)?.as_slice().to_vec();
+    let c_final = model.compliance_of(&k).map_err(err)?;
+    println!(
+        "optimized ({} iterations, {} evaluations, {}, {:.1} s): compliance {c_final:.6e}, ratio {:.4}; material {:.3} (uniform {:.3})",
+        outcome.iterations,
+        outcome.evaluations,
+        outcome.termination,
+        started.elapsed().as_secs_f64(),
+        c_final / c_uniform,
+        model.material(&k),
+        model.material(&k0)
+    );
+    let vtu_path = format!("{}.vtu", args.out);
+    std::fs::write(&vtu_path, model.to_vtu(&k, u.as_slice()))
+        .map_err(|e| format!("{vtu_path}: {e}"))?;
+    let title = format!(
+        "{nx} × {ny} × {nz} cantilever: compliance {:.3} of the uniform design",
+        c_final / c_uniform
+    );
+    let svg_path = format!("{}.svg", args.out);
+    std::fs::write(&svg_path, svg::render3d(&model, &k, &title))
+        .map_err(|e| format!("{svg_path}: {e}"))?;
+    let csv_path = write_history(&args.out, &history)?;
+    println!("wrote {vtu_path}, {svg_path} and {csv_path}");
+    Ok(())
+}
+
+fn run(args: Args) -> Result<(), String> {
+    if args.dim == 3 {
+        return run3d(&args);
+    }
+    let err = |e: sparsegrad::Error| e.to_string();
+    let (nx, ny) = (args.nx.unwrap_or(41), args.ny.unwrap_or(11));
+    let model = Arc::new(Cantilever::new(nx, ny, args.k_min).map_err(err)?);
     let objective: Arc<dyn Objective> = match args.objective {
         ObjectiveArg::Compliance => Arc::new(Compliance(model.clone())),
         ObjectiveArg::Shape => Arc::new(Shape {
@@ -173,16 +292,7 @@ fn run(args: Args) -> Result<(), String> {
         model.material(&k0)
     );
 
-    let style = if std::io::stderr().is_terminal() {
-        ProgressStyle::Bar
-    } else {
-        ProgressStyle::Lines
-    };
-    let observer = ProgressObserver::new(
-        args.iters,
-        if style == ProgressStyle::Bar { 1 } else { 25 },
-        style,
-    );
+    let observer = observer(args.iters);
     let history = observer.history();
     let outcome = minimize(
         ArgminProblem::new(objective.clone()),
@@ -224,23 +334,7 @@ fn run(args: Args) -> Result<(), String> {
     let svg_path = format!("{}.svg", args.out);
     std::fs::write(&svg_path, svg::render(&model, &k, &u, &title))
         .map_err(|e| format!("{svg_path}: {e}"))?;
-    let csv_path = format!("{}_history.csv", args.out);
-    let mut csv = String::from("iteration,loss,best_loss,gradient_norm,seconds\n");
-    for r in history
-        .lock()
-        .map_err(|_| "history lock poisoned".to_string())?
-        .iter()
-    {
-        csv.push_str(&format!(
-            "{},{:.12e},{:.12e},{:.6e},{:.4}\n",
-            r.iteration,
-            r.loss,
-            r.best_loss,
-            r.gradient_norm,
-            r.elapsed.as_secs_f64()
-        ));
-    }
-    std::fs::write(&csv_path, csv).map_err(|e| format!("{csv_path}: {e}"))?;
+    let csv_path = write_history(&args.out, &history)?;
     println!("wrote {svg_path} and {csv_path}");
     Ok(())
 }

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use sparsegrad::problems::cantilever::Cantilever;
+use sparsegrad::problems::cantilever3d::Cantilever3d;
 
 /// Renders the design `k` with displacements `u` (2 per node) to an SVG document.
 pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
@@ -121,6 +122,119 @@ pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
     let _ = writeln!(
         s,
         r##"<text x="{margin}" y="{:.0}" font-family="sans-serif" font-size="12" fill="#444">blue: springs with k ≥ 3% of the 95th percentile (width ∝ stiffness, capped there) · red: their deformed shape (×{amp:.3}) · green: load · grey: clamped supports</text>"##,
+        h - 12.0
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Renders a 3D design `k` in an oblique projection (x to the right, z up, y receding up-right):
+/// springs with at least 1% of the largest stiffness (optimized 3D designs put their material into
+/// few members), width ∝ √stiffness, drawn back to front over the lattice's bounding box; the
+/// clamped face and the load marked.
+pub fn render3d(model: &Cantilever3d, k: &[f64], title: &str) -> String {
+    let scale = 40.0;
+    let (depth_x, depth_y) = (0.5, 0.35); // projection of the y axis
+    let (nx, ny, nz) = (
+        model.nx as f64 - 1.0,
+        model.ny as f64 - 1.0,
+        model.nz as f64 - 1.0,
+    );
+    let margin = 60.0;
+    let w = (nx + depth_x * ny) * scale + 2.0 * margin;
+    let h = (nz + depth_y * ny) * scale + 2.0 * margin + 40.0;
+    let at = |p: &[f64; 3]| {
+        (
+            margin + (p[0] + depth_x * p[1]) * scale,
+            h - margin - (p[2] + depth_y * p[1]) * scale,
+        )
+    };
+    let k_ref = k.iter().fold(0.0f64, |m, &v| m.max(v));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" viewBox="0 0 {w:.0} {h:.0}">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{margin}" y="28" font-family="sans-serif" font-size="16">{title}</text>"#
+    );
+    // Clamped face (x = 0): a grey parallelogram.
+    let corners = [
+        [0.0, 0.0, 0.0],
+        [0.0, ny, 0.0],
+        [0.0, ny, nz],
+        [0.0, 0.0, nz],
+    ];
+    let face: Vec<String> = corners
+        .iter()
+        .map(|c| {
+            let (x, y) = at(c);
+            format!("{:.1},{:.1}", x - 6.0, y)
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        r##"<polygon points="{}" fill="#bbb" stroke="#555"/>"##,
+        face.join(" ")
+    );
+    // The bounding box, thin.
+    let _ = writeln!(s, r##"<g stroke="#999" stroke-width="0.8" fill="none">"##);
+    for (a, b) in [
+        ([0.0, 0.0, 0.0], [nx, 0.0, 0.0]),
+        ([0.0, 0.0, nz], [nx, 0.0, nz]),
+        ([0.0, ny, 0.0], [nx, ny, 0.0]),
+        ([0.0, ny, nz], [nx, ny, nz]),
+        ([nx, 0.0, 0.0], [nx, ny, 0.0]),
+        ([nx, 0.0, nz], [nx, ny, nz]),
+        ([nx, 0.0, 0.0], [nx, 0.0, nz]),
+        ([nx, ny, 0.0], [nx, ny, nz]),
+    ] {
+        let ((x1, y1), (x2, y2)) = (at(&a), at(&b));
+        let _ = writeln!(
+            s,
+            r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}"/>"#
+        );
+    }
+    let _ = writeln!(s, "</g>");
+    // Back (large y) to front, so nearer springs are drawn over farther ones.
+    let mut order: Vec<usize> = (0..model.springs.len())
+        .filter(|&e| k_ref > 0.0 && k[e] >= 0.01 * k_ref)
+        .collect();
+    let depth = |e: usize| {
+        let (a, b) = model.springs[e];
+        model.nodes[a][1] + model.nodes[b][1]
+    };
+    order.sort_by(|&a, &b| depth(b).total_cmp(&depth(a)));
+    let _ = writeln!(s, r##"<g stroke="#1f3b73" stroke-linecap="round">"##);
+    for e in order {
+        let (a, b) = model.springs[e];
+        let rel = (k[e] / k_ref).sqrt();
+        let ((x1, y1), (x2, y2)) = (at(&model.nodes[a]), at(&model.nodes[b]));
+        let _ = writeln!(
+            s,
+            r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke-width="{:.2}" stroke-opacity="{:.2}"/>"#,
+            1.0 + 9.0 * rel,
+            0.4 + 0.6 * rel
+        );
+    }
+    let _ = writeln!(s, "</g>");
+    let (lx, ly) = at(&model.nodes[model.load_node]);
+    let _ = writeln!(
+        s,
+        r##"<g stroke="#2ca02c" fill="#2ca02c" stroke-width="3"><line x1="{lx:.1}" y1="{:.1}" x2="{lx:.1}" y2="{:.1}"/><polygon points="{lx:.1},{:.1} {:.1},{:.1} {:.1},{:.1}"/></g>"##,
+        ly - 50.0,
+        ly - 12.0,
+        ly - 2.0,
+        lx - 7.0,
+        ly - 14.0,
+        lx + 7.0,
+        ly - 14.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{margin}" y="{:.0}" font-family="sans-serif" font-size="12" fill="#444">oblique view (x right, z up, y receding) · springs with k ≥ 1% of the stiffest, width ∝ √k · green: load · grey: clamped face</text>"##,
         h - 12.0
     );
     s.push_str("</svg>\n");
