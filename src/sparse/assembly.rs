@@ -95,7 +95,7 @@ impl AssemblyBuilder {
         self.constants.push((row, col, value));
     }
     /// Adds `p[param] · ke` on the unknowns `dofs` — a dense element matrix such as a bar's or a
-    /// triangle's stiffness: entry (dofs[a], dofs[b]) += ke[(a, b)] · p[param]. The builder keeps
+    /// triangle's stiffness: entry (`dofs[a]`, `dofs[b]`) += `ke[(a, b)]` · `p[param]`. The builder keeps
     /// the stored part itself: with [`Symmetry::Lower`] only the entries on or below the diagonal
     /// (ke must then be symmetric), otherwise all of them.
     ///
