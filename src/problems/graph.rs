@@ -42,20 +42,8 @@ pub fn chain_edges(n: usize) -> Result<Vec<(usize, usize)>> {
 /// # Errors
 /// [`Error::OutOfMemory`] when k² node ids overflow or the edge list cannot be allocated.
 pub fn grid_edges(k: usize) -> Result<Vec<(usize, usize)>> {
-    let count = k
-        .checked_mul(k)
-        .and_then(|kk| kk.checked_mul(2))
-        .ok_or_else(|| Error::OutOfMemory {
-            what: format!("the edges of a {k} × {k} grid"),
-            reason: "k² overflows".into(),
-        })?;
-    let mut edges = Vec::new();
-    edges
-        .try_reserve_exact(count)
-        .map_err(|_| Error::OutOfMemory {
-            what: format!("the {count} edges of a {k} × {k} grid"),
-            reason: "the allocation failed".into(),
-        })?;
+    let count = k.checked_mul(k).and_then(|kk| kk.checked_mul(2));
+    let mut edges = edge_list(count, || format!("{k} × {k} grid"))?;
     for r in 0..k {
         for c in 0..k.saturating_sub(1) {
             edges.push((r * k + c + 1, r * k + c));
@@ -69,6 +57,22 @@ pub fn grid_edges(k: usize) -> Result<Vec<(usize, usize)>> {
     Ok(edges)
 }
 
+/// An empty edge list with room for `count` edges (`None`: the count overflowed).
+fn edge_list(count: Option<usize>, grid: impl Fn() -> String) -> Result<Vec<(usize, usize)>> {
+    let count = count.ok_or_else(|| Error::OutOfMemory {
+        what: format!("the edges of a {}", grid()),
+        reason: "the node count overflows".into(),
+    })?;
+    let mut edges = Vec::new();
+    edges
+        .try_reserve_exact(count)
+        .map_err(|_| Error::OutOfMemory {
+            what: format!("the {count} edges of a {}", grid()),
+            reason: "the allocation failed".into(),
+        })?;
+    Ok(edges)
+}
+
 /// The 6-neighbour k×k×k grid (node id = (z · k + y) · k + x): all x-edges, then all y-edges,
 /// then all z-edges, each set in node order. 3k²(k − 1) edges.
 ///
@@ -78,18 +82,8 @@ pub fn grid3_edges(k: usize) -> Result<Vec<(usize, usize)>> {
     let count = k
         .checked_mul(k)
         .and_then(|kk| kk.checked_mul(k))
-        .and_then(|kkk| kkk.checked_mul(3))
-        .ok_or_else(|| Error::OutOfMemory {
-            what: format!("the edges of a {k}³ grid"),
-            reason: "k³ overflows".into(),
-        })?;
-    let mut edges = Vec::new();
-    edges
-        .try_reserve_exact(count)
-        .map_err(|_| Error::OutOfMemory {
-            what: format!("the {count} edges of a {k}³ grid"),
-            reason: "the allocation failed".into(),
-        })?;
+        .and_then(|kkk| kkk.checked_mul(3));
+    let mut edges = edge_list(count, || format!("{k}³ grid"))?;
     let id = |x: usize, y: usize, z: usize| (z * k + y) * k + x;
     for (dx, dy, dz) in [(1, 0, 0), (0, 1, 0), (0, 0, 1)] {
         for z in 0..k {

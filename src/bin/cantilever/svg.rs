@@ -6,6 +6,20 @@ use std::fmt::Write;
 use sparsegrad::problems::cantilever::Cantilever;
 use sparsegrad::problems::cantilever3d::Cantilever3d;
 
+/// A green downward arrow ending at (lx, ly).
+fn load_arrow(s: &mut String, lx: f64, ly: f64) {
+    let _ = writeln!(
+        s,
+        r##"<g stroke="#2ca02c" fill="#2ca02c" stroke-width="3"><line x1="{lx:.1}" y1="{:.1}" x2="{lx:.1}" y2="{:.1}"/><polygon points="{lx:.1},{ly:.1} {:.1},{:.1} {:.1},{:.1}"/></g>"##,
+        ly - 55.0,
+        ly - 12.0,
+        lx - 7.0,
+        ly - 14.0,
+        lx + 7.0,
+        ly - 14.0
+    );
+}
+
 /// Renders the design `k` with displacements `u` (2 per node) to an SVG document.
 pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
     let scale = 60.0; // pixels per unit length
@@ -109,16 +123,7 @@ pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
         model.nodes[model.load_node][0],
         model.nodes[model.load_node][1],
     );
-    let _ = writeln!(
-        s,
-        r##"<g stroke="#2ca02c" fill="#2ca02c" stroke-width="3"><line x1="{lx:.1}" y1="{:.1}" x2="{lx:.1}" y2="{:.1}"/><polygon points="{lx:.1},{ly:.1} {:.1},{:.1} {:.1},{:.1}"/></g>"##,
-        ly - 55.0,
-        ly - 12.0,
-        lx - 7.0,
-        ly - 14.0,
-        lx + 7.0,
-        ly - 14.0
-    );
+    load_arrow(&mut s, lx, ly);
     let _ = writeln!(
         s,
         r##"<text x="{margin}" y="{:.0}" font-family="sans-serif" font-size="12" fill="#444">blue: springs with k ≥ 3% of the 95th percentile (width ∝ stiffness, capped there) · red: their deformed shape (×{amp:.3}) · green: load · grey: clamped supports</text>"##,
@@ -221,17 +226,7 @@ pub fn render3d(model: &Cantilever3d, k: &[f64], title: &str) -> String {
     }
     let _ = writeln!(s, "</g>");
     let (lx, ly) = at(&model.nodes[model.load_node]);
-    let _ = writeln!(
-        s,
-        r##"<g stroke="#2ca02c" fill="#2ca02c" stroke-width="3"><line x1="{lx:.1}" y1="{:.1}" x2="{lx:.1}" y2="{:.1}"/><polygon points="{lx:.1},{:.1} {:.1},{:.1} {:.1},{:.1}"/></g>"##,
-        ly - 50.0,
-        ly - 12.0,
-        ly - 2.0,
-        lx - 7.0,
-        ly - 14.0,
-        lx + 7.0,
-        ly - 14.0
-    );
+    load_arrow(&mut s, lx, ly);
     let _ = writeln!(
         s,
         r##"<text x="{margin}" y="{:.0}" font-family="sans-serif" font-size="12" fill="#444">oblique view (x right, z up, y receding) · springs with k ≥ 1% of the stiffest, width ∝ √k · green: load · grey: clamped face</text>"##,
