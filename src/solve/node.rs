@@ -2,7 +2,7 @@
 //! the adjoint (transpose solve with the kept factorization, gradient at the stored entries).
 //!
 //! [`Tape::solve`](crate::Tape::solve), [`solve_batch`](crate::batch::solve_batch) and the `sparsegrad`
-//! command all go through these two functions.
+//! command all go through these functions.
 //!
 //! ```
 //! use nalgebra::DMatrix;
