@@ -44,9 +44,7 @@ impl Solver {
             Ordering::Auto => cpu::ordering::report(structure),
             other => Ok(cpu::ordering::AnalysisReport {
                 ordering: other.clone(),
-                prediction: cpu::ordering::predict(&*cpu::cholesky::symbolic_cholesky(
-                    structure, other,
-                )?),
+                prediction: cpu::cholesky::symbolic_cholesky(structure, other)?.1,
                 candidates: Vec::new(),
             }),
         }

@@ -42,7 +42,7 @@ pub fn forward(
 ) -> Result<(Arc<Factor>, DMatrix<f64>)> {
     check_rhs(structure, b)?;
     let factor = factor(solver, structure, values)?;
-    let x = solve(solver, factor.as_ref(), structure, values, b)?;
+    let x = solve_checked(solver, factor.as_ref(), structure, values, b)?;
     Ok((factor, x))
 }
 
@@ -97,6 +97,17 @@ pub fn solve(
     b: &DMatrix<f64>,
 ) -> Result<DMatrix<f64>> {
     check_rhs(structure, b)?;
+    solve_checked(solver, factor, structure, values, b)
+}
+
+/// [`solve`] for a right-hand side already checked.
+fn solve_checked(
+    solver: &dyn Factorizer,
+    factor: &Factor,
+    structure: &Structure,
+    values: &[f64],
+    b: &DMatrix<f64>,
+) -> Result<DMatrix<f64>> {
     if factor.dim() != structure.nrows() {
         return Err(Error::ShapeMismatch {
             op: "solve (factor vs matrix)",

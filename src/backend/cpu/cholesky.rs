@@ -43,11 +43,11 @@ const PARALLEL_SOLVE_WORK: f64 = 1e7;
 /// solve is much more efficient on wider blocks).
 const SOLVE_BLOCK: usize = 8;
 
-/// The structure's cached faer symbolic Cholesky analysis for `ordering`.
+/// The structure's cached faer symbolic Cholesky analysis for `ordering`, with its prediction.
 pub(crate) fn symbolic_cholesky(
     structure: &Structure,
     ordering: &Ordering,
-) -> Result<Arc<SymbolicCholesky<usize>>> {
+) -> Result<super::ordering::Analysed> {
     super::ordering::symbolic(structure, ordering)
 }
 
@@ -66,7 +66,7 @@ impl FaerCholesky {
         if !ldlt {
             check_positive_diagonal(structure, values)?;
         }
-        let symbolic = symbolic_cholesky(structure, ordering)?;
+        let (symbolic, prediction) = symbolic_cholesky(structure, ordering)?;
         let a = faer_matrix(structure, values);
         let mut l_values = crate::pool::take(symbolic.len_val()).unwrap_or_default();
         l_values.try_reserve_exact(symbolic.len_val()).map_err(|_| Error::OutOfMemory {
@@ -79,7 +79,7 @@ impl FaerCholesky {
         l_values.resize(symbolic.len_val(), 0.0);
         // Large (3D-like) factors use the rayon pool's threads; small ones stay sequential,
         // where threading costs more than it saves.
-        let par = if super::ordering::predict(&symbolic).flops >= PARALLEL_FLOPS {
+        let par = if prediction.flops >= PARALLEL_FLOPS {
             Par::rayon(0)
         } else {
             Par::Seq

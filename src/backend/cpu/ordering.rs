@@ -22,7 +22,7 @@ const ND_FLOPS_PER_ENTRY: f64 = 500.0;
 const ND_FILL_RATIO: f64 = 5.0;
 
 /// The size of a factor an ordering predicts.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Prediction {
     /// Entries of L (one triangle, diagonal included).
     pub nnz_l: f64,
@@ -45,7 +45,7 @@ pub struct AnalysisReport {
 /// The symbolic analyses of one structure, by ordering, and the `Auto` decision.
 #[derive(Default)]
 struct CholeskyAnalyses {
-    by_ordering: Mutex<HashMap<Ordering, Arc<SymbolicCholesky<usize>>>>,
+    by_ordering: Mutex<HashMap<Ordering, Analysed>>,
     auto: Mutex<Option<AnalysisReport>>,
 }
 
@@ -56,7 +56,7 @@ fn analyses(structure: &Structure) -> Arc<CholeskyAnalyses> {
 }
 
 /// The predicted size of a symbolic factor.
-pub(crate) fn predict(symbolic: &SymbolicCholesky<usize>) -> Prediction {
+fn predict(symbolic: &SymbolicCholesky<usize>) -> Prediction {
     let (mut nnz_l, mut flops) = (0.0, 0.0);
     let mut add = |count: f64| {
         nnz_l += count;
@@ -81,20 +81,29 @@ pub(crate) fn predict(symbolic: &SymbolicCholesky<usize>) -> Prediction {
     Prediction { nnz_l, flops }
 }
 
-/// The structure's symbolic Cholesky analysis for `ordering`, computed (and counted) once.
-pub(crate) fn symbolic(
-    structure: &Structure,
-    ordering: &Ordering,
-) -> Result<Arc<SymbolicCholesky<usize>>> {
+/// A symbolic analysis and its predicted factor, computed together once.
+pub(crate) type Analysed = (Arc<SymbolicCholesky<usize>>, Prediction);
+
+/// The structure's symbolic Cholesky analysis for `ordering` with its prediction, computed (and
+/// counted) once; the hot path is two cache look-ups.
+pub(crate) fn symbolic(structure: &Structure, ordering: &Ordering) -> Result<Analysed> {
+    let cache = analyses(structure);
     let resolved = match ordering {
-        Ordering::Auto => report(structure)?.ordering,
+        Ordering::Auto => {
+            let decided = lock(&cache.auto).as_ref().map(|r| r.ordering.clone());
+            match decided {
+                Some(o) => o,
+                None => report(structure)?.ordering,
+            }
+        }
         other => other.clone(),
     };
-    let cache = analyses(structure);
     if let Some(found) = lock(&cache.by_ordering).get(&resolved) {
         return Ok(found.clone());
     }
-    let computed = Arc::new(analyze(structure, &resolved)?);
+    let symbolic = analyze(structure, &resolved)?;
+    let prediction = predict(&symbolic);
+    let computed = (Arc::new(symbolic), prediction);
     structure.record_analysis();
     let stored = lock(&cache.by_ordering)
         .entry(resolved)
@@ -109,11 +118,11 @@ pub(crate) fn report(structure: &Structure) -> Result<AnalysisReport> {
     if let Some(found) = lock(&cache.auto).clone() {
         return Ok(found);
     }
-    let amd = predict(&*symbolic(structure, &Ordering::Amd)?);
+    let amd = symbolic(structure, &Ordering::Amd)?.1;
     let mut candidates = vec![(Ordering::Amd, amd)];
     let anz = structure.nnz().max(1) as f64;
     if amd.flops >= ND_FLOPS_PER_ENTRY * amd.nnz_l && amd.nnz_l >= ND_FILL_RATIO * anz {
-        let nd = predict(&*symbolic(structure, &Ordering::NestedDissection)?);
+        let nd = symbolic(structure, &Ordering::NestedDissection)?.1;
         candidates.push((Ordering::NestedDissection, nd));
     }
     let (ordering, prediction) = candidates
