@@ -1,6 +1,7 @@
 //! The seed project's benchmark, done properly: value and gradient of ‖A(θ)⁻¹B‖²_F with
-//! A = I + L(θ) for a cyclic chain or a k×k grid — the exact problem of
-//! ../shared/peers/peer_bench.py (θ_e = 1.5 + 0.5 sin e, b[i, c] = 1 + 0.5 cos(i + 7c); the cold
+//! A = I + L(θ) for a cyclic chain, a k×k grid or a k×k×k grid, or A = K(θ) the stiffness of a
+//! clamped block of k³ hexahedra (`elastic3`, [`ElasticBlock`]) — the exact problems of
+//! benches/compare/peer_bench.py (θ_e = 1.5 + 0.5 sin e, b[i, c] = 1 + 0.5 cos(i + 7c); the cold
 //! regime evaluates θ0 + 1e-3·i), so losses agree with the peers' to ~1e-12.
 //!
 //! Regimes (median over `--repeat` timed calls after one warm-up):
@@ -11,7 +12,7 @@
 //!   called directly without the tape.
 //!
 //! ```text
-//! cargo run --release --example seed_benchmark -- --case chain|grid --n N
+//! cargo run --release --example seed_benchmark -- --case chain|grid|grid3|elastic3 --n N
 //!     [--backend fast|reference|lu] [--rhs K] [--repeat R] [--json] [--warm-only]
 //! ```
 //! `--warm-only` skips the cold regime (for profiling the warm path).
@@ -22,13 +23,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use nalgebra::DMatrix;
+use sparsegrad::problems::elasticity::ElasticBlock;
 use sparsegrad::problems::graph::{chain_edges, grid3_edges, grid_edges, laplacian_assembly};
 use sparsegrad::{Assembly, Implementation, Ordering, Result, Solver, Tape};
 
 /// The peers' benchmark problem: cold / warm / limit with a breakdown.
 #[derive(clap::Parser)]
 struct Args {
-    /// chain, grid (k², 5-point) or grid3 (k³, 7-point).
+    /// chain, grid (k², 5-point), grid3 (k³, 7-point) or elastic3 (k³ hexahedra, 3 unknowns per
+    /// node, clamped face; k = round(∛(n/3))).
     #[arg(long, default_value = "chain")]
     case: String,
     /// Number of unknowns (grid: rounded to a square).
@@ -82,12 +85,29 @@ fn peak_rss_mib() -> f64 {
 
 struct Case {
     n: usize,
+    /// Parameters: edges of the graph cases, elements of `elastic3`.
+    m: usize,
     edges: Vec<(usize, usize)>,
+    /// `elastic3`: the block of hexahedra.
+    block: Option<ElasticBlock>,
     theta0: Vec<f64>,
     b: DMatrix<f64>,
 }
 
+impl Case {
+    fn build(&self) -> Result<Assembly> {
+        match self.block {
+            Some(block) => block.assembly(POISSON),
+            None => laplacian_assembly(self.n, &self.edges, 1.0),
+        }
+    }
+}
+
+/// Poisson ratio of the `elastic3` case (the peers use the same).
+const POISSON: f64 = 0.3;
+
 fn case(name: &str, n_req: usize, rhs: usize) -> std::result::Result<Case, String> {
+    let mut block = None;
     let (n, edges) = match name {
         "chain" => (n_req, chain_edges(n_req).map_err(|e| e.to_string())?),
         "grid" => {
@@ -98,15 +118,28 @@ fn case(name: &str, n_req: usize, rhs: usize) -> std::result::Result<Case, Strin
             let k = (n_req as f64).cbrt().round() as usize;
             (k * k * k, grid3_edges(k).map_err(|e| e.to_string())?)
         }
-        other => return Err(format!("unknown case '{other}' (chain | grid | grid3)")),
+        "elastic3" => {
+            let k = (n_req as f64 / 3.0).cbrt().round().max(1.0) as usize;
+            let b = ElasticBlock::cube(k);
+            block = Some(b);
+            (b.n_unknowns(), vec![])
+        }
+        other => {
+            return Err(format!(
+                "unknown case '{other}' (chain | grid | grid3 | elastic3)"
+            ))
+        }
     };
-    let theta0 = (0..edges.len())
+    let m = block.map_or(edges.len(), |b| b.n_elements());
+    let theta0 = (0..m)
         .map(|e| 1.5 + 0.5 * (e as f64).sin())
         .collect();
     let b = DMatrix::from_fn(n, rhs, |i, c| 1.0 + 0.5 * (i as f64 + 7.0 * c as f64).cos());
     Ok(Case {
         n,
+        m,
         edges,
+        block,
         theta0,
         b,
     })
@@ -157,7 +190,7 @@ fn run() -> std::result::Result<(), String> {
     let c = case(&case_name, n_req, rhs)?;
     let theta_at =
         |i: usize| -> Vec<f64> { c.theta0.iter().map(|t| t + 1e-3 * i as f64).collect() };
-    let build = || laplacian_assembly(c.n, &c.edges, 1.0);
+    let build = || c.build();
     let head = |regime: &str, t: f64| {
         format!(
             r#"{{"case":"{case_name}","n":{},"backend":"{backend}","regime":"{regime}","rhs":{rhs},"ms":{t:.4}"#,
@@ -256,7 +289,7 @@ fn run() -> std::result::Result<(), String> {
     );
     let extras = format!(
         r#","loss":{loss:.15e},"grad_norm":{grad_norm:.15e},"m":{},"repeat":{repeat}"#,
-        c.edges.len()
+        c.m
     );
     if json {
         println!("{}{extras}}}", head("limit", limit));
@@ -272,7 +305,7 @@ fn run() -> std::result::Result<(), String> {
             median(build_times)
         );
     } else {
-        println!("{case_name} n = {} ({} edges), backend {backend}, {rhs} right-hand side(s), median of {repeat}", c.n, c.edges.len());
+        println!("{case_name} n = {} ({} parameters), backend {backend}, {rhs} right-hand side(s), median of {repeat}", c.n, c.m);
         println!("  loss {loss:.12e}, |grad| {grad_norm:.12e}");
         if let Ok(report) = solver.analysis_report(build().map_err(err)?.structure()) {
             let candidates: Vec<String> = report

@@ -4,6 +4,7 @@
 
 pub mod cantilever;
 pub mod cantilever3d;
+pub mod elasticity;
 pub mod graph;
 pub mod mesh;
 pub mod quasi_harmonic;
