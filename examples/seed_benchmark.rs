@@ -55,6 +55,37 @@ struct Args {
     /// Only the warm figure.
     #[arg(long)]
     warm_only: bool,
+    /// Also measure this machine's dense GEMM speed (faer matmul, all threads) and report the
+    /// numeric factorization's GFLOP/s as a fraction of it.
+    #[arg(long)]
+    gemm: bool,
+}
+
+/// Dense GEMM speed in GFLOP/s: faer's matmul of two n × n matrices on all rayon threads, best of
+/// three after a warm-up (2n³ flops per product).
+fn gemm_peak_gflops(n: usize) -> f64 {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, Mat, Par};
+    let a = Mat::<f64>::from_fn(n, n, |i, j| ((i * 7 + j * 3) % 11) as f64 - 5.0);
+    let b = Mat::<f64>::from_fn(n, n, |i, j| ((i * 5 + j) % 13) as f64 - 6.0);
+    let mut c = Mat::<f64>::zeros(n, n);
+    let mut best = f64::INFINITY;
+    for round in 0..4 {
+        let t = Instant::now();
+        matmul(
+            c.as_mut(),
+            Accum::Replace,
+            a.as_ref(),
+            b.as_ref(),
+            1.0,
+            Par::rayon(0),
+        );
+        if round > 0 {
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+    }
+    std::hint::black_box(&c);
+    2.0 * (n as f64).powi(3) / best / 1e9
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -131,9 +162,7 @@ fn case(name: &str, n_req: usize, rhs: usize) -> std::result::Result<Case, Strin
         }
     };
     let m = block.map_or(edges.len(), |b| b.n_elements());
-    let theta0 = (0..m)
-        .map(|e| 1.5 + 0.5 * (e as f64).sin())
-        .collect();
+    let theta0 = (0..m).map(|e| 1.5 + 0.5 * (e as f64).sin()).collect();
     let b = DMatrix::from_fn(n, rhs, |i, c| 1.0 + 0.5 * (i as f64 + 7.0 * c as f64).cos());
     Ok(Case {
         n,
@@ -308,6 +337,17 @@ fn run() -> std::result::Result<(), String> {
         println!("{case_name} n = {} ({} parameters), backend {backend}, {rhs} right-hand side(s), median of {repeat}", c.n, c.m);
         println!("  loss {loss:.12e}, |grad| {grad_norm:.12e}");
         if let Ok(report) = solver.analysis_report(build().map_err(err)?.structure()) {
+            let gflops = report.prediction.flops / (numeric * 1e6);
+            if args.gemm {
+                let peak = gemm_peak_gflops(3072);
+                println!(
+                    "  numeric factorization {gflops:.2} GFLOP/s = {:.0}% of dense GEMM {peak:.2} GFLOP/s (faer matmul 3072², {} threads)",
+                    100.0 * gflops / peak,
+                    rayon::current_num_threads()
+                );
+            } else {
+                println!("  numeric factorization {gflops:.2} GFLOP/s");
+            }
             let candidates: Vec<String> = report
                 .candidates
                 .iter()

@@ -27,8 +27,19 @@ pub(crate) fn bucket_order(
     minor: impl Fn(usize) -> usize,
 ) -> Vec<usize> {
     let (start, mut order) = counting_groups(n_major, len, |e| [major(e), NO_GROUP]);
+    // Each bucket is sorted on a contiguous copy of its keys (one lookup per item instead of one
+    // per comparison); ties keep item order (the key includes the item).
+    let mut keyed: Vec<(usize, usize)> = Vec::new();
     for b in 0..n_major {
-        order[start[b]..start[b + 1]].sort_unstable_by_key(|&e| minor(e));
+        let bucket = &mut order[start[b]..start[b + 1]];
+        if bucket.len() > 1 {
+            keyed.clear();
+            keyed.extend(bucket.iter().map(|&e| (minor(e), e)));
+            keyed.sort_unstable();
+            for (slot, &(_, e)) in bucket.iter_mut().zip(&keyed) {
+                *slot = e;
+            }
+        }
     }
     order
 }

@@ -47,26 +47,44 @@ pub(crate) fn full_pattern(structure: &Structure) -> Result<Arc<FullPattern>> {
         return Ok(found);
     }
     let full = if structure.symmetry() == Symmetry::Lower {
-        let cols = structure.col_idx();
-        let mut pairs = Vec::with_capacity(2 * structure.nnz());
-        let mut owner = Vec::with_capacity(2 * structure.nnz());
-        for (k, (&i, &j)) in structure.row_idx().iter().zip(&cols).enumerate() {
-            pairs.push((i, j));
-            owner.push(k);
-            if i != j {
-                pairs.push((j, i));
-                owner.push(k);
+        // Column j of A + Aᵀ = row j of the stored lower triangle (columns c < j, met in
+        // increasing c) followed by column j of it (rows ≥ j, sorted): two passes, no sort.
+        let (n, cp, ri) = (structure.ncols(), structure.col_ptr(), structure.row_idx());
+        let mut col_ptr = vec![0usize; n + 1];
+        for j in 0..n {
+            col_ptr[j + 1] += cp[j + 1] - cp[j];
+            for &i in &ri[cp[j]..cp[j + 1]] {
+                if i != j {
+                    col_ptr[i + 1] += 1;
+                }
             }
         }
-        let n = structure.nrows();
-        let (general, slot) = Structure::from_pairs(n, n, &pairs, Symmetry::General)?;
-        let mut source = vec![0usize; general.nnz()];
-        for (p, &f) in slot.iter().enumerate() {
-            source[f] = owner[p];
+        for j in 0..n {
+            col_ptr[j + 1] += col_ptr[j];
+        }
+        let total = col_ptr[n];
+        let mut row_idx = vec![0usize; total];
+        let mut source = vec![0usize; total];
+        let mut next = col_ptr[..n].to_vec();
+        for j in 0..n {
+            for (k, &i) in ri.iter().enumerate().take(cp[j + 1]).skip(cp[j]) {
+                if i != j {
+                    row_idx[next[i]] = j;
+                    source[next[i]] = k;
+                    next[i] += 1;
+                }
+            }
+        }
+        for j in 0..n {
+            for (k, &i) in ri.iter().enumerate().take(cp[j + 1]).skip(cp[j]) {
+                row_idx[next[j]] = i;
+                source[next[j]] = k;
+                next[j] += 1;
+            }
         }
         FullPattern {
-            col_ptr: general.col_ptr().to_vec(),
-            row_idx: general.row_idx().to_vec(),
+            col_ptr,
+            row_idx,
             source: Some(source),
         }
     } else {

@@ -7,6 +7,7 @@ pub(crate) mod iterative;
 pub(crate) mod lu;
 pub(crate) mod ordering;
 pub(crate) mod reference;
+pub(crate) mod supervariables;
 
 use nalgebra::DMatrix;
 

@@ -13,6 +13,7 @@ use faer::sparse::linalg::cholesky::{
 use faer::Side;
 
 use super::analysis::full_pattern;
+use super::supervariables::Compressed;
 use crate::error::{Error, Result};
 use crate::solve::Ordering;
 use crate::sparse::Structure;
@@ -145,13 +146,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn analyze(structure: &Structure, ordering: &Ordering) -> Result<SymbolicCholesky<usize>> {
     let n = structure.nrows();
+
     // Natural goes through an identity `Custom` permutation: faer's `Identity` reads the stored
     // triangle differently (measured: a wrong, far too small factor pattern for `Side::Lower`).
     let permutation = match ordering {
         Ordering::Custom(perm) => Some(checked_permutation(perm, n)?),
         Ordering::NestedDissection => Some(nested_dissection(structure)?),
         Ordering::Natural => Some(((0..n).collect(), (0..n).collect())),
-        Ordering::Auto | Ordering::Amd => None,
+        // AMD on the supervariable graph when unknowns come in groups (3 per node in elasticity).
+        Ordering::Auto | Ordering::Amd => match supervariables(structure)? {
+            Some(compressed) => Some(compressed.amd()?),
+            None => None,
+        },
     };
     let method = match &permutation {
         Some((fwd, inv)) => SymmetricOrdering::Custom(PermRef::new_checked(fwd, inv, n)),
@@ -192,42 +198,67 @@ fn checked_permutation(perm: &[usize], n: usize) -> Result<(Vec<usize>, Vec<usiz
     Ok((perm.to_vec(), inv))
 }
 
-/// METIS nested dissection of A's graph (both triangles, no diagonal): (new → old, old → new).
+/// The structure's supervariables (computed once, cached on the structure).
+fn supervariables(structure: &Structure) -> Result<Option<Arc<Compressed>>> {
+    struct Cached(Option<Arc<Compressed>>);
+    if let Some(found) = structure.analysis::<Cached>() {
+        return Ok(found.0.clone());
+    }
+    let found = Compressed::new(&*full_pattern(structure)?).map(Arc::new);
+    Ok(structure.insert_analysis(Arc::new(Cached(found))).0.clone())
+}
+
+/// METIS nested dissection of A's graph (both triangles, no diagonal) — of its supervariable graph
+/// with vertex weights when unknowns come in groups: (new → old, old → new).
 fn nested_dissection(structure: &Structure) -> Result<(Vec<usize>, Vec<usize>)> {
-    let n = structure.nrows();
+    let compressed = supervariables(structure)?;
     let full = full_pattern(structure)?;
+    let (n, col_ptr, row_idx, mut weights) = match &compressed {
+        Some(c) => (c.len(), c.col_ptr(), c.row_idx(), Some(c.weights())),
+        None => (
+            structure.nrows(),
+            &full.col_ptr[..],
+            &full.row_idx[..],
+            None,
+        ),
+    };
     let too_big = || {
         Error::Unsupported {
-        reason: format!("METIS indexes with i32: a {n}-unknown graph with {} entries is too large for nested dissection (use Ordering::Amd)", full.row_idx.len()),
+        reason: format!("METIS indexes with i32: a {n}-vertex graph with {} entries is too large for nested dissection (use Ordering::Amd)", row_idx.len()),
     }
     };
     let index = |v: usize| i32::try_from(v).map_err(|_| too_big());
     let mut xadj = Vec::with_capacity(n + 1);
-    let mut adjncy = Vec::with_capacity(full.row_idx.len());
+    let mut adjncy = Vec::with_capacity(row_idx.len());
     xadj.push(0i32);
     for j in 0..n {
-        for &i in &full.row_idx[full.col_ptr[j]..full.col_ptr[j + 1]] {
+        for &i in &row_idx[col_ptr[j]..col_ptr[j + 1]] {
             if i != j {
                 adjncy.push(index(i)?);
             }
         }
         xadj.push(index(adjncy.len())?);
     }
+    let mut vwgt: Option<Vec<i32>> = match weights.take() {
+        Some(w) => Some(w.into_iter().map(index).collect::<Result<_>>()?),
+        None => None,
+    };
     if n == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
     let mut nvtxs = index(n)?;
     let (mut perm, mut iperm) = (vec![0i32; n], vec![0i32; n]);
-    // SAFETY: METIS_NodeND reads nvtxs, xadj (n + 1 offsets) and adjncy (xadj[n] entries, each
-    // < n) and writes n entries to perm and iperm; null vwgt and options select the defaults.
-    // All buffers live across the call and have exactly those lengths.
+    // SAFETY: METIS_NodeND reads nvtxs, xadj (n + 1 offsets), adjncy (xadj[n] entries, each
+    // < n) and vwgt (n weights, or null for unit weights) and writes n entries to perm and iperm;
+    // null options select the defaults. All buffers live across the call with those lengths.
     #[allow(unsafe_code)]
     let status = unsafe {
         metis_sys::METIS_NodeND(
             &mut nvtxs,
             xadj.as_mut_ptr(),
             adjncy.as_mut_ptr(),
-            std::ptr::null_mut(),
+            vwgt.as_mut()
+                .map_or(std::ptr::null_mut(), |w| w.as_mut_ptr()),
             std::ptr::null_mut(),
             perm.as_mut_ptr(),
             iperm.as_mut_ptr(),
@@ -240,5 +271,11 @@ fn nested_dissection(structure: &Structure) -> Result<(Vec<usize>, Vec<usize>)> 
     }
     // METIS: row k of the permuted matrix is row perm[k] of A — faer's forward array.
     let fwd: Vec<usize> = perm.iter().map(|&p| p as usize).collect();
-    checked_permutation(&fwd, n)
+    match &compressed {
+        Some(c) => {
+            let (fwd, _) = c.expand(&fwd);
+            checked_permutation(&fwd, structure.nrows())
+        }
+        None => checked_permutation(&fwd, n),
+    }
 }
