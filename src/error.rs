@@ -264,6 +264,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The distributed engine (MUMPS, feature `mpi`) reported an error code other than
+    /// singularity or memory (those are [`Error::Singular`] and [`Error::OutOfMemory`]).
+    #[error("distributed solver failed: {reason} (INFOG(1) = {code}, INFOG(2) = {detail})")]
+    Distributed {
+        /// MUMPS's INFOG(1).
+        code: i32,
+        /// MUMPS's INFOG(2) (the code's argument: a column, a size, …).
+        detail: i32,
+        /// The phase and the code's meaning.
+        reason: String,
+    },
+
     /// An operation got a combination of arguments it does not support.
     #[error("unsupported: {reason}")]
     Unsupported {

@@ -456,8 +456,119 @@ class TsguPeer(Peer):
         return float(loss.detach()), th.grad.numpy().copy()
 
 
+class SparsegradPeer(Peer):
+    """sparsegrad's NumPy layer (python/): factorize once, forward solve, transpose solve on the
+    same factor, dL/dA at the COO entries. cold: the pattern cache is cleared before every call
+    (analysis + factorization); warm: the pattern seen before reuses its analysis."""
+    name = "sparsegrad"
+
+    def __init__(self, prob, warm=False):
+        super().__init__(prob, warm)
+        import scipy.sparse as sp
+        import sparsegrad
+        self.sp, self.sg = sp, sparsegrad
+        self.info = {"sparsegrad": sparsegrad.__version__}
+
+    def evaluate(self, theta):
+        n, rows, cols, b = self.n, self.rows, self.cols, self.b
+        if not self.warm:
+            self.sg._core.clear_patterns()
+        A = self.sp.coo_matrix((self.prob.values(theta), (rows, cols)), shape=(n, n))
+        f = self.sg.factorize(A)
+        x = f.solve(b)
+        lam = f.solve_transpose(2.0 * x)
+        gA = f.grad_values(lam, x)
+        return float(np.sum(x * x)), self.prob.chain(gA)
+
+
+class SparsegradTorchPeer(Peer):
+    """sparsegrad.torch.solve on an (uncoalesced) sparse COO tensor built from theta; torch
+    autograd does the chain rule to theta. cold / warm as for the sparsegrad peer."""
+    name = "sparsegrad_torch"
+
+    def __init__(self, prob, warm=False):
+        super().__init__(prob, warm)
+        import torch
+        import sparsegrad
+        import sparsegrad.torch as sgt
+        self.torch, self.sg, self.sgt = torch, sparsegrad, sgt
+        self.idx = torch.from_numpy(np.vstack([self.rows, self.cols]))
+        self.b_t = torch.from_numpy(self.b)
+        self.info = {"sparsegrad": sparsegrad.__version__, "torch": torch.__version__}
+
+    def evaluate(self, theta):
+        torch, n = self.torch, self.n
+        if not self.warm:
+            self.sg._core.clear_patterns()
+        th = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
+        A = torch.sparse_coo_tensor(self.idx, self.prob.values(th), (n, n))
+        x = self.sgt.solve(A, self.b_t)
+        loss = (x * x).sum()
+        loss.backward()
+        return float(loss.detach()), th.grad.numpy().copy()
+
+
+class SeedPeer(Peer):
+    """The seed approach (pytorch-sparse-solve's SparseSolver, ../shared/seeds): a
+    torch.autograd.Function over cholespy — CHOLMOD factor in forward (analysis + numeric every new
+    matrix), reused in backward, dL/dA = -diag(lam) S diag(x) as sparse products. 1 RHS only."""
+    name = "seed"
+
+    def __init__(self, prob, warm=False):
+        super().__init__(prob, warm)
+        import torch
+        from cholespy import CholeskySolverD, MatrixType
+        if self.b.shape[1] != 1:
+            raise SystemExit("seed: one right-hand side only")
+        self.torch = torch
+        self.idx = torch.from_numpy(np.vstack([self.rows, self.cols]))
+        self.b_t = torch.from_numpy(np.ascontiguousarray(self.b[:, 0]))
+
+        class SparseSolver(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, A, b):
+                ind = A.indices()
+                chol = CholeskySolverD(A.size(0), ind[0, :], ind[1, :], A.values(), MatrixType.COO)
+                x = torch.zeros_like(b, dtype=torch.double)
+                chol.solve(b, x)
+                ctx.chol = chol
+                ctx.save_for_backward(b, ind, x)
+                return x
+
+            @staticmethod
+            @torch.autograd.function.once_differentiable
+            def backward(ctx, grad_output):
+                b, ind, res = ctx.saved_tensors
+                n = b.size(0)
+                S = torch.sparse_coo_tensor(ind, torch.ones(ind.size(1)), (n, n), dtype=torch.double)
+                p1left = torch.zeros_like(b, dtype=torch.double)
+                ctx.chol.solve(grad_output.clone().detach().double(), p1left)
+                d = torch.stack([torch.arange(n), torch.arange(n)], 0)
+                p1left = torch.sparse_coo_tensor(d, p1left)
+                p1right = torch.sparse_coo_tensor(d, res, dtype=torch.double)
+                return -p1left @ S @ p1right, None
+
+        self.solver = SparseSolver
+        self.info = {"torch": torch.__version__, "approach": "seed SparseSolver over cholespy"}
+
+    def evaluate(self, theta):
+        torch, n = self.torch, self.n
+        th = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
+        A = torch.sparse_coo_tensor(self.idx, self.prob.values(th), (n, n)).coalesce()
+        x = self.solver.apply(A, self.b_t)
+        loss = (x * x).sum()
+        loss.backward()
+        return float(loss.detach()), th.grad.numpy().copy()
+
+
 def make_peer(name, prob, permc, tsgu_mode="c4t", warm=False):
-    if warm and name not in ("cholmod", "pardiso"):
+    if name == "sparsegrad":
+        return SparsegradPeer(prob, warm)
+    if name == "sparsegrad_torch":
+        return SparsegradTorchPeer(prob, warm)
+    if name == "seed":
+        return SeedPeer(prob)
+    if warm and name not in ("cholmod", "pardiso", "sparsegrad", "sparsegrad_torch"):
         raise SystemExit(f"--regime warm: only cholmod and pardiso keep an analysis, not {name}")
     if name == "scipy":
         return ScipyPeer(prob, permc=permc)
@@ -515,7 +626,8 @@ def run_check(peer, prob, theta, n_fd=3):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--peer", required=True, choices=["scipy", "cholespy", "cholmod", "pardiso", "torch_dense", "tsgu"])
+    ap.add_argument("--peer", required=True, choices=["scipy", "cholespy", "cholmod", "pardiso", "torch_dense", "tsgu",
+                             "sparsegrad", "sparsegrad_torch", "seed"])
     ap.add_argument("--case", required=True, choices=["chain", "grid", "grid3", "elastic3"])
     ap.add_argument("--regime", default="cold", choices=["cold", "warm"],
                     help="cold: analysis + factorization every call; warm (cholmod, pardiso): "

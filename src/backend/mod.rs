@@ -8,11 +8,18 @@
 //! conjugate gradients on all columns at once. Without the `cuda` feature (or without a driver or
 //! device at run time) every GPU request returns [`Error::NoDevice`](crate::Error::NoDevice).
 //!
-//! All `unsafe` code of the crate is in `backend/cuda/`; `backend/plan.rs` holds the host-side logic
-//! (factor extraction, level schedules, CSR layouts) that is tested on the CPU.
+//! With the `mpi` feature, [`mumps::Mumps`] factorizes with MUMPS over MPI (distributed factor,
+//! same [`Factorizer`](crate::Factorizer) contract).
+//!
+//! All `unsafe` code of the crate is in `backend/`: the GPU (`cuda/`), MUMPS (`mumps/`) and one
+//! METIS call (`cpu/ordering.rs`); `backend/plan.rs` holds the host-side logic (factor
+//! extraction, level schedules, CSR layouts) that is tested on the CPU.
 
 pub(crate) mod cpu;
 mod dispatch;
+#[cfg(feature = "mpi")]
+#[allow(unsafe_code)]
+pub mod mumps;
 pub(crate) mod plan;
 
 #[cfg(feature = "cuda")]

@@ -1,0 +1,89 @@
+"""``sparsegrad.torch.solve(A, B)``: a differentiable sparse solve for PyTorch.
+
+A is a sparse COO or CSR tensor (n x n) whose values may require grad; B is dense (n or n x k).
+The forward factorization (Cholesky for a symmetric A, LU otherwise — see
+:func:`sparsegrad.factorize`) is kept for the backward pass: one factorization per call, the adjoint
+is a transpose solve on it, and dL/dA is returned at A's stored entries only, in A's own layout
+(sparse COO with A's indices, or CSR with A's crow/col indices). Non-symmetric matrices get the
+true Aᵀ adjoint. Computation is in float64; float32 inputs are computed in float64 and the results
+cast back to float32. CPU tensors only (others are moved to the CPU and results moved back).
+
+A drop-in for the seed's ``SparseSolver.apply(A_sparse, b)``::
+
+    x = sparsegrad.torch.solve(A_sparse, b)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import Factorization, _core
+
+__all__ = ["solve", "SparseSolve"]
+
+
+def _entries(A):
+    """(n, rows, cols, values tensor, rebuild) of a sparse COO or CSR tensor, in its entry order."""
+    if A.dim() != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square matrix, got shape {tuple(A.shape)}")
+    n = A.shape[0]
+    if A.layout == torch.sparse_coo:
+        idx = A._indices().detach().cpu()
+        vals = A._values()
+        rows, cols = idx[0].numpy().astype(np.int64), idx[1].numpy().astype(np.int64)
+
+        def rebuild(g):
+            return torch.sparse_coo_tensor(A._indices(), g, A.shape, is_coalesced=A.is_coalesced())
+
+        return n, rows, cols, vals, rebuild
+    if A.layout == torch.sparse_csr:
+        crow, col = A.crow_indices().detach().cpu(), A.col_indices().detach().cpu()
+        vals = A.values()
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(crow.numpy()))
+        cols = col.numpy().astype(np.int64)
+
+        def rebuild(g):
+            return torch.sparse_csr_tensor(A.crow_indices(), A.col_indices(), g, A.shape)
+
+        return n, rows, cols, vals, rebuild
+    raise TypeError(f"A must be a sparse COO or CSR tensor, got layout {A.layout}")
+
+
+class SparseSolve(torch.autograd.Function):
+    """X = A⁻¹B with the factorization kept for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, A, B, method="auto", symmetric=None):
+        n, rows, cols, vals, rebuild = _entries(A)
+        if B.layout != torch.strided:
+            raise TypeError("B must be a dense tensor")
+        if B.dim() not in (1, 2) or B.shape[0] != n:
+            raise ValueError(f"B must be ({n},) or ({n}, k), got {tuple(B.shape)}")
+        data = np.ascontiguousarray(vals.detach().cpu().to(torch.float64).numpy())
+        core = _core.factorize(n, rows, cols, data, method=method, symmetric=symmetric)
+        f = Factorization(core, data.size)
+        b = B.detach().cpu().to(torch.float64).numpy()
+        x = f.solve(b)
+        ctx.factorization, ctx.x, ctx.rebuild = f, x, rebuild
+        ctx.a_dtype, ctx.b_dtype, ctx.b_device = vals.dtype, B.dtype, B.device
+        out_dtype = torch.promote_types(vals.dtype, B.dtype)
+        return torch.from_numpy(np.ascontiguousarray(x)).to(dtype=out_dtype, device=B.device)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_x):
+        f, x = ctx.factorization, ctx.x
+        g = grad_x.detach().cpu().to(torch.float64).numpy()
+        lam = f.solve_transpose(g)
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            gv = torch.from_numpy(f.grad_values(lam, x)).to(ctx.a_dtype)
+            grad_a = ctx.rebuild(gv)
+        if ctx.needs_input_grad[1]:
+            grad_b = torch.from_numpy(np.ascontiguousarray(lam)).to(dtype=ctx.b_dtype, device=ctx.b_device)
+        return grad_a, grad_b, None, None
+
+
+def solve(A, B, method="auto", symmetric=None):
+    """X = A⁻¹B, differentiable in A's stored values and in B (see the module docs)."""
+    return SparseSolve.apply(A, B, method, symmetric)

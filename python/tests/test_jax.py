@@ -1,0 +1,52 @@
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from jax.test_util import check_grads  # noqa: E402
+
+import sparsegrad  # noqa: E402
+from sparsegrad.jax import spsolve  # noqa: E402
+from conftest import general_matrix, spd_matrix  # noqa: E402
+
+
+@pytest.mark.parametrize("make", [spd_matrix, general_matrix])
+def test_spsolve_values_and_check_grads(rng, make):
+    A = make(9, rng).tocsr()
+    data, indices, indptr = jnp.array(A.data), jnp.array(A.indices), jnp.array(A.indptr)
+    b = jnp.array(rng.standard_normal((9, 2)))
+    x = spsolve(data, indices, indptr, b)
+    assert np.max(np.abs(np.asarray(x) - np.linalg.solve(A.toarray(), np.asarray(b)))) < 1e-12
+    f = lambda d, bb: spsolve(d, indices, indptr, bb)
+    check_grads(f, (data, b), order=1, modes=["rev"], eps=1e-6)
+
+
+def test_grad_under_jit_matches_dense(rng):
+    A = general_matrix(10, rng).tocsr()
+    data, indices, indptr = jnp.array(A.data), jnp.array(A.indices), jnp.array(A.indptr)
+    b = jnp.array(rng.standard_normal(10))
+
+    @jax.jit
+    def loss(d, bb):
+        return jnp.sum(spsolve(d, indices, indptr, bb) ** 2)
+
+    gd, gb = jax.grad(loss, argnums=(0, 1))(data, b)
+    rows = np.repeat(np.arange(10), np.diff(A.indptr))
+
+    def dense_loss(d, bb):
+        M = jnp.zeros((10, 10)).at[rows, A.indices].add(d)
+        return jnp.sum(jnp.linalg.solve(M, bb) ** 2)
+
+    rd, rb = jax.grad(dense_loss, argnums=(0, 1))(data, b)
+    assert np.max(np.abs(np.asarray(gd - rd))) <= 1e-10 * np.max(np.abs(np.asarray(rd)))
+    assert np.max(np.abs(np.asarray(gb - rb))) <= 1e-10 * np.max(np.abs(np.asarray(rb)))
+
+
+def test_singular_raises():
+    data = jnp.array([1.0, 2.0, 2.0, 4.0])
+    indices = jnp.array([0, 1, 0, 1])
+    indptr = jnp.array([0, 2, 4])
+    with pytest.raises(Exception, match="singular|positive definite"):
+        jax.block_until_ready(spsolve(data, indices, indptr, jnp.ones(2), method="lu"))

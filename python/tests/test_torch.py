@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+import sparsegrad.torch as sgt
+from conftest import general_matrix, spd_matrix
+
+torch.manual_seed(0)
+
+
+def coo_parts(A):
+    A = A.tocoo()
+    idx = torch.tensor(np.vstack([A.row, A.col]), dtype=torch.int64)
+    return idx, torch.tensor(A.data, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("make", [spd_matrix, general_matrix])
+def test_gradcheck_coo(rng, make):
+    A = make(8, rng)
+    idx, vals = coo_parts(A)
+    vals.requires_grad_(True)
+    b = torch.randn(8, 2, dtype=torch.float64, requires_grad=True)
+
+    def f(v, bb):
+        return sgt.solve(torch.sparse_coo_tensor(idx, v, (8, 8)), bb)
+
+    assert torch.autograd.gradcheck(f, (vals, b), eps=1e-6, atol=1e-8)
+
+
+def test_gradcheck_csr_and_one_rhs(rng):
+    A = general_matrix(7, rng).tocsr()
+    crow = torch.tensor(A.indptr, dtype=torch.int64)
+    col = torch.tensor(A.indices, dtype=torch.int64)
+    vals = torch.tensor(A.data, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(7, dtype=torch.float64, requires_grad=True)
+
+    def f(v, bb):
+        return sgt.solve(torch.sparse_csr_tensor(crow, col, v, (7, 7)), bb)
+
+    assert torch.autograd.gradcheck(f, (vals, b), eps=1e-6, atol=1e-8)
+
+
+def test_sparse_gradient_matches_dense_for_non_symmetric(rng):
+    A = general_matrix(12, rng)
+    idx, vals = coo_parts(A)
+    A_t = torch.sparse_coo_tensor(idx, vals, (12, 12)).coalesce().requires_grad_(True)
+    b = torch.randn(12, 3, dtype=torch.float64)
+    x = sgt.solve(A_t, b)
+    (x ** 2).sum().backward()
+    Ad = torch.tensor(A.toarray(), requires_grad=True)
+    (torch.linalg.solve(Ad, b) ** 2).sum().backward()
+    g = A_t.grad.coalesce()
+    dense_at = Ad.grad[g.indices()[0], g.indices()[1]]
+    assert torch.max(torch.abs(g.values() - dense_at)) <= 1e-10 * torch.max(torch.abs(dense_at))
+
+
+def test_seed_minimal_example():
+    # The seed README's minimal example with sparsegrad.torch in place of SparseSolver.
+    n = 10
+    b = torch.ones(n, dtype=torch.double)
+    torch.manual_seed(0)
+    E = torch.unique(torch.randint(0, n, (n * 6, 2), dtype=torch.int64), dim=0)
+    w = torch.ones(E.shape[0], dtype=torch.double, requires_grad=True)
+    diag = torch.arange(n)
+    indices = torch.stack([torch.cat([diag, E[:, 0], E[:, 1], E[:, 0], E[:, 1]]),
+                           torch.cat([diag, E[:, 1], E[:, 0], E[:, 0], E[:, 1]])])
+    values = torch.cat([torch.ones(n, dtype=torch.double), -w, -w, w, w])
+    A = torch.zeros(n, n, dtype=torch.double)
+    A.index_put_((indices[0], indices[1]), values, accumulate=True)
+    x = torch.linalg.solve(A, b)
+    L = torch.sum(x ** 2) / 2
+    L.backward()
+    dLdw = w.grad.clone().detach()
+
+    A_sparse = torch.sparse_coo_tensor(indices, values, size=(n, n), dtype=torch.double).coalesce()
+    x = sgt.solve(A_sparse, b)
+    L = torch.sum(x ** 2) / 2
+    w.grad = None
+    L.backward()
+    dLdw_sparse = w.grad.clone().detach()
+    assert torch.linalg.norm(dLdw - dLdw_sparse).item() <= 1e-10
+
+
+def test_float32_is_computed_in_float64_and_cast_back(rng):
+    A = spd_matrix(10, rng)
+    idx, vals = coo_parts(A)
+    v32 = vals.to(torch.float32).requires_grad_(True)
+    b32 = torch.randn(10, dtype=torch.float32)
+    x = sgt.solve(torch.sparse_coo_tensor(idx, v32, (10, 10)), b32)
+    assert x.dtype == torch.float32
+    ref = np.linalg.solve(A.toarray().astype(np.float32).astype(np.float64), b32.double().numpy())
+    assert np.max(np.abs(x.detach().double().numpy() - ref)) <= 1e-6 * np.abs(ref).max()
+    x.sum().backward()
+    assert v32.grad.dtype == torch.float32
+
+
+def test_errors_raise(rng):
+    A = torch.tensor([[1.0, 2.0], [2.0, 4.0]], dtype=torch.float64).to_sparse()
+    import sparsegrad
+    with pytest.raises(sparsegrad.SolveError):
+        sgt.solve(A, torch.ones(2, dtype=torch.float64))
+    with pytest.raises(TypeError):
+        sgt.solve(torch.eye(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64))
+    with pytest.raises(ValueError):
+        sgt.solve(torch.eye(3, dtype=torch.float64).to_sparse(), torch.ones(2, dtype=torch.float64))

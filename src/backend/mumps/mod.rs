@@ -1,0 +1,439 @@
+//! MUMPS over MPI: a distributed sparse direct solver behind [`Factorizer`] (feature `mpi`).
+//!
+//! Execution model — SPMD: every rank runs the same program, builds the same tape and calls the
+//! same factorizations and solves in the same order (each one is collective). The matrix is given
+//! on the host (rank 0, MUMPS's centralized input, ICNTL(18) = 0 — every rank holds the values
+//! anyway); MUMPS distributes the factor — the memory that outgrows one machine — over the ranks.
+//! The solution comes back on the host and is broadcast, so every rank's tape sees the same X
+//! and computes the same gradients.
+//!
+//! Phases: the analysis (JOB = 1, ordering chosen by MUMPS among those installed) runs once per
+//! [`Structure`] and is kept with its MUMPS instance on the structure; each factorization is the
+//! numeric phase only (JOB = 2); solves are JOB = 3 on the kept factor, the adjoint with the
+//! transposed system (ICNTL(9) = 2). Symmetric storage uses SYM = 1 (positive definite,
+//! [`Mumps::new`]) or SYM = 2 ([`Mumps::symmetric_indefinite`]); general storage SYM = 0, so
+//! non-symmetric gradients use the true Aᵀ. MUMPS failures (INFOG(1) < 0) are [`Error`]s on every
+//! rank: −10 / −6 singular, −9 / −13 … memory, the rest [`Error::Distributed`] with the code.
+
+#[allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code,
+    missing_docs,
+    unsafe_code,
+    clippy::all
+)]
+mod ffi {
+    include!(concat!(env!("OUT_DIR"), "/dmumps.rs"));
+}
+
+use std::sync::{Arc, Mutex};
+
+use mpi::topology::Communicator;
+use mpi::traits::AsRaw;
+use nalgebra::DMatrix;
+
+use crate::error::{Error, Result};
+use crate::solve::{Factor, Factorization, Factorizer};
+use crate::sparse::{Structure, Symmetry};
+
+/// MUMPS's JOB codes.
+const JOB_INIT: i32 = -1;
+const JOB_END: i32 = -2;
+const JOB_ANALYSE: i32 = 1;
+const JOB_FACTORIZE: i32 = 2;
+const JOB_SOLVE: i32 = 3;
+/// "Use the MPI_COMM_WORLD-equivalent communicator given in comm_fortran" needs PAR = 1: the host
+/// takes part in the factorization.
+const PAR_HOST_WORKS: i32 = 1;
+
+/// The MUMPS factorizer for one MPI communicator (see the module docs for the execution model).
+///
+/// ```no_run
+/// # #[cfg(feature = "mpi")] {
+/// use sparsegrad::backend::mumps::Mumps;
+/// let universe = mpi::initialize().unwrap();
+/// let world = universe.world();
+/// let mumps = Mumps::new(&world); // use it wherever a Factorizer goes: tape.solve(a, b, &mumps)
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Mumps {
+    /// The communicator in Fortran form (MPI_Comm_c2f), as MUMPS takes it.
+    fcomm: i32,
+    rank: i32,
+    /// SYM for symmetric structures: 1 (positive definite) or 2 (general symmetric).
+    symmetric_sym: i32,
+}
+
+impl Mumps {
+    /// MUMPS on `comm`, with Cholesky-type factorization (SYM = 1) for symmetric structures and LU
+    /// (SYM = 0) for general ones.
+    pub fn new<C: Communicator>(comm: &C) -> Self {
+        // SAFETY: MPI_Comm_c2f converts a valid communicator handle (owned by `comm`, alive for
+        // the call) to its Fortran integer; MPI is initialized because `comm` exists.
+        #[allow(unsafe_code)]
+        let fcomm = unsafe { mpi::ffi::MPI_Comm_c2f(comm.as_raw()) };
+        Self {
+            fcomm,
+            rank: comm.rank(),
+            symmetric_sym: 1,
+        }
+    }
+
+    /// As [`Mumps::new`] but for symmetric indefinite matrices (SYM = 2, LDLᵀ with pivoting).
+    pub fn symmetric_indefinite<C: Communicator>(comm: &C) -> Self {
+        Self {
+            symmetric_sym: 2,
+            ..Self::new(comm)
+        }
+    }
+
+    fn sym_for(&self, structure: &Structure) -> i32 {
+        match structure.symmetry() {
+            Symmetry::General => 0,
+            _ => self.symmetric_sym,
+        }
+    }
+
+    fn is_host(&self) -> bool {
+        self.rank == 0
+    }
+}
+
+/// One MUMPS instance (its control structure and the host's copies of the pattern and values the
+/// structure points into).
+struct Instance {
+    id: Box<ffi::DMUMPS_STRUC_C>,
+    irn: Vec<i32>,
+    jcn: Vec<i32>,
+    a: Vec<f64>,
+    n: usize,
+    fcomm: i32,
+    sym: i32,
+    host: bool,
+}
+
+// SAFETY: an Instance owns its MUMPS structure and the buffers it points into; it is only ever used
+// by one thread at a time (behind a Mutex), and MUMPS keeps no thread-affine state.
+#[allow(unsafe_code)]
+unsafe impl Send for Instance {}
+
+impl Instance {
+    fn call(&mut self, job: i32) -> Result<()> {
+        self.id.job = job;
+        // SAFETY: `id` was initialized by JOB = −1 (or is being initialized now, with par, sym and
+        // comm_fortran set); its pointer fields point into `irn`, `jcn`, `a` and the caller's
+        // right-hand side, all alive and of the lengths given in n / nnz / lrhs·nrhs.
+        #[allow(unsafe_code)]
+        unsafe {
+            ffi::dmumps_c(&mut *self.id);
+        }
+        check(&self.id, job)
+    }
+
+    /// JOB = −1 then the analysis of `structure` (1-based coordinates on the host).
+    fn analysed(structure: &Structure, fcomm: i32, sym: i32, host: bool) -> Result<Self> {
+        let n = structure.nrows();
+        let too_big = || Error::InvalidArgument {
+            what: "MUMPS matrix",
+            reason: format!(
+                "MUMPS indexes with 32-bit integers: {n} unknowns are too many for this build"
+            ),
+        };
+        let n32 = i32::try_from(n).map_err(|_| too_big())?;
+        // SAFETY: DMUMPS_STRUC_C is plain C data (integers, floats, raw pointers) for which all-zero
+        // bytes are a valid value; MUMPS initializes it in JOB = −1.
+        #[allow(unsafe_code)]
+        let id: Box<ffi::DMUMPS_STRUC_C> = Box::new(unsafe { std::mem::zeroed() });
+        let mut inst = Instance {
+            id,
+            irn: Vec::new(),
+            jcn: Vec::new(),
+            a: Vec::new(),
+            n,
+            fcomm,
+            sym,
+            host,
+        };
+        inst.id.comm_fortran = fcomm;
+        inst.id.par = PAR_HOST_WORKS;
+        inst.id.sym = sym;
+        inst.call(JOB_INIT)?;
+        // Silence: no error, diagnostic or global output streams, print level 0.
+        inst.id.icntl[0] = -1;
+        inst.id.icntl[1] = -1;
+        inst.id.icntl[2] = -1;
+        inst.id.icntl[3] = 0;
+        if host {
+            let (cp, ri) = (structure.col_ptr(), structure.row_idx());
+            inst.irn.reserve(ri.len());
+            inst.jcn.reserve(ri.len());
+            for j in 0..structure.ncols() {
+                for &i in &ri[cp[j]..cp[j + 1]] {
+                    inst.irn.push(i32::try_from(i + 1).map_err(|_| too_big())?);
+                    inst.jcn.push(i32::try_from(j + 1).map_err(|_| too_big())?);
+                }
+            }
+            inst.a = vec![0.0; ri.len()];
+            inst.id.n = n32;
+            inst.id.nnz = ri.len() as i64;
+            inst.id.irn = inst.irn.as_mut_ptr();
+            inst.id.jcn = inst.jcn.as_mut_ptr();
+            inst.id.a = inst.a.as_mut_ptr();
+        }
+        inst.call(JOB_ANALYSE)?;
+        Ok(inst)
+    }
+
+    fn factorize(&mut self, values: &[f64]) -> Result<()> {
+        if self.host {
+            self.a.copy_from_slice(values);
+            self.id.a = self.a.as_mut_ptr();
+        }
+        self.call(JOB_FACTORIZE)
+    }
+
+    /// rhs ← A⁻¹ rhs (or A⁻ᵀ rhs), solved on the host and broadcast to every rank.
+    fn solve(&mut self, rhs: &mut DMatrix<f64>, transpose: bool) -> Result<()> {
+        if rhs.nrows() != self.n {
+            return Err(Error::ShapeMismatch {
+                op: "MUMPS solve (right-hand side rows vs n)",
+                left: rhs.shape(),
+                right: (self.n, rhs.ncols()),
+            });
+        }
+        if rhs.ncols() == 0 || self.n == 0 {
+            return Ok(());
+        }
+        let nrhs = i32::try_from(rhs.ncols()).map_err(|_| Error::InvalidArgument {
+            what: "MUMPS solve",
+            reason: format!("{} right-hand sides are too many", rhs.ncols()),
+        })?;
+        // ICNTL(9) = 1: A x = b; anything else: Aᵀ x = b.
+        self.id.icntl[8] = if transpose { 2 } else { 1 };
+        if self.host {
+            self.id.nrhs = nrhs;
+            self.id.lrhs = self.n as i32;
+            self.id.rhs = rhs.as_mut_slice().as_mut_ptr();
+        }
+        let solved = self.call(JOB_SOLVE);
+        self.id.rhs = std::ptr::null_mut();
+        solved?;
+        broadcast_from_host(self.fcomm, rhs.as_mut_slice());
+        Ok(())
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // Collective on every rank, like every other phase (instances are dropped in the same
+        // order everywhere under SPMD). Errors at the end are not reportable.
+        let _ = self.call(JOB_END);
+    }
+}
+
+/// Broadcasts `data` from rank 0 of the communicator `fcomm` (Fortran handle).
+fn broadcast_from_host(fcomm: i32, data: &mut [f64]) {
+    for chunk in data.chunks_mut(1 << 26) {
+        // SAFETY: MPI_Comm_f2c turns the handle MUMPS was given back into the C communicator;
+        // MPI_Bcast reads/writes `chunk.len()` doubles (≤ 2^26, fits an int) of a live buffer.
+        #[allow(unsafe_code)]
+        unsafe {
+            let comm = mpi::ffi::MPI_Comm_f2c(fcomm);
+            mpi::ffi::MPI_Bcast(
+                chunk.as_mut_ptr().cast(),
+                chunk.len() as i32,
+                mpi::ffi::RSMPI_DOUBLE,
+                0,
+                comm,
+            );
+        }
+    }
+}
+
+/// INFOG(1) < 0 → an [`Error`] (every rank sees the same INFOG).
+fn check(id: &ffi::DMUMPS_STRUC_C, job: i32) -> Result<()> {
+    let (code, detail) = (id.infog[0], id.infog[1]);
+    if code >= 0 {
+        return Ok(());
+    }
+    let phase = match job {
+        JOB_INIT => "initialization",
+        JOB_ANALYSE => "analysis",
+        JOB_FACTORIZE => "factorization",
+        JOB_SOLVE => "solve",
+        _ => "termination",
+    };
+    Err(match code {
+        -10 | -6 => Error::Singular {
+            column: None,
+            reason: format!(
+                "MUMPS {phase}: INFOG(1) = {code} ({}), INFOG(2) = {detail}",
+                if code == -10 {
+                    "numerically singular"
+                } else {
+                    "structurally singular"
+                }
+            ),
+        },
+        -7 | -8 | -9 | -13 | -14 | -15 | -17 | -19 | -20 | -22 => Error::OutOfMemory {
+            what: format!("MUMPS {phase}"),
+            reason: format!(
+                "INFOG(1) = {code}, INFOG(2) = {detail}: {}",
+                meaning(code)
+            ),
+        },
+        _ => Error::Distributed {
+            code,
+            detail,
+            reason: format!("MUMPS {phase}: {}", meaning(code)),
+        },
+    })
+}
+
+/// The MUMPS user guide's meaning of an INFOG(1) error code.
+fn meaning(code: i32) -> &'static str {
+    match code {
+        -1 => "an error on another processor",
+        -2 => "NNZ out of range",
+        -3 => "invalid JOB (phase called out of order)",
+        -4 => "error in the user-provided permutation",
+        -5 => "real workspace allocation failed during analysis",
+        -6 => "matrix structurally singular",
+        -7 => "integer workspace allocation failed during analysis",
+        -8 => "integer work array too small for factorization (raise ICNTL(14))",
+        -9 => "real/complex work array too small (raise ICNTL(14))",
+        -10 => "matrix numerically singular",
+        -11 => "internal real work array too small for solution",
+        -12 => "internal real work array too small for iterative refinement",
+        -13 => "allocation failed",
+        -14 => "internal integer work array too small for solution",
+        -15 => "integer work array too small for iterative refinement",
+        -16 => "N out of range",
+        -17 => "internal send buffer too small (raise ICNTL(14))",
+        -19 => "ICNTL(23) memory limit too small for factorization",
+        -20 => "internal reception buffer too small (raise ICNTL(14))",
+        -21 => "PAR = 0 with a single processor",
+        -22 => "a pointer array given by the user is inappropriate",
+        -40 => "SYM = 1 but the matrix is not positive definite",
+        _ => "see the MUMPS user guide, section on error diagnostics",
+    }
+}
+
+/// The analysed instances of one structure, by (communicator, SYM), not currently held by a factor.
+#[derive(Default)]
+struct Kept(Mutex<Vec<Instance>>);
+
+fn kept(structure: &Structure) -> Arc<Kept> {
+    structure
+        .analysis::<Kept>()
+        .unwrap_or_else(|| structure.insert_analysis(Arc::default()))
+}
+
+/// A numeric MUMPS factorization; its instance returns to the structure when dropped, so the next
+/// factorization on the structure skips the analysis.
+struct MumpsFactor {
+    instance: Mutex<Option<Instance>>,
+    home: Arc<Kept>,
+    n: usize,
+    /// INFO(16): MB of MUMPS data for the factorization on this rank; INFOG(21): max over ranks.
+    memory_mb: (i32, i32),
+}
+
+impl Drop for MumpsFactor {
+    fn drop(&mut self) {
+        let taken = self
+            .instance
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(inst) = taken {
+            self.home.0.lock().unwrap_or_else(|p| p.into_inner()).push(inst);
+        }
+    }
+}
+
+impl MumpsFactor {
+    fn with<T>(&self, f: impl FnOnce(&mut Instance) -> Result<T>) -> Result<T> {
+        let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+        let inst = guard.as_mut().ok_or_else(|| Error::Unsupported {
+            reason: "MUMPS instance already released".into(),
+        })?;
+        f(inst)
+    }
+}
+
+impl Factorization for MumpsFactor {
+    fn solve_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
+        self.with(|i| i.solve(rhs, false))
+    }
+    fn solve_transpose_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
+        self.with(|i| i.solve(rhs, true))
+    }
+    fn dim(&self) -> usize {
+        self.n
+    }
+    fn describe(&self) -> String {
+        format!(
+            "MUMPS (MPI), factor memory {} MB on this rank, {} MB max over ranks",
+            self.memory_mb.0, self.memory_mb.1
+        )
+    }
+    /// INFO(16) in bytes: the MUMPS data of this rank's part of the factorization.
+    fn stored_bytes(&self) -> Option<usize> {
+        usize::try_from(self.memory_mb.0)
+            .ok()
+            .map(|mb| mb * 1_000_000)
+    }
+}
+
+impl Factorizer for Mumps {
+    fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
+        if structure.nrows() != structure.ncols() {
+            return Err(Error::ShapeMismatch {
+                op: "MUMPS factorization (square matrix)",
+                left: (structure.nrows(), structure.ncols()),
+                right: (structure.ncols(), structure.ncols()),
+            });
+        }
+        structure.check_len(values)?;
+        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                context: "MUMPS matrix value",
+                row: structure.row_idx()[k],
+                col: structure.col_idx()[k],
+                value: values[k],
+            });
+        }
+        let sym = self.sym_for(structure);
+        let home = kept(structure);
+        let found = {
+            let mut pool = home.0.lock().unwrap_or_else(|p| p.into_inner());
+            pool.iter()
+                .position(|i| i.fcomm == self.fcomm && i.sym == sym)
+                .map(|at| pool.swap_remove(at))
+        };
+        let mut inst = match found {
+            Some(inst) => inst,
+            None => {
+                let inst = Instance::analysed(structure, self.fcomm, sym, self.is_host())?;
+                structure.record_analysis();
+                inst
+            }
+        };
+        structure.record_factorization();
+        if let Err(e) = inst.factorize(values) {
+            home.0.lock().unwrap_or_else(|p| p.into_inner()).push(inst);
+            return Err(e);
+        }
+        let memory_mb = (inst.id.info[15], inst.id.infog[20]);
+        Ok(Arc::new(MumpsFactor {
+            instance: Mutex::new(Some(inst)),
+            home,
+            n: structure.nrows(),
+            memory_mb,
+        }))
+    }
+}
