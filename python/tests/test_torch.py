@@ -55,6 +55,20 @@ def test_sparse_gradient_matches_dense_for_non_symmetric(rng):
     assert torch.max(torch.abs(g.values() - dense_at)) <= 1e-10 * torch.max(torch.abs(dense_at))
 
 
+def test_uncoalesced_coo_with_duplicates_matches_dense():
+    # A = I + w0·L + diag(0, w1): (1, 1) appears twice in the uncoalesced COO tensor.
+    w = torch.tensor([2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    vals = torch.stack([1 + w[0], 1 + w[0], -w[0], -w[0], w[1]])
+    A = torch.sparse_coo_tensor([[0, 1, 0, 1, 1], [0, 1, 1, 0, 1]], vals, (2, 2))
+    assert not A.is_coalesced()
+    b = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    (sgt.solve(A, b) ** 2).sum().backward()
+    w2 = w.detach().clone().requires_grad_(True)
+    D = torch.stack([torch.stack([1 + w2[0], -w2[0]]), torch.stack([-w2[0], 1 + w2[0] + w2[1]])])
+    (torch.linalg.solve(D, b) ** 2).sum().backward()
+    assert torch.max(torch.abs(w.grad - w2.grad)) <= 1e-14
+
+
 def test_seed_minimal_example():
     # The seed README's minimal example with sparsegrad.torch in place of SparseSolver.
     n = 10

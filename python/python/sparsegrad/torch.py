@@ -32,8 +32,16 @@ def _entries(A):
         vals = A._values()
         rows, cols = idx[0].numpy().astype(np.int64), idx[1].numpy().astype(np.int64)
 
+        # Autograd coalesces a COO gradient before handing each input value its entry, so the
+        # gradient is returned coalesced: one value per distinct (row, col) — every duplicate of
+        # an entry has the same derivative, which a sum over duplicates would multiply.
+        key = rows * n + cols
+        uniq, first = np.unique(key, return_index=True)
+
         def rebuild(g):
-            return torch.sparse_coo_tensor(A._indices(), g, A.shape, is_coalesced=A.is_coalesced())
+            ind = torch.from_numpy(np.vstack([uniq // n, uniq % n])).to(A.device)
+            return torch.sparse_coo_tensor(ind, g[torch.from_numpy(first)], A.shape,
+                                           is_coalesced=True)
 
         return n, rows, cols, vals, rebuild
     if A.layout == torch.sparse_csr:
