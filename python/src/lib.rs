@@ -244,8 +244,7 @@ fn looks_symmetric(n: usize, rows: &[i64], cols: &[i64], data: &[f64]) -> bool {
     let scale = a.iter().fold(0.0f64, |m, e| m.max(e.2.abs()));
     let _ = n;
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(&b)
             .all(|(x, y)| (x.0, x.1) == (y.0, y.1) && (x.2 - y.2).abs() <= 1e-12 * scale)
 }
@@ -308,7 +307,11 @@ fn to_numpy<'py>(py: Python<'py>, m: DMatrix<f64>) -> Bound<'py, PyArray2<f64>> 
 #[pymethods]
 impl PyFactorization {
     /// X = A⁻¹ B for a 2-D B (n × k).
-    fn solve<'py>(&self, py: Python<'py>, b: PyReadonlyArray2<'py, f64>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    fn solve<'py>(
+        &self,
+        py: Python<'py>,
+        b: PyReadonlyArray2<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let mut x = dense_from(&b, self.pattern.n, "B")?;
         let factor = self.factor.clone();
         py.detach(|| factor.solve_in_place(&mut x)).map_err(to_py)?;
@@ -323,7 +326,8 @@ impl PyFactorization {
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let mut y = dense_from(&b, self.pattern.n, "B")?;
         let factor = self.factor.clone();
-        py.detach(|| factor.solve_transpose_in_place(&mut y)).map_err(to_py)?;
+        py.detach(|| factor.solve_transpose_in_place(&mut y))
+            .map_err(to_py)?;
         Ok(to_numpy(py, y))
     }
 
@@ -346,10 +350,7 @@ impl PyFactorization {
             )));
         }
         let p = &self.pattern;
-        let both = p.storage
-            == Storage::Symmetric {
-                one_triangle: true,
-            };
+        let both = p.storage == Storage::Symmetric { one_triangle: true };
         let k = x.ncols();
         let grads: Vec<f64> = p
             .rows
@@ -382,7 +383,9 @@ impl PyFactorization {
             match self.pattern.storage {
                 Storage::General => "general",
                 Storage::Symmetric { one_triangle: true } => "symmetric (one triangle)",
-                Storage::Symmetric { one_triangle: false } => "symmetric (both triangles)",
+                Storage::Symmetric {
+                    one_triangle: false,
+                } => "symmetric (both triangles)",
             },
         )?;
         d.set_item("fallback_reason", self.factor.fallback_reason())?;
@@ -417,13 +420,16 @@ fn factorize(
             data.len()
         )));
     }
-    if let Some(e) = (0..rows.len()).find(|&e| rows[e] < 0 || cols[e] < 0 || rows[e] as u64 >= n as u64 || cols[e] as u64 >= n as u64) {
+    if let Some(e) = (0..rows.len()).find(|&e| {
+        rows[e] < 0 || cols[e] < 0 || rows[e] as u64 >= n as u64 || cols[e] as u64 >= n as u64
+    }) {
         return Err(value_error(format!(
             "entry {e} at ({}, {}) is outside the {n} × {n} matrix",
             rows[e], cols[e]
         )));
     }
-    let one_triangle = rows.iter().zip(cols).all(|(r, c)| r >= c) || rows.iter().zip(cols).all(|(r, c)| r <= c);
+    let one_triangle =
+        rows.iter().zip(cols).all(|(r, c)| r >= c) || rows.iter().zip(cols).all(|(r, c)| r <= c);
     let storage = match symmetric {
         Some(false) => Storage::General,
         Some(true) => Storage::Symmetric { one_triangle },
@@ -465,14 +471,29 @@ fn cached_patterns() -> usize {
 /// entries, or None when it is not cached.
 #[pyfunction]
 #[pyo3(signature = (n, rows, cols, symmetric))]
-fn analyses_of(n: usize, rows: PyReadonlyArray1<'_, i64>, cols: PyReadonlyArray1<'_, i64>, symmetric: bool) -> PyResult<Option<(usize, usize)>> {
+fn analyses_of(
+    n: usize,
+    rows: PyReadonlyArray1<'_, i64>,
+    cols: PyReadonlyArray1<'_, i64>,
+    symmetric: bool,
+) -> PyResult<Option<(usize, usize)>> {
     let (rows, cols) = (rows.as_slice()?, cols.as_slice()?);
     let cache = PATTERNS.lock().unwrap_or_else(|p| p.into_inner());
     Ok(cache
         .iter()
         .rev()
-        .find(|(_, p)| p.n == n && (p.storage != Storage::General) == symmetric && p.rows == rows && p.cols == cols)
-        .map(|(_, p)| (p.structure.symbolic_analyses(), p.structure.numeric_factorizations())))
+        .find(|(_, p)| {
+            p.n == n
+                && (p.storage != Storage::General) == symmetric
+                && p.rows == rows
+                && p.cols == cols
+        })
+        .map(|(_, p)| {
+            (
+                p.structure.symbolic_analyses(),
+                p.structure.numeric_factorizations(),
+            )
+        }))
 }
 
 #[pymodule]

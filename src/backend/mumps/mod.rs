@@ -31,7 +31,6 @@ mod ffi {
 use std::sync::{Arc, Mutex};
 
 use mpi::topology::Communicator;
-use mpi::traits::AsRaw;
 use nalgebra::DMatrix;
 
 use crate::error::{Error, Result};
@@ -65,6 +64,36 @@ pub struct Mumps {
     rank: i32,
     /// SYM for symmetric structures: 1 (positive definite) or 2 (general symmetric).
     symmetric_sym: i32,
+    last_memory: Arc<Mutex<Option<MumpsMemory>>>,
+}
+
+/// What MUMPS reported about the memory of a numeric factorization, on this rank and over all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MumpsMemory {
+    /// Entries of the factors held on this rank (INFO(9)).
+    pub factor_entries: u64,
+    /// Entries of the factors over all ranks (INFOG(9)).
+    pub factor_entries_total: u64,
+    /// MB of all MUMPS data allocated for the factorization on this rank (INFO(16)).
+    pub allocated_mb: u64,
+    /// The largest [`MumpsMemory::allocated_mb`] over the ranks (INFOG(21)).
+    pub allocated_mb_max: u64,
+}
+
+impl MumpsMemory {
+    /// Bytes of this rank's factor entries (8 per entry).
+    pub fn factor_bytes(&self) -> u64 {
+        self.factor_entries * 8
+    }
+}
+
+/// MUMPS's counters: a negative value −k means k million.
+fn count(v: i32) -> u64 {
+    if v < 0 {
+        u64::from(v.unsigned_abs()) * 1_000_000
+    } else {
+        u64::from(v.unsigned_abs())
+    }
 }
 
 impl Mumps {
@@ -79,7 +108,14 @@ impl Mumps {
             fcomm,
             rank: comm.rank(),
             symmetric_sym: 1,
+            last_memory: Arc::default(),
         }
+    }
+
+    /// The memory MUMPS reported for the most recent factorization made through this value (or a
+    /// clone of it); `None` before the first.
+    pub fn last_memory(&self) -> Option<MumpsMemory> {
+        *self.last_memory.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// As [`Mumps::new`] but for symmetric indefinite matrices (SYM = 2, LDLᵀ with pivoting).
@@ -280,10 +316,7 @@ fn check(id: &ffi::DMUMPS_STRUC_C, job: i32) -> Result<()> {
         },
         -7 | -8 | -9 | -13 | -14 | -15 | -17 | -19 | -20 | -22 => Error::OutOfMemory {
             what: format!("MUMPS {phase}"),
-            reason: format!(
-                "INFOG(1) = {code}, INFOG(2) = {detail}: {}",
-                meaning(code)
-            ),
+            reason: format!("INFOG(1) = {code}, INFOG(2) = {detail}: {}", meaning(code)),
         },
         _ => Error::Distributed {
             code,
@@ -338,8 +371,7 @@ struct MumpsFactor {
     instance: Mutex<Option<Instance>>,
     home: Arc<Kept>,
     n: usize,
-    /// INFO(16): MB of MUMPS data for the factorization on this rank; INFOG(21): max over ranks.
-    memory_mb: (i32, i32),
+    memory: MumpsMemory,
 }
 
 impl Drop for MumpsFactor {
@@ -350,7 +382,11 @@ impl Drop for MumpsFactor {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(inst) = taken {
-            self.home.0.lock().unwrap_or_else(|p| p.into_inner()).push(inst);
+            self.home
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(inst);
         }
     }
 }
@@ -376,16 +412,15 @@ impl Factorization for MumpsFactor {
         self.n
     }
     fn describe(&self) -> String {
+        let m = &self.memory;
         format!(
-            "MUMPS (MPI), factor memory {} MB on this rank, {} MB max over ranks",
-            self.memory_mb.0, self.memory_mb.1
+            "MUMPS (MPI): {} factor entries on this rank of {} in all; {} MB allocated on this rank, {} MB at most on one rank",
+            m.factor_entries, m.factor_entries_total, m.allocated_mb, m.allocated_mb_max
         )
     }
-    /// INFO(16) in bytes: the MUMPS data of this rank's part of the factorization.
+    /// This rank's factor entries in bytes (INFO(9) × 8).
     fn stored_bytes(&self) -> Option<usize> {
-        usize::try_from(self.memory_mb.0)
-            .ok()
-            .map(|mb| mb * 1_000_000)
+        usize::try_from(self.memory.factor_bytes()).ok()
     }
 }
 
@@ -428,12 +463,18 @@ impl Factorizer for Mumps {
             home.0.lock().unwrap_or_else(|p| p.into_inner()).push(inst);
             return Err(e);
         }
-        let memory_mb = (inst.id.info[15], inst.id.infog[20]);
+        let memory = MumpsMemory {
+            factor_entries: count(inst.id.info[8]),
+            factor_entries_total: count(inst.id.infog[8]),
+            allocated_mb: count(inst.id.info[15]),
+            allocated_mb_max: count(inst.id.infog[20]),
+        };
+        *self.last_memory.lock().unwrap_or_else(|p| p.into_inner()) = Some(memory);
         Ok(Arc::new(MumpsFactor {
             instance: Mutex::new(Some(inst)),
             home,
             n: structure.nrows(),
-            memory_mb,
+            memory,
         }))
     }
 }

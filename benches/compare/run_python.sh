@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# sparsegrad from Python (python/, installed in the venv) against the Python peers on the seed
+# benchmark, one process per measurement, back to back; appends JSON lines to $OUT.
+#   bash benches/compare/run_python.sh [OUT=docs/bench/results_python.jsonl]
+# Venv: ${SPARSEGRAD_PY_VENV:-$HOME/.cache/sparsegrad-py/venv} with numpy scipy torch cholespy
+# torchsparsegradutils (--no-deps) and `pip install ./python`.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${1:-docs/bench/results_python.jsonl}"
+: > "$OUT"
+PY="${SPARSEGRAD_PY_VENV:-$HOME/.cache/sparsegrad-py/venv}/bin/python"
+PB=benches/compare/peer_bench.py
+run() { # peer case n repeat [extra...]
+  OPENBLAS_NUM_THREADS=1 timeout 900 "$PY" "$PB" --peer "$1" --case "$2" --n "$3" --repeat "$4" "${@:5}" --json 2>/dev/null \
+    | tail -n 1 >> "$OUT" || echo "failed: $*" >&2
+}
+for c in "chain 65536 7" "grid 262144 5"; do
+  set -- $c
+  echo "$1 $2" >&2
+  run sparsegrad "$1" "$2" "$3"
+  run sparsegrad "$1" "$2" "$3" --regime warm
+  run sparsegrad_torch "$1" "$2" "$3"
+  run sparsegrad_torch "$1" "$2" "$3" --regime warm
+  run seed "$1" "$2" "$3"
+  run cholespy "$1" "$2" "$3"
+  run scipy "$1" "$2" "$3"
+  run tsgu "$1" "$2" "$3"
+done
+echo "wrote $OUT" >&2
