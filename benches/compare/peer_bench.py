@@ -482,8 +482,9 @@ class SparsegradPeer(Peer):
 
 
 class SparsegradTorchPeer(Peer):
-    """sparsegrad.torch.solve on an (uncoalesced) sparse COO tensor built from theta; torch
-    autograd does the chain rule to theta. cold / warm as for the sparsegrad peer."""
+    """sparsegrad.torch.solve on a sparse COO tensor built from theta and coalesced (as the seed
+    builds it); torch autograd does the chain rule to theta. cold / warm as for the sparsegrad
+    peer."""
     name = "sparsegrad_torch"
 
     def __init__(self, prob, warm=False):
@@ -501,8 +502,24 @@ class SparsegradTorchPeer(Peer):
         if not self.warm:
             self.sg._core.clear_patterns()
         th = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
-        A = torch.sparse_coo_tensor(self.idx, self.prob.values(th), (n, n))
+        A = torch.sparse_coo_tensor(self.idx, self.prob.values(th), (n, n)).coalesce()
         x = self.sgt.solve(A, self.b_t)
+        loss = (x * x).sum()
+        loss.backward()
+        return float(loss.detach()), th.grad.numpy().copy()
+
+
+class SparsegradTorchCooPeer(SparsegradTorchPeer):
+    """sparsegrad.torch.solve_coo(indices, values(theta), b, n): no sparse tensor, no coalesce;
+    the gradient goes to the values tensor directly."""
+    name = "sparsegrad_torch_coo"
+
+    def evaluate(self, theta):
+        torch, n = self.torch, self.n
+        if not self.warm:
+            self.sg._core.clear_patterns()
+        th = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
+        x = self.sgt.solve_coo(self.idx, self.prob.values(th), self.b_t, n)
         loss = (x * x).sum()
         loss.backward()
         return float(loss.detach()), th.grad.numpy().copy()
@@ -566,9 +583,12 @@ def make_peer(name, prob, permc, tsgu_mode="c4t", warm=False):
         return SparsegradPeer(prob, warm)
     if name == "sparsegrad_torch":
         return SparsegradTorchPeer(prob, warm)
+    if name == "sparsegrad_torch_coo":
+        return SparsegradTorchCooPeer(prob, warm)
     if name == "seed":
         return SeedPeer(prob)
-    if warm and name not in ("cholmod", "pardiso", "sparsegrad", "sparsegrad_torch"):
+    if warm and name not in ("cholmod", "pardiso", "sparsegrad", "sparsegrad_torch",
+                             "sparsegrad_torch_coo"):
         raise SystemExit(f"--regime warm: only cholmod and pardiso keep an analysis, not {name}")
     if name == "scipy":
         return ScipyPeer(prob, permc=permc)
@@ -627,7 +647,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--peer", required=True, choices=["scipy", "cholespy", "cholmod", "pardiso", "torch_dense", "tsgu",
-                             "sparsegrad", "sparsegrad_torch", "seed"])
+                             "sparsegrad", "sparsegrad_torch", "sparsegrad_torch_coo", "seed"])
     ap.add_argument("--case", required=True, choices=["chain", "grid", "grid3", "elastic3"])
     ap.add_argument("--regime", default="cold", choices=["cold", "warm"],
                     help="cold: analysis + factorization every call; warm (cholmod, pardiso): "

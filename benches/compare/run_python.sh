@@ -7,10 +7,17 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${1:-docs/bench/results_python.jsonl}"
-: > "$OUT"
+# ONLY="sparsegrad sparsegrad_torch" re-measures only those peers (their old lines are dropped).
+ONLY="${ONLY:-}"
+if [ -n "$ONLY" ] && [ -f "$OUT" ]; then
+  grep -vE "\"peer\": \"($(echo $ONLY | tr ' ' '|'))\"" "$OUT" > "$OUT.tmp" || true; mv "$OUT.tmp" "$OUT"
+else
+  : > "$OUT"
+fi
 PY="${SPARSEGRAD_PY_VENV:-$HOME/.cache/sparsegrad-py/venv}/bin/python"
 PB=benches/compare/peer_bench.py
 run() { # peer case n repeat [extra...]
+  if [ -n "$ONLY" ] && ! echo " $ONLY " | grep -q " $1 "; then return 0; fi
   OPENBLAS_NUM_THREADS=1 timeout 900 "$PY" "$PB" --peer "$1" --case "$2" --n "$3" --repeat "$4" "${@:5}" --json 2>/dev/null \
     | tail -n 1 >> "$OUT" || echo "failed: $*" >&2
 }
@@ -21,6 +28,8 @@ for c in "chain 65536 7" "grid 262144 5"; do
   run sparsegrad "$1" "$2" "$3" --regime warm
   run sparsegrad_torch "$1" "$2" "$3"
   run sparsegrad_torch "$1" "$2" "$3" --regime warm
+  run sparsegrad_torch_coo "$1" "$2" "$3"
+  run sparsegrad_torch_coo "$1" "$2" "$3" --regime warm
   run seed "$1" "$2" "$3"
   run cholespy "$1" "$2" "$3"
   run scipy "$1" "$2" "$3"

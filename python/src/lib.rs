@@ -23,7 +23,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use sparsegrad::{Error, Factor, Factorization, Ordering, Solver, Structure, Symmetry};
+use sparsegrad::{Error, Factor, Ordering, Solver, Structure, Symmetry};
 
 pyo3::create_exception!(
     _core,
@@ -78,11 +78,20 @@ struct Pattern {
 static PATTERNS: Mutex<Vec<(u64, Arc<Pattern>)>> = Mutex::new(Vec::new());
 const PATTERN_CACHE: usize = 16;
 
+/// A fast non-cryptographic hash of the coordinates (a hit is confirmed by comparing them).
 fn pattern_key(n: usize, rows: &[i64], cols: &[i64], storage: Storage) -> u64 {
     let mut h = DefaultHasher::new();
-    (n, rows, cols, storage).hash(&mut h);
-    h.finish()
+    (n, rows.len(), storage).hash(&mut h);
+    let mut acc = h.finish();
+    for (&r, &c) in rows.iter().zip(cols) {
+        acc = (acc.rotate_left(5) ^ (r as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ (c as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    }
+    acc
 }
+
+/// Hashes of patterns found not to be symmetric (a collision only costs a general factorization).
+static ASYMMETRIC: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
 fn pattern(n: usize, rows: &[i64], cols: &[i64], storage: Storage) -> Result<Arc<Pattern>, Error> {
     let key = pattern_key(n, rows, cols, storage);
@@ -211,44 +220,6 @@ fn stored_values(p: &Pattern, data: &[f64]) -> Result<Vec<f64>, Error> {
     Ok(values)
 }
 
-/// Both triangles stored and equal (pattern and values, to 1e-12 of max |A_ij|)?
-fn looks_symmetric(n: usize, rows: &[i64], cols: &[i64], data: &[f64]) -> bool {
-    let (mut lower, mut upper) = (false, false);
-    for (&r, &c) in rows.iter().zip(cols) {
-        lower |= r > c;
-        upper |= r < c;
-    }
-    if !(lower && upper) {
-        // Diagonal only: symmetric; one triangle: a triangular matrix.
-        return !lower && !upper;
-    }
-    let mut entries: Vec<(i64, i64, f64)> = rows
-        .iter()
-        .zip(cols)
-        .zip(data)
-        .map(|((&r, &c), &v)| (r, c, v))
-        .collect();
-    let mut mirrored: Vec<(i64, i64, f64)> = entries.iter().map(|&(r, c, v)| (c, r, v)).collect();
-    let sum_sorted = |v: &mut Vec<(i64, i64, f64)>| {
-        v.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        let mut out: Vec<(i64, i64, f64)> = Vec::with_capacity(v.len());
-        for &(r, c, x) in v.iter() {
-            match out.last_mut() {
-                Some(last) if (last.0, last.1) == (r, c) => last.2 += x,
-                _ => out.push((r, c, x)),
-            }
-        }
-        out
-    };
-    let (a, b) = (sum_sorted(&mut entries), sum_sorted(&mut mirrored));
-    let scale = a.iter().fold(0.0f64, |m, e| m.max(e.2.abs()));
-    let _ = n;
-    a.len() == b.len()
-        && a.iter()
-            .zip(&b)
-            .all(|(x, y)| (x.0, x.1) == (y.0, y.1) && (x.2 - y.2).abs() <= 1e-12 * scale)
-}
-
 fn solver_for(method: &str, storage: Storage) -> PyResult<Solver> {
     let symmetric = storage != Storage::General;
     let solver = match method {
@@ -368,7 +339,6 @@ impl PyFactorization {
                 g
             })
             .collect();
-        let _ = py;
         Ok(Array1::from_vec(grads).into_pyarray(py))
     }
 
@@ -412,6 +382,11 @@ fn factorize(
     symmetric: Option<bool>,
 ) -> PyResult<PyFactorization> {
     let (rows, cols, data) = (rows.as_slice()?, cols.as_slice()?, data.as_slice()?);
+    if !matches!(method, "auto" | "cholesky" | "ldlt" | "lu") {
+        return Err(value_error(format!(
+            "unknown method '{method}' (auto | cholesky | ldlt | lu)"
+        )));
+    }
     if rows.len() != cols.len() || rows.len() != data.len() {
         return Err(value_error(format!(
             "rows, cols and data have lengths {}, {} and {}",
@@ -428,24 +403,70 @@ fn factorize(
             rows[e], cols[e]
         )));
     }
-    let one_triangle =
-        rows.iter().zip(cols).all(|(r, c)| r >= c) || rows.iter().zip(cols).all(|(r, c)| r <= c);
-    let storage = match symmetric {
-        Some(false) => Storage::General,
-        Some(true) => Storage::Symmetric { one_triangle },
-        None if looks_symmetric(n, rows, cols, data) => Storage::Symmetric {
-            one_triangle: false,
-        },
-        None => Storage::General,
+    let (mut lower, mut upper) = (false, false);
+    for (&r, &c) in rows.iter().zip(cols) {
+        lower |= r > c;
+        upper |= r < c;
+    }
+    let one_triangle = !(lower && upper);
+    let both = Storage::Symmetric {
+        one_triangle: false,
     };
+    let decided = py.detach(|| -> Result<_, Error> {
+        // symmetric=None: both triangles stored → the symmetric reading when the pattern is
+        // symmetric and the values equal (to 1e-12), else general; a diagonal matrix is
+        // symmetric; one triangle stored is a triangular matrix.
+        let mut tried = None;
+        let storage = match symmetric {
+            Some(false) => Storage::General,
+            Some(true) => Storage::Symmetric { one_triangle },
+            None if !lower && !upper => Storage::Symmetric { one_triangle: true },
+            None if one_triangle => Storage::General,
+            None => {
+                let key = pattern_key(n, rows, cols, both);
+                let known_asymmetric = ASYMMETRIC
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&key);
+                if known_asymmetric {
+                    Storage::General
+                } else {
+                    match pattern(n, rows, cols, both) {
+                        Ok(p) => match stored_values(&p, data) {
+                            Ok(v) => {
+                                tried = Some((p, v));
+                                both
+                            }
+                            Err(Error::NotSymmetric { .. }) => Storage::General,
+                            Err(e) => return Err(e),
+                        },
+                        Err(Error::InvalidArgument { .. }) => {
+                            let mut bad = ASYMMETRIC.lock().unwrap_or_else(|p| p.into_inner());
+                            bad.push(key);
+                            if bad.len() > PATTERN_CACHE {
+                                bad.remove(0);
+                            }
+                            Storage::General
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        };
+        let (p, values) = match tried {
+            Some(found) => found,
+            None => {
+                let p = pattern(n, rows, cols, storage)?;
+                let v = stored_values(&p, data)?;
+                (p, v)
+            }
+        };
+        Ok((storage, p, values))
+    });
+    let (storage, pattern, values) = decided.map_err(to_py)?;
     let solver = solver_for(method, storage)?;
-    let (factor, pattern) = py
-        .detach(|| -> Result<_, Error> {
-            let p = pattern(n, rows, cols, storage)?;
-            let values = stored_values(&p, data)?;
-            let f = solver.factorize(&p.structure, &values)?;
-            Ok((f, p))
-        })
+    let factor = py
+        .detach(|| solver.factorize(&pattern.structure, &values))
         .map_err(to_py)?;
     Ok(PyFactorization {
         factor,

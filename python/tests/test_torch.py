@@ -69,6 +69,22 @@ def test_uncoalesced_coo_with_duplicates_matches_dense():
     assert torch.max(torch.abs(w.grad - w2.grad)) <= 1e-14
 
 
+def test_solve_coo_gradcheck_and_duplicates(rng):
+    A = general_matrix(8, rng).tocoo()
+    # Split every value in two duplicate entries: the sum is A, each copy gets dL/dA_ij.
+    idx = torch.tensor(np.hstack([np.vstack([A.row, A.col])] * 2), dtype=torch.int64)
+    vals = torch.tensor(np.concatenate([0.25 * A.data, 0.75 * A.data]), requires_grad=True)
+    b = torch.randn(8, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v, bb: sgt.solve_coo(idx, v, bb, 8), (vals, b),
+                                    eps=1e-6, atol=1e-8)
+    x = sgt.solve_coo(idx, vals, b, 8)
+    (x ** 2).sum().backward()
+    nnz = A.nnz
+    assert torch.equal(vals.grad[:nnz], vals.grad[nnz:])
+    with pytest.raises(ValueError):
+        sgt.solve_coo(idx, vals[:3], b, 8)
+
+
 def test_seed_minimal_example():
     # The seed README's minimal example with sparsegrad.torch in place of SparseSolver.
     n = 10

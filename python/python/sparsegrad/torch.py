@@ -19,7 +19,7 @@ import torch
 
 from . import Factorization, _core
 
-__all__ = ["solve", "SparseSolve"]
+__all__ = ["solve", "solve_coo", "SparseSolve", "CooSolve"]
 
 
 def _entries(A):
@@ -35,13 +35,17 @@ def _entries(A):
         # Autograd coalesces a COO gradient before handing each input value its entry, so the
         # gradient is returned coalesced: one value per distinct (row, col) — every duplicate of
         # an entry has the same derivative, which a sum over duplicates would multiply.
-        key = rows * n + cols
-        uniq, first = np.unique(key, return_index=True)
+        if A.is_coalesced():
+            def rebuild(g):
+                return torch.sparse_coo_tensor(A._indices(), g, A.shape, is_coalesced=True)
+        else:
+            key = rows * n + cols
+            uniq, first = np.unique(key, return_index=True)
 
-        def rebuild(g):
-            ind = torch.from_numpy(np.vstack([uniq // n, uniq % n])).to(A.device)
-            return torch.sparse_coo_tensor(ind, g[torch.from_numpy(first)], A.shape,
-                                           is_coalesced=True)
+            def rebuild(g):
+                ind = torch.from_numpy(np.vstack([uniq // n, uniq % n])).to(A.device)
+                return torch.sparse_coo_tensor(ind, g[torch.from_numpy(first)], A.shape,
+                                               is_coalesced=True)
 
         return n, rows, cols, vals, rebuild
     if A.layout == torch.sparse_csr:
@@ -90,6 +94,50 @@ class SparseSolve(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_b = torch.from_numpy(np.ascontiguousarray(lam)).to(dtype=ctx.b_dtype, device=ctx.b_device)
         return grad_a, grad_b, None, None
+
+
+class CooSolve(torch.autograd.Function):
+    """X = A⁻¹B for A given by COO coordinates and a values tensor (duplicates summed)."""
+
+    @staticmethod
+    def forward(ctx, values, B, rows, cols, n, method="auto", symmetric=None):
+        if B.dim() not in (1, 2) or B.shape[0] != n:
+            raise ValueError(f"B must be ({n},) or ({n}, k), got {tuple(B.shape)}")
+        if values.dim() != 1 or values.shape[0] != rows.shape[0]:
+            raise ValueError(f"values must be 1-D with one value per coordinate ({rows.shape[0]}), "
+                             f"got shape {tuple(values.shape)}")
+        data = np.ascontiguousarray(values.detach().cpu().to(torch.float64).numpy())
+        f = Factorization(_core.factorize(n, rows, cols, data, method=method, symmetric=symmetric),
+                          data.size)
+        x = f.solve(B.detach().cpu().to(torch.float64).numpy())
+        ctx.factorization, ctx.x = f, x
+        ctx.v_dtype, ctx.b_dtype, ctx.b_device = values.dtype, B.dtype, B.device
+        return torch.from_numpy(np.ascontiguousarray(x)).to(
+            dtype=torch.promote_types(values.dtype, B.dtype), device=B.device)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_x):
+        f, x = ctx.factorization, ctx.x
+        lam = f.solve_transpose(grad_x.detach().cpu().to(torch.float64).numpy())
+        grad_v = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_v = torch.from_numpy(f.grad_values(lam, x)).to(ctx.v_dtype)
+        if ctx.needs_input_grad[1]:
+            grad_b = torch.from_numpy(np.ascontiguousarray(lam)).to(dtype=ctx.b_dtype,
+                                                                    device=ctx.b_device)
+        return grad_v, grad_b, None, None, None, None, None
+
+
+def solve_coo(indices, values, B, n, method="auto", symmetric=None):
+    """X = A⁻¹B for the n x n matrix with entries (indices[0, e], indices[1, e], values[e])
+    (duplicates summed), differentiable in ``values`` (dense gradient, one per entry) and B."""
+    ind = indices.detach().cpu().numpy() if isinstance(indices, torch.Tensor) else np.asarray(indices)
+    if ind.ndim != 2 or ind.shape[0] != 2:
+        raise ValueError(f"indices must be 2 x nnz, got shape {tuple(ind.shape)}")
+    rows = np.ascontiguousarray(ind[0], dtype=np.int64)
+    cols = np.ascontiguousarray(ind[1], dtype=np.int64)
+    return CooSolve.apply(values, B, rows, cols, int(n), method, symmetric)
 
 
 def solve(A, B, method="auto", symmetric=None):
