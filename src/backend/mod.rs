@@ -8,7 +8,7 @@
 //! conjugate gradients on all columns at once. Without the `cuda` feature (or without a driver or
 //! device at run time) every GPU request returns [`Error::NoDevice`](crate::Error::NoDevice).
 //!
-//! With the `mpi` feature, [`mumps::Mumps`] factorizes with MUMPS over MPI (distributed factor,
+//! With the `mpi` feature, `mumps::Mumps` factorizes with MUMPS over MPI (distributed factor,
 //! same [`Factorizer`](crate::Factorizer) contract).
 //!
 //! All `unsafe` code of the crate is in `backend/`: the GPU (`cuda/`), MUMPS (`mumps/`) and one
