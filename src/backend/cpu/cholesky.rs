@@ -6,7 +6,8 @@
 //! [`Symmetry::Full`](crate::Symmetry::Full) and [`Symmetry::Lower`](crate::Symmetry::Lower)
 //! storage provide.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use faer::linalg::cholesky::ldlt::factor::{LdltError, LdltRegularization};
 use faer::linalg::cholesky::llt::factor::{LltError, LltRegularization};
@@ -15,6 +16,7 @@ use faer::sparse::SparseColMatRef;
 use faer::{Conj, Par, Side};
 use nalgebra::DMatrix;
 
+use super::multifrontal::{NonPositivePivot, Plan};
 use super::{check_positive_diagonal, faer_view};
 use crate::error::{Error, Result};
 use crate::solve::{Factorization, Ordering};
@@ -42,6 +44,38 @@ const PARALLEL_SOLVE_WORK: f64 = 1e7;
 /// Columns per parallel solve block (4 was measured slower on a 48³ grid: faer's supernodal
 /// solve is much more efficient on wider blocks).
 const SOLVE_BLOCK: usize = 8;
+
+/// Predicted flops from which LLᵀ runs multifrontally ([`Plan`]) instead of faer's
+/// left-looking numeric factorization.
+const MULTIFRONTAL_FLOPS: f64 = 1e8;
+
+/// The multifrontal plans of one structure, by symbolic analysis (the `Arc`s live in the
+/// structure's analysis cache, so their addresses are stable keys).
+#[derive(Default)]
+struct Plans(Mutex<HashMap<usize, Option<Arc<Plan>>>>);
+
+/// The cached multifrontal plan for `symbolic`, when the factor is large enough to use one.
+fn multifrontal_plan(
+    structure: &Structure,
+    symbolic: &Arc<SymbolicCholesky<usize>>,
+    flops: f64,
+) -> Option<Arc<Plan>> {
+    if flops < MULTIFRONTAL_FLOPS {
+        return None;
+    }
+    let plans = structure
+        .analysis::<Plans>()
+        .unwrap_or_else(|| structure.insert_analysis(Arc::default()));
+    let key = Arc::as_ptr(symbolic) as usize;
+    let found = plans.0.lock().ok()?.get(&key).cloned();
+    match found {
+        Some(plan) => plan,
+        None => {
+            let plan = Plan::new(structure, symbolic).map(Arc::new);
+            plans.0.lock().ok()?.entry(key).or_insert(plan).clone()
+        }
+    }
+}
 
 /// The structure's cached faer symbolic Cholesky analysis for `ordering`, with its prediction.
 pub(crate) fn symbolic_cholesky(
@@ -109,6 +143,12 @@ impl FaerCholesky {
                     original_column(index)
                 ),
             })?;
+        } else if let Some(plan) = multifrontal_plan(structure, &symbolic, prediction.flops) {
+            plan.factor(values, &mut l_values)
+                .map_err(|NonPositivePivot(index)| Error::NotPositiveDefinite {
+                    column: original_column(index),
+                    pivot: None,
+                })?;
         } else {
             let req = symbolic.factorize_numeric_llt_scratch::<f64>(par, Default::default());
             crate::pool::with_scratch(req, |stack| {

@@ -5,6 +5,7 @@ pub(crate) mod analysis;
 pub(crate) mod cholesky;
 pub(crate) mod iterative;
 pub(crate) mod lu;
+pub(crate) mod multifrontal;
 pub(crate) mod ordering;
 pub(crate) mod reference;
 pub(crate) mod supervariables;
