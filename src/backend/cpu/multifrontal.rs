@@ -57,6 +57,16 @@ impl<'l> Context<'_, 'l> {
     }
 }
 
+/// A dropped plan (its structure is gone) hands its update buffers to the crate's pool, where
+/// the next structure's factorization finds them.
+impl Drop for Plan {
+    fn drop(&mut self) {
+        for buffer in self.lock_spare().drain(..) {
+            crate::pool::recycle(buffer);
+        }
+    }
+}
+
 /// A front's update matrix: `dim × dim`, column-major, only the lower triangle meaningful.
 #[derive(Default)]
 struct Update {
@@ -307,7 +317,13 @@ impl Plan {
                 .filter(|(_, v)| (len..=2 * len).contains(&v.len()))
                 .min_by_key(|(_, v)| v.len())
                 .map(|(i, _)| i);
-            best.map(|i| spare.swap_remove(i)).unwrap_or_default()
+            match best {
+                Some(i) => spare.swap_remove(i),
+                None => {
+                    drop(spare);
+                    crate::pool::take(len).unwrap_or_default()
+                }
+            }
         } else {
             Vec::new()
         };
@@ -353,7 +369,8 @@ impl Plan {
     }
 
     /// Runs the numeric LLᵀ of the values `a_values` (in the structure's storage order) into
-    /// `l_values` (faer's supernodal layout, `len_val()` entries). A non-positive pivot is
+    /// `l_values` (faer's supernodal layout, `len_val()` entries, zeroed by the caller: the
+    /// fronts assemble into it without clearing it again). A non-positive pivot is
     /// reported at its permuted column, as faer does.
     pub(crate) fn factor(
         &self,
@@ -455,7 +472,6 @@ impl Plan {
         let width = self.width(sn);
         let below = self.below(sn);
         let height = width + below;
-        block.fill(0.0);
         for &(k, at) in &self.a_entries[self.a_ptr[sn]..self.a_ptr[sn + 1]] {
             block[at] += a_values[k];
         }
@@ -616,7 +632,7 @@ mod tests {
                 plan.begin.len() - 1
             );
             let expected = faer_llt(&asm, &values, &symbolic).unwrap();
-            let mut l = vec![f64::NAN; symbolic.len_val()];
+            let mut l = vec![0.0; symbolic.len_val()];
             plan.factor(&values, &mut l).ok().expect(name);
             let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let diff = expected
