@@ -57,16 +57,6 @@ impl<'l> Context<'_, 'l> {
     }
 }
 
-/// A dropped plan (its structure is gone) hands its update buffers to the crate's pool, where
-/// the next structure's factorization finds them.
-impl Drop for Plan {
-    fn drop(&mut self) {
-        for buffer in self.lock_spare().drain(..) {
-            crate::pool::recycle(buffer);
-        }
-    }
-}
-
 /// A front's update matrix: `dim × dim`, column-major, only the lower triangle meaningful.
 #[derive(Default)]
 struct Update {
