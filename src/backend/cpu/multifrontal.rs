@@ -328,14 +328,15 @@ impl Plan {
         Update { dim, data }
     }
 
-    /// Keeps a large update matrix's buffer for later fronts (at most the factor's size in all).
+    /// Keeps a large update matrix's buffer for later fronts (at most a quarter of the factor's
+    /// size in all: more bought no measurable time and cost 135 MB of peak memory on 48³).
     fn recycle(&self, update: Update) {
         if update.data.len() < RECYCLED_LEN {
             return;
         }
         let mut spare = self.lock_spare();
         let held: usize = spare.iter().map(Vec::len).sum();
-        if held + update.data.len() <= self.val_ptr.last().copied().unwrap_or(0) {
+        if held + update.data.len() <= self.val_ptr.last().copied().unwrap_or(0) / 4 {
             spare.push(update.data);
         }
     }
