@@ -132,8 +132,8 @@ fn a_custom_ordering_must_be_a_permutation() {
     ));
 }
 
-/// Factors above 1e9 predicted flops run on the rayon pool; the result must not depend on the
-/// number of threads.
+/// Factors from 1e8 predicted flops run multifrontally on the rayon pool; the result must not
+/// depend on the number of threads.
 #[test]
 fn parallel_factorization_is_bit_identical_at_one_and_two_threads() {
     let asm = grid3(30);
@@ -143,6 +143,9 @@ fn parallel_factorization_is_bit_identical_at_one_and_two_threads() {
         report.prediction.flops >= 1e9,
         "{report:?}: too small to run in parallel"
     );
+    let values = asm.values(&vec![1.0; asm.n_params()]).unwrap();
+    let described = Solver::cholesky().factorize(s, &values).unwrap().describe();
+    assert!(described.contains("multifrontal"), "{described}");
     let run = |threads: usize| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

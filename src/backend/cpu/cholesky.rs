@@ -27,6 +27,8 @@ pub(crate) struct FaerCholesky {
     symbolic: Arc<SymbolicCholesky<usize>>,
     l_values: Vec<f64>,
     ldlt: bool,
+    /// Whether the numeric phase was the crate's multifrontal one.
+    multifrontal: bool,
 }
 
 /// The faer view of a stored matrix (no copy).
@@ -123,6 +125,11 @@ impl FaerCholesky {
                 .perm()
                 .map_or(index, |p| p.arrays().0[index.min(p.len() - 1)])
         };
+        let plan = if ldlt {
+            None
+        } else {
+            multifrontal_plan(structure, &symbolic, prediction.flops)
+        };
         if ldlt {
             let req = symbolic.factorize_numeric_ldlt_scratch::<f64>(par, Default::default());
             crate::pool::with_scratch(req, |stack| {
@@ -143,7 +150,7 @@ impl FaerCholesky {
                     original_column(index)
                 ),
             })?;
-        } else if let Some(plan) = multifrontal_plan(structure, &symbolic, prediction.flops) {
+        } else if let Some(plan) = plan.as_ref() {
             plan.factor(values, &mut l_values)
                 .map_err(|NonPositivePivot(index)| Error::NotPositiveDefinite {
                     column: original_column(index),
@@ -173,6 +180,7 @@ impl FaerCholesky {
             symbolic: symbolic.clone(),
             l_values,
             ldlt,
+            multifrontal: plan.is_some(),
         };
         if ldlt {
             factor.check_pivot_growth(values, original_column)?;
@@ -326,7 +334,11 @@ impl Factorization for FaerCholesky {
             SymbolicCholeskyRaw::Simplicial(_) => "simplicial",
             SymbolicCholeskyRaw::Supernodal(_) => "supernodal",
         };
-        let name = if self.ldlt { "LDLᵀ" } else { "LLᵀ" };
+        let name = match (self.ldlt, self.multifrontal) {
+            (true, _) => "LDLᵀ",
+            (false, true) => "LLᵀ, multifrontal numeric phase",
+            (false, false) => "LLᵀ",
+        };
         format!(
             "faer {name} ({kind}), {} factor values",
             self.l_values.len()
