@@ -16,7 +16,7 @@ use faer::sparse::SparseColMatRef;
 use faer::{Conj, Par, Side};
 use nalgebra::DMatrix;
 
-use super::multifrontal::{NonPositivePivot, Plan};
+use super::multifrontal::{FrontError, Plan};
 use super::{check_positive_diagonal, faer_view};
 use crate::error::{Error, Result};
 use crate::solve::{Factorization, Ordering};
@@ -151,11 +151,19 @@ impl FaerCholesky {
                 ),
             })?;
         } else if let Some(plan) = plan.as_ref() {
-            plan.factor(values, &mut l_values)
-                .map_err(|NonPositivePivot(index)| Error::NotPositiveDefinite {
+            plan.factor(values, &mut l_values).map_err(|e| match e {
+                FrontError::NonPositivePivot(index) => Error::NotPositiveDefinite {
                     column: original_column(index),
                     pivot: None,
-                })?;
+                },
+                FrontError::OutOfMemory(len) => Error::OutOfMemory {
+                    what: "a multifrontal update matrix".into(),
+                    reason: format!(
+                        "{:.1} GiB for one front's update matrix could not be allocated",
+                        len as f64 * 8.0 / f64::powi(1024.0, 3)
+                    ),
+                },
+            })?;
         } else {
             let req = symbolic.factorize_numeric_llt_scratch::<f64>(par, Default::default());
             crate::pool::with_scratch(req, |stack| {

@@ -76,8 +76,14 @@ impl Update {
 /// Update matrices at least this long are recycled between fronts and factorizations.
 const RECYCLED_LEN: usize = 1 << 14;
 
-/// A non-positive pivot at this column of the permuted matrix.
-pub(crate) struct NonPositivePivot(pub(crate) usize);
+/// Why a multifrontal factorization stopped.
+#[derive(Debug, PartialEq)]
+pub(crate) enum FrontError {
+    /// A non-positive pivot at this column of the permuted matrix.
+    NonPositivePivot(usize),
+    /// An update matrix of this many values could not be allocated.
+    OutOfMemory(usize),
+}
 
 /// What one analysis needs to run the multifrontal factorization: the tree, the assembly maps
 /// and the parallel schedule. Built once per symbolic analysis and cached on the structure.
@@ -297,7 +303,7 @@ impl Plan {
 
     /// A zeroed (lower triangle) update matrix, from the recycled buffers when one fits: fresh
     /// large allocations cost page faults that showed up as a quarter of a 3D factorization.
-    fn update_matrix(&self, dim: usize) -> Update {
+    fn update_matrix(&self, dim: usize) -> std::result::Result<Update, FrontError> {
         let len = dim * dim;
         let mut data = if len >= RECYCLED_LEN {
             let mut spare = self.lock_spare();
@@ -319,13 +325,15 @@ impl Plan {
         };
         if data.len() < len {
             data.clear();
+            data.try_reserve_exact(len)
+                .map_err(|_| FrontError::OutOfMemory(len))?;
             data.resize(len, 0.0);
         } else {
             for j in 0..dim {
                 data[j * dim + j..(j + 1) * dim].fill(0.0);
             }
         }
-        Update { dim, data }
+        Ok(Update { dim, data })
     }
 
     /// Keeps a large update matrix's buffer for later fronts (at most a quarter of the factor's
@@ -367,7 +375,7 @@ impl Plan {
         &self,
         a_values: &[f64],
         l_values: &mut [f64],
-    ) -> std::result::Result<(), NonPositivePivot> {
+    ) -> std::result::Result<(), FrontError> {
         use rayon::prelude::*;
         // L's values, one block per supernode, handed out to the subtrees and the top.
         let ns = self.begin.len() - 1;
@@ -400,11 +408,7 @@ impl Plan {
 
     /// The update matrix of `sn`'s front after its whole subtree: a cut subtree runs
     /// sequentially; a top supernode runs its children in parallel, then itself.
-    fn run(
-        &self,
-        sn: usize,
-        context: &Context<'_, '_>,
-    ) -> std::result::Result<Update, NonPositivePivot> {
+    fn run(&self, sn: usize, context: &Context<'_, '_>) -> std::result::Result<Update, FrontError> {
         use rayon::prelude::*;
         if let Some(&t) = context.subtree_of.get(&sn) {
             let nodes = &self.subtree_nodes[self.subtree_ptr[t]..self.subtree_ptr[t + 1]];
@@ -440,7 +444,7 @@ impl Plan {
         nodes: &[usize],
         a_values: &[f64],
         blocks: Vec<&mut [f64]>,
-    ) -> std::result::Result<Update, NonPositivePivot> {
+    ) -> std::result::Result<Update, FrontError> {
         let mut stack: Vec<Update> = Vec::new();
         for (&sn, block) in nodes.iter().zip(blocks) {
             let count = self.children(sn).len();
@@ -459,14 +463,14 @@ impl Plan {
         block: &mut [f64],
         children: Vec<Update>,
         par: Par,
-    ) -> std::result::Result<Update, NonPositivePivot> {
+    ) -> std::result::Result<Update, FrontError> {
         let width = self.width(sn);
         let below = self.below(sn);
         let height = width + below;
         for &(k, at) in &self.a_entries[self.a_ptr[sn]..self.a_ptr[sn + 1]] {
             block[at] += a_values[k];
         }
-        let mut update = self.update_matrix(below);
+        let mut update = self.update_matrix(below)?;
         let mut runs: Vec<(usize, usize)> = Vec::new();
         for (&c, u) in self.children(sn).iter().zip(&children) {
             let rel = &self.relative[self.row_ptr[c]..self.row_ptr[c + 1]];
@@ -516,7 +520,7 @@ impl Plan {
         })
         .map_err(
             |faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index }| {
-                NonPositivePivot(index + self.begin[sn])
+                FrontError::NonPositivePivot(index + self.begin[sn])
             },
         )?;
         if below > 0 {
@@ -624,7 +628,7 @@ mod tests {
             );
             let expected = faer_llt(&asm, &values, &symbolic).unwrap();
             let mut l = vec![0.0; symbolic.len_val()];
-            plan.factor(&values, &mut l).ok().expect(name);
+            plan.factor(&values, &mut l).expect(name);
             let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let diff = expected
                 .iter()
@@ -636,7 +640,7 @@ mod tests {
             );
             // A second factorization reuses the recycled update buffers: same bits.
             let mut again = vec![0.0; l.len()];
-            plan.factor(&values, &mut again).ok().expect(name);
+            plan.factor(&values, &mut again).expect(name);
             assert!(again == l, "{name}: refactorization differs");
         }
     }
@@ -652,7 +656,7 @@ mod tests {
         let plan = Plan::new(asm.structure(), &symbolic).unwrap();
         let expected = faer_llt(&asm, &values, &symbolic).unwrap_err();
         let mut l = vec![0.0; symbolic.len_val()];
-        let Err(NonPositivePivot(found)) = plan.factor(&values, &mut l) else {
+        let Err(FrontError::NonPositivePivot(found)) = plan.factor(&values, &mut l) else {
             panic!("L − 0.05 I factored");
         };
         assert_eq!(found, expected);
