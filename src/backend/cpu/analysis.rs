@@ -21,6 +21,37 @@ pub(crate) fn cached<T: std::any::Any + Send + Sync>(
     Ok(structure.insert_analysis(computed))
 }
 
+/// faer's AMD ordering of the `n × n` graph with both triangles in `col_ptr` / `row_idx`:
+/// (new → old, old → new). The workspace is allocated fallibly.
+pub(crate) fn amd_order(
+    n: usize,
+    col_ptr: &[usize],
+    row_idx: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::sparse::linalg::amd;
+    let pattern = faer::sparse::SymbolicSparseColMatRef::new_checked(n, n, col_ptr, None, row_idx);
+    let (mut perm, mut perm_inv) = (vec![0usize; n], vec![0usize; n]);
+    let mut buffer =
+        MemBuffer::try_new(amd::order_scratch::<usize>(n, row_idx.len())).map_err(|_| {
+            crate::error::Error::OutOfMemory {
+                what: format!("AMD workspace for {n} vertices"),
+                reason: "the allocator refused".into(),
+            }
+        })?;
+    amd::order(
+        &mut perm,
+        &mut perm_inv,
+        pattern,
+        amd::Control::default(),
+        MemStack::new(&mut buffer),
+    )
+    .map_err(|e| crate::error::Error::Unsupported {
+        reason: format!("faer AMD failed: {e:?}"),
+    })?;
+    Ok((perm, perm_inv))
+}
+
 /// Both triangles of a square pattern: for one-triangle storage, the mirrored pattern with the
 /// stored entry each full entry reads from; for other storage, the stored pattern itself.
 pub(crate) struct FullPattern {

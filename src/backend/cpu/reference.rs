@@ -9,14 +9,11 @@
 
 use std::sync::Arc;
 
-use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::sparse::linalg::amd;
-use faer::sparse::SymbolicSparseColMatRef;
 use nalgebra::DMatrix;
 use nalgebra_sparse::factorization::{CscCholesky, CscSymbolicCholesky};
 use nalgebra_sparse::pattern::SparsityPattern;
 
-use super::analysis::{cached, full_pattern};
+use super::analysis::{amd_order, cached, full_pattern};
 use super::check_positive_diagonal;
 use super::cholesky::FaerCholesky;
 use crate::error::{Error, Result};
@@ -41,20 +38,7 @@ pub(crate) struct ReferenceCholesky {
 fn analyze(structure: &Structure) -> Result<ReferenceAnalysis> {
     let n = structure.nrows();
     let full = full_pattern(structure)?;
-    let pattern = SymbolicSparseColMatRef::new_checked(n, n, &full.col_ptr, None, &full.row_idx);
-    let mut perm = vec![0usize; n];
-    let mut perm_inv = vec![0usize; n];
-    let mut mem = MemBuffer::new(amd::order_scratch::<usize>(n, full.row_idx.len()));
-    amd::order(
-        &mut perm,
-        &mut perm_inv,
-        pattern,
-        amd::Control::default(),
-        MemStack::new(&mut mem),
-    )
-    .map_err(|e| Error::Unsupported {
-        reason: format!("AMD ordering failed: {e:?}"),
-    })?;
+    let (_, perm_inv) = amd_order(n, &full.col_ptr, &full.row_idx)?;
     // B = P A Pᵀ: B[perm_inv[i], perm_inv[j]] = A[i, j].
     let mut pairs = Vec::with_capacity(full.row_idx.len());
     for j in 0..n {

@@ -4,12 +4,8 @@
 //! same as one on the full graph (indistinguishable unknowns are eliminated together anyway), at a
 //! fraction of the cost: for 3 unknowns per node, a third of the vertices and a ninth of the edges.
 
-use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::sparse::linalg::amd;
-use faer::sparse::SymbolicSparseColMatRef;
-
 use super::analysis::FullPattern;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Compress only when it removes at least a third of the unknowns.
 const WORTH_IT: f64 = 2.0 / 3.0;
@@ -164,24 +160,7 @@ impl Compressed {
     /// AMD on the compressed graph, expanded: (new → old, old → new) over the unknowns.
     pub(crate) fn amd(&self) -> Result<(Vec<usize>, Vec<usize>)> {
         let m = self.len();
-        let (mut perm, mut perm_inv) = (vec![0usize; m], vec![0usize; m]);
-        let pattern =
-            SymbolicSparseColMatRef::new_checked(m, m, &self.col_ptr, None, &self.row_idx);
-        let mut buffer = MemBuffer::try_new(amd::order_scratch::<usize>(m, self.row_idx.len()))
-            .map_err(|_| Error::OutOfMemory {
-                what: format!("AMD workspace for {m} supervariables"),
-                reason: "the allocator refused".into(),
-            })?;
-        amd::order(
-            &mut perm,
-            &mut perm_inv,
-            pattern,
-            amd::Control::default(),
-            MemStack::new(&mut buffer),
-        )
-        .map_err(|e| Error::Unsupported {
-            reason: format!("faer AMD failed: {e:?}"),
-        })?;
+        let (perm, _) = super::analysis::amd_order(m, &self.col_ptr, &self.row_idx)?;
         Ok(self.expand(&perm))
     }
 
