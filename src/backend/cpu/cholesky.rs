@@ -27,8 +27,9 @@ pub(crate) struct FaerCholesky {
     symbolic: Arc<SymbolicCholesky<usize>>,
     l_values: Vec<f64>,
     ldlt: bool,
-    /// Whether the numeric phase was the crate's multifrontal one.
-    multifrontal: bool,
+    /// The multifrontal plan when the numeric phase was the crate's own (its solves then run
+    /// over the same cut tree).
+    plan: Option<Arc<Plan>>,
 }
 
 /// The faer view of a stored matrix (no copy).
@@ -188,7 +189,7 @@ impl FaerCholesky {
             symbolic: symbolic.clone(),
             l_values,
             ldlt,
-            multifrontal: plan.is_some(),
+            plan,
         };
         if ldlt {
             factor.check_pivot_growth(values, original_column)?;
@@ -278,6 +279,11 @@ impl FaerCholesky {
     }
 
     fn solve_block(&self, rhs: faer::MatMut<'_, f64>) {
+        if let Some(plan) = &self.plan {
+            let permutation = self.symbolic.perm().map(|p| p.arrays().0);
+            plan.solve_in_place(&self.l_values, permutation, rhs);
+            return;
+        }
         let par = Par::Seq;
         let k = rhs.ncols();
         crate::pool::with_scratch(
@@ -342,7 +348,7 @@ impl Factorization for FaerCholesky {
             SymbolicCholeskyRaw::Simplicial(_) => "simplicial",
             SymbolicCholeskyRaw::Supernodal(_) => "supernodal",
         };
-        let name = match (self.ldlt, self.multifrontal) {
+        let name = match (self.ldlt, self.plan.is_some()) {
             (true, _) => "LDLᵀ",
             (false, true) => "LLᵀ, multifrontal numeric phase",
             (false, false) => "LLᵀ",
