@@ -3,9 +3,9 @@
 //! faer's numeric supernodal factorization is left-looking and walks the supernodes one after
 //! another: each descendant's update is a separate small product, and its `Par` only reaches
 //! inside those products, so on a 3D factor two threads run barely faster than one. This
-//! factorization keeps faer's symbolic analysis and writes L in faer's exact value layout (the
-//! supernodal solves, [`LltRef`](faer::sparse::linalg::cholesky::LltRef), the GPU upload and the
-//! diagnostics are unchanged), but computes it multifrontally:
+//! factorization keeps faer's symbolic analysis and writes L in faer's exact value layout (faer's
+//! supernodal solves, [`LltRef`](faer::sparse::linalg::cholesky::LltRef), read it; the GPU upload
+//! and the diagnostics are unchanged), but computes it multifrontally:
 //!
 //! - each supernode assembles its front from A and its children's update matrices
 //!   (extend-add), factors its diagonal block, solves its off-diagonal block and forms its own
@@ -19,9 +19,13 @@
 //! - large update matrices are recycled between fronts and factorizations (fresh allocations of
 //!   tens of MB cost page faults that were a quarter of an elasticity factorization).
 //!
+//! The solves with such a factor run over the same cut tree ([`Plan::solve_in_place`]): forward
+//! substitution bottom-up, each front passing a contribution vector to its parent; backward
+//! substitution top-down, each front reading its pattern rows from its parent's front values.
+//!
 //! The cut depends only on the predicted flops, never on the thread count, and every product
-//! runs the same operations in the same order, so the factor is bit-identical on any number of
-//! threads.
+//! runs the same operations in the same order, so factors and solutions are bit-identical on any
+//! number of threads.
 
 use std::collections::{BinaryHeap, HashMap};
 
@@ -160,7 +164,7 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// The plan for `symbolic` over `structure`'s pattern, or `None` when the analysis is not
-    /// supernodal or its supernodes are not in postorder (faer's are; this is a guard).
+    /// supernodal, or its tree is not numbered children-first with sorted patterns (faer's is; a guard).
     pub(crate) fn new(structure: &Structure, symbolic: &SymbolicCholesky<usize>) -> Option<Plan> {
         let SymbolicCholeskyRaw::Supernodal(s) = symbolic.raw() else {
             return None;
@@ -169,13 +173,6 @@ impl Plan {
         let n = s.nrows();
         let begin: Vec<usize> = s.supernode_begin().iter().copied().chain([n]).collect();
         if begin.len() != ns + 1 || s.supernode_end() != &begin[1..] {
-            eprintln!(
-                "fail begin {} {} {:?} {:?}",
-                begin.len(),
-                ns,
-                &s.supernode_begin()[..5.min(ns)],
-                &s.supernode_end()[..5.min(ns)]
-            );
             return None;
         }
         let row_ptr = s.col_ptr_for_row_idx().to_vec();
@@ -194,7 +191,6 @@ impl Plan {
         if (0..ns).any(|sn| parent[sn].is_some_and(|p| p <= sn))
             || (0..ns).any(|sn| pattern(sn).windows(2).any(|w| w[0] >= w[1]))
         {
-            eprintln!("fail parent/sorted");
             return None;
         }
         let mut child_count = vec![0usize; ns + 1];
