@@ -164,7 +164,8 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// The plan for `symbolic` over `structure`'s pattern, or `None` when the analysis is not
-    /// supernodal, or its tree is not numbered children-first with sorted patterns (faer's is; a guard).
+    /// supernodal, or its tree is not numbered children-first with sorted patterns (faer's is;
+    /// this is a guard).
     pub(crate) fn new(structure: &Structure, symbolic: &SymbolicCholesky<usize>) -> Option<Plan> {
         let SymbolicCholeskyRaw::Supernodal(s) = symbolic.raw() else {
             return None;
