@@ -794,14 +794,65 @@ mod tests {
     use faer::Side;
 
     use super::*;
-    use crate::problems::elasticity::ElasticBlock;
-    use crate::problems::graph::{grid3_edges, laplacian_assembly};
     use crate::solve::Ordering;
-    use crate::Assembly;
+    use crate::sparse::Symmetry;
+
+    /// A test system: the k³ grid graph's weighted Laplacian + shift·I, each node expanded into
+    /// `dofs` unknowns coupled by the SPD block I + 0.3·11ᵀ (a Kronecker product, so the unknowns
+    /// of a node are indistinguishable — supervariables), stored as `symmetry`.
+    struct System {
+        structure: std::sync::Arc<Structure>,
+        values: Vec<f64>,
+    }
+
+    fn grid3_system(k: usize, dofs: usize, shift: f64, symmetry: Symmetry) -> System {
+        let node = |x: usize, y: usize, z: usize| x + k * (y + k * z);
+        let mut laplacian: Vec<(usize, usize, f64)> = Vec::new();
+        let mut degree = vec![shift; k * k * k];
+        for z in 0..k {
+            for y in 0..k {
+                for x in 0..k {
+                    let i = node(x, y, z);
+                    for (dx, dy, dz) in [(1, 0, 0), (0, 1, 0), (0, 0, 1)] {
+                        if x + dx < k && y + dy < k && z + dz < k {
+                            let j = node(x + dx, y + dy, z + dz);
+                            let w = 1.5 + 0.5 * ((laplacian.len() / 2) as f64).sin();
+                            laplacian.push((i, j, -w));
+                            laplacian.push((j, i, -w));
+                            degree[i] += w;
+                            degree[j] += w;
+                        }
+                    }
+                }
+            }
+        }
+        laplacian.extend(degree.iter().enumerate().map(|(i, &d)| (i, i, d)));
+        let mut entries = Vec::new();
+        for &(i, j, v) in &laplacian {
+            for a in 0..dofs {
+                for b in 0..dofs {
+                    let (r, c) = (i * dofs + a, j * dofs + b);
+                    if symmetry == Symmetry::Lower && r < c {
+                        continue;
+                    }
+                    let block = if a == b { 1.3 } else { 0.3 };
+                    entries.push((r, c, v * block));
+                }
+            }
+        }
+        let n = k * k * k * dofs;
+        let pairs: Vec<(usize, usize)> = entries.iter().map(|&(r, c, _)| (r, c)).collect();
+        let (structure, slot) = Structure::from_pairs(n, n, &pairs, symmetry).unwrap();
+        let mut values = vec![0.0; structure.nnz()];
+        for (&(_, _, v), &at) in entries.iter().zip(&slot) {
+            values[at] += v;
+        }
+        System { structure, values }
+    }
 
     /// faer's left-looking LLᵀ of the same analysis, in the same layout.
     fn faer_llt(
-        asm: &Assembly,
+        structure: &Structure,
         values: &[f64],
         symbolic: &SymbolicCholesky<usize>,
     ) -> std::result::Result<Vec<f64>, usize> {
@@ -811,7 +862,7 @@ mod tests {
         symbolic
             .factorize_numeric_llt(
                 &mut l,
-                faer::sparse::SparseColMatRef::new(asm.structure().faer_pattern(), values),
+                faer::sparse::SparseColMatRef::new(structure.faer_pattern(), values),
                 Side::Lower,
                 Default::default(),
                 Par::Seq,
@@ -822,24 +873,21 @@ mod tests {
         Ok(l)
     }
 
-    fn cases() -> Vec<(&'static str, Assembly, Ordering)> {
-        let grid3 = |k: usize| laplacian_assembly(k * k * k, &grid3_edges(k).unwrap(), 1.0);
+    fn cases() -> Vec<(&'static str, System, Ordering)> {
         vec![
             (
                 "grid3 16, nested dissection",
-                grid3(16).unwrap(),
+                grid3_system(16, 1, 1.0, Symmetry::Full),
                 Ordering::NestedDissection,
             ),
-            ("grid3 14, AMD", grid3(14).unwrap(), Ordering::Amd),
             (
-                "elastic 10×6×6 (lower storage, supervariables)",
-                ElasticBlock {
-                    nx: 10,
-                    ny: 6,
-                    nz: 6,
-                }
-                .assembly(0.3)
-                .unwrap(),
+                "grid3 14, AMD",
+                grid3_system(14, 1, 1.0, Symmetry::Full),
+                Ordering::Amd,
+            ),
+            (
+                "grid3 8 × 3 unknowns per node (lower storage, supervariables)",
+                grid3_system(8, 3, 0.5, Symmetry::Lower),
                 Ordering::NestedDissection,
             ),
         ]
@@ -849,14 +897,9 @@ mod tests {
     /// same sums in another order), on a cut tree with parallel subtrees and top supernodes.
     #[test]
     fn matches_faer_left_looking_factor() {
-        for (name, asm, ordering) in cases() {
-            let theta: Vec<f64> = (0..asm.n_params())
-                .map(|e| 1.5 + 0.5 * (e as f64).sin())
-                .collect();
-            let values = asm.values(&theta).unwrap();
-            let (symbolic, _) =
-                super::super::ordering::symbolic(asm.structure(), &ordering).unwrap();
-            let plan = Plan::new(asm.structure(), &symbolic).expect(name);
+        for (name, System { structure, values }, ordering) in cases() {
+            let (symbolic, _) = super::super::ordering::symbolic(&structure, &ordering).unwrap();
+            let plan = Plan::new(&structure, &symbolic).expect(name);
             assert!(
                 plan.subtree_ptr.len() > 2 && plan.subtree_nodes.len() + 1 < plan.begin.len(),
                 "{name}: the tree was not cut ({} subtrees, {} of {} supernodes in them)",
@@ -864,7 +907,7 @@ mod tests {
                 plan.subtree_nodes.len(),
                 plan.begin.len() - 1
             );
-            let expected = faer_llt(&asm, &values, &symbolic).unwrap();
+            let expected = faer_llt(&structure, &values, &symbolic).unwrap();
             let mut l = vec![0.0; symbolic.len_val()];
             plan.factor(&values, &mut l).expect(name);
             let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -887,14 +930,12 @@ mod tests {
     #[test]
     fn solves_match_faer() {
         use faer::sparse::linalg::cholesky::LltRef;
-        for (name, asm, ordering) in cases() {
-            let values = asm.values(&vec![1.25; asm.n_params()]).unwrap();
-            let (symbolic, _) =
-                super::super::ordering::symbolic(asm.structure(), &ordering).unwrap();
-            let plan = Plan::new(asm.structure(), &symbolic).expect(name);
+        for (name, System { structure, values }, ordering) in cases() {
+            let (symbolic, _) = super::super::ordering::symbolic(&structure, &ordering).unwrap();
+            let plan = Plan::new(&structure, &symbolic).expect(name);
             let mut l = vec![0.0; symbolic.len_val()];
             plan.factor(&values, &mut l).expect(name);
-            let n = asm.structure().nrows();
+            let n = structure.nrows();
             for k in [1, 3] {
                 let b = faer::Mat::<f64>::from_fn(n, k, |i, c| ((i * 7 + c * 3) as f64).sin());
                 let mut expected = b.clone();
@@ -922,13 +963,11 @@ mod tests {
     /// A matrix that is not positive definite fails at the same pivot as faer's factorization.
     #[test]
     fn non_positive_pivot_matches_faer() {
-        let k = 16;
-        let asm = laplacian_assembly(k * k * k, &grid3_edges(k).unwrap(), -0.05).unwrap();
-        let values = asm.values(&vec![1.0; asm.n_params()]).unwrap();
+        let System { structure, values } = grid3_system(16, 1, -0.05, Symmetry::Full);
         let (symbolic, _) =
-            super::super::ordering::symbolic(asm.structure(), &Ordering::NestedDissection).unwrap();
-        let plan = Plan::new(asm.structure(), &symbolic).unwrap();
-        let expected = faer_llt(&asm, &values, &symbolic).unwrap_err();
+            super::super::ordering::symbolic(&structure, &Ordering::NestedDissection).unwrap();
+        let plan = Plan::new(&structure, &symbolic).unwrap();
+        let expected = faer_llt(&structure, &values, &symbolic).unwrap_err();
         let mut l = vec![0.0; symbolic.len_val()];
         let Err(FrontError::NonPositivePivot(found)) = plan.factor(&values, &mut l) else {
             panic!("L − 0.05 I factored");
