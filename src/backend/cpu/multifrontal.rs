@@ -63,23 +63,15 @@ fn split_blocks<'a>(data: &'a mut [f64], ptr: &[usize]) -> Vec<&'a mut [f64]> {
 }
 
 /// One traversal's shared state: the supernodes' blocks, each taken once by the task that
-/// owns it, and the cut subtrees by root.
+/// owns it.
 struct Context<'l> {
     blocks: std::sync::Mutex<Vec<Option<&'l mut [f64]>>>,
-    subtree_of: HashMap<usize, usize>,
 }
 
 impl<'l> Context<'l> {
-    fn new(plan: &Plan, blocks: Vec<&'l mut [f64]>) -> Self {
+    fn new(blocks: Vec<&'l mut [f64]>) -> Self {
         Context {
             blocks: std::sync::Mutex::new(blocks.into_iter().map(Some).collect()),
-            subtree_of: plan
-                .subtree_ptr
-                .windows(2)
-                .enumerate()
-                .filter(|(_, w)| w[1] > w[0])
-                .map(|(t, w)| (plan.subtree_nodes[w[1] - 1], t))
-                .collect(),
         }
     }
 
@@ -158,6 +150,10 @@ pub(crate) struct Plan {
     /// supernodes in postorder (root last).
     subtree_ptr: Vec<usize>,
     subtree_nodes: Vec<usize>,
+    /// The cut subtrees by root: index into `subtree_ptr`.
+    subtree_of: HashMap<usize, usize>,
+    /// Supernodes without a parent.
+    roots: Vec<usize>,
     /// Buffers of finished update matrices, reused by later fronts and factorizations.
     spare: std::sync::Mutex<Vec<Vec<f64>>>,
 }
@@ -334,7 +330,13 @@ impl Plan {
             a_entries,
             front_flops,
             subtree_ptr,
+            subtree_of: subtree_roots
+                .iter()
+                .enumerate()
+                .map(|(t, &root)| (root, t))
+                .collect(),
             subtree_nodes,
+            roots,
             spare: Default::default(),
         })
     }
@@ -427,10 +429,9 @@ impl Plan {
     /// depend on the thread count.
     fn solve_blocked(&self, l_values: &[f64], x: &mut [f64], k: usize) {
         let ptr: Vec<usize> = self.begin.iter().map(|&b| b * k).collect();
-        let forward = self.upward(split_blocks(x, &ptr), &|sn, block, children, _| {
-            Ok::<_, FrontError>(self.forward_front(sn, l_values, k, block, children))
+        let Ok(()) = self.upward(split_blocks(x, &ptr), &|sn, block, children, _| {
+            Ok::<_, std::convert::Infallible>(self.forward_front(sn, l_values, k, block, children))
         });
-        debug_assert!(forward.is_ok());
         self.downward(split_blocks(x, &ptr), &|sn, block, parent| {
             self.backward_front(sn, l_values, k, block, parent)
         });
@@ -447,7 +448,7 @@ impl Plan {
         let n = self.begin.last().copied().unwrap_or(0);
         let k = rhs.ncols();
         let old = |r: usize| permutation.map_or(r, |p| p[r]);
-        let mut x = vec![0.0; n * k];
+        let mut x = crate::pool::zeroed(n * k);
         for sn in 0..self.begin.len() - 1 {
             let (f, l) = (self.begin[sn], self.begin[sn + 1]);
             let block = &mut x[f * k..l * k];
@@ -467,6 +468,7 @@ impl Plan {
                 }
             }
         }
+        crate::pool::recycle(x);
     }
 
     /// Runs `op` on every supernode, children before parents: each cut subtree sequentially
@@ -478,11 +480,9 @@ impl Plan {
         op: &UpOp<'_, T, E>,
     ) -> std::result::Result<(), E> {
         use rayon::prelude::*;
-        let context = Context::new(self, blocks);
-        let roots: Vec<usize> = (0..self.parent.len())
-            .filter(|&sn| self.parent[sn].is_none())
-            .collect();
-        let results: Vec<_> = roots
+        let context = Context::new(blocks);
+        let results: Vec<_> = self
+            .roots
             .par_iter()
             .map(|&sn| self.up(sn, &context, op))
             .collect();
@@ -499,22 +499,18 @@ impl Plan {
         op: &UpOp<'_, T, E>,
     ) -> std::result::Result<T, E> {
         use rayon::prelude::*;
-        if let Some(&t) = context.subtree_of.get(&sn) {
+        if let Some(&t) = self.subtree_of.get(&sn) {
             let nodes = &self.subtree_nodes[self.subtree_ptr[t]..self.subtree_ptr[t + 1]];
             let blocks: Vec<&mut [f64]> = context.take_all(nodes);
             let mut stack: Vec<T> = Vec::new();
-            let mut last = None;
-            for (&sn, block) in nodes.iter().zip(blocks) {
-                let count = self.children(sn).len();
-                let own = stack.split_off(stack.len() - count);
-                let result = op(sn, block, own, Par::Seq)?;
-                if sn == *nodes.last().unwrap_or(&sn) {
-                    last = Some(result);
-                } else {
-                    stack.push(result);
-                }
+            for (&s, block) in nodes.iter().zip(blocks) {
+                let own = stack.split_off(stack.len() - self.children(s).len());
+                stack.push(op(s, block, own, Par::Seq)?);
             }
-            return last.map_or_else(|| op(sn, &mut [], Vec::new(), Par::Seq), Ok);
+            // Postorder: every result but the root's was taken by its parent.
+            if let Some(root) = stack.pop() {
+                return Ok(root);
+            }
         }
         let own: Vec<T> = self
             .children(sn)
@@ -537,18 +533,15 @@ impl Plan {
     /// then each cut subtree sequentially.
     fn downward(&self, blocks: Vec<&mut [f64]>, op: &DownOp<'_>) {
         use rayon::prelude::*;
-        let context = Context::new(self, blocks);
-        let roots: Vec<usize> = (0..self.parent.len())
-            .filter(|&sn| self.parent[sn].is_none())
-            .collect();
-        roots
+        let context = Context::new(blocks);
+        self.roots
             .par_iter()
             .for_each(|&sn| self.down(sn, None, &context, op));
     }
 
     fn down(&self, sn: usize, parent: Option<&[f64]>, context: &Context<'_>, op: &DownOp<'_>) {
         use rayon::prelude::*;
-        if let Some(&t) = context.subtree_of.get(&sn) {
+        if let Some(&t) = self.subtree_of.get(&sn) {
             let nodes = &self.subtree_nodes[self.subtree_ptr[t]..self.subtree_ptr[t + 1]];
             let blocks: Vec<&mut [f64]> = context.take_all(nodes);
             // Reverse postorder: every parent before its children. A parent's result lives
