@@ -49,6 +49,37 @@ type UpOp<'a, T, E> =
     dyn Fn(usize, &mut [f64], Vec<T>, Par) -> std::result::Result<T, E> + Sync + 'a;
 /// A top-down step: (supernode, its block, its parent's result) → its result.
 type DownOp<'a> = dyn Fn(usize, &mut [f64], Option<&[f64]>) -> Vec<f64> + Sync + 'a;
+/// A whole cut subtree bottom-up: (subtree, its supernodes' blocks in its postorder) → its
+/// root's result.
+type SubtreeUp<'a, T, E> = dyn Fn(usize, Vec<&mut [f64]>) -> std::result::Result<T, E> + Sync + 'a;
+/// A whole cut subtree top-down: (subtree, its supernodes' blocks in its postorder, the root's
+/// parent's result).
+type SubtreeDown<'a> = dyn Fn(usize, Vec<&mut [f64]>, Option<&[f64]>) + Sync + 'a;
+
+/// y ← y + a·x.
+fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// x·y with four partial sums (vectorizable; a fixed order, so the same bits on every run).
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let tail: f64 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    let mut acc = [0.0f64; 4];
+    for (a, b) in xc.zip(yc) {
+        for l in 0..4 {
+            acc[l] += a[l] * b[l];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
 
 /// `data` cut into one block per supernode at `ptr` (`ptr[s]..ptr[s + 1]`).
 fn split_blocks<'a>(data: &'a mut [f64], ptr: &[usize]) -> Vec<&'a mut [f64]> {
@@ -110,6 +141,9 @@ impl Update {
     }
 }
 
+/// [`Plan::a_dest`] of an entry that is not read.
+const SKIPPED: usize = usize::MAX;
+
 /// Update matrices at least this long are recycled between fronts and factorizations.
 const RECYCLED_LEN: usize = 1 << 14;
 
@@ -139,11 +173,12 @@ pub(crate) struct Plan {
     children: Vec<usize>,
     /// For each pattern row of a supernode: its position in the parent's front
     /// (diagonal block rows first, then the parent's pattern), parallel to faer's `row_idx`.
-    relative: Vec<usize>,
-    /// A's lower-triangle entries by supernode: (index into A's values, offset in the
-    /// supernode's value block).
-    a_ptr: Vec<usize>,
-    a_entries: Vec<(usize, usize)>,
+    /// `u32` (fronts are far smaller than 2³² rows; [`Plan::new`] declines larger matrices):
+    /// half the memory of this, the plan's largest array.
+    relative: Vec<u32>,
+    /// For each stored entry of A: its offset in L's values ([`SKIPPED`] for entries above the
+    /// diagonal of a full storage).
+    a_dest: Vec<usize>,
     /// Dense work of each supernode's front, in flops.
     front_flops: Vec<f64>,
     /// The parallel subtrees, largest first, each a range of `subtree_nodes` holding its
@@ -154,6 +189,10 @@ pub(crate) struct Plan {
     subtree_of: HashMap<usize, usize>,
     /// Supernodes without a parent.
     roots: Vec<usize>,
+    /// For each pattern row of a supernode inside a cut subtree: its index in the subtree's
+    /// work vector (its supernodes' rows in its postorder, then its root's pattern rows),
+    /// parallel to faer's `row_idx`.
+    anchor: Vec<u32>,
     /// Buffers of finished update matrices, reused by later fronts and factorizations.
     spare: std::sync::Mutex<Vec<Vec<f64>>>,
 }
@@ -168,6 +207,9 @@ impl Plan {
         };
         let ns = s.n_supernodes();
         let n = s.nrows();
+        if u32::try_from(n).is_err() {
+            return None;
+        }
         let begin: Vec<usize> = s.supernode_begin().iter().copied().chain([n]).collect();
         if begin.len() != ns + 1 || s.supernode_end() != &begin[1..] {
             return None;
@@ -206,35 +248,48 @@ impl Plan {
                 next[p] += 1;
             }
         }
-        // Each pattern row's place in the parent's front.
-        let mut relative = vec![0usize; rows.len()];
-        for sn in 0..ns {
-            let Some(p) = parent[sn] else { continue };
-            let width = begin[p + 1] - begin[p];
-            let parent_pattern = pattern(p);
+        // Local row numbers within a front (diagonal block rows first, then the pattern),
+        // through one scratch map stamped per front instead of a binary search per row.
+        let mut local = vec![0usize; n];
+        let mut stamp = vec![usize::MAX; n];
+        let fill_front = |sn: usize, local: &mut [usize], stamp: &mut [usize]| {
+            let width = begin[sn + 1] - begin[sn];
             for (k, &r) in pattern(sn).iter().enumerate() {
-                relative[row_ptr[sn] + k] = if r < begin[p + 1] {
-                    r - begin[p]
-                } else {
-                    width + parent_pattern.binary_search(&r).ok()?
-                };
+                local[r] = width + k;
+                stamp[r] = sn;
+            }
+        };
+        let in_front = |sn: usize, r: usize, local: &[usize], stamp: &[usize]| {
+            if (begin[sn]..begin[sn + 1]).contains(&r) {
+                Some(r - begin[sn])
+            } else if stamp[r] == sn {
+                Some(local[r])
+            } else {
+                None
+            }
+        };
+        // Each pattern row's place in the parent's front.
+        let mut relative = vec![0u32; rows.len()];
+        for p in 0..ns {
+            fill_front(p, &mut local, &mut stamp);
+            for &c in &children[child_ptr[p]..child_ptr[p + 1]] {
+                for (k, &r) in pattern(c).iter().enumerate() {
+                    relative[row_ptr[c] + k] = in_front(p, r, &local, &stamp)? as u32;
+                }
             }
         }
-        // A's lower triangle, permuted, scattered to its place in L.
+        // Where each stored entry of A's lower triangle goes in L (permuted; entries above the
+        // diagonal of a full storage are read from their mirror below it).
         let inverse: Vec<usize> = match symbolic.perm() {
             Some(p) => p.arrays().1.to_vec(),
             None => (0..n).collect(),
         };
         let a = structure.faer_pattern();
         let (a_cols, a_rows) = (a.col_ptr(), a.row_idx());
-        let mut by_supernode: Vec<Vec<(usize, usize)>> = vec![Vec::new(); ns];
+        let mut a_dest = vec![SKIPPED; a_rows.len()];
         for j in 0..a.ncols() {
-            for (k, &i) in a_rows
-                .iter()
-                .enumerate()
-                .take(a_cols[j + 1])
-                .skip(a_cols[j])
-            {
+            for k in a_cols[j]..a_cols[j + 1] {
+                let i = a_rows[k];
                 if i < j {
                     continue;
                 }
@@ -248,15 +303,8 @@ impl Plan {
                 } else {
                     width + pattern(sn).binary_search(&r).ok()?
                 };
-                by_supernode[sn].push((k, (c - begin[sn]) * height + local));
+                a_dest[k] = val_ptr[sn] + (c - begin[sn]) * height + local;
             }
-        }
-        let mut a_ptr = Vec::with_capacity(ns + 1);
-        a_ptr.push(0);
-        let mut a_entries = Vec::with_capacity(by_supernode.iter().map(Vec::len).sum());
-        for list in by_supernode {
-            a_entries.extend(list);
-            a_ptr.push(a_entries.len());
         }
         // Flops of each front and of each subtree (children have smaller numbers).
         let front_flops: Vec<f64> = (0..ns)
@@ -318,6 +366,36 @@ impl Plan {
             }
             subtree_ptr.push(subtree_nodes.len());
         }
+        // Each cut subtree's work-vector index of its supernodes' pattern rows: a row of the
+        // subtree at its supernode's offset there, a row above it at its place in the root's
+        // pattern (every such row is one: row patterns only grow towards the root).
+        let mut anchor = vec![0u32; rows.len()];
+        let mut offset = vec![(usize::MAX, 0usize); ns];
+        for t in 0..subtree_roots.len() {
+            let nodes = &subtree_nodes[subtree_ptr[t]..subtree_ptr[t + 1]];
+            let mut len = 0;
+            for &sn in nodes {
+                offset[sn] = (t, len);
+                len += begin[sn + 1] - begin[sn];
+            }
+            let root = nodes[nodes.len() - 1];
+            let root_width = begin[root + 1] - begin[root];
+            fill_front(root, &mut local, &mut stamp);
+            for &sn in nodes {
+                for q in row_ptr[sn]..row_ptr[sn + 1] {
+                    let r = rows[q];
+                    let (in_subtree, at) = offset[owner[r]];
+                    let at = if in_subtree == t {
+                        at + r - begin[owner[r]]
+                    } else if stamp[r] == root {
+                        len + local[r] - root_width
+                    } else {
+                        return None;
+                    };
+                    anchor[q] = u32::try_from(at).ok()?;
+                }
+            }
+        }
         Some(Plan {
             begin,
             row_ptr,
@@ -326,8 +404,7 @@ impl Plan {
             child_ptr,
             children,
             relative,
-            a_ptr,
-            a_entries,
+            a_dest,
             front_flops,
             subtree_ptr,
             subtree_of: subtree_roots
@@ -337,6 +414,7 @@ impl Plan {
                 .collect(),
             subtree_nodes,
             roots,
+            anchor,
             spare: Default::default(),
         })
     }
@@ -408,18 +486,25 @@ impl Plan {
     }
 
     /// Runs the numeric LLᵀ of the values `a_values` (in the structure's storage order) into
-    /// `l_values` (faer's supernodal layout, `len_val()` entries, zeroed by the caller: the
-    /// fronts assemble into it without clearing it again). A non-positive pivot is
-    /// reported at its permuted column, as faer does.
+    /// `l_values` (faer's supernodal layout, `len_val()` entries, zeroed by the caller: A's
+    /// entries are scattered into it, then each front assembles its children's updates into its
+    /// block). A non-positive pivot is reported at its permuted column, as faer does.
     pub(crate) fn factor(
         &self,
         a_values: &[f64],
         l_values: &mut [f64],
     ) -> std::result::Result<(), FrontError> {
+        for (&dest, &v) in self.a_dest.iter().zip(a_values) {
+            if dest != SKIPPED {
+                l_values[dest] += v;
+            }
+        }
         let blocks = split_blocks(l_values, &self.val_ptr);
-        self.upward(blocks, &|sn, block, children, par| {
-            self.front(sn, a_values, block, children, par)
-        })
+        self.upward(
+            blocks,
+            &|sn, block, children, par| self.front(sn, block, children, par),
+            None,
+        )
     }
 
     /// Solves L Lᵀ X = B for the factor `l_values` (from [`Plan::factor`]), `x` holding B in
@@ -428,13 +513,125 @@ impl Plan {
     /// cut tree as the factorization, independent subtrees in parallel; the result does not
     /// depend on the thread count.
     fn solve_blocked(&self, l_values: &[f64], x: &mut [f64], k: usize) {
-        let ptr: Vec<usize> = self.begin.iter().map(|&b| b * k).collect();
-        let Ok(()) = self.upward(split_blocks(x, &ptr), &|sn, block, children, _| {
+        let forward = |sn: usize, block: &mut [f64], children: Vec<Vec<f64>>, _| {
             Ok::<_, std::convert::Infallible>(self.forward_front(sn, l_values, k, block, children))
-        });
-        self.downward(split_blocks(x, &ptr), &|sn, block, parent| {
+        };
+        let backward = |sn: usize, block: &mut [f64], parent: Option<&[f64]>| {
             self.backward_front(sn, l_values, k, block, parent)
-        });
+        };
+        let ptr: Vec<usize> = self.begin.iter().map(|&b| b * k).collect();
+        if k == 1 {
+            // One column: each cut subtree runs over one work vector, no per-supernode buffers.
+            let Ok(()) = self.upward(
+                split_blocks(x, &ptr),
+                &forward,
+                Some(&|t, blocks| Ok(self.forward_subtree(t, l_values, blocks))),
+            );
+            self.downward(
+                split_blocks(x, &ptr),
+                &backward,
+                Some(&|t, blocks, parent| self.backward_subtree(t, l_values, blocks, parent)),
+            );
+            return;
+        }
+        let Ok(()) = self.upward(split_blocks(x, &ptr), &forward, None);
+        self.downward(split_blocks(x, &ptr), &backward, None);
+    }
+
+    /// Cut subtree `t`'s supernodes in postorder (root last).
+    fn subtree(&self, t: usize) -> &[usize] {
+        &self.subtree_nodes[self.subtree_ptr[t]..self.subtree_ptr[t + 1]]
+    }
+
+    /// A cut subtree's work vector: its supernodes' rows (`blocks`, in its postorder), then
+    /// `extra` zeros for its root's pattern rows.
+    fn gather(blocks: &[&mut [f64]], extra: usize) -> Vec<f64> {
+        let len: usize = blocks.iter().map(|b| b.len()).sum();
+        let mut work = Vec::with_capacity(len + extra);
+        for b in blocks {
+            work.extend_from_slice(b);
+        }
+        work.resize(len + extra, 0.0);
+        work
+    }
+
+    /// Copies a cut subtree's rows from `work` back to its blocks.
+    fn scatter(work: &[f64], blocks: Vec<&mut [f64]>) {
+        let mut at = 0;
+        for b in blocks {
+            b.copy_from_slice(&work[at..at + b.len()]);
+            at += b.len();
+        }
+    }
+
+    /// Forward substitution over cut subtree `t` for one column (`blocks`: its supernodes' rows
+    /// in its postorder); returns the contribution to its root's pattern rows.
+    fn forward_subtree(&self, t: usize, l_values: &[f64], blocks: Vec<&mut [f64]>) -> Vec<f64> {
+        let nodes = self.subtree(t);
+        let root = nodes[nodes.len() - 1];
+        let mut work = Self::gather(&blocks, self.below(root));
+        let len = work.len() - self.below(root);
+        let mut below_part = Vec::new();
+        let mut b0 = 0;
+        for &sn in nodes {
+            let width = self.width(sn);
+            let b1 = b0 + width;
+            let anchor = &self.anchor[self.row_ptr[sn]..self.row_ptr[sn + 1]];
+            below_part.clear();
+            below_part.resize(anchor.len(), 0.0);
+            let values = &l_values[self.val_ptr[sn]..self.val_ptr[sn + 1]];
+            for (c, column) in values.chunks_exact(width + anchor.len()).enumerate() {
+                let y = work[b0 + c] / column[c];
+                work[b0 + c] = y;
+                axpy(&mut work[b0 + c + 1..b1], -y, &column[c + 1..width]);
+                axpy(&mut below_part, -y, &column[width..]);
+            }
+            for (&a, &v) in anchor.iter().zip(&below_part) {
+                work[a as usize] += v;
+            }
+            b0 = b1;
+        }
+        let contribution = work.split_off(len);
+        Self::scatter(&work, blocks);
+        contribution
+    }
+
+    /// Backward substitution over cut subtree `t` for one column (`blocks`: its supernodes'
+    /// forward results in its postorder; `parent`: its root's parent's front values).
+    fn backward_subtree(
+        &self,
+        t: usize,
+        l_values: &[f64],
+        blocks: Vec<&mut [f64]>,
+        parent: Option<&[f64]>,
+    ) {
+        let nodes = self.subtree(t);
+        let root = nodes[nodes.len() - 1];
+        let mut work = Self::gather(&blocks, self.below(root));
+        let len = work.len() - self.below(root);
+        if let (Some(front), Some(_)) = (parent, self.parent[root]) {
+            let rel = &self.relative[self.row_ptr[root]..self.row_ptr[root + 1]];
+            for (dst, &lr) in work[len..].iter_mut().zip(rel) {
+                *dst = front[lr as usize];
+            }
+        }
+        let mut below_part = Vec::new();
+        let mut b1 = len;
+        for &sn in nodes.iter().rev() {
+            let width = self.width(sn);
+            let b0 = b1 - width;
+            let anchor = &self.anchor[self.row_ptr[sn]..self.row_ptr[sn + 1]];
+            below_part.clear();
+            below_part.extend(anchor.iter().map(|&a| work[a as usize]));
+            let values = &l_values[self.val_ptr[sn]..self.val_ptr[sn + 1]];
+            for (c, column) in values.chunks_exact(width + anchor.len()).enumerate().rev() {
+                let s = dot(&column[c + 1..width], &work[b0 + c + 1..b1])
+                    + dot(&column[width..], &below_part);
+                work[b0 + c] = (work[b0 + c] - s) / column[c];
+            }
+            b1 = b0;
+        }
+        Self::scatter(&work[..len], blocks);
     }
 
     /// Solves L Lᵀ X = B in place for `rhs` (n × k, original order); `permutation` is the
@@ -474,17 +671,21 @@ impl Plan {
     /// Runs `op` on every supernode, children before parents: each cut subtree sequentially
     /// (postorder, a stack of results), the supernodes above as soon as their children are done,
     /// siblings in parallel; `op` gets the supernode's block and its children's results.
+    ///
+    /// With `subtree`, a cut subtree is run by it instead, on its root's block (which then
+    /// holds all its supernodes' rows).
     fn upward<T: Send, E: Send>(
         &self,
         blocks: Vec<&mut [f64]>,
         op: &UpOp<'_, T, E>,
+        subtree: Option<&SubtreeUp<'_, T, E>>,
     ) -> std::result::Result<(), E> {
         use rayon::prelude::*;
         let context = Context::new(blocks);
         let results: Vec<_> = self
             .roots
             .par_iter()
-            .map(|&sn| self.up(sn, &context, op))
+            .map(|&sn| self.up(sn, &context, op, subtree))
             .collect();
         for result in results {
             result?;
@@ -497,11 +698,15 @@ impl Plan {
         sn: usize,
         context: &Context<'_>,
         op: &UpOp<'_, T, E>,
+        subtree: Option<&SubtreeUp<'_, T, E>>,
     ) -> std::result::Result<T, E> {
         use rayon::prelude::*;
         if let Some(&t) = self.subtree_of.get(&sn) {
-            let nodes = &self.subtree_nodes[self.subtree_ptr[t]..self.subtree_ptr[t + 1]];
+            let nodes = self.subtree(t);
             let blocks: Vec<&mut [f64]> = context.take_all(nodes);
+            if let Some(whole) = subtree {
+                return whole(t, blocks);
+            }
             let mut stack: Vec<T> = Vec::new();
             for (&s, block) in nodes.iter().zip(blocks) {
                 let own = stack.split_off(stack.len() - self.children(s).len());
@@ -515,7 +720,7 @@ impl Plan {
         let own: Vec<T> = self
             .children(sn)
             .par_iter()
-            .map(|&c| self.up(c, context, op))
+            .map(|&c| self.up(c, context, op, subtree))
             .collect::<Vec<_>>()
             .into_iter()
             .collect::<std::result::Result<_, _>>()?;
@@ -531,19 +736,37 @@ impl Plan {
     /// Runs `op` on every supernode, parents before children, handing each the value its
     /// parent's `op` returned (`None` at roots): the top supernodes first, siblings in parallel,
     /// then each cut subtree sequentially.
-    fn downward(&self, blocks: Vec<&mut [f64]>, op: &DownOp<'_>) {
+    ///
+    /// With `subtree`, a cut subtree is run by it instead, on its root's block.
+    fn downward(
+        &self,
+        blocks: Vec<&mut [f64]>,
+        op: &DownOp<'_>,
+        subtree: Option<&SubtreeDown<'_>>,
+    ) {
         use rayon::prelude::*;
         let context = Context::new(blocks);
         self.roots
             .par_iter()
-            .for_each(|&sn| self.down(sn, None, &context, op));
+            .for_each(|&sn| self.down(sn, None, &context, op, subtree));
     }
 
-    fn down(&self, sn: usize, parent: Option<&[f64]>, context: &Context<'_>, op: &DownOp<'_>) {
+    fn down(
+        &self,
+        sn: usize,
+        parent: Option<&[f64]>,
+        context: &Context<'_>,
+        op: &DownOp<'_>,
+        subtree: Option<&SubtreeDown<'_>>,
+    ) {
         use rayon::prelude::*;
         if let Some(&t) = self.subtree_of.get(&sn) {
-            let nodes = &self.subtree_nodes[self.subtree_ptr[t]..self.subtree_ptr[t + 1]];
+            let nodes = self.subtree(t);
             let blocks: Vec<&mut [f64]> = context.take_all(nodes);
+            if let Some(whole) = subtree {
+                whole(t, blocks, parent);
+                return;
+            }
             // Reverse postorder: every parent before its children. A parent's result lives
             // until its first child in postorder (the last one here) is done.
             let mut fronts: HashMap<usize, Vec<f64>> = HashMap::new();
@@ -568,7 +791,7 @@ impl Plan {
         let front = op(sn, block, parent);
         self.children(sn)
             .par_iter()
-            .for_each(|&c| self.down(c, Some(&front), context, op));
+            .for_each(|&c| self.down(c, Some(&front), context, op, subtree));
     }
 
     /// Forward substitution at one front: the children's contributions added, the diagonal
@@ -590,6 +813,7 @@ impl Plan {
             for j in 0..k {
                 let src = &contribution[j * m..(j + 1) * m];
                 for (&lr, &v) in rel.iter().zip(src) {
+                    let lr = lr as usize;
                     if lr < width {
                         block[j * width + lr] += v;
                     } else {
@@ -597,6 +821,19 @@ impl Plan {
                     }
                 }
             }
+        }
+        if k == 1 {
+            // One column: memory-bound, so one pass over each column of L (an axpy) beats the
+            // dense kernels' dispatch on the many small supernodes.
+            let height = width + below;
+            let values = &l_values[self.val_ptr[sn]..self.val_ptr[sn + 1]];
+            for (c, column) in values.chunks_exact(height).enumerate() {
+                let y = block[c] / column[c];
+                block[c] = y;
+                axpy(&mut block[c + 1..], -y, &column[c + 1..width]);
+                axpy(&mut out, -y, &column[width..]);
+            }
+            return out;
         }
         let l = self.l_block(sn, l_values);
         let (top, bottom) = l.split_at_row(width);
@@ -639,10 +876,42 @@ impl Plan {
             for j in 0..k {
                 let src = &front[j * parent_height..(j + 1) * parent_height];
                 for (dst, &lr) in x_below[j * below..(j + 1) * below].iter_mut().zip(rel) {
-                    *dst = src[lr];
+                    *dst = src[lr as usize];
                 }
             }
         }
+        if k == 1 {
+            // One column: a dot product per column of L, each read once.
+            let values = &l_values[self.val_ptr[sn]..self.val_ptr[sn + 1]];
+            for (c, column) in values.chunks_exact(height).enumerate().rev() {
+                let s =
+                    dot(&column[c + 1..width], &block[c + 1..]) + dot(&column[width..], &x_below);
+                block[c] = (block[c] - s) / column[c];
+            }
+        } else {
+            self.backward_dense(sn, l_values, k, block, &x_below);
+        }
+        if self.children(sn).is_empty() {
+            return Vec::new();
+        }
+        let mut front = Vec::with_capacity(height * k);
+        for j in 0..k {
+            front.extend_from_slice(&block[j * width..(j + 1) * width]);
+            front.extend_from_slice(&x_below[j * below..(j + 1) * below]);
+        }
+        front
+    }
+
+    /// Backward substitution's dense part for several columns: x_s = L_ssᵀ⁻¹ (y_s − L_Bᵀ x_B).
+    fn backward_dense(
+        &self,
+        sn: usize,
+        l_values: &[f64],
+        k: usize,
+        block: &mut [f64],
+        x_below: &[f64],
+    ) {
+        let (width, below) = (self.width(sn), self.below(sn));
         let l = self.l_block(sn, l_values);
         let (top, bottom) = l.split_at_row(width);
         let mut x = MatMut::from_column_major_slice_mut(block, width, k);
@@ -653,7 +922,7 @@ impl Plan {
                 Accum::Add,
                 bottom.transpose(),
                 BlockStructure::Rectangular,
-                faer::MatRef::from_column_major_slice(&x_below, below, k),
+                faer::MatRef::from_column_major_slice(x_below, below, k),
                 BlockStructure::Rectangular,
                 -1.0,
                 Par::Seq,
@@ -664,15 +933,6 @@ impl Plan {
             x.rb_mut(),
             Par::Seq,
         );
-        if self.children(sn).is_empty() {
-            return Vec::new();
-        }
-        let mut front = Vec::with_capacity(height * k);
-        for j in 0..k {
-            front.extend_from_slice(&block[j * width..(j + 1) * width]);
-            front.extend_from_slice(&x_below[j * below..(j + 1) * below]);
-        }
-        front
     }
 
     /// Supernode `sn`'s block of L (`height × width`, column-major).
@@ -690,7 +950,6 @@ impl Plan {
     fn front(
         &self,
         sn: usize,
-        a_values: &[f64],
         block: &mut [f64],
         children: Vec<Update>,
         par: Par,
@@ -698,9 +957,6 @@ impl Plan {
         let width = self.width(sn);
         let below = self.below(sn);
         let height = width + below;
-        for &(k, at) in &self.a_entries[self.a_ptr[sn]..self.a_ptr[sn + 1]] {
-            block[at] += a_values[k];
-        }
         let mut update = self.update_matrix(below)?;
         let mut runs: Vec<(usize, usize)> = Vec::new();
         for (&c, u) in self.children(sn).iter().zip(&children) {
@@ -716,6 +972,7 @@ impl Plan {
             }
             let mut first_run = 0;
             for (jc, &lc) in rel.iter().enumerate() {
+                let lc = lc as usize;
                 while runs[first_run].1 <= jc {
                     first_run += 1;
                 }
@@ -727,7 +984,7 @@ impl Plan {
                 };
                 for &(a, b) in &runs[first_run..] {
                     let a = a.max(jc);
-                    let to = rel[a] - shift;
+                    let to = rel[a] as usize - shift;
                     for (d, v) in dst[to..to + (b - a)].iter_mut().zip(&column[a..b]) {
                         *d += v;
                     }
@@ -919,7 +1176,8 @@ mod tests {
         }
     }
 
-    /// The tree-parallel solves give faer's supernodal solve to rounding, for 1 and 3 columns.
+    /// The tree-parallel solves give faer's supernodal solve to rounding, for 1 column (whole
+    /// subtrees over one work vector) and 3 (front by front).
     #[test]
     fn solves_match_faer() {
         use faer::sparse::linalg::cholesky::LltRef;

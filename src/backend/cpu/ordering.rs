@@ -204,7 +204,11 @@ fn supervariables(structure: &Structure) -> Result<Option<Arc<Compressed>>> {
     if let Some(found) = structure.analysis::<Cached>() {
         return Ok(found.0.clone());
     }
-    let found = Compressed::new(&*full_pattern(structure)?).map(Arc::new);
+    let found = if super::supervariables::worth_trying(structure) {
+        Compressed::new(&*full_pattern(structure)?).map(Arc::new)
+    } else {
+        None
+    };
     Ok(structure.insert_analysis(Arc::new(Cached(found))).0.clone())
 }
 
