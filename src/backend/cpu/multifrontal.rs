@@ -72,7 +72,7 @@ fn small_front(block: &mut [f64], width: usize, update: &mut [f64]) -> Result<()
         let (done, rest) = block.split_at_mut((c + 1) * height);
         let column = &mut done[c * height..];
         let pivot = column[c];
-        if !(pivot > 0.0) {
+        if pivot.is_nan() || pivot <= 0.0 {
             return Err(c);
         }
         let d = pivot.sqrt();
@@ -308,44 +308,52 @@ impl Plan {
                 None
             }
         };
-        // Each pattern row's place in the parent's front.
-        let mut relative = vec![0u32; rows.len()];
-        for p in 0..ns {
-            fill_front(p, &mut local, &mut stamp);
-            for &c in &children[child_ptr[p]..child_ptr[p + 1]] {
-                for (k, &r) in pattern(c).iter().enumerate() {
-                    relative[row_ptr[c] + k] = in_front(p, r, &local, &stamp)? as u32;
+        // Each pattern row's place in the parent's front, and (on the other thread) where each
+        // stored entry of A's lower triangle goes in L (permuted; entries above the diagonal of
+        // a full storage are read from their mirror below it).
+        let relative = || -> Option<Vec<u32>> {
+            let mut relative = vec![0u32; rows.len()];
+            for p in 0..ns {
+                fill_front(p, &mut local, &mut stamp);
+                for &c in &children[child_ptr[p]..child_ptr[p + 1]] {
+                    for (k, &r) in pattern(c).iter().enumerate() {
+                        relative[row_ptr[c] + k] = in_front(p, r, &local, &stamp)? as u32;
+                    }
                 }
             }
-        }
-        // Where each stored entry of A's lower triangle goes in L (permuted; entries above the
-        // diagonal of a full storage are read from their mirror below it).
-        let inverse: Vec<usize> = match symbolic.perm() {
-            Some(p) => p.arrays().1.to_vec(),
-            None => (0..n).collect(),
+            Some(relative)
         };
-        let a = structure.faer_pattern();
-        let (a_cols, a_rows) = (a.col_ptr(), a.row_idx());
-        let mut a_dest = vec![SKIPPED; a_rows.len()];
-        for j in 0..a.ncols() {
-            for k in a_cols[j]..a_cols[j + 1] {
-                let i = a_rows[k];
-                if i < j {
-                    continue;
+        let a_dest = || -> Option<Vec<usize>> {
+            let inverse: Vec<usize> = match symbolic.perm() {
+                Some(p) => p.arrays().1.to_vec(),
+                None => (0..n).collect(),
+            };
+            let a = structure.faer_pattern();
+            let (a_cols, a_rows) = (a.col_ptr(), a.row_idx());
+            let mut a_dest = vec![SKIPPED; a_rows.len()];
+            for j in 0..a.ncols() {
+                for k in a_cols[j]..a_cols[j + 1] {
+                    let i = a_rows[k];
+                    if i < j {
+                        continue;
+                    }
+                    let (pi, pj) = (inverse[i], inverse[j]);
+                    let (r, c) = (pi.max(pj), pi.min(pj));
+                    let sn = owner[c];
+                    let width = begin[sn + 1] - begin[sn];
+                    let height = width + pattern(sn).len();
+                    let local = if r < begin[sn + 1] {
+                        r - begin[sn]
+                    } else {
+                        width + pattern(sn).binary_search(&r).ok()?
+                    };
+                    a_dest[k] = val_ptr[sn] + (c - begin[sn]) * height + local;
                 }
-                let (pi, pj) = (inverse[i], inverse[j]);
-                let (r, c) = (pi.max(pj), pi.min(pj));
-                let sn = owner[c];
-                let width = begin[sn + 1] - begin[sn];
-                let height = width + pattern(sn).len();
-                let local = if r < begin[sn + 1] {
-                    r - begin[sn]
-                } else {
-                    width + pattern(sn).binary_search(&r).ok()?
-                };
-                a_dest[k] = val_ptr[sn] + (c - begin[sn]) * height + local;
             }
-        }
+            Some(a_dest)
+        };
+        let (relative, a_dest) = rayon::join(relative, a_dest);
+        let (relative, a_dest) = (relative?, a_dest?);
         // Flops of each front and of each subtree (children have smaller numbers).
         let front_flops: Vec<f64> = (0..ns)
             .map(|sn| {
@@ -1215,7 +1223,9 @@ mod tests {
                     entries.extend((c..h).map(|r| plan.val_ptr[sn] + c * h + r));
                 }
             }
-            let scale = entries.iter().fold(0.0f64, |m, &e| m.max(expected[e].abs()));
+            let scale = entries
+                .iter()
+                .fold(0.0f64, |m, &e| m.max(expected[e].abs()));
             let diff = entries
                 .iter()
                 .fold(0.0f64, |m, &e| m.max((expected[e] - l[e]).abs()));
