@@ -46,7 +46,8 @@ struct Args {
     /// fast, reference or lu.
     #[arg(long, default_value = "fast")]
     backend: String,
-    /// Cholesky ordering: auto, amd or nd (nested dissection).
+    /// Ordering: auto, amd or nd (nested dissection); for LU the column ordering (auto: COLAMD;
+    /// amd / nd on A + Aᵀ).
     #[arg(long, default_value = "auto")]
     ordering: String,
     /// One JSON line instead of the table.
@@ -213,7 +214,7 @@ fn run() -> std::result::Result<(), String> {
     let solver = match backend.as_str() {
         "fast" => Solver::cholesky().with_ordering(ordering),
         "reference" => Solver::cholesky().with_implementation(Implementation::Reference),
-        "lu" => Solver::lu(),
+        "lu" => Solver::lu().with_ordering(ordering),
         other => return Err(format!("unknown backend '{other}' (fast | reference | lu)")),
     };
     let c = case(&case_name, n_req, rhs)?;

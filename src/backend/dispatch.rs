@@ -109,9 +109,11 @@ impl Solver {
             (Method::Cholesky, Implementation::Reference) => Ok(Arc::new(
                 cpu::reference::ReferenceCholesky::factor(structure, values)?,
             )),
-            (Method::Lu, Implementation::Fast) => {
-                Ok(Arc::new(cpu::lu::FaerLu::factor(structure, values)?))
-            }
+            (Method::Lu, Implementation::Fast) => Ok(Arc::new(cpu::lu::FaerLu::factor(
+                structure,
+                values,
+                &self.ordering,
+            )?)),
             (Method::Auto, _) => self.factorize_auto(structure, values),
             (method, Implementation::Reference) => Err(Error::Unsupported {
                 reason: format!(
@@ -159,7 +161,9 @@ impl Solver {
             (Method::Cholesky | Method::Ldlt, Implementation::Fast) => {
                 cpu::cholesky::symbolic_cholesky(structure, &self.ordering).map(|_| ())
             }
-            (Method::Lu, Implementation::Fast) => cpu::lu::analyze(structure).map(|_| ()),
+            (Method::Lu, Implementation::Fast) => {
+                cpu::lu::analyze(structure, &self.ordering).map(|_| ())
+            }
             (Method::Cholesky, Implementation::Reference) => {
                 cpu::reference::analyze_cached(structure).map(|_| ())
             }

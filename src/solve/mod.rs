@@ -208,7 +208,9 @@ pub enum Method {
     Auto,
 }
 
-/// The fill-reducing ordering of a Cholesky / LDLᵀ factorization ([`Solver::with_ordering`]).
+/// The fill-reducing ordering of a Cholesky / LDLᵀ factorization, or the column ordering of an
+/// LU ([`Solver::with_ordering`]; for LU, `Auto` and `Amd` are COLAMD and nested dissection is
+/// computed on the graph of AᵀA, whose Cholesky factor bounds L and U under partial pivoting).
 ///
 /// The symbolic analysis — ordering included — is computed once per [`Structure`] and ordering
 /// and kept on the structure, so an optimization loop pays for it once.
@@ -355,8 +357,11 @@ impl Solver {
             ..self
         }
     }
-    /// The same solver with another fill-reducing ordering (Cholesky and LDLᵀ on the fast
-    /// implementation; LU keeps faer's COLAMD, the reference implementation AMD).
+    /// The same solver with another fill-reducing ordering (Cholesky, LDLᵀ and LU on the fast
+    /// implementation; the reference implementation always uses AMD). For LU it orders the
+    /// columns: `Auto` and `Amd` are COLAMD, `NestedDissection` is METIS on the columns'
+    /// intersection graph (half COLAMD's factorization time on a 32³ grid), `Natural` and
+    /// `Custom` as given.
     ///
     /// ```
     /// use sparsegrad::{Ordering, Solver};

@@ -175,7 +175,7 @@ fn analyze(structure: &Structure, ordering: &Ordering) -> Result<SymbolicCholesk
 }
 
 /// `perm` (new → old) and its inverse, or an error unless `perm` is a permutation of 0..n.
-fn checked_permutation(perm: &[usize], n: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+pub(crate) fn checked_permutation(perm: &[usize], n: usize) -> Result<(Vec<usize>, Vec<usize>)> {
     let invalid = |reason: String| Error::InvalidArgument {
         what: "custom ordering",
         reason,
@@ -216,16 +216,28 @@ fn supervariables(structure: &Structure) -> Result<Option<Arc<Compressed>>> {
 /// with vertex weights when unknowns come in groups: (new → old, old → new).
 fn nested_dissection(structure: &Structure) -> Result<(Vec<usize>, Vec<usize>)> {
     let compressed = supervariables(structure)?;
-    let full = full_pattern(structure)?;
-    let (n, col_ptr, row_idx, mut weights) = match &compressed {
-        Some(c) => (c.len(), c.col_ptr(), c.row_idx(), Some(c.weights())),
-        None => (
-            structure.nrows(),
-            &full.col_ptr[..],
-            &full.row_idx[..],
-            None,
-        ),
-    };
+    match &compressed {
+        Some(c) => {
+            let fwd = metis_order(c.len(), c.col_ptr(), c.row_idx(), Some(c.weights()))?;
+            let (fwd, _) = c.expand(&fwd);
+            checked_permutation(&fwd, structure.nrows())
+        }
+        None => {
+            let full = full_pattern(structure)?;
+            let fwd = metis_order(structure.nrows(), &full.col_ptr, &full.row_idx, None)?;
+            checked_permutation(&fwd, structure.nrows())
+        }
+    }
+}
+
+/// METIS `NodeND` of the `n`-vertex graph with the symmetric pattern `col_ptr` / `row_idx`
+/// (diagonal entries ignored) and optional vertex weights: the ordering, new → old.
+pub(crate) fn metis_order(
+    n: usize,
+    col_ptr: &[usize],
+    row_idx: &[usize],
+    weights: Option<Vec<usize>>,
+) -> Result<Vec<usize>> {
     let too_big = || {
         Error::Unsupported {
         reason: format!("METIS indexes with i32: a {n}-vertex graph with {} entries is too large for nested dissection (use Ordering::Amd)", row_idx.len()),
@@ -243,12 +255,12 @@ fn nested_dissection(structure: &Structure) -> Result<(Vec<usize>, Vec<usize>)> 
         }
         xadj.push(index(adjncy.len())?);
     }
-    let mut vwgt: Option<Vec<i32>> = match weights.take() {
+    let mut vwgt: Option<Vec<i32>> = match weights {
         Some(w) => Some(w.into_iter().map(index).collect::<Result<_>>()?),
         None => None,
     };
     if n == 0 {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(Vec::new());
     }
     let mut nvtxs = index(n)?;
     let (mut perm, mut iperm) = (vec![0i32; n], vec![0i32; n]);
@@ -274,12 +286,5 @@ fn nested_dissection(structure: &Structure) -> Result<(Vec<usize>, Vec<usize>)> 
         });
     }
     // METIS: row k of the permuted matrix is row perm[k] of A — faer's forward array.
-    let fwd: Vec<usize> = perm.iter().map(|&p| p as usize).collect();
-    match &compressed {
-        Some(c) => {
-            let (fwd, _) = c.expand(&fwd);
-            checked_permutation(&fwd, structure.nrows())
-        }
-        None => checked_permutation(&fwd, n),
-    }
+    Ok(perm.iter().map(|&p| p as usize).collect())
 }
