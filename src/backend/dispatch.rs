@@ -28,7 +28,8 @@ impl Solver {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Unsupported`] for LU (COLAMD, no choice) or the reference implementation (AMD);
+    /// [`Error::Unsupported`] for LU (its column ordering is set by `with_ordering` but has no
+    /// predictions to report) or the reference implementation (AMD);
     /// [`Error::InvalidArgument`] for a custom ordering that is not a permutation.
     pub fn analysis_report(
         &self,

@@ -720,8 +720,7 @@ impl Plan {
     /// (postorder, a stack of results), the supernodes above as soon as their children are done,
     /// siblings in parallel; `op` gets the supernode's block and its children's results.
     ///
-    /// With `subtree`, a cut subtree is run by it instead, on its root's block (which then
-    /// holds all its supernodes' rows).
+    /// With `subtree`, a cut subtree is run by it instead, handed all its supernodes' blocks.
     fn upward<T: Send, E: Send>(
         &self,
         blocks: Vec<&mut [f64]>,
@@ -785,7 +784,7 @@ impl Plan {
     /// parent's `op` returned (`None` at roots): the top supernodes first, siblings in parallel,
     /// then each cut subtree sequentially.
     ///
-    /// With `subtree`, a cut subtree is run by it instead, on its root's block.
+    /// With `subtree`, a cut subtree is run by it instead, handed all its supernodes' blocks.
     fn downward(
         &self,
         blocks: Vec<&mut [f64]>,
