@@ -307,6 +307,57 @@ mod tests {
         assert_eq!(at(1).abs_diff(at(3)), 1);
     }
 
+    /// The screen on the stored pattern lets through structures whose unknowns come in groups —
+    /// numbered node by node (lower storage) or field by field (full storage) — and rejects a
+    /// scalar grid; what it lets through does compress, to one supervariable per node.
+    #[test]
+    fn screen_passes_grouped_unknowns_and_rejects_a_scalar_grid() {
+        let k = 6;
+        let edges: Vec<(usize, usize)> = (0..k * k)
+            .flat_map(|v| {
+                let right = (v % k + 1 < k).then_some((v, v + 1));
+                let down = (v + k < k * k).then_some((v, v + k));
+                right.into_iter().chain(down)
+            })
+            .collect();
+        let nodes = k * k;
+        let build = |dofs: usize, index: &dyn Fn(usize, usize) -> usize, symmetry: Symmetry| {
+            let mut pairs = Vec::new();
+            let coupled = edges
+                .iter()
+                .copied()
+                .chain((0..nodes).map(|v| (v, v)))
+                .collect::<Vec<_>>();
+            for &(u, v) in &coupled {
+                for a in 0..dofs {
+                    for b in 0..dofs {
+                        let (r, c) = (index(v, a), index(u, b));
+                        match symmetry {
+                            Symmetry::Lower => pairs.push((r.max(c), r.min(c))),
+                            _ => pairs.extend([(r, c), (c, r)]),
+                        }
+                    }
+                }
+            }
+            Structure::from_pairs(nodes * dofs, nodes * dofs, &pairs, symmetry)
+                .unwrap()
+                .0
+        };
+        let node_major = build(3, &|v, a| 3 * v + a, Symmetry::Lower);
+        let field_major = build(3, &|v, a| a * nodes + v, Symmetry::Full);
+        let scalar = build(1, &|v, _| v, Symmetry::Lower);
+        for (name, structure) in [("node-major", node_major), ("field-major", field_major)] {
+            assert!(worth_trying(&structure), "{name}: rejected");
+            let full = super::super::analysis::full_pattern(&structure).unwrap();
+            let c = Compressed::new(&full).expect(name);
+            assert_eq!(c.len(), nodes, "{name}");
+            assert!(c.weights().iter().all(|&w| w == 3), "{name}");
+        }
+        assert!(!worth_trying(&scalar));
+        let full = super::super::analysis::full_pattern(&scalar).unwrap();
+        assert!(Compressed::new(&full).is_none());
+    }
+
     #[test]
     fn distinct_columns_are_not_compressed() {
         // A path 0 – 1 – 2: every closed neighbourhood differs.
