@@ -6,6 +6,12 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::sparse::{Structure, Symmetry};
 
+/// Locks `m`, recovering from poisoning (the caches it guards are only inserted into, so a
+/// panic while holding it cannot leave them inconsistent).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Returns the structure's analysis of type `T`, computing (and counting) it on first use.
 ///
 /// No lock is held while analysing, so an analysis may itself use other cached analyses.

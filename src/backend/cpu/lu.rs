@@ -38,7 +38,7 @@ use faer::sparse::{SparseColMatRef, SymbolicSparseColMatRef};
 use faer::{Conj, Par};
 use nalgebra::DMatrix;
 
-use super::analysis::{full_pattern, FullPattern};
+use super::analysis::{full_pattern, lock, FullPattern};
 use super::faer_view;
 use crate::error::{first_non_finite, Error, Result};
 use crate::solve::{Factorization, Ordering};
@@ -169,15 +169,10 @@ pub(crate) fn analyze(structure: &Structure, ordering: &Ordering) -> Result<Arc<
     Ok(stored)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 fn analyze_with(structure: &Structure, ordering: &Ordering) -> Result<LuAnalysis> {
     let n = structure.nrows();
     let full = full_pattern(structure)?;
     let pattern = SymbolicSparseColMatRef::new_checked(n, n, &full.col_ptr, None, &full.row_idx);
-    let transpose = Transpose::of(n, &full.col_ptr, &full.row_idx);
     let (fwd, inv) = match ordering {
         Ordering::Auto | Ordering::Amd => {
             let symbolic = factorize_symbolic_lu(pattern, LuSymbolicParams::default())
@@ -190,11 +185,13 @@ fn analyze_with(structure: &Structure, ordering: &Ordering) -> Result<LuAnalysis
         Ordering::Natural => ((0..n).collect(), (0..n).collect()),
         Ordering::Custom(perm) => super::ordering::checked_permutation(perm, n)?,
         Ordering::NestedDissection => {
-            let (col_ptr, row_idx) = column_graph(n, &full, &transpose);
+            let (col_ptr, row_idx) = column_graph(n, &full);
             let fwd = super::ordering::metis_order(n, &col_ptr, &row_idx, None)?;
             super::ordering::checked_permutation(&fwd, n)?
         }
     };
+    // Aᵀ: its pattern for the column counts, its values for each numeric factorization.
+    let transpose = Transpose::of(n, &full.col_ptr, &full.row_idx);
     let col_perm = PermRef::new_checked(&fwd, &inv, n);
     let req = StackReq::any_of(&[
         col_etree_scratch::<usize>(n, n),
@@ -243,7 +240,8 @@ fn analyze_with(structure: &Structure, ordering: &Ordering) -> Result<LuAnalysis
 }
 
 /// The pattern of AᵀA: columns i and j are adjacent when they share a row (sorted).
-fn column_graph(n: usize, a: &FullPattern, t: &Transpose) -> (Vec<usize>, Vec<usize>) {
+fn column_graph(n: usize, a: &FullPattern) -> (Vec<usize>, Vec<usize>) {
+    let t = Transpose::of(n, &a.col_ptr, &a.row_idx);
     let mut mark = vec![usize::MAX; n];
     let mut col_ptr = Vec::with_capacity(n + 1);
     let mut row_idx = Vec::new();

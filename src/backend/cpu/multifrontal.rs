@@ -96,6 +96,30 @@ fn small_front(block: &mut [f64], width: usize, update: &mut [f64]) -> Result<()
     Ok(())
 }
 
+/// One supernode of a one-column forward substitution: `values` its columns of L (diagonal
+/// block on top, then the pattern rows), `top` its rows of the right-hand side (solved in place),
+/// `below` receives −L_B y for its pattern rows. One axpy per column of L: the solve is
+/// memory-bound, and most supernodes are too small for the dense kernels' dispatch to pay.
+fn forward_columns(values: &[f64], top: &mut [f64], below: &mut [f64]) {
+    let width = top.len();
+    for (c, column) in values.chunks_exact(width + below.len()).enumerate() {
+        let y = top[c] / column[c];
+        top[c] = y;
+        axpy(&mut top[c + 1..], -y, &column[c + 1..width]);
+        axpy(below, -y, &column[width..]);
+    }
+}
+
+/// One supernode of a one-column backward substitution: x_s = L_ssᵀ⁻¹ (y_s − L_Bᵀ x_B) in place in
+/// `top`, `below` holding x at its pattern rows; one dot product per column of L.
+fn backward_columns(values: &[f64], top: &mut [f64], below: &[f64]) {
+    let width = top.len();
+    for (c, column) in values.chunks_exact(width + below.len()).enumerate().rev() {
+        let s = dot(&column[c + 1..width], &top[c + 1..]) + dot(&column[width..], below);
+        top[c] = (top[c] - s) / column[c];
+    }
+}
+
 /// y ← y + a·x.
 fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
     for (y, &x) in y.iter_mut().zip(x) {
@@ -628,12 +652,7 @@ impl Plan {
             below_part.clear();
             below_part.resize(anchor.len(), 0.0);
             let values = &l_values[self.val_ptr[sn]..self.val_ptr[sn + 1]];
-            for (c, column) in values.chunks_exact(width + anchor.len()).enumerate() {
-                let y = work[b0 + c] / column[c];
-                work[b0 + c] = y;
-                axpy(&mut work[b0 + c + 1..b1], -y, &column[c + 1..width]);
-                axpy(&mut below_part, -y, &column[width..]);
-            }
+            forward_columns(values, &mut work[b0..b1], &mut below_part);
             for (&a, &v) in anchor.iter().zip(&below_part) {
                 work[a as usize] += v;
             }
@@ -672,11 +691,7 @@ impl Plan {
             below_part.clear();
             below_part.extend(anchor.iter().map(|&a| work[a as usize]));
             let values = &l_values[self.val_ptr[sn]..self.val_ptr[sn + 1]];
-            for (c, column) in values.chunks_exact(width + anchor.len()).enumerate().rev() {
-                let s = dot(&column[c + 1..width], &work[b0 + c + 1..b1])
-                    + dot(&column[width..], &below_part);
-                work[b0 + c] = (work[b0 + c] - s) / column[c];
-            }
+            backward_columns(values, &mut work[b0..b1], &below_part);
             b1 = b0;
         }
         Self::scatter(&work[..len], blocks);
@@ -870,16 +885,8 @@ impl Plan {
             }
         }
         if k == 1 {
-            // One column: memory-bound, so one pass over each column of L (an axpy) beats the
-            // dense kernels' dispatch on the many small supernodes.
-            let height = width + below;
             let values = &l_values[self.val_ptr[sn]..self.val_ptr[sn + 1]];
-            for (c, column) in values.chunks_exact(height).enumerate() {
-                let y = block[c] / column[c];
-                block[c] = y;
-                axpy(&mut block[c + 1..], -y, &column[c + 1..width]);
-                axpy(&mut out, -y, &column[width..]);
-            }
+            forward_columns(values, block, &mut out);
             return out;
         }
         let l = self.l_block(sn, l_values);
@@ -928,13 +935,8 @@ impl Plan {
             }
         }
         if k == 1 {
-            // One column: a dot product per column of L, each read once.
             let values = &l_values[self.val_ptr[sn]..self.val_ptr[sn + 1]];
-            for (c, column) in values.chunks_exact(height).enumerate().rev() {
-                let s =
-                    dot(&column[c + 1..width], &block[c + 1..]) + dot(&column[width..], &x_below);
-                block[c] = (block[c] - s) / column[c];
-            }
+            backward_columns(values, block, &x_below);
         } else {
             self.backward_dense(sn, l_values, k, block, &x_below);
         }

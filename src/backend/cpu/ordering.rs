@@ -12,7 +12,7 @@ use faer::sparse::linalg::cholesky::{
 };
 use faer::Side;
 
-use super::analysis::full_pattern;
+use super::analysis::{full_pattern, lock};
 use super::supervariables::Compressed;
 use crate::error::{Error, Result};
 use crate::solve::Ordering;
@@ -138,10 +138,6 @@ pub(crate) fn report(structure: &Structure) -> Result<AnalysisReport> {
     };
     let stored = lock(&cache.auto).get_or_insert(found).clone();
     Ok(stored)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn analyze(structure: &Structure, ordering: &Ordering) -> Result<SymbolicCholesky<usize>> {
