@@ -1,7 +1,9 @@
 //! MUMPS over MPI (feature `mpi`) against faer on the same ranks: value and gradient of
 //! ‖A(θ)⁻¹B‖²_F through the tape, for an SPD 3D grid (A = I + L(θ), k³ 7-point) and a
 //! non-symmetric 3D convection–diffusion system (general storage, LU, true Aᵀ adjoint), then a
-//! singular system that must fail with an error on every rank.
+//! singular system that must fail with an error on every rank. With two or more ranks, hostile
+//! input too: both triangles stored, and ranks that disagree (values, right-hand sides) or refuse
+//! their input on one rank only — each an error on every rank, never a hang.
 //!
 //! ```text
 //! cargo build --release --features mpi --example distributed
@@ -17,7 +19,7 @@ use mpi::topology::Communicator;
 use nalgebra::DMatrix;
 use sparsegrad::backend::mumps::Mumps;
 use sparsegrad::problems::graph::{grid3_edges, laplacian_assembly};
-use sparsegrad::{Assembly, Error, Factorizer, Result, Solver, Symmetry, Tape};
+use sparsegrad::{Assembly, Error, Factorizer, Result, Solver, Structure, Symmetry, Tape};
 
 /// SPD and non-symmetric grids.
 #[derive(clap::Parser)]
@@ -158,6 +160,128 @@ fn run(rank: i32, size: i32, mumps: &Mumps, args: &Args) -> Result<bool> {
             println!(
                 "rank {rank}/{size} singular system: factorization succeeded (expected an error)"
             );
+        }
+    }
+    if size > 1 {
+        ok &= hostile(rank, size, mumps)?;
+    }
+    Ok(ok)
+}
+
+/// X of A X = B (A = `values` on `s`) through the tape with `solver`.
+fn solve_with(
+    s: &std::sync::Arc<Structure>,
+    values: &[f64],
+    b: &DMatrix<f64>,
+    solver: &dyn Factorizer,
+) -> Result<DMatrix<f64>> {
+    let tape = Tape::new();
+    let a = tape.sparse_var(s, values)?;
+    let x = tape.solve(a, tape.constant(b.clone()), solver)?;
+    x.value()
+}
+
+/// Issue 27: both triangles stored (SYM = 1 takes one), and ranks that disagree or refuse their
+/// input on one rank only — each must be an error on every rank, never a hang or the host's X.
+fn hostile(rank: i32, size: i32, mumps: &Mumps) -> Result<bool> {
+    let mut ok = true;
+    let k = 6;
+    let n = k * k * k;
+    let edges = grid3_edges(k)?;
+    let asm = laplacian_assembly(n, &edges, 1.0)?;
+    let theta: Vec<f64> = (0..edges.len())
+        .map(|e| 1.0 + 0.3 * (e as f64).cos())
+        .collect();
+    let lower = asm.values(&theta)?;
+    let s = asm.structure();
+    // Both triangles: every lower entry and its mirror.
+    let cols = s.col_idx();
+    let mut pairs = Vec::new();
+    let mut vals = Vec::new();
+    for ((&i, &j), &v) in s.row_idx().iter().zip(&cols).zip(&lower) {
+        pairs.push((i, j));
+        vals.push(v);
+        if i != j {
+            pairs.push((j, i));
+            vals.push(v);
+        }
+    }
+    let (full, slots) = Structure::from_pairs(n, n, &pairs, Symmetry::Full)?;
+    let mut values = vec![0.0; full.nnz()];
+    for (slot, v) in slots.into_iter().zip(vals) {
+        values[slot] += v;
+    }
+    let b = DMatrix::from_fn(n, 2, |i, c| 1.0 + (i as f64 * 0.1 + c as f64).sin());
+    let x_mumps = solve_with(&full, &values, &b, mumps)?;
+    let x_faer = solve_with(&full, &values, &b, &Solver::cholesky())?;
+    let diff = (&x_mumps - &x_faer).amax() / x_faer.amax();
+    ok &= diff <= 1e-10;
+    println!(
+        "rank {rank}/{size} both triangles stored (Symmetry::Full, n = {n}): max relative difference vs faer: {diff:.3e}"
+    );
+
+    let mut nan_values = lower.clone();
+    if rank == 1 {
+        nan_values[3] = f64::NAN;
+    }
+    let mut nan_b = b.clone();
+    if rank == 1 {
+        nan_b[(5, 1)] = f64::NAN;
+    }
+    let cases: [(&str, Result<DMatrix<f64>>); 5] = [
+        (
+            "different values on each rank",
+            solve_with(
+                s,
+                &lower
+                    .iter()
+                    .map(|v| v * (1.0 + f64::from(rank)))
+                    .collect::<Vec<_>>(),
+                &b,
+                mumps,
+            ),
+        ),
+        (
+            "a different number of right-hand sides on each rank",
+            solve_with(
+                s,
+                &lower,
+                &b.columns(0, 1 + (rank as usize % 2)).into_owned(),
+                mumps,
+            ),
+        ),
+        // Through the Factorizer: the tape refuses a NaN value before any solver sees it.
+        (
+            "a NaN in the matrix on rank 1 only",
+            mumps.factorize(s, &nan_values).map(|_| b.clone()),
+        ),
+        (
+            "a NaN in the right-hand side on rank 1 only",
+            solve_with(s, &lower, &nan_b, mumps),
+        ),
+        (
+            "right-hand sides with different rows on each rank",
+            solve_with(
+                s,
+                &lower,
+                &DMatrix::from_element(n + rank as usize % 2, 1, 1.0),
+                mumps,
+            ),
+        ),
+    ];
+    for (what, result) in cases {
+        match result {
+            Err(e @ Error::Distributed { .. }) => {
+                println!("rank {rank}/{size} hostile input, {what}: error on rank {rank}: {e}")
+            }
+            Err(e) => {
+                ok = false;
+                println!("rank {rank}/{size} hostile input, {what}: unexpected error: {e}");
+            }
+            Ok(_) => {
+                ok = false;
+                println!("rank {rank}/{size} hostile input, {what}: solved (expected an error)");
+            }
         }
     }
     Ok(ok)

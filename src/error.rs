@@ -194,7 +194,7 @@ pub enum Error {
     /// The factorization succeeded but the matrix is too ill-conditioned for the limit set with
     /// [`Solver::with_condition_limit`](crate::Solver::with_condition_limit): about
     /// log₁₀(estimate) of the 16 digits of the solution and gradient would be lost.
-    #[error("matrix is ill-conditioned: estimated condition number κ₁ ≈ {estimate:e} (reciprocal {:e}) exceeds the limit {limit:e}; about {:.0} of 16 digits are lost", 1.0 / estimate, estimate.log10().max(0.0))]
+    #[error("matrix is ill-conditioned: estimated condition number κ₁ ≈ {estimate:e} (reciprocal {:e}) exceeds the limit {limit:e}; about {:.0} of 16 digits are lost", 1.0 / estimate, estimate.log10().clamp(0.0, 16.0))]
     IllConditioned {
         /// Estimated κ₁(A) (Hager–Higham; a lower bound usually within a factor of 3).
         estimate: f64,

@@ -58,6 +58,9 @@ fn quote(text: &str) -> String {
     out
 }
 
+/// The input limit of [`MatrixMarket::read`]: 4 GiB (about 100 million entries).
+pub const DEFAULT_MAX_INPUT_BYTES: u64 = 4 << 30;
+
 /// Characters of an offending line that error messages quote.
 const QUOTE_LIMIT: usize = 200;
 
@@ -77,12 +80,47 @@ impl MatrixMarket {
     /// malformed header, size line or entry, an index out of range, a non-finite value, an entry
     /// above the diagonal of a symmetric file, or a wrong number of entries.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        Self::read_with_limit(path, DEFAULT_MAX_INPUT_BYTES)
+    }
+
+    /// [`MatrixMarket::read`] of a file of at most `max_bytes` bytes: a larger regular file is
+    /// refused before it is read, and a stream of unknown size (a pipe, a device such as
+    /// `/dev/zero`) is read no further than the limit.
+    ///
+    /// # Errors
+    /// As [`MatrixMarket::read`]; [`Error::Io`] for a file over the limit or not UTF-8.
+    pub fn read_with_limit(path: impl AsRef<Path>, max_bytes: u64) -> Result<Self> {
+        use std::io::Read as _;
         let path = path.as_ref();
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        let io = |reason: String| Error::Io {
             file: name.clone(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let over = |size: &str| {
+            io(format!(
+                "{size} more than the input limit of {max_bytes} bytes ({:.0} MiB)",
+                max_bytes as f64 / 1048576.0
+            ))
+        };
+        let file = std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| io(e.to_string()))?;
+        let mut bytes = Vec::new();
+        if meta.is_file() {
+            if meta.len() > max_bytes {
+                return Err(over(&format!("the file has {} bytes,", meta.len())));
+            }
+            bytes
+                .try_reserve_exact(meta.len() as usize)
+                .map_err(|_| io(format!("{} bytes could not be allocated", meta.len())))?;
+        }
+        file.take(max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| io(e.to_string()))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(over("it holds"));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| io(format!("not a text file: {e}")))?;
         Self::parse(&text, &name)
     }
 
@@ -340,6 +378,16 @@ impl MatrixMarket {
 /// # Errors
 /// [`Error::Io`] if the file cannot be written.
 pub fn write_array(path: impl AsRef<Path>, m: &DMatrix<f64>) -> Result<()> {
+    let s = array_text(m);
+    let path = path.as_ref();
+    std::fs::write(path, s).map_err(|e| Error::Io {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The text [`write_array`] writes.
+pub fn array_text(m: &DMatrix<f64>) -> String {
     let mut s = String::with_capacity(24 * m.len() + 64);
     let _ = writeln!(
         s,
@@ -350,9 +398,5 @@ pub fn write_array(path: impl AsRef<Path>, m: &DMatrix<f64>) -> Result<()> {
     for v in m.iter() {
         let _ = writeln!(s, "{v:.17e}");
     }
-    let path = path.as_ref();
-    std::fs::write(path, s).map_err(|e| Error::Io {
-        file: path.display().to_string(),
-        reason: e.to_string(),
-    })
+    s
 }

@@ -23,15 +23,55 @@ pub const MAX_POOLED: usize = 16;
 /// Most bytes kept in buffers, and separately in workspaces (1 GiB each; the oldest go first).
 pub const MAX_POOLED_BYTES: usize = 1 << 30;
 
-static POOL: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
+/// A bounded list of recycled buffers. The crate uses one process-wide instance ([`POOL`]); tests
+/// make their own, so that what they assert never depends on other tests running at once.
+struct BufferPool(Mutex<Vec<Vec<f64>>>);
+
+static POOL: BufferPool = BufferPool::new();
 /// faer workspaces (numeric factorization and solve scratch), with the request each was made for.
 static SCRATCH: Mutex<Vec<(StackReq, MemBuffer)>> = Mutex::new(Vec::new());
 /// Most workspaces kept at once.
 const MAX_SCRATCH: usize = 4;
 
-fn pool() -> std::sync::MutexGuard<'static, Vec<Vec<f64>>> {
-    // A panic while holding the lock cannot leave the list inconsistent (push/remove only).
-    POOL.lock().unwrap_or_else(|e| e.into_inner())
+impl BufferPool {
+    const fn new() -> Self {
+        BufferPool(Mutex::new(Vec::new()))
+    }
+
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f64>>> {
+        // A panic while holding the lock cannot leave the list inconsistent (push/remove only).
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A pooled buffer (emptied) with capacity for `len` values, if one fits.
+    fn take(&self, len: usize) -> Option<Vec<f64>> {
+        if len < MIN_POOLED_LEN {
+            return None;
+        }
+        let mut v = take_best(
+            &mut self.list(),
+            len * std::mem::size_of::<f64>(),
+            buffer_bytes,
+            |_| true,
+        )?;
+        v.clear();
+        Some(v)
+    }
+
+    /// Keeps `v` for reuse if it is large enough.
+    fn recycle(&self, v: Vec<f64>) {
+        if v.capacity() >= MIN_POOLED_LEN {
+            keep(&mut self.list(), v, MAX_POOLED, buffer_bytes);
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.list().iter().map(buffer_bytes).sum()
+    }
+
+    fn release(&self) {
+        drop(std::mem::take(&mut *self.list()));
+    }
 }
 
 fn scratch() -> std::sync::MutexGuard<'static, Vec<(StackReq, MemBuffer)>> {
@@ -105,17 +145,7 @@ pub(crate) fn with_capacity(len: usize) -> Vec<f64> {
 
 /// A pooled buffer (emptied) with capacity for `len` values, if one fits.
 pub(crate) fn take(len: usize) -> Option<Vec<f64>> {
-    if len < MIN_POOLED_LEN {
-        return None;
-    }
-    let mut v = take_best(
-        &mut pool(),
-        len * std::mem::size_of::<f64>(),
-        buffer_bytes,
-        |_| true,
-    )?;
-    v.clear();
-    Some(v)
+    POOL.take(len)
 }
 
 /// `len` zeros.
@@ -144,9 +174,7 @@ pub(crate) fn matrix_zeros(r: usize, c: usize) -> DMatrix<f64> {
 
 /// Hands a buffer back for reuse (kept only if it is large enough).
 pub(crate) fn recycle(v: Vec<f64>) {
-    if v.capacity() >= MIN_POOLED_LEN {
-        keep(&mut pool(), v, MAX_POOLED, buffer_bytes);
-    }
+    POOL.recycle(v);
 }
 
 /// Hands a dense matrix's storage back for reuse.
@@ -157,44 +185,61 @@ pub(crate) fn recycle_matrix(m: DMatrix<f64>) {
 /// Frees every pooled buffer and workspace; returns how many bytes were released.
 pub(crate) fn release() -> usize {
     let bytes = pooled_bytes();
-    drop(std::mem::take(&mut *pool()));
+    POOL.release();
     drop(std::mem::take(&mut *scratch()));
     bytes
 }
 
 /// Bytes currently pooled (buffers and workspaces).
 pub(crate) fn pooled_bytes() -> usize {
-    let buffers: usize = pool().iter().map(buffer_bytes).sum();
-    buffers + scratch().iter().map(scratch_bytes).sum::<usize>()
+    POOL.bytes() + scratch().iter().map(scratch_bytes).sum::<usize>()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// On a private pool: other tests recycle into and take from the process-wide one at the
+    /// same time, so nothing about its contents can be asserted.
     #[test]
     fn reuses_a_fitting_buffer_and_refuses_an_oversized_one() {
-        let big = zeroed(3 * MIN_POOLED_LEN);
+        let pool = BufferPool::new();
+        let big = vec![0.5; 3 * MIN_POOLED_LEN];
         let big_ptr = big.as_ptr();
-        recycle(big);
-        assert!(pooled_bytes() >= 3 * MIN_POOLED_LEN * 8);
+        pool.recycle(big);
+        assert_eq!(pool.bytes(), 3 * MIN_POOLED_LEN * 8);
         // 3× larger than the request: not handed out.
-        let small = with_capacity(MIN_POOLED_LEN);
-        assert_ne!(small.as_ptr(), big_ptr);
-        // Within 2× of the request: reused, and zeroed again.
-        let fits = zeroed(2 * MIN_POOLED_LEN);
-        assert_eq!(fits.as_ptr(), big_ptr);
-        assert!(fits.len() == 2 * MIN_POOLED_LEN && fits.iter().all(|&x| x == 0.0));
+        assert!(pool.take(MIN_POOLED_LEN).is_none());
+        // Within 2× of the request: reused, and emptied.
+        let fits = pool.take(2 * MIN_POOLED_LEN).unwrap();
+        assert_eq!((fits.as_ptr(), fits.len()), (big_ptr, 0));
+        assert_eq!(pool.bytes(), 0);
         // Buffers below the threshold are not kept.
-        let tiny = vec![1.0; 16];
-        let before = pooled_bytes();
-        recycle(tiny);
-        assert_eq!(pooled_bytes(), before);
+        pool.recycle(vec![1.0; 16]);
+        assert_eq!(pool.bytes(), 0);
+        pool.recycle(fits);
+        pool.release();
+        assert_eq!(pool.bytes(), 0);
+    }
+
+    /// The oldest buffers go first once [`MAX_POOLED`] are kept.
+    #[test]
+    fn keeps_at_most_max_pooled_buffers() {
+        let pool = BufferPool::new();
+        for _ in 0..MAX_POOLED + 3 {
+            pool.recycle(Vec::with_capacity(MIN_POOLED_LEN));
+        }
+        assert_eq!(pool.bytes(), MAX_POOLED * MIN_POOLED_LEN * 8);
+    }
+
+    /// The crate-wide helpers hand out correct contents whatever the shared pool holds.
+    #[test]
+    fn zeroed_and_copied_buffers_have_the_right_contents() {
+        recycle(vec![7.0; 2 * MIN_POOLED_LEN]);
+        let z = zeroed(2 * MIN_POOLED_LEN);
+        assert!(z.len() == 2 * MIN_POOLED_LEN && z.iter().all(|&x| x == 0.0));
         let m = matrix_copy(&DMatrix::from_fn(MIN_POOLED_LEN, 2, |i, j| (i + j) as f64));
         assert_eq!((m[(7, 1)], m.shape()), (8.0, (MIN_POOLED_LEN, 2)));
         recycle_matrix(m);
-        recycle(fits);
-        assert!(release() >= 2 * MIN_POOLED_LEN * 8);
-        assert_eq!(pooled_bytes(), 0);
     }
 }

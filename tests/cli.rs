@@ -579,3 +579,172 @@ fn ill_conditioned_matrices_get_a_warning_with_the_estimate() {
     let (code, _, err) = run(&["grad", "--matrix", &a, "--rhs", &b, "--out", &out]);
     assert!(code == 0 && !err.contains("ill-conditioned"), "{err}");
 }
+
+/// Issue 27: the loss overflows (A = [1e-200], b = 1: x = 1e200, ‖x‖² = ∞) — it was written as
+/// `"loss": null` with exit 0. Every number written is finite, or the run fails.
+#[test]
+fn a_loss_or_gradient_that_overflows_is_an_error() {
+    assert_fails(
+        "overflow",
+        "%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 1e-200\n",
+        "%%MatrixMarket matrix array real general\n1 1\n1\n",
+        &["--loss", "half-sumsq", "--method", "lu"],
+        "beyond the floating-point range",
+    );
+    // ‖X‖² = 1e310 overflows while X = 1e155, Λ = 2X/1e10 and Ā = −ΛX = −2e300 stay finite.
+    assert_fails(
+        "overflow-loss",
+        "%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 1e10\n",
+        "%%MatrixMarket matrix array real general\n1 1\n1e165\n",
+        &[],
+        "loss overflowed",
+    );
+    // With loss = sum the loss is finite (1e200) but ∂L/∂A = −1e400 overflows.
+    assert_fails(
+        "overflow-gradient",
+        "%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 1e-200\n",
+        "%%MatrixMarket matrix array real general\n1 1\n1\n",
+        &["--loss", "sum"],
+        "gradient of A overflowed",
+    );
+}
+
+/// Issue 27: a numerically singular matrix (rank 2) solved by LU gave X ≈ 4.5e15, written with
+/// exit 0.
+#[test]
+fn a_numerically_singular_matrix_writes_no_solution() {
+    let a = "%%MatrixMarket matrix coordinate real general\n3 3 9\n1 1 1\n1 2 2\n1 3 3\n2 1 4\n2 2 5\n2 3 6\n3 1 5\n3 2 7\n3 3 9\n";
+    let b = "%%MatrixMarket matrix array real general\n3 1\n1\n1\n1\n";
+    assert_fails("rank2", a, b, &["--method", "lu"], "singular");
+    assert_fails("rank2-auto", a, b, &[], "singular");
+}
+
+/// Issue 27: `--matrix /dev/zero` read 6.5 GB; inputs are bounded by `--max-input-mib`, regular
+/// files before they are read, streams as they are read.
+#[test]
+fn inputs_larger_than_the_limit_are_refused() {
+    let d = dir("limit");
+    let b = write(&d, "B.mtx", B2);
+    let out = d.join("x.mtx").display().to_string();
+    let (code, _, err) = run(&[
+        "solve",
+        "--matrix",
+        "/dev/zero",
+        "--rhs",
+        &b,
+        "--out",
+        &out,
+        "--max-input-mib",
+        "1",
+    ]);
+    assert!(
+        code == 2 && err.contains("input limit") && err.contains("--max-input-mib"),
+        "{err}"
+    );
+    // A regular file of ~1.5 MiB against a 1 MiB limit: refused by its size.
+    let mut big = String::from(GENERAL);
+    while big.len() < 3 << 19 {
+        big.push_str("% padding comment line to make the file large\n");
+    }
+    let a = write(&d, "big.mtx", &big);
+    let (code, _, err) = run(&[
+        "solve",
+        "--matrix",
+        &a,
+        "--rhs",
+        &b,
+        "--out",
+        &out,
+        "--max-input-mib",
+        "1",
+    ]);
+    assert!(
+        code == 2 && err.contains("bytes") && err.contains("input limit"),
+        "{err}"
+    );
+    // The same file within the default limit solves.
+    let (code, _, err) = run(&["solve", "--matrix", &a, "--rhs", &b, "--out", &out]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Issue 27: `--out` naming an input (directly or through a link) replaced the input matrix
+/// with X. Refused, the input unchanged.
+#[test]
+fn the_output_may_not_be_an_input() {
+    let d = dir("out-is-input");
+    let (a, b) = (write(&d, "A.mtx", GENERAL), write(&d, "B.mtx", B2));
+    for out in [a.clone(), b.clone()] {
+        let (code, _, err) = run(&["solve", "--matrix", &a, "--rhs", &b, "--out", &out]);
+        assert!(code == 2 && err.contains("input"), "{err}");
+    }
+    #[cfg(unix)]
+    {
+        let link = d.join("link.mtx");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        let link = link.display().to_string();
+        let (code, _, err) = run(&["grad", "--matrix", &a, "--rhs", &b, "--out", &link]);
+        assert!(code == 2 && err.contains("refusing"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&a).unwrap(), GENERAL);
+    assert_eq!(std::fs::read_to_string(&b).unwrap(), B2);
+}
+
+/// Issue 27: outputs were written in place (a truncated file on a full disk) and a failed run
+/// left an older output in place. Now: renamed into place when complete, no temporary file left,
+/// and a failed run removes the stale output it could be mistaken for.
+#[test]
+fn outputs_are_replaced_whole_or_removed() {
+    let d = dir("atomic");
+    let (a, b) = (write(&d, "A.mtx", GENERAL), write(&d, "B.mtx", B2));
+    let out = d.join("X.mtx");
+    let out_s = out.display().to_string();
+    std::fs::write(&out, "stale").unwrap();
+    let (code, _, err) = run(&["solve", "--matrix", &a, "--rhs", &b, "--out", &out_s]);
+    assert_eq!(code, 0, "{err}");
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.starts_with("%%MatrixMarket matrix array real general\n4 2\n"));
+    let leftovers: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // A failed run (B with the wrong number of rows) removes the older X.
+    let bad_b = write(
+        &d,
+        "B3.mtx",
+        "%%MatrixMarket matrix array real general\n3 1\n1\n2\n3\n",
+    );
+    let (code, _, err) = run(&["solve", "--matrix", &a, "--rhs", &bad_b, "--out", &out_s]);
+    assert!(code == 2 && err.contains("removed the older"), "{err}");
+    assert!(!out.exists());
+    // Writing into a directory that does not exist fails cleanly.
+    let nowhere = d.join("no-such-dir").join("X.mtx").display().to_string();
+    let (code, _, err) = run(&["solve", "--matrix", &a, "--rhs", &b, "--out", &nowhere]);
+    assert!(code == 2 && err.contains("no-such-dir"), "{err}");
+}
+
+/// Issue 27: "about 17 of 16 digits lost": the warning is capped.
+#[test]
+fn the_digits_lost_warning_is_capped() {
+    let d = dir("digits");
+    let a = write(
+        &d,
+        "A.mtx",
+        "%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 1e-17\n2 2 1\n",
+    );
+    let b = write(
+        &d,
+        "B.mtx",
+        "%%MatrixMarket matrix array real general\n2 1\n1e-17\n1\n",
+    );
+    let out = d.join("r.json").display().to_string();
+    let (code, _, err) = run(&["grad", "--matrix", &a, "--rhs", &b, "--out", &out]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("all 16 digits") && !err.contains("17 of 16"),
+        "{err}"
+    );
+}

@@ -111,4 +111,33 @@ fn mumps_matches_faer_and_dense_and_reports_errors() {
         f.solve_in_place(&mut wrong),
         Err(Error::ShapeMismatch { .. })
     ));
+
+    // Both triangles stored (Symmetry::Full): MUMPS (SYM = 1) gets one triangle, so the
+    // off-diagonal entries count once (they counted twice: relative error 4.2 vs faer).
+    let spd = DMatrix::from_row_slice(3, 3, &[4.0, 1.0, 0.5, 1.0, 5.0, 2.0, 0.5, 2.0, 6.0]);
+    let full = Structure::new(
+        3,
+        3,
+        vec![0, 3, 6, 9],
+        vec![0, 1, 2, 0, 1, 2, 0, 1, 2],
+        Symmetry::Full,
+    )
+    .unwrap();
+    let values: Vec<f64> = spd.as_slice().to_vec(); // column-major = CSC order here
+    for solver in [
+        &mumps as &dyn Factorizer,
+        &Mumps::symmetric_indefinite(&world),
+    ] {
+        let f = solver.factorize(&full, &values).unwrap();
+        let mut x = rhs.clone();
+        f.solve_in_place(&mut x).unwrap();
+        assert!((&spd * &x - &rhs).amax() < 1e-13);
+    }
+    // Unsymmetric values on a Full structure are refused, not half-read.
+    let mut unsymmetric = values.clone();
+    unsymmetric[1] = 3.0;
+    assert!(matches!(
+        mumps.factorize(&full, &unsymmetric),
+        Err(Error::NotSymmetric { .. })
+    ));
 }

@@ -6,9 +6,17 @@
 //! Storage decision (per call, documented in the package):
 //! - `symmetric=False`: A is general — LU (Aᵀ solves for adjoints).
 //! - `symmetric=True`: A is symmetric — one triangle stored (the other implied) or both stored
-//!   (checked equal); Cholesky (or what `method` says) on the lower triangle.
-//! - `symmetric=None`: symmetric when both triangles are stored and equal, general otherwise (a
-//!   matrix with one triangle stored is then a triangular matrix, never silently mirrored).
+//!   (checked equal entry by entry, `Structure::check_symmetric_values`); Cholesky (or what
+//!   `method` says).
+//! - `symmetric=None`: symmetric when both triangles are stored and every entry equals its mirror
+//!   (the same per-entry test), general otherwise (a matrix with one triangle stored is then a
+//!   triangular matrix, never silently mirrored).
+//!
+//! Every factorization, solve and gradient goes through the library's solve node
+//! (`sparsegrad::solve::node`): the same checks as the Rust tape and the command (finite inputs,
+//! the solver's residual check, a finite solution, the condition limit when one is given), so
+//! Python never returns a non-finite or unverified solution. Allocations that follow from the
+//! input's size are fallible (`MemoryError`, never an abort).
 //!
 //! Patterns are cached (a small LRU keyed by the entry coordinates and the storage decision), so a
 //! loop over new values of one pattern reuses the pattern and its symbolic analysis.
@@ -23,6 +31,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use sparsegrad::solve::node;
 use sparsegrad::{Error, Factor, Ordering, Solver, Structure, Symmetry};
 
 pyo3::create_exception!(
@@ -57,9 +66,18 @@ fn value_error(msg: impl Into<String>) -> PyErr {
 enum Storage {
     /// Every entry stored as given (general matrix).
     General,
-    /// Symmetric, lower triangle stored; entries above the diagonal land on their mirror.
-    /// `one_triangle`: the caller gave one triangle (each off-diagonal entry stands for two).
-    Symmetric { one_triangle: bool },
+    /// Symmetric, one triangle given: stored as the lower triangle, each off-diagonal entry
+    /// standing for itself and its mirror.
+    OneTriangle,
+    /// Symmetric, both triangles given: every entry stored as given ([`Symmetry::Full`]), each
+    /// checked against its mirror.
+    BothTriangles,
+}
+
+impl Storage {
+    fn symmetric(self) -> bool {
+        self != Storage::General
+    }
 }
 
 /// A pattern: its structure (with the cached symbolic analyses) and each entry's slot.
@@ -69,14 +87,43 @@ struct Pattern {
     cols: Vec<i64>,
     storage: Storage,
     structure: Arc<Structure>,
-    /// Stored slot of every input entry; `None` for the upper entries of a full symmetric input
-    /// (their values are checked against the mirror, not added).
-    slot: Vec<Option<usize>>,
+    /// Stored slot of every input entry.
+    slot: Vec<usize>,
 }
 
 /// The last patterns seen (most recent last).
 static PATTERNS: Mutex<Vec<(u64, Arc<Pattern>)>> = Mutex::new(Vec::new());
 const PATTERN_CACHE: usize = 16;
+
+/// Bytes per input entry that building a pattern needs at most (pairs, slots, the structure's
+/// counting sort and arrays, the cached coordinates).
+const BYTES_PER_ENTRY: usize = 160;
+
+fn out_of_memory(what: impl Into<String>, bytes: usize) -> Error {
+    Error::OutOfMemory {
+        what: what.into(),
+        reason: format!(
+            "{:.1} GiB could not be allocated",
+            bytes as f64 / 1073741824.0
+        ),
+    }
+}
+
+/// Checks that `bytes` can be allocated (reserved, not touched, then freed) so that what follows
+/// cannot abort the interpreter: `MemoryError` instead.
+fn probe(bytes: usize, what: &str) -> Result<(), Error> {
+    let mut v: Vec<u8> = Vec::new();
+    v.try_reserve_exact(bytes)
+        .map_err(|_| out_of_memory(what, bytes))
+}
+
+/// An empty vector with room for `len` items, or `Error::OutOfMemory`.
+fn try_vec<T>(len: usize, what: &str) -> Result<Vec<T>, Error> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| out_of_memory(what, len.saturating_mul(std::mem::size_of::<T>())))?;
+    Ok(v)
+}
 
 /// A fast non-cryptographic hash of the coordinates (a hit is confirmed by comparing them).
 fn pattern_key(n: usize, rows: &[i64], cols: &[i64], storage: Storage) -> u64 {
@@ -106,63 +153,35 @@ fn pattern(n: usize, rows: &[i64], cols: &[i64], storage: Storage) -> Result<Arc
             return Ok(found);
         }
     }
-    let mut pairs = Vec::with_capacity(rows.len());
-    let mut which = Vec::with_capacity(rows.len());
-    for (e, (&r, &c)) in rows.iter().zip(cols).enumerate() {
+    probe(
+        rows.len().saturating_mul(BYTES_PER_ENTRY),
+        "the pattern of the sparse matrix",
+    )?;
+    let mut pairs = try_vec(rows.len(), "the entries' coordinates")?;
+    for (&r, &c) in rows.iter().zip(cols) {
         let (r, c) = (r as usize, c as usize);
-        match storage {
-            Storage::General => {
-                pairs.push((r, c));
-                which.push(e);
-            }
-            Storage::Symmetric { one_triangle } => {
-                if r >= c {
-                    pairs.push((r, c));
-                    which.push(e);
-                } else if one_triangle {
-                    pairs.push((c, r));
-                    which.push(e);
-                }
-            }
-        }
+        pairs.push(match storage {
+            Storage::OneTriangle if r < c => (c, r),
+            _ => (r, c),
+        });
     }
     let symmetry = match storage {
         Storage::General => Symmetry::General,
-        Storage::Symmetric { .. } => Symmetry::Lower,
+        Storage::OneTriangle => Symmetry::Lower,
+        Storage::BothTriangles => Symmetry::Full,
     };
-    let (structure, slots) = Structure::from_pairs(n, n, &pairs, symmetry)?;
-    let mut slot = vec![None; rows.len()];
-    for (&e, s) in which.iter().zip(slots) {
-        slot[e] = Some(s);
-    }
-    if let Storage::Symmetric {
-        one_triangle: false,
-    } = storage
-    {
-        // Upper entries of a full symmetric input: the slot of their mirror (which must exist).
-        let lookup = |i: usize, j: usize| {
-            let (cp, ri) = (structure.col_ptr(), structure.row_idx());
-            ri[cp[j]..cp[j + 1]]
-                .binary_search(&i)
-                .ok()
-                .map(|k| cp[j] + k)
-        };
-        for (e, (&r, &c)) in rows.iter().zip(cols).enumerate() {
-            if r < c {
-                let mirror = lookup(c as usize, r as usize).ok_or_else(|| Error::InvalidArgument {
-                    what: "symmetric matrix",
-                    reason: format!(
-                        "entry {e} at ({r}, {c}) has no mirror at ({c}, {r}): the pattern is not symmetric"
-                    ),
-                })?;
-                slot[e] = Some(mirror);
-            }
-        }
-    }
+    let (structure, slot) = Structure::from_pairs(n, n, &pairs, symmetry)?;
+    drop(pairs);
+    let (mut r, mut c) = (
+        try_vec(rows.len(), "the pattern cache")?,
+        try_vec(cols.len(), "the pattern cache")?,
+    );
+    r.extend_from_slice(rows);
+    c.extend_from_slice(cols);
     let found = Arc::new(Pattern {
         n,
-        rows: rows.to_vec(),
-        cols: cols.to_vec(),
+        rows: r,
+        cols: c,
         storage,
         structure,
         slot,
@@ -175,18 +194,12 @@ fn pattern(n: usize, rows: &[i64], cols: &[i64], storage: Storage) -> Result<Arc
     Ok(found)
 }
 
-/// Stored values for `pattern` from the caller's values; for a full symmetric input, checks each
-/// upper entry against its mirror's sum (to 1e-12 of the largest |A_ij|).
+/// Stored values for `pattern` from the caller's values (duplicates summed), finite; for both
+/// triangles, every entry checked against its mirror (the library's per-entry test).
 fn stored_values(p: &Pattern, data: &[f64]) -> Result<Vec<f64>, Error> {
-    let mut values = vec![0.0; p.structure.nnz()];
-    let mut upper = match p.storage {
-        Storage::Symmetric {
-            one_triangle: false,
-        } => Some(vec![0.0; values.len()]),
-        _ => None,
-    };
-    for (e, (&v, s)) in data.iter().zip(&p.slot).enumerate() {
-        let Some(s) = *s else { continue };
+    let mut values = try_vec(p.structure.nnz(), "the matrix values")?;
+    values.resize(p.structure.nnz(), 0.0);
+    for (e, (&v, &s)) in data.iter().zip(&p.slot).enumerate() {
         if !v.is_finite() {
             return Err(Error::NonFinite {
                 context: "sparse matrix value",
@@ -195,37 +208,17 @@ fn stored_values(p: &Pattern, data: &[f64]) -> Result<Vec<f64>, Error> {
                 value: v,
             });
         }
-        match &mut upper {
-            Some(u) if p.rows[e] < p.cols[e] => u[s] += v,
-            _ => values[s] += v,
-        }
+        values[s] += v;
     }
-    if let Some(u) = upper {
-        let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let (cp, ri) = (p.structure.col_ptr(), p.structure.row_idx());
-        for j in 0..p.n {
-            for k in cp[j]..cp[j + 1] {
-                let i = ri[k];
-                if i != j && (values[k] - u[k]).abs() > 1e-12 * scale {
-                    return Err(Error::NotSymmetric {
-                        row: i,
-                        col: j,
-                        value: values[k],
-                        mirror: u[k],
-                    });
-                }
-            }
-        }
-    }
+    p.structure.check_symmetric_values(&values)?;
     Ok(values)
 }
 
-fn solver_for(method: &str, storage: Storage) -> PyResult<Solver> {
-    let symmetric = storage != Storage::General;
+fn solver_for(method: &str, storage: Storage, condition_limit: Option<f64>) -> PyResult<Solver> {
     let solver = match method {
         "auto" => Solver::auto(),
-        "cholesky" if symmetric => Solver::cholesky(),
-        "ldlt" if symmetric => Solver::ldlt(),
+        "cholesky" if storage.symmetric() => Solver::cholesky(),
+        "ldlt" if storage.symmetric() => Solver::ldlt(),
         "cholesky" | "ldlt" => {
             return Err(value_error(format!(
                 "method '{method}' needs a symmetric matrix; this one is general (pass symmetric=True if it is symmetric, or use method='lu')"
@@ -237,35 +230,47 @@ fn solver_for(method: &str, storage: Storage) -> PyResult<Solver> {
                 "unknown method '{other}' (auto | cholesky | ldlt | lu)"
             )))
         }
-    };
-    Ok(solver.with_ordering(Ordering::Auto))
+    }
+    .with_ordering(Ordering::Auto);
+    Ok(match condition_limit {
+        Some(limit) => solver.with_condition_limit(limit),
+        None => solver,
+    })
 }
 
-/// A kept factorization of A with the caller's entry layout.
+/// A kept factorization of A with the caller's entry layout, and what is needed to check every
+/// solve made with it (the solver and A's values).
 #[pyclass(name = "Factorization", module = "sparsegrad._core", frozen)]
 struct PyFactorization {
     factor: Arc<Factor>,
     pattern: Arc<Pattern>,
+    solver: Solver,
+    values: Vec<f64>,
     method: String,
 }
 
-fn dense_from(b: &PyReadonlyArray2<'_, f64>, n: usize, what: &str) -> PyResult<DMatrix<f64>> {
-    let view = b.as_array();
-    if view.nrows() != n {
+/// `b` as an n × k matrix (rows checked here for a clear message; finiteness is the solve node's
+/// check).
+fn rhs_from(b: &PyReadonlyArray2<'_, f64>, n: usize) -> PyResult<DMatrix<f64>> {
+    let rows = b.as_array().nrows();
+    if rows != n {
         return Err(value_error(format!(
-            "{what} has {} rows, the matrix is {n} × {n}",
-            view.nrows()
+            "B has {rows} rows, the matrix is {n} × {n}"
         )));
     }
-    let m = DMatrix::from_fn(n, view.ncols(), |i, j| view[[i, j]]);
-    if let Some(bad) = m.iter().position(|v| !v.is_finite()) {
-        return Err(value_error(format!(
-            "{what} has a non-finite value at row {}, column {}",
-            bad % n.max(1),
-            bad / n.max(1)
-        )));
+    dense_from(b).map_err(to_py)
+}
+
+/// An n × k matrix from a 2-D array (any strides), fallibly allocated.
+fn dense_from(a: &PyReadonlyArray2<'_, f64>) -> Result<DMatrix<f64>, Error> {
+    let view = a.as_array();
+    let (r, c) = view.dim();
+    let len = r.saturating_mul(c);
+    let mut data = try_vec(len, "a dense array")?;
+    for j in 0..c {
+        data.extend(view.column(j).iter().copied());
     }
-    Ok(m)
+    Ok(DMatrix::from_vec(r, c, data))
 }
 
 fn to_numpy<'py>(py: Python<'py>, m: DMatrix<f64>) -> Bound<'py, PyArray2<f64>> {
@@ -277,34 +282,46 @@ fn to_numpy<'py>(py: Python<'py>, m: DMatrix<f64>) -> Bound<'py, PyArray2<f64>> 
 
 #[pymethods]
 impl PyFactorization {
-    /// X = A⁻¹ B for a 2-D B (n × k).
+    /// X = A⁻¹ B for a 2-D B (n × k), checked as the Rust tape checks it: B finite, the solver's
+    /// residual check, X finite.
     fn solve<'py>(
         &self,
         py: Python<'py>,
         b: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let mut x = dense_from(&b, self.pattern.n, "B")?;
-        let factor = self.factor.clone();
-        py.detach(|| factor.solve_in_place(&mut x)).map_err(to_py)?;
+        let b = rhs_from(&b, self.pattern.n)?;
+        let x = py
+            .detach(|| {
+                node::solve(
+                    &self.solver,
+                    self.factor.as_ref(),
+                    &self.pattern.structure,
+                    &self.values,
+                    &b,
+                )
+            })
+            .map_err(to_py)?;
         Ok(to_numpy(py, x))
     }
 
-    /// Y = A⁻ᵀ B for a 2-D B (n × k): the adjoint solve, on the same factorization.
+    /// Y = A⁻ᵀ B for a 2-D B (n × k): the adjoint solve, on the same factorization (B finite, Y
+    /// finite).
     fn solve_transpose<'py>(
         &self,
         py: Python<'py>,
         b: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let mut y = dense_from(&b, self.pattern.n, "B")?;
-        let factor = self.factor.clone();
-        py.detach(|| factor.solve_transpose_in_place(&mut y))
+        let b = rhs_from(&b, self.pattern.n)?;
+        let y = py
+            .detach(|| node::solve_transpose(self.factor.as_ref(), &self.pattern.structure, &b))
             .map_err(to_py)?;
         Ok(to_numpy(py, y))
     }
 
     /// ∂L/∂A at the caller's entries, in their order, given the adjoint Λ = A⁻ᵀ ∂L/∂X and the
-    /// solution X (both n × k): −Σ_c Λ[r, c]·X[col, c], plus the mirrored term for an
-    /// off-diagonal entry of a one-triangle symmetric input (it stands for both entries).
+    /// solution X (both n × k, finite): the solve node's gradient at the stored entries
+    /// (−Σ_c Λ[i, c]·X[j, c], plus the mirrored term for one-triangle storage), read at each
+    /// entry's slot (duplicates each get the gradient of their sum).
     fn grad_values<'py>(
         &self,
         py: Python<'py>,
@@ -312,7 +329,10 @@ impl PyFactorization {
         x: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let n = self.pattern.n;
-        let (lam, x) = (adjoint.as_array(), x.as_array());
+        let (lam, x) = (
+            dense_from(&adjoint).map_err(to_py)?,
+            dense_from(&x).map_err(to_py)?,
+        );
         if lam.nrows() != n || x.nrows() != n || lam.ncols() != x.ncols() {
             return Err(value_error(format!(
                 "adjoint is {:?} and X is {:?}; both must be {n} × k",
@@ -320,25 +340,27 @@ impl PyFactorization {
                 x.shape()
             )));
         }
+        for (what, m) in [("adjoint", &lam), ("X", &x)] {
+            if let Some(k) = m.iter().position(|v| !v.is_finite()) {
+                return Err(value_error(format!(
+                    "{what} has the non-finite value {} at row {}, column {}",
+                    m[k],
+                    k % n.max(1),
+                    k / n.max(1)
+                )));
+            }
+        }
         let p = &self.pattern;
-        let both = p.storage == Storage::Symmetric { one_triangle: true };
-        let k = x.ncols();
-        let grads: Vec<f64> = p
-            .rows
-            .iter()
-            .zip(&p.cols)
-            .map(|(&r, &c)| {
-                let (r, c) = (r as usize, c as usize);
-                let mut g = 0.0;
-                for j in 0..k {
-                    g -= lam[[r, j]] * x[[c, j]];
-                    if both && r != c {
-                        g -= lam[[c, j]] * x[[r, j]];
-                    }
-                }
-                g
+        let grads = py
+            .detach(|| -> Result<Vec<f64>, Error> {
+                let mut stored = try_vec(p.structure.nnz(), "the gradient")?;
+                stored.resize(p.structure.nnz(), 0.0);
+                node::accumulate_outer(&p.structure, &lam, &x, -1.0, &mut stored)?;
+                let mut grads = try_vec(p.slot.len(), "the gradient")?;
+                grads.extend(p.slot.iter().map(|&s| stored[s]));
+                Ok(grads)
             })
-            .collect();
+            .map_err(to_py)?;
         Ok(Array1::from_vec(grads).into_pyarray(py))
     }
 
@@ -352,13 +374,12 @@ impl PyFactorization {
             "storage",
             match self.pattern.storage {
                 Storage::General => "general",
-                Storage::Symmetric { one_triangle: true } => "symmetric (one triangle)",
-                Storage::Symmetric {
-                    one_triangle: false,
-                } => "symmetric (both triangles)",
+                Storage::OneTriangle => "symmetric (one triangle)",
+                Storage::BothTriangles => "symmetric (both triangles)",
             },
         )?;
         d.set_item("fallback_reason", self.factor.fallback_reason())?;
+        d.set_item("condition_limit", self.solver.condition_limit())?;
         Ok(d)
     }
 
@@ -369,9 +390,67 @@ impl PyFactorization {
     }
 }
 
-/// Factorizes the n × n matrix with entries (rows[e], cols[e], data[e]) (duplicates summed).
+/// The storage of the caller's entries: what `symmetric` says, or (None) symmetric when both
+/// triangles are stored and every entry equals its mirror.
+fn decide(
+    n: usize,
+    rows: &[i64],
+    cols: &[i64],
+    data: &[f64],
+    symmetric: Option<bool>,
+) -> Result<(Arc<Pattern>, Vec<f64>), Error> {
+    let (mut lower, mut upper) = (false, false);
+    for (&r, &c) in rows.iter().zip(cols) {
+        lower |= r > c;
+        upper |= r < c;
+    }
+    let one_triangle = !(lower && upper);
+    let build = |storage| -> Result<(Arc<Pattern>, Vec<f64>), Error> {
+        let p = pattern(n, rows, cols, storage)?;
+        let v = stored_values(&p, data)?;
+        Ok((p, v))
+    };
+    let storage = match symmetric {
+        Some(false) => Storage::General,
+        Some(true) if one_triangle => Storage::OneTriangle,
+        Some(true) => Storage::BothTriangles,
+        None if !lower && !upper => Storage::OneTriangle,
+        None if one_triangle => Storage::General,
+        None => {
+            let key = pattern_key(n, rows, cols, Storage::BothTriangles);
+            let known_asymmetric = ASYMMETRIC
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key);
+            if known_asymmetric {
+                Storage::General
+            } else {
+                match build(Storage::BothTriangles) {
+                    Ok(found) => return Ok(found),
+                    // Values that differ from their mirror: a general matrix.
+                    Err(Error::NotSymmetric { .. }) => Storage::General,
+                    // A pattern without its mirror: remembered, a general matrix.
+                    Err(Error::InvalidPattern { .. }) => {
+                        let mut bad = ASYMMETRIC.lock().unwrap_or_else(|p| p.into_inner());
+                        bad.push(key);
+                        if bad.len() > PATTERN_CACHE {
+                            bad.remove(0);
+                        }
+                        Storage::General
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    };
+    build(storage)
+}
+
+/// Factorizes the n × n matrix with entries (rows[e], cols[e], data[e]) (duplicates summed),
+/// through the solve node (`node::factor`: the solver's checks, the condition limit if given).
 #[pyfunction]
-#[pyo3(signature = (n, rows, cols, data, method = "auto", symmetric = None))]
+#[pyo3(signature = (n, rows, cols, data, method = "auto", symmetric = None, condition_limit = None))]
+#[allow(clippy::too_many_arguments)]
 fn factorize(
     py: Python<'_>,
     n: usize,
@@ -380,11 +459,17 @@ fn factorize(
     data: PyReadonlyArray1<'_, f64>,
     method: &str,
     symmetric: Option<bool>,
+    condition_limit: Option<f64>,
 ) -> PyResult<PyFactorization> {
     let (rows, cols, data) = (rows.as_slice()?, cols.as_slice()?, data.as_slice()?);
     if !matches!(method, "auto" | "cholesky" | "ldlt" | "lu") {
         return Err(value_error(format!(
             "unknown method '{method}' (auto | cholesky | ldlt | lu)"
+        )));
+    }
+    if let Some(limit) = condition_limit.filter(|l| !(l.is_finite() && *l >= 1.0)) {
+        return Err(value_error(format!(
+            "condition_limit must be a finite number ≥ 1 (a condition number), got {limit}"
         )));
     }
     if rows.len() != cols.len() || rows.len() != data.len() {
@@ -403,74 +488,18 @@ fn factorize(
             rows[e], cols[e]
         )));
     }
-    let (mut lower, mut upper) = (false, false);
-    for (&r, &c) in rows.iter().zip(cols) {
-        lower |= r > c;
-        upper |= r < c;
-    }
-    let one_triangle = !(lower && upper);
-    let both = Storage::Symmetric {
-        one_triangle: false,
-    };
-    let decided = py.detach(|| -> Result<_, Error> {
-        // symmetric=None: both triangles stored → the symmetric reading when the pattern is
-        // symmetric and the values equal (to 1e-12), else general; a diagonal matrix is
-        // symmetric; one triangle stored is a triangular matrix.
-        let mut tried = None;
-        let storage = match symmetric {
-            Some(false) => Storage::General,
-            Some(true) => Storage::Symmetric { one_triangle },
-            None if !lower && !upper => Storage::Symmetric { one_triangle: true },
-            None if one_triangle => Storage::General,
-            None => {
-                let key = pattern_key(n, rows, cols, both);
-                let known_asymmetric = ASYMMETRIC
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains(&key);
-                if known_asymmetric {
-                    Storage::General
-                } else {
-                    match pattern(n, rows, cols, both) {
-                        Ok(p) => match stored_values(&p, data) {
-                            Ok(v) => {
-                                tried = Some((p, v));
-                                both
-                            }
-                            Err(Error::NotSymmetric { .. }) => Storage::General,
-                            Err(e) => return Err(e),
-                        },
-                        Err(Error::InvalidArgument { .. }) => {
-                            let mut bad = ASYMMETRIC.lock().unwrap_or_else(|p| p.into_inner());
-                            bad.push(key);
-                            if bad.len() > PATTERN_CACHE {
-                                bad.remove(0);
-                            }
-                            Storage::General
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        };
-        let (p, values) = match tried {
-            Some(found) => found,
-            None => {
-                let p = pattern(n, rows, cols, storage)?;
-                let v = stored_values(&p, data)?;
-                (p, v)
-            }
-        };
-        Ok((storage, p, values))
-    });
-    let (storage, pattern, values) = decided.map_err(to_py)?;
-    let solver = solver_for(method, storage)?;
+    let (pattern, values) = py
+        .detach(|| decide(n, rows, cols, data, symmetric))
+        .map_err(to_py)?;
+    let solver = solver_for(method, pattern.storage, condition_limit)?;
     let factor = py
-        .detach(|| solver.factorize(&pattern.structure, &values))
+        .detach(|| node::factor(&solver, &pattern.structure, &values))
         .map_err(to_py)?;
     Ok(PyFactorization {
         factor,
         pattern,
+        solver,
+        values,
         method: method.to_string(),
     })
 }
@@ -480,6 +509,14 @@ fn factorize(
 #[pyfunction]
 fn clear_patterns() {
     PATTERNS.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    ASYMMETRIC.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
+
+/// Frees the cached patterns and the library's pooled buffers; returns the pooled bytes freed.
+#[pyfunction]
+fn release_memory() -> usize {
+    clear_patterns();
+    sparsegrad::release_pooled_memory()
 }
 
 /// Number of patterns in the cache (for tests and diagnostics).
@@ -504,10 +541,7 @@ fn analyses_of(
         .iter()
         .rev()
         .find(|(_, p)| {
-            p.n == n
-                && (p.storage != Storage::General) == symmetric
-                && p.rows == rows
-                && p.cols == cols
+            p.n == n && p.storage.symmetric() == symmetric && p.rows == rows && p.cols == cols
         })
         .map(|(_, p)| {
             (
@@ -522,6 +556,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(factorize, m)?)?;
     m.add_function(wrap_pyfunction!(cached_patterns, m)?)?;
     m.add_function(wrap_pyfunction!(clear_patterns, m)?)?;
+    m.add_function(wrap_pyfunction!(release_memory, m)?)?;
     m.add_function(wrap_pyfunction!(analyses_of, m)?)?;
     m.add_class::<PyFactorization>()?;
     m.add("SolveError", m.py().get_type::<SolveError>())?;

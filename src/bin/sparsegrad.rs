@@ -9,14 +9,15 @@
 //! The forward and adjoint passes are the library's solve node ([`sparsegrad::solve::node`]);
 //! `--method auto` is [`Solver::auto`].
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nalgebra::DMatrix;
 use serde_json::json;
-use sparsegrad::matrix_market::{write_array, Layout, MatrixMarket};
+use sparsegrad::matrix_market::{array_text, Layout, MatrixMarket};
 use sparsegrad::solve::{condition_estimate, node};
 use sparsegrad::{Assembly, Error, Implementation, Solver, Symmetry};
 
@@ -26,7 +27,8 @@ const CONDITION_WARNING: f64 = 1e12;
 /// Solve A X = B and differentiate it, from Matrix Market files.
 ///
 /// Errors print one line naming the file, line and problem, and exit with status 2; nothing is
-/// written then.
+/// written then (an older output file of the same name is removed). Every number written is
+/// finite and comes from a checked solve.
 #[derive(Parser)]
 #[command(name = "sparsegrad", version)]
 struct Cli {
@@ -65,9 +67,15 @@ struct Common {
     /// fast (faer) or reference (nalgebra-sparse, Cholesky only).
     #[arg(long, value_enum, default_value_t = BackendArg::Fast)]
     backend: BackendArg,
-    /// Output file.
+    /// Output file: written to a temporary file beside it and renamed into place on success; on
+    /// failure an older file of this name is removed (a stale result is never left behind). It
+    /// must not be one of the inputs.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Largest input file read, in MiB: a larger file, or a stream (pipe, device) that goes on
+    /// past it, is refused.
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    max_input_mib: u64,
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
@@ -109,10 +117,20 @@ enum LossArg {
 /// entry and row if that is more: memory follows what the file holds, not what it declares.
 const DENSE_EXPANSION_FLOOR: usize = 1 << 24;
 
+/// Reads a Matrix Market file of at most `max_mib` MiB.
+fn read_file(path: &Path, max_mib: u64) -> Result<MatrixMarket, String> {
+    MatrixMarket::read_with_limit(path, max_mib.saturating_mul(1 << 20)).map_err(|e| match e {
+        Error::Io { ref reason, .. } if reason.contains("input limit") => {
+            format!("{e} (raise it with --max-input-mib)")
+        }
+        e => e.to_string(),
+    })
+}
+
 /// Reads an n × k dense block (array or coordinate file), finite.
-fn read_block(path: &PathBuf, n: usize, what: &str) -> Result<DMatrix<f64>, String> {
+fn read_block(path: &Path, n: usize, what: &str, max_mib: u64) -> Result<DMatrix<f64>, String> {
     let name = path.display();
-    let m = MatrixMarket::read(path).map_err(|e| e.to_string())?;
+    let m = read_file(path, max_mib)?;
     if m.nrows != n {
         return Err(format!("{name}: {what} has {} rows but A has {n}", m.nrows));
     }
@@ -171,11 +189,77 @@ fn columns(m: &DMatrix<f64>) -> Vec<&[f64]> {
     m.as_slice().chunks(m.nrows().max(1)).collect()
 }
 
+/// The same file as `b` (also through links), when both exist.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return (x.dev(), x.ino()) == (y.dev(), y.ino());
+        }
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory, renamed into place
+/// once it is complete and synced: a full disk or a crash never leaves a truncated output.
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let name = path.display();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| format!("{name}: not a file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{name}: {e}")
+    })
+}
+
 fn run(command: Command) -> Result<(), String> {
     let (args, grad) = match command {
         Command::Grad(g) => (g.common, Some((g.loss, g.upstream))),
         Command::Solve(c) => (c, None),
     };
+    let mut inputs = vec![&args.matrix, &args.rhs];
+    inputs.extend(grad.as_ref().and_then(|g| g.1.as_ref()));
+    if let Some(input) = inputs.iter().find(|i| same_file(&args.out, i)) {
+        return Err(format!(
+            "--out {} is the input file {}: refusing to overwrite an input (choose another output)",
+            args.out.display(),
+            input.display()
+        ));
+    }
+    let result = compute(&args, grad);
+    if result.is_err() && std::fs::symlink_metadata(&args.out).is_ok_and(|m| m.is_file()) {
+        // A stale result from an earlier run must not pass for this one's.
+        if std::fs::remove_file(&args.out).is_ok() {
+            eprintln!(
+                "note: removed the older {} (this run failed)",
+                args.out.display()
+            );
+        }
+    }
+    result
+}
+
+fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<(), String> {
     let total = Instant::now();
     let progress = Progress {
         quiet: args.quiet,
@@ -186,7 +270,7 @@ fn run(command: Command) -> Result<(), String> {
 
     progress.step(&format!("reading {a_name}"));
     let t = Instant::now();
-    let a = MatrixMarket::read(&args.matrix).map_err(|e| e.to_string())?;
+    let a = read_file(&args.matrix, args.max_input_mib)?;
     if a.layout != Layout::Coordinate {
         return Err(format!(
             "{a_name}: A must be a coordinate file, found an array file"
@@ -200,10 +284,10 @@ fn run(command: Command) -> Result<(), String> {
     }
     let n = a.nrows;
     progress.step(&format!("reading {}", args.rhs.display()));
-    let b = read_block(&args.rhs, n, "the right-hand side")?;
+    let b = read_block(&args.rhs, n, "the right-hand side", args.max_input_mib)?;
     let upstream = match grad.as_ref().and_then(|g| g.1.as_ref()) {
         Some(path) => {
-            let g = read_block(path, n, "the upstream gradient")?;
+            let g = read_block(path, n, "the upstream gradient", args.max_input_mib)?;
             if g.ncols() != b.ncols() {
                 return Err(format!(
                     "{}: upstream gradient has {} columns but B has {}",
@@ -274,15 +358,20 @@ fn run(command: Command) -> Result<(), String> {
         };
     let kappa = condition_estimate(structure, &values, factor.as_ref()).map_err(err_a)?;
     if kappa > CONDITION_WARNING || kappa.is_nan() {
+        let lost = kappa.log10();
+        let digits = if lost >= 15.5 || kappa.is_nan() {
+            "all 16 digits of X and of the gradients may be wrong".to_string()
+        } else {
+            format!("about {lost:.0} of 16 digits of X and of the gradients are lost")
+        };
         eprintln!(
-            "warning: {a_name}: matrix is ill-conditioned: estimated condition number {kappa:e} (reciprocal {:e}); about {:.0} of 16 digits of X and of the gradients are lost",
-            1.0 / kappa,
-            kappa.log10()
+            "warning: {a_name}: matrix is ill-conditioned: estimated condition number {kappa:e} (reciprocal {:e}); {digits}",
+            1.0 / kappa
         );
     }
 
     let Some((loss_kind, _)) = grad else {
-        write_array(&args.out, &x).map_err(|e| e.to_string())?;
+        write_atomically(&args.out, &array_text(&x))?;
         progress.step(&format!("wrote {}", args.out.display()));
         return Ok(());
     };
@@ -301,6 +390,23 @@ fn run(command: Command) -> Result<(), String> {
     asm.adjoint_into(&grad_stored.unwrap_or_default(), &mut grad_entries)
         .map_err(err_a)?;
     let t_adjoint = ms(t);
+    // Every number written is finite: a loss or gradient that overflowed is an error, not null.
+    if let Some(l) = loss.filter(|l| !l.is_finite()) {
+        return Err(format!(
+            "{a_name}: the loss overflowed ({l}): X is finite but too large for the loss in floating point"
+        ));
+    }
+    for (what, data) in [
+        ("the gradient of B", lambda.as_slice()),
+        ("the gradient of A", grad_entries.as_slice()),
+    ] {
+        if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "{a_name}: {what} overflowed: entry {k} is {}",
+                data[k]
+            ));
+        }
+    }
 
     let result = json!({
         "n": n,
@@ -323,7 +429,7 @@ fn run(command: Command) -> Result<(), String> {
     });
     let text =
         serde_json::to_string(&result).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    std::fs::write(&args.out, text + "\n").map_err(|e| format!("{}: {e}", args.out.display()))?;
+    write_atomically(&args.out, &(text + "\n"))?;
     progress.step(&format!("wrote {}", args.out.display()));
     Ok(())
 }

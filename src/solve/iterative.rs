@@ -146,6 +146,51 @@ impl Iterative {
             max_iterations,
         )
     }
+    /// Checks the settings: relative tolerance in [0, 1) (at 1 or above, x = 0 already
+    /// "converges"), absolute tolerance finite and ≥ 0, at least one iteration, a GMRES restart
+    /// length of at least 1. Every solve runs this first (the fields are public, so a value built
+    /// by hand is checked too); call it to check settings early.
+    ///
+    /// ```
+    /// use sparsegrad::{Error, Iterative};
+    /// assert!(Iterative::cg(1e-10, 100).validate().is_ok());
+    /// assert!(matches!(Iterative::bicgstab(f64::INFINITY, 10).validate(), Err(Error::InvalidArgument { .. })));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) naming the setting.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |what: &'static str, reason: String| {
+            Err(crate::Error::InvalidArgument { what, reason })
+        };
+        let rtol = self.relative_tolerance;
+        if !(rtol.is_finite() && (0.0..1.0).contains(&rtol)) {
+            return bad(
+                "Krylov relative tolerance",
+                format!("{rtol} is not in [0, 1): at 1 or above the zero vector already passes, and NaN or a negative value can never be met"),
+            );
+        }
+        let atol = self.absolute_tolerance;
+        if !(atol.is_finite() && atol >= 0.0) {
+            return bad(
+                "Krylov absolute tolerance",
+                format!("{atol} is not a finite value ≥ 0"),
+            );
+        }
+        if self.max_iterations == 0 {
+            return bad(
+                "Krylov iteration limit",
+                "0 iterations: no solve could run".into(),
+            );
+        }
+        if let Krylov::Gmres { restart: 0 } = self.method {
+            return bad(
+                "GMRES restart length",
+                "0: each cycle needs at least one Krylov vector".into(),
+            );
+        }
+        Ok(())
+    }
     /// The same solver with another preconditioner.
     pub fn with_preconditioner(self, preconditioner: Preconditioner) -> Self {
         Iterative {

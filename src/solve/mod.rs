@@ -26,6 +26,7 @@ use nalgebra::DMatrix;
 use crate::error::{Error, Result};
 
 use crate::sparse::{mul_dense, Structure, Symmetry};
+pub(crate) use condition::check_not_singular;
 pub use condition::{condition_estimate, norm1};
 pub use device::{Device, Precision};
 pub use iterative::{Convergence, Iterative, Krylov, Preconditioner, SolveInfo};
@@ -175,6 +176,18 @@ pub trait Factorizer: Send + Sync {
     ) -> Result<()> {
         let _ = (structure, values, factor);
         Ok(())
+    }
+
+    /// Combines this process's verdict on an input check with the verdicts of the other processes
+    /// that take part in this solver's collective factorizations and solves (the MPI backend), so
+    /// that every process returns an error when any one does and none waits forever inside a
+    /// collective call. The solve node passes its input checks through it before factoring.
+    /// Default (one process): the local verdict.
+    ///
+    /// # Errors
+    /// The local error, or an error saying which other process refused its input.
+    fn agree(&self, local: Result<()>) -> Result<()> {
+        local
     }
 
     /// Accepts or rejects a forward solution X of A X = B (default: accept).
@@ -426,16 +439,7 @@ impl Solver {
         let Some(tol) = self.residual_tolerance else {
             return Ok(());
         };
-        if let Some(k) = x.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Singular {
-                column: None,
-                reason: format!(
-                    "the solve produced a non-finite value at (row {}, column {}) — the factorization has a zero pivot",
-                    k % x.nrows().max(1),
-                    k / x.nrows().max(1)
-                ),
-            });
-        }
+        check_solution_finite(x)?;
         let r = mul_dense(structure, values, x) - b;
         let a_norm = frobenius_norm(structure, values);
         let scale = a_norm * x.norm() + b.norm();
@@ -455,6 +459,23 @@ impl Solver {
 impl Default for Solver {
     fn default() -> Self {
         Self::cholesky()
+    }
+}
+
+/// Every solution the solve node returns is finite: a non-finite value means a zero pivot or an
+/// overflow (A⁻¹B beyond f64's range), reported as [`Error::Singular`] with its position.
+pub(crate) fn check_solution_finite(x: &DMatrix<f64>) -> Result<()> {
+    match x.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(k) => Err(Error::Singular {
+            column: None,
+            reason: format!(
+                "the solve produced the non-finite value {} at (row {}, column {}): a zero pivot, or a solution beyond the floating-point range",
+                x[k],
+                k % x.nrows().max(1),
+                k / x.nrows().max(1)
+            ),
+        }),
     }
 }
 

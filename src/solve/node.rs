@@ -40,7 +40,7 @@ pub fn forward(
     values: &[f64],
     b: &DMatrix<f64>,
 ) -> Result<(Arc<Factor>, DMatrix<f64>)> {
-    check_rhs(structure, b)?;
+    solver.agree(check_rhs(structure, b))?;
     let factor = factor(solver, structure, values)?;
     let x = solve_checked(solver, factor.as_ref(), structure, values, b)?;
     Ok((factor, x))
@@ -96,8 +96,33 @@ pub fn solve(
     values: &[f64],
     b: &DMatrix<f64>,
 ) -> Result<DMatrix<f64>> {
-    check_rhs(structure, b)?;
+    solver.agree(check_rhs(structure, b))?;
     solve_checked(solver, factor, structure, values, b)
+}
+
+/// Y = A⁻ᵀ B with a factor from [`factor`] — the adjoint solve on its own — checked as [`solve`]
+/// checks: B n×k and finite, Y finite.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] / [`Error::NonFinite`] for a bad B; the solve's errors;
+/// [`Error::Singular`] for a non-finite Y.
+pub fn solve_transpose(
+    factor: &Factor,
+    structure: &Structure,
+    b: &DMatrix<f64>,
+) -> Result<DMatrix<f64>> {
+    check_rhs(structure, b)?;
+    if factor.dim() != structure.nrows() {
+        return Err(Error::ShapeMismatch {
+            op: "solve_transpose (factor vs matrix)",
+            left: (factor.dim(), factor.dim()),
+            right: (structure.nrows(), structure.ncols()),
+        });
+    }
+    let mut y = crate::pool::matrix_copy(b);
+    factor.solve_transpose_in_place(&mut y)?;
+    super::check_solution_finite(&y)?;
+    Ok(y)
 }
 
 /// [`solve`] for a right-hand side already checked.
@@ -117,6 +142,7 @@ fn solve_checked(
     }
     let mut x = crate::pool::matrix_copy(b);
     factor.solve_in_place(&mut x)?;
+    super::check_solution_finite(&x)?;
     solver.check_residual(structure, values, &x, b)?;
     Ok(x)
 }

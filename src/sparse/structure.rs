@@ -490,9 +490,23 @@ impl Structure {
         Ok(mirror)
     }
 
-    /// Checks that stored values of a [`Symmetry::Full`] matrix are symmetric to a relative
-    /// tolerance of 1e-10.
-    pub(crate) fn check_symmetric_values(&self, values: &[f64]) -> Result<()> {
+    /// Checks that stored values of a [`Symmetry::Full`] matrix are symmetric, entry by entry:
+    /// |a_ij − a_ji| ≤ 1e-10 · max(|a_ij|, |a_ji|) (a no-op for other symmetries). Per entry, so a
+    /// huge entry elsewhere (a penalty) never hides an unsymmetric block.
+    ///
+    /// ```
+    /// use sparsegrad::{Error, Structure, Symmetry};
+    /// // [[1e15, 0, 0], [0, 2, 1], [0, 0.5, 2]]: both triangles stored, the 2×2 block unsymmetric.
+    /// let s = Structure::new(3, 3, vec![0, 1, 3, 5], vec![0, 1, 2, 1, 2], Symmetry::Full).unwrap();
+    /// let refused = s.check_symmetric_values(&[1e15, 2.0, 0.5, 1.0, 2.0]);
+    /// assert!(matches!(refused, Err(Error::NotSymmetric { row: 2, col: 1, .. })));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotSymmetric`] naming the first unsymmetric entry; [`Error::StructureMismatch`]
+    /// for a wrong number of values.
+    pub fn check_symmetric_values(&self, values: &[f64]) -> Result<()> {
+        self.check_len(values)?;
         if self.symmetry != Symmetry::Full {
             return Ok(());
         }

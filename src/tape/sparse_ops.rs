@@ -141,13 +141,16 @@ impl Tape {
             let s = sparse_of(nodes, ia, "solve")?;
             dense_of(nodes, ib, "solve")?;
             let bv = &nodes[ib].value;
-            if bv.nrows() != s.nrows() || bv.ncols() == 0 {
-                return Err(Error::ShapeMismatch {
+            // Through the solver, so that a collective (MPI) solver stops on every rank.
+            solver.agree(if bv.nrows() != s.nrows() || bv.ncols() == 0 {
+                Err(Error::ShapeMismatch {
                     op: "solve",
                     left: (s.nrows(), s.ncols()),
                     right: bv.shape(),
-                });
-            }
+                })
+            } else {
+                Ok(())
+            })?;
             let (factor, x) =
                 crate::solve::node::forward(solver, &s, nodes[ia].value.as_slice(), bv)?;
             Ok((

@@ -15,5 +15,6 @@ mod ordering;
 mod problems;
 mod properties;
 mod reliability;
+mod silent;
 mod snapshots_gradients;
 mod tape_ops;

@@ -22,8 +22,51 @@ import numpy as np
 from . import _core
 from ._core import SolveError
 
-__all__ = ["factorize", "solve", "Factorization", "SolveError", "coo_of"]
+__all__ = ["factorize", "solve", "Factorization", "SolveError", "coo_of", "release_memory"]
 __version__ = "0.1.0"
+
+
+def _real(x, name):
+    """``x`` as a NumPy array of float64: integers and booleans are promoted; complex values are a
+    TypeError naming the argument (a cast would silently drop the imaginary part)."""
+    arr = np.asarray(x)
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} has complex values (dtype {arr.dtype}); sparsegrad solves real "
+                        "systems only")
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def _check_integral(n, name="n"):
+    """``n`` as a Python int: an integer (Python, NumPy or a 0-d tensor), never a silently
+    truncated float."""
+    import operator
+
+    try:
+        return operator.index(n)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {n!r}") from None
+
+
+def _rows_of_indptr(indptr, nnz, what="indptr"):
+    """The row (or column) of every entry of a compressed matrix, after checking ``indptr``:
+    starts at 0, never decreases, ends at the number of entries."""
+    indptr = np.asarray(indptr)
+    if indptr.ndim != 1 or indptr.size == 0:
+        raise ValueError(f"{what} must be 1-D with n + 1 entries, got shape {indptr.shape}")
+    if not np.issubdtype(indptr.dtype, np.integer):
+        raise TypeError(f"{what} must hold integers, got dtype {indptr.dtype}")
+    indptr = indptr.astype(np.int64)
+    steps = np.diff(indptr)
+    if indptr[0] != 0:
+        raise ValueError(f"{what}[0] must be 0, got {indptr[0]}")
+    if steps.size and steps.min() < 0:
+        k = int(np.argmax(steps < 0))
+        raise ValueError(f"{what} decreases at position {k + 1}: {indptr[k]} then {indptr[k + 1]}")
+    if indptr[-1] != nnz:
+        raise ValueError(f"{what} ends at {indptr[-1]} but there are {nnz} entries")
+    return np.repeat(np.arange(indptr.size - 1, dtype=np.int64), steps)
 
 
 def coo_of(A):
@@ -40,21 +83,22 @@ def coo_of(A):
     if fmt not in ("csr", "csc", "coo"):
         A = A.tocsr()
         fmt = "csr"
+    data = _real(A.data, "A")
     if fmt == "coo":
         rows, cols = A.row, A.col
     else:
-        major = np.repeat(np.arange(A.shape[0], dtype=np.int64), np.diff(A.indptr))
+        major = _rows_of_indptr(A.indptr, A.indices.size)
         rows, cols = (major, A.indices) if fmt == "csr" else (A.indices, major)
     return (
         n,
         np.ascontiguousarray(rows, dtype=np.int64),
         np.ascontiguousarray(cols, dtype=np.int64),
-        np.ascontiguousarray(A.data, dtype=np.float64),
+        data,
     )
 
 
 def _as_2d(B, n, name="B"):
-    B = np.asarray(B, dtype=np.float64)
+    B = _real(B, name)
     if B.ndim == 1:
         return B.reshape(-1, 1), True
     if B.ndim != 2:
@@ -95,7 +139,7 @@ class Factorization:
         return self._core.info()
 
 
-def factorize(A, method="auto", symmetric=None):
+def factorize(A, method="auto", symmetric=None, condition_limit=None):
     """Factorizes a square scipy.sparse matrix (CSR, CSC, COO or any format scipy converts).
 
     method: "auto" (Cholesky for a symmetric matrix, falling back to LU when it is not positive
@@ -105,15 +149,41 @@ def factorize(A, method="auto", symmetric=None):
     False forces a general (LU) factorization. With one triangle stored and symmetric=None, A is
     the triangular matrix as given.
 
+    Symmetry is judged entry by entry (|a_ij − a_ji| ≤ 1e-10·max(|a_ij|, |a_ji|)), so a large
+    entry elsewhere (a penalty) never hides an unsymmetric block.
+    condition_limit: refuse A (SolveError, "ill-conditioned") when its estimated condition
+    number κ₁ exceeds this (about 11 extra solves per factorization); None (default) sets no
+    limit. Independently of it, a matrix singular to working precision (equilibrated κ ≥ 1/ε) is
+    refused.
+
+    Every solve is checked as the Rust tape checks it: B finite, the residual check (LU, LDLᵀ and
+    auto), a finite X — never a non-finite or unverified solution. Integer inputs are promoted to
+    float64; complex inputs are a TypeError.
+
     Raises ValueError for bad input (shape, index, non-finite value, asymmetric entries with
-    symmetric=True), SolveError (a RuntimeError) when the factorization fails: not positive
-    definite (with the column), singular, ill-conditioned.
+    symmetric=True), TypeError for complex or non-numeric values, MemoryError when the matrix
+    does not fit, SolveError (a RuntimeError) when the factorization or a solve fails: not
+    positive definite (with the column), singular, ill-conditioned.
     """
     n, rows, cols, data = coo_of(A)
-    core = _core.factorize(n, rows, cols, data, method=method, symmetric=symmetric)
+    core = _core.factorize(n, rows, cols, data, method=method, symmetric=symmetric,
+                           condition_limit=condition_limit)
     return Factorization(core, data.size)
 
 
-def solve(A, B, method="auto", symmetric=None):
-    """X = A⁻¹B for a scipy.sparse A and a dense B (n or n x k)."""
-    return factorize(A, method=method, symmetric=symmetric).solve(B)
+def solve(A, B, method="auto", symmetric=None, condition_limit=None):
+    """X = A⁻¹B for a scipy.sparse A and a dense B (n or n x k); see :func:`factorize`."""
+    return factorize(A, method=method, symmetric=symmetric,
+                     condition_limit=condition_limit).solve(B)
+
+
+def release_memory():
+    """Frees what sparsegrad keeps between calls: the cached patterns (and their symbolic
+    analyses), the factorizations ``sparsegrad.jax`` keeps for pending backward passes, and the
+    library's pooled buffers. Returns the pooled bytes freed."""
+    import sys
+
+    jax_module = sys.modules.get(__name__ + ".jax")
+    if jax_module is not None:
+        jax_module._release()
+    return _core.release_memory()

@@ -3,9 +3,17 @@
 A is given in CSR form (``data``, ``indices``, ``indptr``, as ``jax.experimental.sparse.linalg.
 spsolve`` takes it); b is n or n x k. The solve runs on the host (``jax.pure_callback``, CPU), so
 it works under ``jit`` and ``grad``; the reverse rule (``jax.custom_vjp``) reuses the forward's
-factorization (kept on the host under a token, the last 32 kept) for the transpose solve and returns
-the cotangent of ``data`` at the stored entries and of ``b``. Computation in float64 (enable
-``jax_enable_x64`` for float64 results; float32 inputs are computed in float64 and cast back).
+factorization for the transpose solve and returns the cotangent of ``data`` at the stored entries
+and of ``b``. Computation in float64 (enable ``jax_enable_x64`` for float64 results; float32
+inputs are computed in float64 and cast back; integer inputs give floating results — float64
+with ``jax_enable_x64`` — and complex inputs are a TypeError).
+
+Memory: a solve that is not differentiated keeps nothing. A differentiated one keeps its
+factorization on the host, under a token carried by the residuals, until its backward pass runs;
+at most ``KEEP`` factorizations and ``KEEP_BYTES`` of factor values are kept for backward passes
+that have not run yet (``jax.vjp`` without calling the returned function, say) — beyond that the
+oldest are dropped and their backward pass factors again (same result, one more factorization).
+``sparsegrad.release_memory()`` drops them all.
 """
 from __future__ import annotations
 
@@ -17,44 +25,62 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import Factorization, _core
+from . import Factorization, _core, _rows_of_indptr
 
-__all__ = ["spsolve"]
+__all__ = ["spsolve", "KEEP", "KEEP_BYTES"]
 
-_KEEP = 32
+#: Most factorizations kept for pending backward passes.
+KEEP = 32
+#: Most bytes (8 per stored entry of A and of the solution, a lower bound on the factor) kept.
+KEEP_BYTES = 1 << 30
+
 _factors: "OrderedDict[int, tuple]" = OrderedDict()
 _lock = threading.Lock()
 _tokens = itertools.count(1)
 
 
-def _factorize(data, indices, indptr, method, symmetric):
-    indptr = np.asarray(indptr, dtype=np.int64)
-    n = indptr.size - 1
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-    cols = np.ascontiguousarray(indices, dtype=np.int64)
-    data = np.ascontiguousarray(data, dtype=np.float64)
-    return Factorization(_core.factorize(n, rows, cols, data, method=method, symmetric=symmetric), data.size)
-
-
-def _forward_host(data, indices, indptr, b, method, symmetric):
-    f = _factorize(data, indices, indptr, method, symmetric)
-    x = f.solve(np.asarray(b, dtype=np.float64))
-    token = next(_tokens)
+def _release():
     with _lock:
-        _factors[token] = (f, x)
-        while len(_factors) > _KEEP:
-            _factors.popitem(last=False)
-    return x, np.int64(token)
+        _factors.clear()
+
+
+def _kept_count():
+    with _lock:
+        return len(_factors)
+
+
+def _factorize(data, indices, indptr, method, symmetric):
+    cols = np.ascontiguousarray(indices, dtype=np.int64)
+    rows = _rows_of_indptr(indptr, cols.size)
+    n = np.asarray(indptr).size - 1
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    return Factorization(_core.factorize(n, rows, cols, data, method=method, symmetric=symmetric),
+                         data.size)
+
+
+def _solve_host(data, indices, indptr, b, method, symmetric):
+    f = _factorize(data, indices, indptr, method, symmetric)
+    return f, f.solve(np.asarray(b, dtype=np.float64))
+
+
+def _keep(f, x):
+    token = next(_tokens)
+    size = 8 * (f.nnz + x.size)
+    with _lock:
+        _factors[token] = (f, x, size)
+        total = sum(entry[2] for entry in _factors.values())
+        while len(_factors) > KEEP or (total > KEEP_BYTES and len(_factors) > 1):
+            total -= _factors.popitem(last=False)[1][2]
+    return token
 
 
 def _backward_host(data, indices, indptr, b, token, g, method, symmetric):
     with _lock:
         kept = _factors.pop(int(token), None)
-    if kept is None:  # evicted (more than _KEEP forward calls in flight): factor again
-        f = _factorize(data, indices, indptr, method, symmetric)
-        x = f.solve(np.asarray(b, dtype=np.float64))
+    if kept is None:  # dropped (see the module docs): factor again
+        f, x = _solve_host(data, indices, indptr, b, method, symmetric)
     else:
-        f, x = kept
+        f, x, _ = kept
     lam = f.solve_transpose(np.asarray(g, dtype=np.float64))
     return f.grad_values(lam, x), lam
 
@@ -67,16 +93,29 @@ def _token_dtype():
     return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
 
 
+def _floating(x, name):
+    x = jnp.asarray(x)
+    if jnp.iscomplexobj(x):
+        raise TypeError(f"{name} has complex values (dtype {x.dtype}); sparsegrad solves real "
+                        "systems only")
+    return x
+
+
 def spsolve(data, indices, indptr, b, method="auto", symmetric=None):
     """x = A⁻¹b for A in CSR form; differentiable in ``data`` and ``b``."""
+    data, b = _floating(data, "data"), _floating(b, "b")
+    out = jnp.result_type(data.dtype, b.dtype)
+    if not jnp.issubdtype(out, jnp.floating):
+        out = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    data, b = data.astype(out), b.astype(out)
 
     def forward(d, i, p, bb):
-        x, _ = _forward_host(d, i, p, bb, method, symmetric)
+        _, x = _solve_host(d, i, p, bb, method, symmetric)
         return x.astype(bb.dtype)
 
     def forward_keep(d, i, p, bb):
-        x, token = _forward_host(d, i, p, bb, method, symmetric)
-        return x.astype(bb.dtype), np.asarray(token, dtype=_token_dtype())
+        f, x = _solve_host(d, i, p, bb, method, symmetric)
+        return x.astype(bb.dtype), np.asarray(_keep(f, x), dtype=_token_dtype())
 
     def backward(d, i, p, bb, t, gg):
         gd, lam = _backward_host(d, i, p, bb, t, gg, method, symmetric)
@@ -102,4 +141,4 @@ def spsolve(data, indices, indptr, b, method="auto", symmetric=None):
         return gd, None, None, gb
 
     run.defvjp(fwd, bwd)
-    return run(jnp.asarray(data), jnp.asarray(indices), jnp.asarray(indptr), jnp.asarray(b))
+    return run(data, jnp.asarray(indices), jnp.asarray(indptr), b)

@@ -17,9 +17,29 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import Factorization, _core
+from . import Factorization, _check_integral, _core, _rows_of_indptr
 
 __all__ = ["solve", "solve_coo", "SparseSolve", "CooSolve"]
+
+
+def _real_tensor(t, name):
+    """``t`` with a floating dtype: integers and booleans promoted to float64 (they cannot require
+    grad, so nothing is lost); complex is a TypeError naming the argument."""
+    if t.is_complex():
+        raise TypeError(f"{name} has complex values (dtype {t.dtype}); sparsegrad solves real "
+                        "systems only")
+    return t if t.is_floating_point() else t.to(torch.float64)
+
+
+def _no_second_order():
+    """The solve's backward is not itself differentiable (yet): with ``create_graph=True`` its
+    result would silently miss the solve's second-order term, so refuse."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "sparsegrad.torch: the sparse solve's backward is not differentiable (no second order "
+            "through the solve yet): create_graph=True, double backward and Hessian-vector "
+            "products would silently miss the solve's term. Compute first-order gradients "
+            "without create_graph.")
 
 
 def _entries(A):
@@ -27,6 +47,9 @@ def _entries(A):
     if A.dim() != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"A must be a square matrix, got shape {tuple(A.shape)}")
     n = A.shape[0]
+    if A.is_complex():
+        raise TypeError(f"A has complex values (dtype {A.dtype}); sparsegrad solves real systems "
+                        "only")
     if A.layout == torch.sparse_coo:
         idx = A._indices().detach().cpu()
         vals = A._values()
@@ -51,7 +74,7 @@ def _entries(A):
     if A.layout == torch.sparse_csr:
         crow, col = A.crow_indices().detach().cpu(), A.col_indices().detach().cpu()
         vals = A.values()
-        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(crow.numpy()))
+        rows = _rows_of_indptr(crow.numpy(), col.shape[0], "crow_indices")
         cols = col.numpy().astype(np.int64)
 
         def rebuild(g):
@@ -69,6 +92,8 @@ class SparseSolve(torch.autograd.Function):
         n, rows, cols, vals, rebuild = _entries(A)
         if B.layout != torch.strided:
             raise TypeError("B must be a dense tensor")
+        B = _real_tensor(B, "B")
+        vals = _real_tensor(vals, "A")
         if B.dim() not in (1, 2) or B.shape[0] != n:
             raise ValueError(f"B must be ({n},) or ({n}, k), got {tuple(B.shape)}")
         data = np.ascontiguousarray(vals.detach().cpu().to(torch.float64).numpy())
@@ -82,8 +107,8 @@ class SparseSolve(torch.autograd.Function):
         return torch.from_numpy(np.ascontiguousarray(x)).to(dtype=out_dtype, device=B.device)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_x):
+        _no_second_order()
         f, x = ctx.factorization, ctx.x
         g = grad_x.detach().cpu().to(torch.float64).numpy()
         lam = f.solve_transpose(g)
@@ -101,6 +126,7 @@ class CooSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, values, B, rows, cols, n, method="auto", symmetric=None):
+        values, B = _real_tensor(values, "values"), _real_tensor(B, "B")
         if B.dim() not in (1, 2) or B.shape[0] != n:
             raise ValueError(f"B must be ({n},) or ({n}, k), got {tuple(B.shape)}")
         if values.dim() != 1 or values.shape[0] != rows.shape[0]:
@@ -116,8 +142,8 @@ class CooSolve(torch.autograd.Function):
             dtype=torch.promote_types(values.dtype, B.dtype), device=B.device)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_x):
+        _no_second_order()
         f, x = ctx.factorization, ctx.x
         lam = f.solve_transpose(grad_x.detach().cpu().to(torch.float64).numpy())
         grad_v = grad_b = None
@@ -135,11 +161,20 @@ def solve_coo(indices, values, B, n, method="auto", symmetric=None):
     ind = indices.detach().cpu().numpy() if isinstance(indices, torch.Tensor) else np.asarray(indices)
     if ind.ndim != 2 or ind.shape[0] != 2:
         raise ValueError(f"indices must be 2 x nnz, got shape {tuple(ind.shape)}")
+    if not np.issubdtype(ind.dtype, np.integer):
+        raise TypeError(f"indices must hold integers, got dtype {ind.dtype}")
     rows = np.ascontiguousarray(ind[0], dtype=np.int64)
     cols = np.ascontiguousarray(ind[1], dtype=np.int64)
-    return CooSolve.apply(values, B, rows, cols, int(n), method, symmetric)
+    n = _check_integral(n)
+    return CooSolve.apply(_real_tensor(values, "values"), _real_tensor(B, "B"), rows, cols, n,
+                          method, symmetric)
 
 
 def solve(A, B, method="auto", symmetric=None):
-    """X = A⁻¹B, differentiable in A's stored values and in B (see the module docs)."""
+    """X = A⁻¹B, differentiable in A's stored values and in B (see the module docs).
+
+    Integer A or B are computed (and returned) in float64; complex ones are a TypeError. The
+    backward pass is first order only: differentiating it (``create_graph=True``) raises."""
+    if isinstance(A, torch.Tensor) and not A.is_floating_point() and not A.is_complex():
+        A = A.to(torch.float64)
     return SparseSolve.apply(A, B, method, symmetric)

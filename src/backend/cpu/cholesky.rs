@@ -19,7 +19,7 @@ use nalgebra::DMatrix;
 use super::multifrontal::{FrontError, Plan};
 use super::{check_positive_diagonal, faer_view};
 use crate::error::{Error, Result};
-use crate::solve::{Factorization, Ordering};
+use crate::solve::{check_not_singular, Factorization, Ordering};
 use crate::sparse::Structure;
 
 /// A numeric LLᵀ or LDLᵀ factor sharing its structure's symbolic analysis.
@@ -192,8 +192,9 @@ impl FaerCholesky {
             plan,
         };
         if ldlt {
-            factor.check_pivot_growth(values, original_column)?;
+            factor.check_pivot_growth(values, &original_column)?;
         }
+        factor.check_cancellation(structure, values, &original_column)?;
         Ok(factor)
     }
 
@@ -246,6 +247,43 @@ impl FaerCholesky {
             pivot,
             growth: d_max / a_max,
         })
+    }
+
+    /// A pivot that lost (nearly) all its digits to cancellation — |d_j| ≤ n·ε·|a_jj|, d_j the
+    /// pivot of column j (l_jj² for LLᵀ) — hints at a matrix singular to working precision (a
+    /// positive semidefinite Laplacian, say, whose last pivot is rounding noise); the condition
+    /// estimate of the equilibrated matrix decides ([`Error::Singular`] when it is ≥ 1/ε). The
+    /// test is free when no pivot is that small, which is the common case.
+    fn check_cancellation(
+        &self,
+        structure: &Structure,
+        values: &[f64],
+        original_column: impl Fn(usize) -> usize,
+    ) -> Result<()> {
+        let n = structure.nrows();
+        let mut diagonal = vec![0.0f64; n];
+        let (cp, ri) = (structure.col_ptr(), structure.row_idx());
+        for j in 0..n {
+            for k in cp[j]..cp[j + 1] {
+                if ri[k] == j {
+                    diagonal[j] = values[k].abs();
+                }
+            }
+        }
+        let a_max = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let threshold = n as f64 * f64::EPSILON;
+        let tiny = self.factor_diagonal().iter().enumerate().any(|(k, &d)| {
+            let pivot = if self.ldlt { d.abs() } else { d * d };
+            let scale = match diagonal[original_column(k)] {
+                0.0 => a_max,
+                a => a,
+            };
+            pivot <= threshold * scale
+        });
+        if tiny {
+            check_not_singular(structure, values, self, false)?;
+        }
+        Ok(())
     }
 
     /// The shared symbolic analysis.

@@ -12,9 +12,11 @@
 //! with nested dissection; AMD on A + Aᵀ instead took 7.4 s and AMD on AᵀA 2.7 s, so `Amd`
 //! means COLAMD here.
 //!
-//! faer's numeric LU does not report numerically zero pivots (its solves return NaN/∞), so this
-//! wrapper checks for empty rows and columns before factoring and for non-finite results after
-//! every solve, turning both into [`Error::Singular`].
+//! faer's numeric LU does not report numerically zero pivots (its solves return NaN/∞, or huge
+//! values when the pivot is of rounding size), so this wrapper checks for empty rows and columns
+//! before factoring, probes every factorization for a matrix singular to working precision (one
+//! solve; the condition estimate of the equilibrated matrix when that solve is large) and checks
+//! for non-finite results after every solve, turning all three into [`Error::Singular`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,13 +43,15 @@ use nalgebra::DMatrix;
 use super::analysis::{full_pattern, lock, FullPattern};
 use super::faer_view;
 use crate::error::{first_non_finite, Error, Result};
-use crate::solve::{Factorization, Ordering};
+use crate::solve::{check_not_singular, Factorization, Ordering};
 use crate::sparse::Structure;
 
 /// The symbolic LU of a structure's full pattern under one column ordering.
 pub(crate) struct LuAnalysis {
     full: Arc<FullPattern>,
     kind: Symbolic,
+    /// Why the requested ordering was replaced by COLAMD, if it was.
+    note: Option<String>,
 }
 
 enum Symbolic {
@@ -173,19 +177,30 @@ fn analyze_with(structure: &Structure, ordering: &Ordering) -> Result<LuAnalysis
     let n = structure.nrows();
     let full = full_pattern(structure)?;
     let pattern = SymbolicSparseColMatRef::new_checked(n, n, &full.col_ptr, None, &full.row_idx);
+    let colamd = |full, note| -> Result<LuAnalysis> {
+        let symbolic = factorize_symbolic_lu(pattern, LuSymbolicParams::default())
+            .map_err(faer_failed("symbolic LU"))?;
+        Ok(LuAnalysis {
+            full,
+            kind: Symbolic::Colamd(symbolic),
+            note,
+        })
+    };
     let (fwd, inv) = match ordering {
-        Ordering::Auto | Ordering::Amd => {
-            let symbolic = factorize_symbolic_lu(pattern, LuSymbolicParams::default())
-                .map_err(faer_failed("symbolic LU"))?;
-            return Ok(LuAnalysis {
-                full,
-                kind: Symbolic::Colamd(symbolic),
-            });
-        }
+        Ordering::Auto | Ordering::Amd => return colamd(full.clone(), None),
         Ordering::Natural => ((0..n).collect(), (0..n).collect()),
         Ordering::Custom(perm) => super::ordering::checked_permutation(perm, n)?,
         Ordering::NestedDissection => {
-            let (col_ptr, row_idx) = column_graph(n, &full);
+            let (col_ptr, row_idx) = match column_graph(n, &full)? {
+                ColumnGraph::Formed(col_ptr, row_idx) => (col_ptr, row_idx),
+                ColumnGraph::OverBudget { bound, nnz } => {
+                    let note = format!(
+                        "nested dissection replaced by COLAMD: the columns' intersection graph would hold up to {bound} entries, more than {COLUMN_GRAPH_BUDGET} × nnz(A) = {} (dense rows)",
+                        COLUMN_GRAPH_BUDGET.saturating_mul(nnz)
+                    );
+                    return colamd(full.clone(), Some(note));
+                }
+            };
             let fwd = super::ordering::metis_order(n, &col_ptr, &row_idx, None)?;
             super::ordering::checked_permutation(&fwd, n)?
         }
@@ -236,15 +251,46 @@ fn analyze_with(structure: &Structure, ordering: &Ordering) -> Result<LuAnalysis
             symbolic,
             transpose,
         },
+        note: None,
     })
 }
 
-/// The pattern of AᵀA: columns i and j are adjacent when they share a row (sorted).
-fn column_graph(n: usize, a: &FullPattern) -> (Vec<usize>, Vec<usize>) {
+/// Nested dissection for LU forms the columns' intersection graph only while Σ_r (entries in row
+/// r)² — an upper bound on its entries — is at most this many times nnz(A): 27-point stencils
+/// need 27, 3D elasticity 81, and one dense row of n entries n.
+const COLUMN_GRAPH_BUDGET: usize = 256;
+
+enum ColumnGraph {
+    Formed(Vec<usize>, Vec<usize>),
+    /// Not formed: its bound and nnz(A).
+    OverBudget {
+        bound: usize,
+        nnz: usize,
+    },
+}
+
+/// The pattern of AᵀA: columns i and j are adjacent when they share a row (sorted), or
+/// [`ColumnGraph::OverBudget`] when it could exceed [`COLUMN_GRAPH_BUDGET`] × nnz(A).
+fn column_graph(n: usize, a: &FullPattern) -> Result<ColumnGraph> {
     let t = Transpose::of(n, &a.col_ptr, &a.row_idx);
+    let nnz = a.row_idx.len();
+    let bound = (0..n)
+        .map(|r| t.col_ptr[r + 1] - t.col_ptr[r])
+        .fold(0usize, |acc, len| {
+            acc.saturating_add(len.saturating_mul(len))
+        });
+    if bound > COLUMN_GRAPH_BUDGET.saturating_mul(nnz.max(1)) {
+        return Ok(ColumnGraph::OverBudget { bound, nnz });
+    }
     let mut mark = vec![usize::MAX; n];
     let mut col_ptr = Vec::with_capacity(n + 1);
     let mut row_idx = Vec::new();
+    row_idx
+        .try_reserve_exact(bound)
+        .map_err(|_| Error::OutOfMemory {
+            what: "the columns' intersection graph for nested dissection".into(),
+            reason: format!("{bound} entries could not be allocated"),
+        })?;
     col_ptr.push(0);
     for j in 0..n {
         let start = row_idx.len();
@@ -260,7 +306,7 @@ fn column_graph(n: usize, a: &FullPattern) -> (Vec<usize>, Vec<usize>) {
         row_idx[start..].sort_unstable();
         col_ptr.push(row_idx.len());
     }
-    (col_ptr, row_idx)
+    Ok(ColumnGraph::Formed(col_ptr, row_idx))
 }
 
 impl FaerLu {
@@ -323,11 +369,15 @@ impl FaerLu {
                 }
             }
         };
-        Ok(FaerLu {
+        let lu = FaerLu {
             analysis,
             numeric,
             n,
-        })
+        };
+        // faer's LU completes on numerically singular matrices (a pivot of rounding size): a
+        // probing solve, then the condition estimate when it is large, turn that into an error.
+        check_not_singular(structure, values, &lu, true)?;
+        Ok(lu)
     }
 
     fn solve(&self, rhs: &mut DMatrix<f64>, transpose: bool) -> Result<()> {
@@ -399,7 +449,7 @@ impl FaerLu {
             Some(k) => Err(Error::Singular {
                 column: None,
                 reason: format!(
-                    "LU has a zero pivot: the {} solve produced a non-finite value at row {}",
+                    "the LU {} solve produced a non-finite value at row {}: a zero pivot, or a solution beyond the floating-point range",
                     if transpose { "transpose" } else { "forward" },
                     k % self.n.max(1)
                 ),
@@ -456,6 +506,12 @@ impl Factorization for FaerLu {
             Symbolic::Colamd(_) => "COLAMD",
             Symbolic::Ordered { .. } => "given column ordering, supernodal",
         };
-        format!("faer LU ({ordering}, partial pivoting), n = {}", self.n)
+        match &self.analysis.note {
+            Some(note) => format!(
+                "faer LU ({ordering}, partial pivoting), n = {} ({note})",
+                self.n
+            ),
+            None => format!("faer LU ({ordering}, partial pivoting), n = {}", self.n),
+        }
     }
 }

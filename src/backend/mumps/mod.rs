@@ -12,8 +12,17 @@
 //! numeric phase only (JOB = 2); solves are JOB = 3 on the kept factor, the adjoint with the
 //! transposed system (ICNTL(9) = 2). Symmetric storage uses SYM = 1 (positive definite,
 //! [`Mumps::new`]) or SYM = 2 ([`Mumps::symmetric_indefinite`]); general storage SYM = 0, so
-//! non-symmetric gradients use the true Aᵀ. MUMPS failures (INFOG(1) < 0) are [`Error`]s on every
-//! rank: −10 / −6 singular, −9 / −13 … memory, the rest [`Error::Distributed`] with the code.
+//! non-symmetric gradients use the true Aᵀ; with both triangles stored ([`Symmetry::Full`]) only
+//! the lower one is passed (MUMPS would add the two). MUMPS failures (INFOG(1) < 0) are [`Error`]s
+//! on every rank: −10 / −6 singular, −9 / −13 … memory, the rest [`Error::Distributed`] with the
+//! code.
+//!
+//! Input checks are collective: before every factorization and solve the ranks compare, in one
+//! `MPI_Allreduce`, their verdict on their own input (shape, finite values, symmetric values), n,
+//! nnz, checksums of the pattern and values, and the right-hand side's shape and checksum. If any
+//! rank refused its input or the ranks disagree, every rank returns an [`Error::Distributed`]
+//! before MUMPS is called — never a hang in `dmumps_c`, never the host's X for another rank's
+//! system. The solve node's own checks go through [`Factorizer::agree`] for the same reason.
 
 #[allow(
     non_camel_case_types,
@@ -62,6 +71,8 @@ pub struct Mumps {
     /// The communicator in Fortran form (MPI_Comm_c2f), as MUMPS takes it.
     fcomm: i32,
     rank: i32,
+    /// Ranks in the communicator.
+    size: i32,
     /// SYM for symmetric structures: 1 (positive definite) or 2 (general symmetric).
     symmetric_sym: i32,
     last_memory: Arc<Mutex<Option<MumpsMemory>>>,
@@ -107,6 +118,7 @@ impl Mumps {
         Self {
             fcomm,
             rank: comm.rank(),
+            size: comm.size(),
             symmetric_sym: 1,
             last_memory: Arc::default(),
         }
@@ -132,10 +144,6 @@ impl Mumps {
             _ => self.symmetric_sym,
         }
     }
-
-    fn is_host(&self) -> bool {
-        self.rank == 0
-    }
 }
 
 /// One MUMPS instance (its control structure and the host's copies of the pattern and values the
@@ -145,6 +153,11 @@ struct Instance {
     irn: Vec<i32>,
     jcn: Vec<i32>,
     a: Vec<f64>,
+    /// For a symmetric SYM with both triangles stored ([`Symmetry::Full`]): the stored positions
+    /// of the lower triangle, the only entries MUMPS is given (it would add both).
+    lower: Option<Vec<usize>>,
+    rank: i32,
+    size: i32,
     n: usize,
     fcomm: i32,
     sym: i32,
@@ -170,7 +183,13 @@ impl Instance {
     }
 
     /// JOB = −1 then the analysis of `structure` (1-based coordinates on the host).
-    fn analysed(structure: &Structure, fcomm: i32, sym: i32, host: bool) -> Result<Self> {
+    fn analysed(
+        structure: &Structure,
+        fcomm: i32,
+        sym: i32,
+        (rank, size): (i32, i32),
+    ) -> Result<Self> {
+        let host = rank == 0;
         let n = structure.nrows();
         let too_big = || Error::InvalidArgument {
             what: "MUMPS matrix",
@@ -188,6 +207,9 @@ impl Instance {
             irn: Vec::new(),
             jcn: Vec::new(),
             a: Vec::new(),
+            lower: None,
+            rank,
+            size,
             n,
             fcomm,
             sym,
@@ -204,17 +226,27 @@ impl Instance {
         inst.id.icntl[3] = 0;
         if host {
             let (cp, ri) = (structure.col_ptr(), structure.row_idx());
+            // SYM = 1 / 2 takes one triangle: with both stored, pass the lower one.
+            let one_triangle = sym != 0 && structure.symmetry() == Symmetry::Full;
+            let mut lower = Vec::new();
             inst.irn.reserve(ri.len());
             inst.jcn.reserve(ri.len());
             for j in 0..structure.ncols() {
-                for &i in &ri[cp[j]..cp[j + 1]] {
+                for (k, &i) in ri.iter().enumerate().take(cp[j + 1]).skip(cp[j]) {
+                    if one_triangle && i < j {
+                        continue;
+                    }
+                    if one_triangle {
+                        lower.push(k);
+                    }
                     inst.irn.push(i32::try_from(i + 1).map_err(|_| too_big())?);
                     inst.jcn.push(i32::try_from(j + 1).map_err(|_| too_big())?);
                 }
             }
-            inst.a = vec![0.0; ri.len()];
+            inst.a = vec![0.0; inst.irn.len()];
+            inst.lower = one_triangle.then_some(lower);
             inst.id.n = n32;
-            inst.id.nnz = ri.len() as i64;
+            inst.id.nnz = inst.irn.len() as i64;
             inst.id.irn = inst.irn.as_mut_ptr();
             inst.id.jcn = inst.jcn.as_mut_ptr();
             inst.id.a = inst.a.as_mut_ptr();
@@ -225,7 +257,14 @@ impl Instance {
 
     fn factorize(&mut self, values: &[f64]) -> Result<()> {
         if self.host {
-            self.a.copy_from_slice(values);
+            match &self.lower {
+                Some(lower) => {
+                    for (a, &k) in self.a.iter_mut().zip(lower) {
+                        *a = values[k];
+                    }
+                }
+                None => self.a.copy_from_slice(values),
+            }
             self.id.a = self.a.as_mut_ptr();
         }
         self.call(JOB_FACTORIZE)
@@ -233,13 +272,30 @@ impl Instance {
 
     /// rhs ← A⁻¹ rhs (or A⁻ᵀ rhs), solved on the host and broadcast to every rank.
     fn solve(&mut self, rhs: &mut DMatrix<f64>, transpose: bool) -> Result<()> {
-        if rhs.nrows() != self.n {
-            return Err(Error::ShapeMismatch {
+        let local = if rhs.nrows() != self.n {
+            Err(Error::ShapeMismatch {
                 op: "MUMPS solve (right-hand side rows vs n)",
                 left: rhs.shape(),
                 right: (self.n, rhs.ncols()),
-            });
-        }
+            })
+        } else {
+            Ok(())
+        };
+        // Every rank must solve the same system: the host's X is what all of them receive.
+        agree(
+            self.fcomm,
+            (self.rank, self.size),
+            local,
+            &[
+                ("the right-hand side's rows", rhs.nrows() as f64),
+                ("the number of right-hand sides", rhs.ncols() as f64),
+                ("transposed or not", f64::from(u8::from(transpose))),
+            ],
+            &[(
+                "the right-hand side's values",
+                checksum(&[], rhs.as_slice()),
+            )],
+        )?;
         if rhs.ncols() == 0 || self.n == 0 {
             return Ok(());
         }
@@ -272,6 +328,127 @@ impl Drop for Instance {
 
 /// Broadcasts `data` from rank 0 of the communicator `fcomm` (Fortran handle).
 fn broadcast_from_host(fcomm: i32, data: &mut [f64]) {
+    broadcast(fcomm, 0, data);
+}
+
+/// Element-wise maximum of `data` over the ranks of `fcomm`, in place.
+fn max_over_ranks(fcomm: i32, data: &mut [f64]) {
+    let send = data.to_vec();
+    // SAFETY: MPI_Allreduce reads `send` and writes `data`, both live buffers of `data.len()`
+    // doubles (a handful: the length fits an int); the communicator is the one MUMPS was given.
+    #[allow(unsafe_code)]
+    unsafe {
+        let comm = mpi::ffi::MPI_Comm_f2c(fcomm);
+        mpi::ffi::MPI_Allreduce(
+            send.as_ptr().cast(),
+            data.as_mut_ptr().cast(),
+            data.len() as i32,
+            mpi::ffi::RSMPI_DOUBLE,
+            mpi::ffi::RSMPI_MAX,
+            comm,
+        );
+    }
+}
+
+/// A 64-bit FNV-1a hash of a pattern and values (their bits), as two exact 32-bit halves.
+fn checksum(pattern: &[usize], values: &[f64]) -> [f64; 2] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let words = pattern
+        .iter()
+        .map(|&i| i as u64)
+        .chain(values.iter().map(|v| v.to_bits()));
+    for w in words {
+        h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    [(h >> 32) as f64, (h & 0xffff_ffff) as f64]
+}
+
+/// Bytes of the refusing rank's message that the other ranks receive.
+const MESSAGE_BYTES: usize = 400;
+
+/// The collective input check that precedes every MUMPS call: each rank brings its local verdict,
+/// numbers that must be equal on all ranks (sizes) and checksums (values), all compared in one
+/// reduction. When any rank refused its input, every rank returns the same
+/// [`Error::Distributed`] (INFOG(1) = −1, "an error on another processor", INFOG(2) = the lowest
+/// refusing rank, with that rank's message); when the ranks disagree, every rank returns an error
+/// naming what differs. Nothing is then passed to MUMPS, so no rank waits in it forever. With a
+/// single rank there is nothing to agree on: its own error is returned as it is.
+fn agree(
+    fcomm: i32,
+    (rank, size): (i32, i32),
+    local: Result<()>,
+    numbers: &[(&str, f64)],
+    checksums: &[(&str, [f64; 2])],
+) -> Result<()> {
+    if size <= 1 {
+        return local;
+    }
+    let mut words = vec![
+        f64::from(u8::from(local.is_err())),
+        if local.is_err() {
+            -f64::from(rank)
+        } else {
+            f64::NEG_INFINITY
+        },
+    ];
+    let named: Vec<(&str, f64)> = numbers
+        .iter()
+        .copied()
+        .chain(
+            checksums
+                .iter()
+                .flat_map(|&(what, [hi, lo])| [(what, hi), (what, lo)]),
+        )
+        .collect();
+    for &(_, v) in &named {
+        words.extend([v, -v]);
+    }
+    max_over_ranks(fcomm, &mut words);
+    if words[0] > 0.0 {
+        let refusing = -words[1] as i32;
+        let mut message = vec![0.0f64; MESSAGE_BYTES];
+        if let Err(e) = &local {
+            for (m, b) in message.iter_mut().zip(e.to_string().bytes()) {
+                *m = f64::from(b);
+            }
+        }
+        broadcast(fcomm, refusing, &mut message);
+        let bytes: Vec<u8> = message
+            .iter()
+            .map(|&b| b as u8)
+            .take_while(|&b| b != 0)
+            .collect();
+        return Err(Error::Distributed {
+            code: -1,
+            detail: refusing,
+            reason: format!(
+                "rank {refusing} refused its input, so every rank stops: {}",
+                String::from_utf8_lossy(&bytes)
+            ),
+        });
+    }
+    for (k, &(what, _)) in named.iter().enumerate() {
+        let (max, min) = (words[2 + 2 * k], -words[3 + 2 * k]);
+        if max != min {
+            let range = if checksums.iter().any(|c| c.0 == what) {
+                String::new()
+            } else {
+                format!(" (from {min} to {max})")
+            };
+            return Err(Error::Distributed {
+                code: -1,
+                detail: -1,
+                reason: format!(
+                    "the ranks disagree on {what}{range}: every rank must make the same call with the same matrix and right-hand sides (SPMD)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Broadcasts `data` from rank `root` of the communicator `fcomm` (Fortran handle).
+fn broadcast(fcomm: i32, root: i32, data: &mut [f64]) {
     for chunk in data.chunks_mut(1 << 26) {
         // SAFETY: MPI_Comm_f2c turns the handle MUMPS was given back into the C communicator;
         // MPI_Bcast reads/writes `chunk.len()` doubles (≤ 2^26, fits an int) of a live buffer.
@@ -282,7 +459,7 @@ fn broadcast_from_host(fcomm: i32, data: &mut [f64]) {
                 chunk.as_mut_ptr().cast(),
                 chunk.len() as i32,
                 mpi::ffi::RSMPI_DOUBLE,
-                0,
+                root,
                 comm,
             );
         }
@@ -425,6 +602,11 @@ impl Factorization for MumpsFactor {
 }
 
 impl Factorizer for Mumps {
+    /// Collective: see [`Factorizer::agree`].
+    fn agree(&self, local: Result<()>) -> Result<()> {
+        agree(self.fcomm, (self.rank, self.size), local, &[], &[])
+    }
+
     fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
         if structure.nrows() != structure.ncols() {
             return Err(Error::ShapeMismatch {
@@ -433,16 +615,40 @@ impl Factorizer for Mumps {
                 right: (structure.ncols(), structure.ncols()),
             });
         }
-        structure.check_len(values)?;
-        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                context: "MUMPS matrix value",
-                row: structure.row_idx()[k],
-                col: structure.col_idx()[k],
-                value: values[k],
-            });
-        }
         let sym = self.sym_for(structure);
+        let local = structure.check_len(values).and_then(|()| {
+            if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFinite {
+                    context: "MUMPS matrix value",
+                    row: structure.row_idx()[k],
+                    col: structure.col_idx()[k],
+                    value: values[k],
+                });
+            }
+            if structure.symmetry() == Symmetry::Full {
+                structure.check_symmetric_values(values)?;
+            }
+            Ok(())
+        });
+        // One collective check before any MUMPS call: every rank's verdict, sizes and checksums
+        // of the pattern and values.
+        agree(
+            self.fcomm,
+            (self.rank, self.size),
+            local,
+            &[
+                ("n", structure.nrows() as f64),
+                ("the number of stored entries", structure.nnz() as f64),
+                ("SYM", f64::from(sym)),
+            ],
+            &[
+                (
+                    "the pattern",
+                    checksum(&[structure.col_ptr(), structure.row_idx()].concat(), &[]),
+                ),
+                ("the matrix values", checksum(&[], values)),
+            ],
+        )?;
         let home = kept(structure);
         let found = {
             let mut pool = home.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -453,7 +659,7 @@ impl Factorizer for Mumps {
         let mut inst = match found {
             Some(inst) => inst,
             None => {
-                let inst = Instance::analysed(structure, self.fcomm, sym, self.is_host())?;
+                let inst = Instance::analysed(structure, self.fcomm, sym, (self.rank, self.size))?;
                 structure.record_analysis();
                 inst
             }

@@ -30,6 +30,7 @@ struct Operator {
 
 impl Factorizer for Iterative {
     fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
+        self.validate()?;
         let n = structure.nrows();
         if n != structure.ncols() {
             return Err(Error::Unsupported {
