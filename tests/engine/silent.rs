@@ -9,25 +9,30 @@ use nalgebra::DMatrix;
 use sparsegrad::problems::graph::{chain_edges, laplacian_assembly};
 use sparsegrad::{Error, Factorizer, Iterative, Ordering, Solver, Structure, Symmetry, Tape};
 
-/// A structure and values from dense entries (zeros dropped), general storage.
-fn general(a: &DMatrix<f64>) -> (Arc<Structure>, Vec<f64>) {
+/// A structure and values from dense entries (zeros dropped): all of them (`General`) or the
+/// lower triangle (`Lower`).
+fn stored(a: &DMatrix<f64>, symmetry: Symmetry) -> (Arc<Structure>, Vec<f64>) {
     let n = a.nrows();
     let mut pairs = Vec::new();
     let mut vals = Vec::new();
     for j in 0..n {
         for i in 0..n {
-            if a[(i, j)] != 0.0 {
+            if a[(i, j)] != 0.0 && (symmetry == Symmetry::General || i >= j) {
                 pairs.push((i, j));
                 vals.push(a[(i, j)]);
             }
         }
     }
-    let (s, slots) = Structure::from_pairs(n, n, &pairs, Symmetry::General).unwrap();
+    let (s, slots) = Structure::from_pairs(n, n, &pairs, symmetry).unwrap();
     let mut values = vec![0.0; s.nnz()];
     for (k, v) in slots.into_iter().zip(vals) {
         values[k] += v;
     }
     (s, values)
+}
+
+fn general(a: &DMatrix<f64>) -> (Arc<Structure>, Vec<f64>) {
+    stored(a, Symmetry::General)
 }
 
 fn solve(
@@ -136,7 +141,7 @@ fn badly_scaled_well_posed_systems_still_solve() {
     let (s, values) = general(&a);
     let x = solve(&s, &values, &b, &Solver::lu()).unwrap();
     assert!((&x - &reference).amax() <= 1e-12 * reference.amax());
-    let lower = laplacian_lower(&a);
+    let lower = stored(&a, Symmetry::Lower);
     for solver in [Solver::cholesky(), Solver::ldlt(), Solver::auto()] {
         let x = solve(&lower.0, &lower.1, &b, &solver).unwrap();
         assert!(
@@ -152,26 +157,6 @@ fn badly_scaled_well_posed_systems_still_solve() {
     let (s, values) = general(&scaled);
     let x = solve(&s, &values, &rhs, &Solver::lu()).unwrap();
     assert!((&x - &reference).amax() <= 1e-10 * reference.amax());
-}
-
-fn laplacian_lower(a: &DMatrix<f64>) -> (Arc<Structure>, Vec<f64>) {
-    let n = a.nrows();
-    let mut pairs = Vec::new();
-    let mut vals = Vec::new();
-    for j in 0..n {
-        for i in j..n {
-            if a[(i, j)] != 0.0 {
-                pairs.push((i, j));
-                vals.push(a[(i, j)]);
-            }
-        }
-    }
-    let (s, slots) = Structure::from_pairs(n, n, &pairs, Symmetry::Lower).unwrap();
-    let mut values = vec![0.0; s.nnz()];
-    for (k, v) in slots.into_iter().zip(vals) {
-        values[k] += v;
-    }
-    (s, values)
 }
 
 /// `bicgstab(inf, 10)` returned x = 0 as converged; NaN, negative and ≥ 1 tolerances, zero

@@ -104,6 +104,12 @@ def _floating(x, name):
 def spsolve(data, indices, indptr, b, method="auto", symmetric=None):
     """x = A⁻¹b for A in CSR form; differentiable in ``data`` and ``b``."""
     data, b = _floating(data, "data"), _floating(b, "b")
+    try:  # a concrete indptr is checked now, a traced one on the host when the solve runs
+        concrete = np.asarray(indptr)
+    except Exception:
+        concrete = None
+    if concrete is not None:
+        _rows_of_indptr(concrete, np.shape(indices)[0])
     out = jnp.result_type(data.dtype, b.dtype)
     if not jnp.issubdtype(out, jnp.floating):
         out = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32

@@ -29,6 +29,25 @@ pub(crate) fn cached<T: std::any::Any + Send + Sync>(
 
 /// faer's AMD ordering of the `n × n` graph with both triangles in `col_ptr` / `row_idx`:
 /// (new → old, old → new). The workspace is allocated fallibly.
+/// faer's sparse errors as ours: a failed allocation is [`Error::OutOfMemory`] (Python's
+/// `MemoryError`), an index overflow (a pattern too large for the index type) likewise; `what`
+/// names the step.
+pub(crate) fn faer_error(
+    what: &str,
+) -> impl Fn(faer::sparse::FaerError) -> crate::error::Error + '_ {
+    move |e| match e {
+        faer::sparse::FaerError::OutOfMemory | faer::sparse::FaerError::IndexOverflow => {
+            crate::error::Error::OutOfMemory {
+                what: format!("faer {what}"),
+                reason: format!("{e:?}: its workspace or result could not be allocated"),
+            }
+        }
+        _ => crate::error::Error::Unsupported {
+            reason: format!("faer {what} failed: {e:?}"),
+        },
+    }
+}
+
 pub(crate) fn amd_order(
     n: usize,
     col_ptr: &[usize],
@@ -52,9 +71,7 @@ pub(crate) fn amd_order(
         amd::Control::default(),
         MemStack::new(&mut buffer),
     )
-    .map_err(|e| crate::error::Error::Unsupported {
-        reason: format!("faer AMD failed: {e:?}"),
-    })?;
+    .map_err(faer_error("AMD"))?;
     Ok((perm, perm_inv))
 }
 

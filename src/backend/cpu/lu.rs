@@ -40,7 +40,7 @@ use faer::sparse::{SparseColMatRef, SymbolicSparseColMatRef};
 use faer::{Conj, Par};
 use nalgebra::DMatrix;
 
-use super::analysis::{full_pattern, lock, FullPattern};
+use super::analysis::{faer_error, full_pattern, lock, FullPattern};
 use super::faer_view;
 use crate::error::{first_non_finite, Error, Result};
 use crate::solve::{check_not_singular, Factorization, Ordering};
@@ -140,12 +140,6 @@ fn singular(column: usize, reason: String) -> Error {
     }
 }
 
-fn faer_failed(what: &str) -> impl Fn(faer::sparse::FaerError) -> Error + '_ {
-    move |e| Error::Unsupported {
-        reason: format!("faer {what} failed: {e:?}"),
-    }
-}
-
 /// The structure's LU analyses, by column ordering.
 #[derive(Default)]
 struct LuAnalyses(Mutex<HashMap<Ordering, Arc<LuAnalysis>>>);
@@ -179,7 +173,7 @@ fn analyze_with(structure: &Structure, ordering: &Ordering) -> Result<LuAnalysis
     let pattern = SymbolicSparseColMatRef::new_checked(n, n, &full.col_ptr, None, &full.row_idx);
     let colamd = |full, note| -> Result<LuAnalysis> {
         let symbolic = factorize_symbolic_lu(pattern, LuSymbolicParams::default())
-            .map_err(faer_failed("symbolic LU"))?;
+            .map_err(faer_error("symbolic LU"))?;
         Ok(LuAnalysis {
             full,
             kind: Symbolic::Colamd(symbolic),
@@ -242,7 +236,7 @@ fn analyze_with(structure: &Structure, ordering: &Ordering) -> Result<LuAnalysis
         stack,
         Default::default(),
     )
-    .map_err(faer_failed("supernodal symbolic LU"))?;
+    .map_err(faer_error("supernodal symbolic LU"))?;
     Ok(LuAnalysis {
         full,
         kind: Symbolic::Ordered {

@@ -165,9 +165,7 @@ fn analyze(structure: &Structure, ordering: &Ordering) -> Result<SymbolicCholesk
         method,
         CholeskySymbolicParams::default(),
     )
-    .map_err(|e| Error::Unsupported {
-        reason: format!("faer symbolic Cholesky failed: {e:?}"),
-    })
+    .map_err(super::analysis::faer_error("symbolic Cholesky"))
 }
 
 /// `perm` (new → old) and its inverse, or an error unless `perm` is a permutation of 0..n.
