@@ -112,17 +112,7 @@ pub fn solve_transpose(
     b: &DMatrix<f64>,
 ) -> Result<DMatrix<f64>> {
     check_rhs(structure, b)?;
-    if factor.dim() != structure.nrows() {
-        return Err(Error::ShapeMismatch {
-            op: "solve_transpose (factor vs matrix)",
-            left: (factor.dim(), factor.dim()),
-            right: (structure.nrows(), structure.ncols()),
-        });
-    }
-    let mut y = crate::pool::matrix_copy(b);
-    factor.solve_transpose_in_place(&mut y)?;
-    super::check_solution_finite(&y)?;
-    Ok(y)
+    solve_finite(factor, structure, b, true)
 }
 
 /// [`solve`] for a right-hand side already checked.
@@ -133,6 +123,18 @@ fn solve_checked(
     values: &[f64],
     b: &DMatrix<f64>,
 ) -> Result<DMatrix<f64>> {
+    let x = solve_finite(factor, structure, b, false)?;
+    solver.check_residual(structure, values, &x, b)?;
+    Ok(x)
+}
+
+/// A⁻¹B (or A⁻ᵀB) with `factor`, refused unless finite.
+fn solve_finite(
+    factor: &Factor,
+    structure: &Structure,
+    b: &DMatrix<f64>,
+    transpose: bool,
+) -> Result<DMatrix<f64>> {
     if factor.dim() != structure.nrows() {
         return Err(Error::ShapeMismatch {
             op: "solve (factor vs matrix)",
@@ -141,9 +143,12 @@ fn solve_checked(
         });
     }
     let mut x = crate::pool::matrix_copy(b);
-    factor.solve_in_place(&mut x)?;
+    if transpose {
+        factor.solve_transpose_in_place(&mut x)?;
+    } else {
+        factor.solve_in_place(&mut x)?;
+    }
     super::check_solution_finite(&x)?;
-    solver.check_residual(structure, values, &x, b)?;
     Ok(x)
 }
 

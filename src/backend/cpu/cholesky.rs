@@ -192,9 +192,9 @@ impl FaerCholesky {
             plan,
         };
         if ldlt {
-            factor.check_pivot_growth(values, &original_column)?;
+            factor.check_pivot_growth(values, original_column)?;
         }
-        factor.check_cancellation(structure, values, &original_column)?;
+        factor.check_cancellation(structure, values, original_column)?;
         Ok(factor)
     }
 
