@@ -22,7 +22,7 @@ use std::sync::Arc;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
-use crate::error::{check_finite, Error, Result};
+use crate::error::{Error, Result};
 use crate::solve::{Factor, Factorizer};
 use crate::sparse::Structure;
 use crate::tape::{Tape, Var};
@@ -90,14 +90,7 @@ pub fn solve_batch(
         });
     }
     for b in rhs {
-        if b.nrows() != structure.nrows() || b.ncols() == 0 {
-            return Err(Error::ShapeMismatch {
-                op: "solve_batch",
-                left: (structure.nrows(), structure.ncols()),
-                right: b.shape(),
-            });
-        }
-        check_finite("right-hand side", b.as_slice(), b.nrows())?;
+        crate::solve::node::check_rhs(structure, b)?;
     }
     let results: Vec<Result<(Arc<Factor>, DMatrix<f64>)>> = values
         .par_iter()

@@ -46,8 +46,13 @@ pub fn forward(
     Ok((factor, x))
 }
 
-fn check_rhs(structure: &Structure, b: &DMatrix<f64>) -> Result<()> {
-    if b.nrows() != structure.nrows() || structure.nrows() != structure.ncols() {
+/// The one right-hand-side check of every path (tape, batches, the command, Python): A square,
+/// B with A's rows and at least one column, every value finite.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] (op "solve"); [`Error::NonFinite`] naming the value's position.
+pub fn check_rhs(structure: &Structure, b: &DMatrix<f64>) -> Result<()> {
+    if b.nrows() != structure.nrows() || structure.nrows() != structure.ncols() || b.ncols() == 0 {
         return Err(Error::ShapeMismatch {
             op: "solve",
             left: (structure.nrows(), structure.ncols()),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
-use super::{Node, Op, Var};
+use super::{Node, Operation, Var, Vjp};
 use crate::error::{Error, Result};
 use crate::sparse::Structure;
 
@@ -195,13 +195,12 @@ impl<'t> Var<'t> {
     /// Applies a unary elementwise operation.
     pub fn unary(self, op: UnaryOp) -> Var<'t> {
         self.tape.record(
-            op.name(),
             &[self],
             |nodes| {
                 let x = &nodes[self.index];
                 Ok((x.value.map(|v| op.apply(v)), x.sparse.clone()))
             },
-            Op::Unary(op, self.index),
+            Unary { op, x: self.index },
         )
     }
 
@@ -209,7 +208,6 @@ impl<'t> Var<'t> {
     pub fn binary(self, op: BinaryOp, other: Var<'t>) -> Var<'t> {
         let (i, j) = (self.index, other.index);
         self.tape.record(
-            op.name(),
             &[self, other],
             |nodes| {
                 let (a, b) = (&nodes[i], &nodes[j]);
@@ -222,7 +220,7 @@ impl<'t> Var<'t> {
                 });
                 Ok((value, sparse))
             },
-            Op::Binary(op, i, j),
+            Binary { op, a: i, b: j },
         )
     }
 
@@ -278,26 +276,58 @@ impl<'t> Var<'t> {
 }
 
 /// ∂/∂x of a unary op: x̄ = ḡ ⊙ f'(x).
-pub(crate) fn unary_backward(
+/// y = op(x), elementwise: x̄ = ȳ · op'(x).
+struct Unary {
     op: UnaryOp,
-    x: &DMatrix<f64>,
-    y: &DMatrix<f64>,
-    g: &DMatrix<f64>,
-) -> DMatrix<f64> {
-    let mut out = g.clone();
-    for ((o, &xv), &yv) in out
-        .as_mut_slice()
-        .iter_mut()
-        .zip(x.as_slice())
-        .zip(y.as_slice())
-    {
-        *o *= op.derivative(xv, yv);
+    x: usize,
+}
+
+impl Operation for Unary {
+    fn name(&self) -> &'static str {
+        self.op.name()
     }
-    out
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.x]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let (x, y) = (&vjp.nodes()[self.x].value, vjp.value());
+        let mut gx = g.clone();
+        for ((o, &xv), &yv) in gx
+            .as_mut_slice()
+            .iter_mut()
+            .zip(x.as_slice())
+            .zip(y.as_slice())
+        {
+            *o *= self.op.derivative(xv, yv);
+        }
+        vjp.add(self.x, gx)
+    }
+}
+
+/// y = a ∘ b with scalar broadcasting.
+struct Binary {
+    op: BinaryOp,
+    a: usize,
+    b: usize,
+}
+
+impl Operation for Binary {
+    fn name(&self) -> &'static str {
+        self.op.name()
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.a, self.b]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let nodes = vjp.nodes();
+        let (ga, gb) = binary_backward(self.op, &nodes[self.a].value, &nodes[self.b].value, g);
+        vjp.add(self.a, ga)?;
+        vjp.add(self.b, gb)
+    }
 }
 
 /// ∂/∂a and ∂/∂b of a binary op, summing over broadcast dimensions for a 1×1 operand.
-pub(crate) fn binary_backward(
+fn binary_backward(
     op: BinaryOp,
     a: &DMatrix<f64>,
     b: &DMatrix<f64>,

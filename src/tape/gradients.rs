@@ -4,12 +4,8 @@ use std::cell::OnceCell;
 
 use nalgebra::{DMatrix, DVector};
 
-use super::elementwise::{binary_backward, unary_backward};
-use super::structural::{scatter_rows, softmax_from_logsumexp};
 use super::{Node, Op, Tape, Var};
 use crate::error::{first_non_finite, Error, Result};
-use crate::solve::node::accumulate_outer;
-use crate::sparse::mul_transpose_dense;
 
 /// Gradients of a scalar loss with respect to every node of a tape.
 ///
@@ -310,115 +306,34 @@ fn first_non_finite_value(nodes: &[Node], top: usize) -> Error {
 /// Applies node `i`'s vector-Jacobian product to its upstream gradient `g`.
 fn propagate(sweep: &mut Sweep<'_>, i: usize, g: &DMatrix<f64>) -> Result<()> {
     let nodes = sweep.nodes;
-    let node = &nodes[i];
-    match &node.op {
-        Op::Leaf => {}
-        Op::Identity(x) => sweep.add(i, *x, g.clone())?,
-        Op::Unary(op, x) => {
-            let gx = unary_backward(*op, &nodes[*x].value, &node.value, g);
-            sweep.add(i, *x, gx)?;
-        }
-        Op::Binary(op, a, b) => {
-            let (ga, gb) = binary_backward(*op, &nodes[*a].value, &nodes[*b].value, g);
-            sweep.add(i, *a, ga)?;
-            sweep.add(i, *b, gb)?;
-        }
-        Op::Sum(x) => {
-            let (r, c) = nodes[*x].value.shape();
-            sweep.add(i, *x, DMatrix::from_element(r, c, g[0]))?;
-        }
-        Op::SumSquares(x) => {
-            let mut gx = crate::pool::matrix_copy(&nodes[*x].value);
-            gx *= 2.0 * g[0];
-            sweep.add(i, *x, gx)?;
-        }
-        Op::Softmax(x) => {
-            // x̄_ic = s_ic (ḡ_ic − Σ_j ḡ_jc s_jc)
-            let s = &node.value;
-            let mut gx = s.component_mul(g);
-            for (mut col, sc) in gx.column_iter_mut().zip(s.column_iter()) {
-                let inner = col.sum();
-                col -= sc * inner;
-            }
-            sweep.add(i, *x, gx)?;
-        }
-        Op::LogSumExp(x) => {
-            // x̄_ic = ḡ_c softmax(x)_ic
-            let mut gx = softmax_from_logsumexp(&nodes[*x].value, &node.value);
-            for (mut col, &gc) in gx.column_iter_mut().zip(g.iter()) {
-                col *= gc;
-            }
-            sweep.add(i, *x, gx)?;
-        }
-        Op::Dot(a, b) => {
-            sweep.add(i, *a, &nodes[*b].value * g[0])?;
-            sweep.add(i, *b, &nodes[*a].value * g[0])?;
-        }
-        Op::Gather(x, index) => {
-            let rows = nodes[*x].value.nrows();
-            sweep.add(i, *x, scatter_rows(g, index, rows))?;
-        }
-        Op::ScatterAdd(x, index) => {
-            sweep.add(
-                i,
-                *x,
-                DMatrix::from_fn(index.len(), g.ncols(), |r, c| g[(index[r], c)]),
-            )?;
-        }
-        Op::ColumnSlice(x, start) => {
-            let (r, c) = nodes[*x].value.shape();
-            let mut gx = DMatrix::zeros(r, c);
-            gx.columns_mut(*start, g.ncols()).copy_from(g);
-            sweep.add(i, *x, gx)?;
-        }
-        Op::ConcatColumns(parts) => {
-            let mut at = 0;
-            for &p in parts {
-                let c = nodes[p].value.ncols();
-                sweep.add(i, p, g.columns(at, c).into_owned())?;
-                at += c;
-            }
-        }
-        Op::Assemble(assembly, p) => {
-            // p̄ = Mᵀ Ā
-            let mut gp = crate::pool::matrix_zeros(assembly.n_params(), 1);
-            assembly.adjoint_into(g.as_slice(), gp.as_mut_slice())?;
-            sweep.add(i, *p, gp)?;
-        }
-        Op::SpMul(a, x) => {
-            let s = nodes[*a]
-                .sparse
-                .as_ref()
-                .expect("spmul's first input is sparse");
-            let (av, xv) = (&nodes[*a].value, &nodes[*x].value);
-            if nodes[*x].needs_grad {
-                sweep.add(i, *x, mul_transpose_dense(s, av.as_slice(), g))?;
-            }
-            if nodes[*a].needs_grad {
-                let mut ga = DMatrix::zeros(s.nnz(), 1);
-                accumulate_outer(s, g, xv, 1.0, ga.as_mut_slice())?;
-                sweep.add(i, *a, ga)?;
-            }
-        }
-        Op::Solve { a, b, factor } => {
-            // Λ = A⁻ᵀ Ḡ with the stored factorization; B̄ = Λ; Ā_ij = −Σ_c Λ_ic X_jc.
-            let s = nodes[*a]
-                .sparse
-                .as_ref()
-                .expect("solve's first input is sparse");
-            let adjoint = crate::solve::node::adjoint(
-                factor.as_ref(),
-                s,
-                g,
-                &node.value,
-                nodes[*a].needs_grad,
-            )?;
-            let lambda = adjoint.lambda;
-            if let Some(ga) = adjoint.grad_values {
-                sweep.add(i, *a, DMatrix::from_vec(ga.len(), 1, ga))?;
-            }
-            sweep.add(i, *b, lambda)?;
-        }
+    match &nodes[i].op {
+        Op::Leaf => Ok(()),
+        Op::Recorded(op) => op.backward(&mut Vjp { sweep, node: i }, g),
     }
-    Ok(())
+}
+
+/// What an [`Operation`](super::Operation)'s backward rule works with: the tape's nodes (its
+/// inputs' values, whether they need a gradient), its own node's value, and where to add each
+/// input's gradient contribution.
+pub(crate) struct Vjp<'s, 'n> {
+    sweep: &'s mut Sweep<'n>,
+    node: usize,
+}
+
+impl<'n> Vjp<'_, 'n> {
+    /// Every node of the tape (an operation reads its inputs' values here).
+    pub(crate) fn nodes(&self) -> &'n [Node] {
+        self.sweep.nodes
+    }
+
+    /// This operation's own (forward) value.
+    pub(crate) fn value(&self) -> &'n DMatrix<f64> {
+        &self.sweep.nodes[self.node].value
+    }
+
+    /// Adds `contribution` (input `to`'s shape) to the gradient of input `to` — dropped when `to`
+    /// needs none, checked for NaN/±∞ in the locating sweep.
+    pub(crate) fn add(&mut self, to: usize, contribution: DMatrix<f64>) -> Result<()> {
+        self.sweep.add(self.node, to, contribution)
+    }
 }

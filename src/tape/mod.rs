@@ -22,10 +22,11 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::error::{Error, Result};
 use crate::solve::Factor;
-use crate::sparse::{Assembly, Structure};
+use crate::sparse::Structure;
 
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use gradients::Gradients;
+pub(crate) use gradients::Vjp;
 
 /// An append-only reverse-mode autodiff tape. Create one per evaluation of the model.
 ///
@@ -72,50 +73,23 @@ pub(crate) struct Node {
     pub(crate) error: Option<Error>,
 }
 
-/// The operation that produced a node, with the input indices its backward pass needs.
+/// The operation that produced a node: an input, or a recorded [`Operation`].
 pub(crate) enum Op {
     Leaf,
-    Identity(usize),
-    Unary(UnaryOp, usize),
-    Binary(BinaryOp, usize, usize),
-    Sum(usize),
-    SumSquares(usize),
-    Softmax(usize),
-    LogSumExp(usize),
-    Dot(usize, usize),
-    Gather(usize, Arc<[usize]>),
-    ScatterAdd(usize, Arc<[usize]>),
-    ColumnSlice(usize, usize),
-    ConcatColumns(Vec<usize>),
-    Assemble(Assembly, usize),
-    SpMul(usize, usize),
-    Solve {
-        a: usize,
-        b: usize,
-        factor: Arc<Factor>,
-    },
+    Recorded(Box<dyn Operation>),
 }
 
 impl Op {
+    /// A recorded operation.
+    pub(crate) fn new(op: impl Operation + 'static) -> Self {
+        Op::Recorded(Box::new(op))
+    }
+
     /// The operation's name, as errors report it.
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Op::Leaf => "input",
-            Op::Identity(_) => "values / with_structure",
-            Op::Unary(op, _) => op.name(),
-            Op::Binary(op, _, _) => op.name(),
-            Op::Sum(_) => "sum",
-            Op::SumSquares(_) => "sum_squares",
-            Op::Softmax(_) => "softmax",
-            Op::LogSumExp(_) => "logsumexp",
-            Op::Dot(..) => "dot",
-            Op::Gather(..) => "gather",
-            Op::ScatterAdd(..) => "scatter_add",
-            Op::ColumnSlice(..) => "columns",
-            Op::ConcatColumns(_) => "concat_columns",
-            Op::Assemble(..) => "assemble",
-            Op::SpMul(..) => "spmul",
-            Op::Solve { .. } => "solve",
+            Op::Recorded(op) => op.name(),
         }
     }
 
@@ -123,21 +97,26 @@ impl Op {
     pub(crate) fn inputs(&self) -> Vec<usize> {
         match self {
             Op::Leaf => vec![],
-            Op::Identity(x)
-            | Op::Unary(_, x)
-            | Op::Sum(x)
-            | Op::SumSquares(x)
-            | Op::Softmax(x)
-            | Op::LogSumExp(x)
-            | Op::Gather(x, _)
-            | Op::ScatterAdd(x, _)
-            | Op::ColumnSlice(x, _)
-            | Op::Assemble(_, x) => vec![*x],
-            Op::Binary(_, a, b) | Op::Dot(a, b) | Op::SpMul(a, b) | Op::Solve { a, b, .. } => {
-                vec![*a, *b]
-            }
-            Op::ConcatColumns(parts) => parts.clone(),
+            Op::Recorded(op) => op.inputs(),
         }
+    }
+}
+
+/// One kind of tape operation, as one unit: a struct holding the input indices (and whatever
+/// else) its backward pass needs, next to the `Var` method that computes its forward value and
+/// records it with [`Op::new`]. Adding an operation is one such unit; nothing else lists the
+/// operations (docs/ARCHITECTURE.md, "Add a tape op").
+pub(crate) trait Operation: Send + Sync {
+    /// The operation's name, as errors report it.
+    fn name(&self) -> &'static str;
+    /// The nodes it reads.
+    fn inputs(&self) -> Vec<usize>;
+    /// Its vector-Jacobian product: given the upstream gradient `g` of this node (same shape as
+    /// its value), add each input's contribution with [`Vjp::add`].
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()>;
+    /// The factorization a solve node keeps (for [`Tape::solve_info`]).
+    fn factor(&self) -> Option<&Arc<Factor>> {
+        None
     }
 }
 
@@ -245,12 +224,11 @@ impl Tape {
     /// inherited from the inputs.
     fn record(
         &self,
-        name: &'static str,
         inputs: &[Var<'_>],
         compute: impl FnOnce(&[Node]) -> Result<(DMatrix<f64>, Option<Arc<Structure>>)>,
-        op: Op,
+        op: impl Operation + 'static,
     ) -> Var<'_> {
-        let (result, needs_grad) = match self.check_inputs(name, inputs) {
+        let (result, needs_grad) = match self.check_inputs(op.name(), inputs) {
             Err(e) => (Err(e), false),
             Ok(needs_grad) => {
                 let nodes = self.nodes.borrow();
@@ -261,7 +239,7 @@ impl Tape {
             Ok((value, sparse)) => self.push(Node {
                 value,
                 sparse,
-                op,
+                op: Op::new(op),
                 needs_grad,
                 error: None,
             }),

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use nalgebra::DMatrix;
 use nalgebra_sparse::CscMatrix;
 
-use super::{Op, Tape, Var};
+use super::{Op, Operation, Tape, Var, Vjp};
 use crate::error::{Error, Result};
-use crate::solve::{Factorizer, SolveInfo};
-use crate::sparse::{mul_dense, Assembly, Structure, Symmetry};
+use crate::solve::node::accumulate_outer;
+use crate::solve::{Factor, Factorizer, SolveInfo};
+use crate::sparse::{mul_dense, mul_transpose_dense, Assembly, Structure, Symmetry};
 
 fn sparse_of(nodes: &[super::Node], i: usize, op: &'static str) -> Result<Arc<Structure>> {
     nodes[i].sparse.clone().ok_or_else(|| Error::Unsupported {
@@ -94,7 +95,10 @@ impl Tape {
             Ok((
                 value,
                 Some(assembly.structure().clone()),
-                Op::Assemble(assembly.clone(), i),
+                Op::new(Assemble {
+                    assembly: assembly.clone(),
+                    p: i,
+                }),
             ))
         })
     }
@@ -120,7 +124,7 @@ impl Tape {
             Ok((
                 mul_dense(&s, nodes[ia].value.as_slice(), xv),
                 None,
-                Op::SpMul(ia, ix),
+                Op::new(SpMul { a: ia, x: ix }),
             ))
         })
     }
@@ -140,27 +144,21 @@ impl Tape {
         self.record_fallible("solve", &[a, b], |nodes| {
             let s = sparse_of(nodes, ia, "solve")?;
             dense_of(nodes, ib, "solve")?;
-            let bv = &nodes[ib].value;
-            // Through the solver, so that a collective (MPI) solver stops on every rank.
-            solver.agree(if bv.nrows() != s.nrows() || bv.ncols() == 0 {
-                Err(Error::ShapeMismatch {
-                    op: "solve",
-                    left: (s.nrows(), s.ncols()),
-                    right: bv.shape(),
-                })
-            } else {
-                Ok(())
-            })?;
-            let (factor, x) =
-                crate::solve::node::forward(solver, &s, nodes[ia].value.as_slice(), bv)?;
+            // B's shape (k ≥ 1) and values are the solve node's one check (`node::forward`).
+            let (factor, x) = crate::solve::node::forward(
+                solver,
+                &s,
+                nodes[ia].value.as_slice(),
+                &nodes[ib].value,
+            )?;
             Ok((
                 x,
                 None,
-                Op::Solve {
+                Op::new(Solve {
                     a: ia,
                     b: ib,
                     factor,
-                },
+                }),
             ))
         })
     }
@@ -183,11 +181,15 @@ impl Tape {
         if let Some(e) = &node.error {
             return Err(e.clone());
         }
-        match &node.op {
-            Op::Solve { factor, a, .. } => {
+        let solved = match &node.op {
+            Op::Recorded(op) => op.factor().map(|f| (f, op.inputs()[0])),
+            Op::Leaf => None,
+        };
+        match solved {
+            Some((factor, a)) => {
                 let mut info = factor.solve_info();
                 if !factor.is_iterative() && info.reciprocal_condition.is_none() {
-                    let a = &nodes[*a];
+                    let a = &nodes[a];
                     if let Some(s) = &a.sparse {
                         let kappa = crate::solve::condition_estimate(
                             s,
@@ -222,5 +224,86 @@ impl<'t> Var<'t> {
     /// As [`Tape::solve`].
     pub fn solve(self, b: Var<'t>, solver: &dyn Factorizer) -> Result<Var<'t>> {
         self.tape.solve(self, b, solver)
+    }
+}
+
+/// values = M p + c: p̄ = Mᵀ Ā.
+struct Assemble {
+    assembly: Assembly,
+    p: usize,
+}
+
+impl Operation for Assemble {
+    fn name(&self) -> &'static str {
+        "assemble"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.p]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let mut gp = crate::pool::matrix_zeros(self.assembly.n_params(), 1);
+        self.assembly
+            .adjoint_into(g.as_slice(), gp.as_mut_slice())?;
+        vjp.add(self.p, gp)
+    }
+}
+
+/// Y = A X: X̄ = Aᵀ Ȳ, Ā_ij = Σ_c Ȳ_ic X_jc at the stored entries.
+struct SpMul {
+    a: usize,
+    x: usize,
+}
+
+impl Operation for SpMul {
+    fn name(&self) -> &'static str {
+        "spmul"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.a, self.x]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let nodes = vjp.nodes();
+        let (a, x) = (&nodes[self.a], &nodes[self.x]);
+        let s = a.sparse.as_ref().expect("spmul's first input is sparse");
+        if x.needs_grad {
+            vjp.add(self.x, mul_transpose_dense(s, a.value.as_slice(), g))?;
+        }
+        if a.needs_grad {
+            let mut ga = DMatrix::zeros(s.nnz(), 1);
+            accumulate_outer(s, g, &x.value, 1.0, ga.as_mut_slice())?;
+            vjp.add(self.a, ga)?;
+        }
+        Ok(())
+    }
+}
+
+/// X = A⁻¹ B with the kept factorization: Λ = A⁻ᵀ Ḡ on the same factor, B̄ = Λ,
+/// Ā_ij = −Σ_c Λ_ic X_jc at the stored entries (`solve::node::adjoint`).
+struct Solve {
+    a: usize,
+    b: usize,
+    factor: Arc<Factor>,
+}
+
+impl Operation for Solve {
+    fn name(&self) -> &'static str {
+        "solve"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.a, self.b]
+    }
+    fn factor(&self) -> Option<&Arc<Factor>> {
+        Some(&self.factor)
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let nodes = vjp.nodes();
+        let a = &nodes[self.a];
+        let s = a.sparse.as_ref().expect("solve's first input is sparse");
+        let adjoint =
+            crate::solve::node::adjoint(self.factor.as_ref(), s, g, vjp.value(), a.needs_grad)?;
+        if let Some(ga) = adjoint.grad_values {
+            vjp.add(self.a, DMatrix::from_vec(ga.len(), 1, ga))?;
+        }
+        vjp.add(self.b, adjoint.lambda)
     }
 }

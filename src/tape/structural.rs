@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
-use super::{Op, Tape, Var};
+use super::{Operation, Tape, Var, Vjp};
 use crate::error::{Error, Result};
 use crate::sparse::Structure;
 
@@ -27,10 +27,9 @@ impl<'t> Var<'t> {
     pub fn sum(self) -> Var<'t> {
         let i = self.index;
         self.tape.record(
-            "sum",
             &[self],
             |nodes| Ok((DMatrix::from_element(1, 1, nodes[i].value.sum()), None)),
-            Op::Sum(i),
+            Sum { x: i },
         )
     }
 
@@ -38,7 +37,6 @@ impl<'t> Var<'t> {
     pub fn sum_squares(self) -> Var<'t> {
         let i = self.index;
         self.tape.record(
-            "sum_squares",
             &[self],
             |nodes| {
                 Ok((
@@ -46,7 +44,7 @@ impl<'t> Var<'t> {
                     None,
                 ))
             },
-            Op::SumSquares(i),
+            SumSquares { x: i },
         )
     }
 
@@ -66,7 +64,6 @@ impl<'t> Var<'t> {
     pub fn softmax(self) -> Var<'t> {
         let i = self.index;
         self.tape.record(
-            "softmax",
             &[self],
             |nodes| {
                 let x = &nodes[i].value;
@@ -80,7 +77,7 @@ impl<'t> Var<'t> {
                 }
                 Ok((s, None))
             },
-            Op::Softmax(i),
+            Softmax { x: i },
         )
     }
 
@@ -91,7 +88,6 @@ impl<'t> Var<'t> {
     pub fn logsumexp(self) -> Var<'t> {
         let i = self.index;
         self.tape.record(
-            "logsumexp",
             &[self],
             |nodes| {
                 let x = &nodes[i].value;
@@ -109,7 +105,7 @@ impl<'t> Var<'t> {
                 );
                 Ok((y, None))
             },
-            Op::LogSumExp(i),
+            LogSumExp { x: i },
         )
     }
 
@@ -117,7 +113,6 @@ impl<'t> Var<'t> {
     pub fn dot(self, other: Var<'t>) -> Var<'t> {
         let (i, j) = (self.index, other.index);
         self.tape.record(
-            "dot",
             &[self, other],
             |nodes| {
                 let (a, b) = (&nodes[i].value, &nodes[j].value);
@@ -130,7 +125,7 @@ impl<'t> Var<'t> {
                 }
                 Ok((DMatrix::from_element(1, 1, a.dot(b)), None))
             },
-            Op::Dot(i, j),
+            Dot { a: i, b: j },
         )
     }
 
@@ -142,7 +137,6 @@ impl<'t> Var<'t> {
         let index: Arc<[usize]> = index.into();
         let idx = index.clone();
         self.tape.record(
-            "gather",
             &[self],
             move |nodes| {
                 let x = &nodes[i].value;
@@ -152,7 +146,7 @@ impl<'t> Var<'t> {
                     None,
                 ))
             },
-            Op::Gather(i, index),
+            Gather { x: i, index },
         )
     }
 
@@ -164,7 +158,6 @@ impl<'t> Var<'t> {
         let index: Arc<[usize]> = index.into();
         let idx = index.clone();
         self.tape.record(
-            "scatter_add",
             &[self],
             move |nodes| {
                 let x = &nodes[i].value;
@@ -180,7 +173,7 @@ impl<'t> Var<'t> {
                 scatter_rows_into(x, &idx, &mut out);
                 Ok((out, None))
             },
-            Op::ScatterAdd(i, index),
+            ScatterAdd { x: i, index },
         )
     }
 
@@ -191,7 +184,6 @@ impl<'t> Var<'t> {
     pub fn columns(self, start: usize, count: usize) -> Var<'t> {
         let i = self.index;
         self.tape.record(
-            "columns",
             &[self],
             |nodes| {
                 let x = &nodes[i].value;
@@ -207,7 +199,7 @@ impl<'t> Var<'t> {
                 }
                 Ok((x.columns(start, count).into_owned(), None))
             },
-            Op::ColumnSlice(i, start),
+            ColumnSlice { x: i, start },
         )
     }
 
@@ -215,10 +207,12 @@ impl<'t> Var<'t> {
     pub fn values(self) -> Var<'t> {
         let i = self.index;
         self.tape.record(
-            "values",
             &[self],
             |nodes| Ok((nodes[i].value.clone(), None)),
-            Op::Identity(i),
+            Identity {
+                x: i,
+                name: "values",
+            },
         )
     }
 }
@@ -228,7 +222,6 @@ impl Tape {
     pub fn concat_columns<'t>(&'t self, parts: &[Var<'t>]) -> Var<'t> {
         let idx: Vec<usize> = parts.iter().map(|v| v.index).collect();
         self.record(
-            "concat_columns",
             parts,
             |nodes| {
                 let rows = idx.first().map_or(0, |&i| nodes[i].value.nrows());
@@ -253,7 +246,7 @@ impl Tape {
                 }
                 Ok((out, None))
             },
-            Op::ConcatColumns(idx.clone()),
+            ConcatColumns { parts: idx.clone() },
         )
     }
 
@@ -263,7 +256,6 @@ impl Tape {
         let i = values.index;
         let s = structure.clone();
         self.record(
-            "with_structure",
             &[values],
             move |nodes| {
                 let v = &nodes[i].value;
@@ -276,7 +268,10 @@ impl Tape {
                 }
                 Ok((v.clone(), Some(s)))
             },
-            Op::Identity(i),
+            Identity {
+                x: i,
+                name: "with_structure",
+            },
         )
     }
 }
@@ -293,12 +288,12 @@ fn non_empty_columns(op: &'static str, x: &DMatrix<f64>) -> Result<()> {
 }
 
 /// The softmax of each column of `x` given its logsumexp `y` (1×k): s_ic = e^{x_ic − y_c}.
-pub(crate) fn softmax_from_logsumexp(x: &DMatrix<f64>, y: &DMatrix<f64>) -> DMatrix<f64> {
+fn softmax_from_logsumexp(x: &DMatrix<f64>, y: &DMatrix<f64>) -> DMatrix<f64> {
     DMatrix::from_fn(x.nrows(), x.ncols(), |r, c| (x[(r, c)] - y[c]).exp())
 }
 
 /// out[index[r], c] += x[r, c] into a fresh `len`-row matrix.
-pub(crate) fn scatter_rows(x: &DMatrix<f64>, index: &[usize], len: usize) -> DMatrix<f64> {
+fn scatter_rows(x: &DMatrix<f64>, index: &[usize], len: usize) -> DMatrix<f64> {
     let mut out = DMatrix::zeros(len, x.ncols());
     scatter_rows_into(x, index, &mut out);
     out
@@ -310,5 +305,212 @@ fn scatter_rows_into(x: &DMatrix<f64>, index: &[usize], out: &mut DMatrix<f64>) 
         for (r, &t) in index.iter().enumerate() {
             out[(t, c)] += x[(r, c)];
         }
+    }
+}
+
+// The operations' backward rules (each next to nothing else: the forwards are the methods above).
+
+/// The value itself (`values`, `with_structure`): x̄ = ȳ.
+struct Identity {
+    x: usize,
+    name: &'static str,
+}
+
+impl Operation for Identity {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.x]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        vjp.add(self.x, g.clone())
+    }
+}
+
+/// y = Σ x: x̄ = ȳ everywhere.
+struct Sum {
+    x: usize,
+}
+
+impl Operation for Sum {
+    fn name(&self) -> &'static str {
+        "sum"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.x]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let (r, c) = vjp.nodes()[self.x].value.shape();
+        vjp.add(self.x, DMatrix::from_element(r, c, g[0]))
+    }
+}
+
+/// y = ‖x‖²_F: x̄ = 2ȳx.
+struct SumSquares {
+    x: usize,
+}
+
+impl Operation for SumSquares {
+    fn name(&self) -> &'static str {
+        "sum_squares"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.x]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let mut gx = crate::pool::matrix_copy(&vjp.nodes()[self.x].value);
+        gx *= 2.0 * g[0];
+        vjp.add(self.x, gx)
+    }
+}
+
+/// s = softmax(x) per column: x̄_ic = s_ic (ḡ_ic − Σ_j ḡ_jc s_jc).
+struct Softmax {
+    x: usize,
+}
+
+impl Operation for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.x]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let s = vjp.value();
+        let mut gx = s.component_mul(g);
+        for (mut col, sc) in gx.column_iter_mut().zip(s.column_iter()) {
+            let inner = col.sum();
+            col -= sc * inner;
+        }
+        vjp.add(self.x, gx)
+    }
+}
+
+/// y_c = log Σ_j e^{x_jc}: x̄_ic = ḡ_c softmax(x)_ic.
+struct LogSumExp {
+    x: usize,
+}
+
+impl Operation for LogSumExp {
+    fn name(&self) -> &'static str {
+        "logsumexp"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.x]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let mut gx = softmax_from_logsumexp(&vjp.nodes()[self.x].value, vjp.value());
+        for (mut col, &gc) in gx.column_iter_mut().zip(g.iter()) {
+            col *= gc;
+        }
+        vjp.add(self.x, gx)
+    }
+}
+
+/// y = ⟨a, b⟩: ā = ȳ b, b̄ = ȳ a.
+struct Dot {
+    a: usize,
+    b: usize,
+}
+
+impl Operation for Dot {
+    fn name(&self) -> &'static str {
+        "dot"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.a, self.b]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let nodes = vjp.nodes();
+        vjp.add(self.a, &nodes[self.b].value * g[0])?;
+        vjp.add(self.b, &nodes[self.a].value * g[0])
+    }
+}
+
+/// y = x[index, :]: x̄ = scatter-add of ȳ at `index`.
+struct Gather {
+    x: usize,
+    index: Arc<[usize]>,
+}
+
+impl Operation for Gather {
+    fn name(&self) -> &'static str {
+        "gather"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.x]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let rows = vjp.nodes()[self.x].value.nrows();
+        vjp.add(self.x, scatter_rows(g, &self.index, rows))
+    }
+}
+
+/// y[index[r], :] += x[r, :]: x̄ = ȳ[index, :].
+struct ScatterAdd {
+    x: usize,
+    index: Arc<[usize]>,
+}
+
+impl Operation for ScatterAdd {
+    fn name(&self) -> &'static str {
+        "scatter_add"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.x]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let index = &self.index;
+        vjp.add(
+            self.x,
+            DMatrix::from_fn(index.len(), g.ncols(), |r, c| g[(index[r], c)]),
+        )
+    }
+}
+
+/// y = x[:, start .. start + k]: x̄ = ȳ in those columns, 0 elsewhere.
+struct ColumnSlice {
+    x: usize,
+    start: usize,
+}
+
+impl Operation for ColumnSlice {
+    fn name(&self) -> &'static str {
+        "columns"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        vec![self.x]
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let (r, c) = vjp.nodes()[self.x].value.shape();
+        let mut gx = DMatrix::zeros(r, c);
+        gx.columns_mut(self.start, g.ncols()).copy_from(g);
+        vjp.add(self.x, gx)
+    }
+}
+
+/// y = [x₀ x₁ …]: each part gets its columns of ȳ.
+struct ConcatColumns {
+    parts: Vec<usize>,
+}
+
+impl Operation for ConcatColumns {
+    fn name(&self) -> &'static str {
+        "concat_columns"
+    }
+    fn inputs(&self) -> Vec<usize> {
+        self.parts.clone()
+    }
+    fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
+        let nodes = vjp.nodes();
+        let mut at = 0;
+        for &p in &self.parts {
+            let c = nodes[p].value.ncols();
+            vjp.add(p, g.columns(at, c).into_owned())?;
+            at += c;
+        }
+        Ok(())
     }
 }
