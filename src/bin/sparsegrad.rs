@@ -259,17 +259,21 @@ fn run(command: Command) -> Result<(), String> {
     result
 }
 
-fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<(), String> {
-    let total = Instant::now();
-    let progress = Progress {
-        quiet: args.quiet,
-        start: total,
-    };
-    let a_name = args.matrix.display().to_string();
-    let err_a = |e: Error| format!("{a_name}: {e}");
+/// The files read: A (coordinate), B and the optional upstream gradient.
+struct Inputs {
+    a: MatrixMarket,
+    b: DMatrix<f64>,
+    upstream: Option<DMatrix<f64>>,
+}
 
+/// Reads and checks the input files.
+fn read_inputs(
+    args: &Common,
+    upstream: Option<&PathBuf>,
+    progress: &Progress,
+) -> Result<Inputs, String> {
+    let a_name = args.matrix.display();
     progress.step(&format!("reading {a_name}"));
-    let t = Instant::now();
     let a = read_file(&args.matrix, args.max_input_mib)?;
     if a.layout != Layout::Coordinate {
         return Err(format!(
@@ -285,7 +289,7 @@ fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<()
     let n = a.nrows;
     progress.step(&format!("reading {}", args.rhs.display()));
     let b = read_block(&args.rhs, n, "the right-hand side", args.max_input_mib)?;
-    let upstream = match grad.as_ref().and_then(|g| g.1.as_ref()) {
+    let upstream = match upstream {
         Some(path) => {
             let g = read_block(path, n, "the upstream gradient", args.max_input_mib)?;
             if g.ncols() != b.ncols() {
@@ -300,25 +304,30 @@ fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<()
         }
         None => None,
     };
-    let t_read = ms(t);
+    Ok(Inputs { a, b, upstream })
+}
 
-    // One parameter per file entry: values = M p with M the 0/1 map onto the stored entries, so
-    // p̄ = Mᵀ Ā gives every duplicate the gradient of their sum.
+/// One parameter per file entry: values = M p with M the 0/1 map onto the stored entries, so
+/// p̄ = Mᵀ Ā gives every duplicate the gradient of their sum.
+fn assembly_of(a: &MatrixMarket) -> sparsegrad::Result<(Assembly, Vec<f64>)> {
     let symmetry = if a.symmetric {
         Symmetry::Lower
     } else {
         Symmetry::General
     };
-    let mut builder = Assembly::builder(n, n, a.entries.len()).symmetry(symmetry);
+    let mut builder = Assembly::builder(a.nrows, a.ncols, a.entries.len()).symmetry(symmetry);
     for (e, &(i, j, _)) in a.entries.iter().enumerate() {
         builder.push_entry(i, j, e, 1.0);
     }
-    let asm = builder.build().map_err(err_a)?;
+    let asm = builder.build()?;
     let p: Vec<f64> = a.entries.iter().map(|e| e.2).collect();
-    let values = asm.values(&p).map_err(err_a)?;
-    let structure = asm.structure();
+    let values = asm.values(&p)?;
+    Ok((asm, values))
+}
 
-    let solver = match (args.method, a.symmetric) {
+/// The solver the flags ask for.
+fn solver_of(args: &Common, symmetric: bool, a_name: &str) -> Result<Solver, String> {
+    Ok(match (args.method, symmetric) {
         (MethodArg::Cholesky, false) => {
             return Err(format!(
                 "{a_name}: Cholesky needs a symmetric file; this one is general (use --method lu)"
@@ -331,7 +340,50 @@ fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<()
     .with_implementation(match args.backend {
         BackendArg::Fast => Implementation::Fast,
         BackendArg::Reference => Implementation::Reference,
-    });
+    }))
+}
+
+/// Warns on stderr when κ₁ > [`CONDITION_WARNING`] (digits lost, at most all 16).
+fn warn_conditioning(a_name: &str, kappa: f64) {
+    if kappa > CONDITION_WARNING || kappa.is_nan() {
+        let lost = kappa.log10();
+        let digits = if lost >= 15.5 || kappa.is_nan() {
+            "all 16 digits of X and of the gradients may be wrong".to_string()
+        } else {
+            format!("about {lost:.0} of 16 digits of X and of the gradients are lost")
+        };
+        eprintln!(
+            "warning: {a_name}: matrix is ill-conditioned: estimated condition number {kappa:e} (reciprocal {:e}); {digits}",
+            1.0 / kappa
+        );
+    }
+}
+
+/// Milliseconds of each phase.
+struct Timings {
+    read: f64,
+    analyze: f64,
+    factor: f64,
+    solve: f64,
+}
+
+fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<(), String> {
+    let total = Instant::now();
+    let progress = Progress {
+        quiet: args.quiet,
+        start: total,
+    };
+    let a_name = args.matrix.display().to_string();
+    let err_a = |e: Error| format!("{a_name}: {e}");
+
+    let t = Instant::now();
+    let Inputs { a, b, upstream } =
+        read_inputs(args, grad.as_ref().and_then(|g| g.1.as_ref()), &progress)?;
+    let t_read = ms(t);
+    let n = a.nrows;
+    let (asm, values) = assembly_of(&a).map_err(err_a)?;
+    let structure = asm.structure();
+    let solver = solver_of(args, a.symmetric, &a_name)?;
     progress.step(&format!(
         "analyzing (n = {n}, {} stored entries)",
         structure.nnz()
@@ -350,32 +402,26 @@ fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<()
     if let Some(reason) = factor.fallback_reason() {
         eprintln!("warning: {a_name}: {reason}");
     }
-    let method =
-        if !a.symmetric || factor.fallback_reason().is_some() || args.method == MethodArg::Lu {
-            "lu"
-        } else {
-            "cholesky"
-        };
     let kappa = condition_estimate(structure, &values, factor.as_ref()).map_err(err_a)?;
-    if kappa > CONDITION_WARNING || kappa.is_nan() {
-        let lost = kappa.log10();
-        let digits = if lost >= 15.5 || kappa.is_nan() {
-            "all 16 digits of X and of the gradients may be wrong".to_string()
-        } else {
-            format!("about {lost:.0} of 16 digits of X and of the gradients are lost")
-        };
-        eprintln!(
-            "warning: {a_name}: matrix is ill-conditioned: estimated condition number {kappa:e} (reciprocal {:e}); {digits}",
-            1.0 / kappa
-        );
-    }
+    warn_conditioning(&a_name, kappa);
 
     let Some((loss_kind, _)) = grad else {
         write_atomically(&args.out, &array_text(&x))?;
         progress.step(&format!("wrote {}", args.out.display()));
         return Ok(());
     };
-
+    let method =
+        if !a.symmetric || factor.fallback_reason().is_some() || args.method == MethodArg::Lu {
+            "lu"
+        } else {
+            "cholesky"
+        };
+    let timings = Timings {
+        read: t_read,
+        analyze: t_analyze,
+        factor: t_factor,
+        solve: t_solve,
+    };
     let (loss, g) = match (&upstream, loss_kind) {
         (Some(g), _) => (None, g.clone()),
         (None, LossArg::Sum) => (Some(x.sum()), DMatrix::from_element(n, x.ncols(), 1.0)),
@@ -390,24 +436,7 @@ fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<()
     asm.adjoint_into(&grad_stored.unwrap_or_default(), &mut grad_entries)
         .map_err(err_a)?;
     let t_adjoint = ms(t);
-    // Every number written is finite: a loss or gradient that overflowed is an error, not null.
-    if let Some(l) = loss.filter(|l| !l.is_finite()) {
-        return Err(format!(
-            "{a_name}: the loss overflowed ({l}): X is finite but too large for the loss in floating point"
-        ));
-    }
-    for (what, data) in [
-        ("the gradient of B", lambda.as_slice()),
-        ("the gradient of A", grad_entries.as_slice()),
-    ] {
-        if let Some(k) = data.iter().position(|v| !v.is_finite()) {
-            return Err(format!(
-                "{a_name}: {what} overflowed: entry {k} is {}",
-                data[k]
-            ));
-        }
-    }
-
+    check_finite_outputs(&a_name, loss, &lambda, &grad_entries)?;
     let result = json!({
         "n": n,
         "nnz": a.entries.len(),
@@ -419,10 +448,10 @@ fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<()
         "grad_rhs": columns(&lambda),
         "grad_values": grad_entries,
         "timings_ms": {
-            "read": t_read,
-            "analyze": t_analyze,
-            "factor": t_factor,
-            "solve": t_solve,
+            "read": timings.read,
+            "analyze": timings.analyze,
+            "factor": timings.factor,
+            "solve": timings.solve,
             "adjoint": t_adjoint,
             "total": ms(total),
         },
@@ -431,6 +460,32 @@ fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<()
         serde_json::to_string(&result).map_err(|e| format!("{}: {e}", args.out.display()))?;
     write_atomically(&args.out, &(text + "\n"))?;
     progress.step(&format!("wrote {}", args.out.display()));
+    Ok(())
+}
+
+/// Every number written is finite: a loss or gradient that overflowed is an error, not null.
+fn check_finite_outputs(
+    a_name: &str,
+    loss: Option<f64>,
+    lambda: &DMatrix<f64>,
+    grad_entries: &[f64],
+) -> Result<(), String> {
+    if let Some(l) = loss.filter(|l| !l.is_finite()) {
+        return Err(format!(
+            "{a_name}: the loss overflowed ({l}): X is finite but too large for the loss in floating point"
+        ));
+    }
+    for (what, data) in [
+        ("the gradient of B", lambda.as_slice()),
+        ("the gradient of A", grad_entries),
+    ] {
+        if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "{a_name}: {what} overflowed: entry {k} is {}",
+                data[k]
+            ));
+        }
+    }
     Ok(())
 }
 
