@@ -101,12 +101,22 @@ impl Solver {
         }
         structure.record_factorization();
         match (self.method, self.implementation) {
-            (Method::Cholesky, Implementation::Fast) => Ok(Arc::new(
-                cpu::cholesky::FaerCholesky::factor_with(structure, values, false, &self.ordering)?,
-            )),
-            (Method::Ldlt, Implementation::Fast) => Ok(Arc::new(
-                cpu::cholesky::FaerCholesky::factor_with(structure, values, true, &self.ordering)?,
-            )),
+            (Method::Cholesky, Implementation::Fast) => {
+                Ok(Arc::new(cpu::cholesky::FaerCholesky::factor_with(
+                    structure,
+                    values,
+                    cpu::cholesky::Kind::Llt,
+                    &self.ordering,
+                )?))
+            }
+            (Method::Ldlt, Implementation::Fast) => {
+                Ok(Arc::new(cpu::cholesky::FaerCholesky::factor_with(
+                    structure,
+                    values,
+                    cpu::cholesky::Kind::Ldlt,
+                    &self.ordering,
+                )?))
+            }
             (Method::Cholesky, Implementation::Reference) => Ok(Arc::new(
                 cpu::reference::ReferenceCholesky::factor(structure, values)?,
             )),

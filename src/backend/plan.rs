@@ -269,7 +269,7 @@ pub(crate) fn scatter_cpu(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::cpu::cholesky::FaerCholesky;
+    use crate::backend::cpu::cholesky::{FaerCholesky, Kind};
     use crate::solve::node::accumulate_outer;
     use crate::sparse::{Assembly, Symmetry};
     use nalgebra::DMatrix;
@@ -326,7 +326,7 @@ mod tests {
         let mut kinds = Vec::new();
         for (k_grid, symmetry) in [(6, Symmetry::Lower), (150, Symmetry::Full)] {
             let (s, values) = grid(k_grid, symmetry, 7);
-            let chol = FaerCholesky::factor(&s, &values, false).unwrap();
+            let chol = FaerCholesky::factor(&s, &values, Kind::Llt).unwrap();
             let factor = LowerFactor::from_faer(chol.symbolic(), chol.values()).unwrap();
             assert_eq!(factor.columns.val.len(), factor.rows().val.len());
             kinds.push(chol_kind(&chol));
@@ -358,7 +358,7 @@ mod tests {
     #[test]
     fn schedules_respect_dependencies() {
         let (s, values) = grid(30, Symmetry::Lower, 3);
-        let chol = FaerCholesky::factor(&s, &values, false).unwrap();
+        let chol = FaerCholesky::factor(&s, &values, Kind::Llt).unwrap();
         let factor = LowerFactor::from_faer(chol.symbolic(), chol.values()).unwrap();
         for (t, sched) in [
             (factor.rows(), factor.forward_schedule()),

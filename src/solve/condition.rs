@@ -114,9 +114,10 @@ const PROBE_GATE: f64 = 1e10;
 /// makes the test blind to badly scaled but well-posed systems such as a 1e20 penalty on a
 /// boundary unknown.
 ///
-/// With `probe`, one solve with a fixed sign-alternating vector gives a lower bound on κ first and
-/// the full estimate (about 11 solves) runs only when that bound reaches 1e10; without it, the
-/// caller has seen a tiny pivot and the estimate runs at once.
+/// With [`Gate::Probe`], one solve with a fixed sign-alternating vector gives a lower bound on κ
+/// first and the full estimate (about 11 solves) runs only when that bound reaches 1e10; with
+/// [`Gate::TinyPivot`] the caller has seen a pivot that lost its digits and the estimate runs at
+/// once.
 ///
 /// # Errors
 /// [`Error::Singular`] as above or when a solve produces a non-finite value; a solve's errors.
@@ -124,7 +125,7 @@ pub(crate) fn check_not_singular(
     structure: &Structure,
     values: &[f64],
     factor: &Factor,
-    probe: bool,
+    gate: Gate,
 ) -> Result<()> {
     let n = structure.nrows();
     if n == 0 || factor.dim() != n {
@@ -142,7 +143,7 @@ pub(crate) fn check_not_singular(
     }
     };
     let mut bound = 0.0f64;
-    if probe {
+    if gate == Gate::Probe {
         let z = DMatrix::from_fn(n, 1, |i, _| {
             let s = if i % 2 == 0 { 1.0 } else { -1.0 };
             s * (1.0 + i as f64 / (n.max(2) - 1) as f64)
@@ -163,6 +164,15 @@ pub(crate) fn check_not_singular(
         return Err(singular(kappa));
     }
     Ok(())
+}
+
+/// How [`check_not_singular`] decides to run the condition estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// One probing solve first (factorizations that do not expose their pivots: LU).
+    Probe,
+    /// A pivot lost its digits to cancellation: estimate now.
+    TinyPivot,
 }
 
 /// A factorization of A seen as one of R A C (R, C positive diagonal scalings).

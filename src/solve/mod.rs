@@ -26,7 +26,7 @@ use nalgebra::DMatrix;
 use crate::error::{Error, Result};
 
 use crate::sparse::{mul_dense, Structure, Symmetry};
-pub(crate) use condition::check_not_singular;
+pub(crate) use condition::{check_not_singular, Gate};
 pub use condition::{condition_estimate, norm1};
 pub use device::{Device, Precision};
 pub use iterative::{Convergence, Iterative, Krylov, Preconditioner, SolveInfo};
@@ -460,6 +460,15 @@ impl Default for Solver {
     fn default() -> Self {
         Self::cholesky()
     }
+}
+
+/// Which system a solve with a factorization of A solves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// A X = B.
+    Forward,
+    /// Aᵀ X = B (the adjoint).
+    Transpose,
 }
 
 /// Every solution the solve node returns is finite: a non-finite value means a zero pivot or an

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
-use super::{Adjoint, Factor, Factorizer};
+use super::{Adjoint, Direction, Factor, Factorizer};
 use crate::error::{check_finite, Error, Result};
 use crate::sparse::{Structure, Symmetry};
 
@@ -117,7 +117,7 @@ pub fn solve_transpose(
     b: &DMatrix<f64>,
 ) -> Result<DMatrix<f64>> {
     check_rhs(structure, b)?;
-    solve_finite(factor, structure, b, true)
+    solve_finite(factor, structure, b, Direction::Transpose)
 }
 
 /// [`solve`] for a right-hand side already checked.
@@ -128,7 +128,7 @@ fn solve_checked(
     values: &[f64],
     b: &DMatrix<f64>,
 ) -> Result<DMatrix<f64>> {
-    let x = solve_finite(factor, structure, b, false)?;
+    let x = solve_finite(factor, structure, b, Direction::Forward)?;
     solver.check_residual(structure, values, &x, b)?;
     Ok(x)
 }
@@ -138,7 +138,7 @@ fn solve_finite(
     factor: &Factor,
     structure: &Structure,
     b: &DMatrix<f64>,
-    transpose: bool,
+    direction: Direction,
 ) -> Result<DMatrix<f64>> {
     if factor.dim() != structure.nrows() {
         return Err(Error::ShapeMismatch {
@@ -148,10 +148,9 @@ fn solve_finite(
         });
     }
     let mut x = crate::pool::matrix_copy(b);
-    if transpose {
-        factor.solve_transpose_in_place(&mut x)?;
-    } else {
-        factor.solve_in_place(&mut x)?;
+    match direction {
+        Direction::Forward => factor.solve_in_place(&mut x)?,
+        Direction::Transpose => factor.solve_transpose_in_place(&mut x)?,
     }
     super::check_solution_finite(&x)?;
     Ok(x)

@@ -19,14 +19,14 @@ use nalgebra::DMatrix;
 use super::multifrontal::{FrontError, Plan};
 use super::{check_positive_diagonal, faer_view};
 use crate::error::{Error, Result};
-use crate::solve::{check_not_singular, Factorization, Ordering};
+use crate::solve::{check_not_singular, Factorization, Gate, Ordering};
 use crate::sparse::Structure;
 
 /// A numeric LLᵀ or LDLᵀ factor sharing its structure's symbolic analysis.
 pub(crate) struct FaerCholesky {
     symbolic: Arc<SymbolicCholesky<usize>>,
     l_values: Vec<f64>,
-    ldlt: bool,
+    kind: Kind,
     /// The multifrontal plan when the numeric phase was the crate's own (its solves then run
     /// over the same cut tree).
     plan: Option<Arc<Plan>>,
@@ -88,32 +88,134 @@ pub(crate) fn symbolic_cholesky(
     super::ordering::symbolic(structure, ordering)
 }
 
+/// `len` zeroed factor values, from the pool when one fits, fallibly allocated.
+fn factor_buffer(len: usize) -> Result<Vec<f64>> {
+    let mut l_values = crate::pool::take(len).unwrap_or_default();
+    l_values
+        .try_reserve_exact(len)
+        .map_err(|_| Error::OutOfMemory {
+            what: "the Cholesky factor".into(),
+            reason: format!(
+            "{:.1} GiB of values is more than can be allocated (too much fill for a direct solver)",
+            len as f64 * 8.0 / f64::powi(1024.0, 3)
+        ),
+        })?;
+    l_values.resize(len, 0.0);
+    Ok(l_values)
+}
+
+/// faer's numeric LDLᵀ into `l_values`; a zero pivot is [`Error::Singular`] at its column.
+fn numeric_ldlt(
+    symbolic: &SymbolicCholesky<usize>,
+    a: SparseColMatRef<'_, usize, f64>,
+    l_values: &mut [f64],
+    par: Par,
+    original_column: impl Fn(usize) -> usize,
+) -> Result<()> {
+    let req = symbolic.factorize_numeric_ldlt_scratch::<f64>(par, Default::default());
+    crate::pool::with_scratch(req, |stack| {
+        symbolic.factorize_numeric_ldlt(
+            l_values,
+            a,
+            Side::Lower,
+            LdltRegularization::default(),
+            par,
+            stack,
+            Default::default(),
+        )
+    })
+    .map(|_| ())
+    .map_err(|LdltError::ZeroPivot { index }| Error::Singular {
+        column: Some(original_column(index)),
+        reason: format!(
+            "LDLᵀ met a zero pivot near column {}",
+            original_column(index)
+        ),
+    })
+}
+
+/// faer's numeric (left-looking) LLᵀ into `l_values`.
+fn numeric_llt(
+    symbolic: &SymbolicCholesky<usize>,
+    a: SparseColMatRef<'_, usize, f64>,
+    l_values: &mut [f64],
+    par: Par,
+    original_column: impl Fn(usize) -> usize,
+) -> Result<()> {
+    let req = symbolic.factorize_numeric_llt_scratch::<f64>(par, Default::default());
+    crate::pool::with_scratch(req, |stack| {
+        symbolic.factorize_numeric_llt(
+            l_values,
+            a,
+            Side::Lower,
+            LltRegularization::default(),
+            par,
+            stack,
+            Default::default(),
+        )
+    })
+    .map(|_| ())
+    .map_err(
+        |LltError::NonPositivePivot { index }| Error::NotPositiveDefinite {
+            column: original_column(index),
+            pivot: None,
+        },
+    )
+}
+
+/// A multifrontal failure as the crate's error.
+fn front_error(e: FrontError, original_column: impl Fn(usize) -> usize) -> Error {
+    match e {
+        FrontError::NonPositivePivot(index) => Error::NotPositiveDefinite {
+            column: original_column(index),
+            pivot: None,
+        },
+        FrontError::OutOfMemory(len) => Error::OutOfMemory {
+            what: "a multifrontal update matrix".into(),
+            reason: format!(
+                "{:.1} GiB for one front's update matrix could not be allocated",
+                len as f64 * 8.0 / f64::powi(1024.0, 3)
+            ),
+        },
+    }
+}
+
+/// Which symmetric factorization: LLᵀ (positive definite) or LDLᵀ without pivoting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Llt,
+    Ldlt,
+}
+
 impl FaerCholesky {
-    /// LLᵀ (or LDLᵀ) with the automatic ordering.
-    pub(crate) fn factor(structure: &Structure, values: &[f64], ldlt: bool) -> Result<Self> {
-        Self::factor_with(structure, values, ldlt, &Ordering::Auto)
+    /// LLᵀ or LDLᵀ with the automatic ordering.
+    pub(crate) fn factor(structure: &Structure, values: &[f64], kind: Kind) -> Result<Self> {
+        Self::factor_with(structure, values, kind, &Ordering::Auto)
     }
 
+    /// LLᵀ or LDLᵀ under `ordering`: the structure's cached symbolic analysis, the numeric phase
+    /// (multifrontal for large LLᵀ factors, faer's otherwise), then the checks of the pivots
+    /// (LDLᵀ growth, cancellation).
     pub(crate) fn factor_with(
         structure: &Structure,
         values: &[f64],
-        ldlt: bool,
+        kind: Kind,
         ordering: &Ordering,
     ) -> Result<Self> {
-        if !ldlt {
+        if kind == Kind::Llt {
             check_positive_diagonal(structure, values)?;
         }
         let (symbolic, prediction) = symbolic_cholesky(structure, ordering)?;
-        let a = faer_matrix(structure, values);
-        let mut l_values = crate::pool::take(symbolic.len_val()).unwrap_or_default();
-        l_values.try_reserve_exact(symbolic.len_val()).map_err(|_| Error::OutOfMemory {
-            what: "the Cholesky factor".into(),
-            reason: format!(
-                "{:.1} GiB of values is more than can be allocated (too much fill for a direct solver)",
-                symbolic.len_val() as f64 * 8.0 / f64::powi(1024.0, 3)
-            ),
-        })?;
-        l_values.resize(symbolic.len_val(), 0.0);
+        let mut l_values = factor_buffer(symbolic.len_val())?;
+        let original_column = |index: usize| {
+            symbolic
+                .perm()
+                .map_or(index, |p| p.arrays().0[index.min(p.len() - 1)])
+        };
+        let plan = match kind {
+            Kind::Llt => multifrontal_plan(structure, &symbolic, prediction.flops),
+            Kind::Ldlt => None,
+        };
         // Large (3D-like) factors use the rayon pool's threads; small ones stay sequential,
         // where threading costs more than it saves.
         let par = if prediction.flops >= PARALLEL_FLOPS {
@@ -121,77 +223,21 @@ impl FaerCholesky {
         } else {
             Par::Seq
         };
-        let original_column = |index: usize| {
-            symbolic
-                .perm()
-                .map_or(index, |p| p.arrays().0[index.min(p.len() - 1)])
-        };
-        let plan = if ldlt {
-            None
-        } else {
-            multifrontal_plan(structure, &symbolic, prediction.flops)
-        };
-        if ldlt {
-            let req = symbolic.factorize_numeric_ldlt_scratch::<f64>(par, Default::default());
-            crate::pool::with_scratch(req, |stack| {
-                symbolic.factorize_numeric_ldlt(
-                    &mut l_values,
-                    a,
-                    Side::Lower,
-                    LdltRegularization::default(),
-                    par,
-                    stack,
-                    Default::default(),
-                )
-            })
-            .map_err(|LdltError::ZeroPivot { index }| Error::Singular {
-                column: Some(original_column(index)),
-                reason: format!(
-                    "LDLᵀ met a zero pivot near column {}",
-                    original_column(index)
-                ),
-            })?;
-        } else if let Some(plan) = plan.as_ref() {
-            plan.factor(values, &mut l_values).map_err(|e| match e {
-                FrontError::NonPositivePivot(index) => Error::NotPositiveDefinite {
-                    column: original_column(index),
-                    pivot: None,
-                },
-                FrontError::OutOfMemory(len) => Error::OutOfMemory {
-                    what: "a multifrontal update matrix".into(),
-                    reason: format!(
-                        "{:.1} GiB for one front's update matrix could not be allocated",
-                        len as f64 * 8.0 / f64::powi(1024.0, 3)
-                    ),
-                },
-            })?;
-        } else {
-            let req = symbolic.factorize_numeric_llt_scratch::<f64>(par, Default::default());
-            crate::pool::with_scratch(req, |stack| {
-                symbolic.factorize_numeric_llt(
-                    &mut l_values,
-                    a,
-                    Side::Lower,
-                    LltRegularization::default(),
-                    par,
-                    stack,
-                    Default::default(),
-                )
-            })
-            .map_err(|LltError::NonPositivePivot { index }| {
-                Error::NotPositiveDefinite {
-                    column: original_column(index),
-                    pivot: None,
-                }
-            })?;
+        let a = faer_matrix(structure, values);
+        match (kind, plan.as_ref()) {
+            (Kind::Ldlt, _) => numeric_ldlt(&symbolic, a, &mut l_values, par, original_column)?,
+            (Kind::Llt, Some(plan)) => plan
+                .factor(values, &mut l_values)
+                .map_err(|e| front_error(e, original_column))?,
+            (Kind::Llt, None) => numeric_llt(&symbolic, a, &mut l_values, par, original_column)?,
         }
         let factor = FaerCholesky {
             symbolic: symbolic.clone(),
             l_values,
-            ldlt,
+            kind,
             plan,
         };
-        if ldlt {
+        if kind == Kind::Ldlt {
             factor.check_pivot_growth(values, original_column)?;
         }
         factor.check_cancellation(structure, values, original_column)?;
@@ -273,7 +319,10 @@ impl FaerCholesky {
         let a_max = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let threshold = n as f64 * f64::EPSILON;
         let tiny = self.factor_diagonal().iter().enumerate().any(|(k, &d)| {
-            let pivot = if self.ldlt { d.abs() } else { d * d };
+            let pivot = match self.kind {
+                Kind::Ldlt => d.abs(),
+                Kind::Llt => d * d,
+            };
             let scale = match diagonal[original_column(k)] {
                 0.0 => a_max,
                 a => a,
@@ -281,7 +330,7 @@ impl FaerCholesky {
             pivot <= threshold * scale
         });
         if tiny {
-            check_not_singular(structure, values, self, false)?;
+            check_not_singular(structure, values, self, Gate::TinyPivot)?;
         }
         Ok(())
     }
@@ -327,7 +376,7 @@ impl FaerCholesky {
         crate::pool::with_scratch(
             self.symbolic.solve_in_place_scratch::<f64>(k, par),
             |stack| {
-                if self.ldlt {
+                if self.kind == Kind::Ldlt {
                     LdltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
                         Conj::No,
                         rhs,
@@ -386,10 +435,10 @@ impl Factorization for FaerCholesky {
             SymbolicCholeskyRaw::Simplicial(_) => "simplicial",
             SymbolicCholeskyRaw::Supernodal(_) => "supernodal",
         };
-        let name = match (self.ldlt, self.plan.is_some()) {
-            (true, _) => "LDLᵀ",
-            (false, true) => "LLᵀ, multifrontal numeric phase",
-            (false, false) => "LLᵀ",
+        let name = match (self.kind, self.plan.is_some()) {
+            (Kind::Ldlt, _) => "LDLᵀ",
+            (Kind::Llt, true) => "LLᵀ, multifrontal numeric phase",
+            (Kind::Llt, false) => "LLᵀ",
         };
         format!(
             "faer {name} ({kind}), {} factor values",

@@ -43,7 +43,7 @@ use nalgebra::DMatrix;
 use super::analysis::{faer_error, full_pattern, lock, FullPattern};
 use super::faer_view;
 use crate::error::{first_non_finite, Error, Result};
-use crate::solve::{check_not_singular, Factorization, Ordering};
+use crate::solve::{check_not_singular, Direction, Factorization, Gate, Ordering};
 use crate::sparse::Structure;
 
 /// The symbolic LU of a structure's full pattern under one column ordering.
@@ -370,11 +370,11 @@ impl FaerLu {
         };
         // faer's LU completes on numerically singular matrices (a pivot of rounding size): a
         // probing solve, then the condition estimate when it is large, turn that into an error.
-        check_not_singular(structure, values, &lu, true)?;
+        check_not_singular(structure, values, &lu, Gate::Probe)?;
         Ok(lu)
     }
 
-    fn solve(&self, rhs: &mut DMatrix<f64>, transpose: bool) -> Result<()> {
+    fn solve(&self, rhs: &mut DMatrix<f64>, direction: Direction) -> Result<()> {
         let par = Par::Seq;
         let k = rhs.ncols();
         let n = self.n;
@@ -384,7 +384,7 @@ impl FaerLu {
                 crate::pool::with_scratch(
                     symbolic.solve_in_place_scratch::<f64>(k, par),
                     |stack| {
-                        if transpose {
+                        if direction == Direction::Transpose {
                             lu.solve_transpose_in_place_with_conj(
                                 Conj::No,
                                 faer_view(rhs),
@@ -415,7 +415,7 @@ impl FaerLu {
                 let req = solve_in_place_scratch::<usize, f64>(n, k, par)
                     .or(solve_transpose_in_place_scratch::<usize, f64>(n, k, par));
                 crate::pool::with_scratch(req, |stack| {
-                    if transpose {
+                    if direction == Direction::Transpose {
                         lu.solve_transpose_in_place_with_conj(
                             rows,
                             cols,
@@ -444,7 +444,10 @@ impl FaerLu {
                 column: None,
                 reason: format!(
                     "the LU {} solve produced a non-finite value at row {}: a zero pivot, or a solution beyond the floating-point range",
-                    if transpose { "transpose" } else { "forward" },
+                    match direction {
+                        Direction::Transpose => "transpose",
+                        Direction::Forward => "forward",
+                    },
                     k % self.n.max(1)
                 ),
             }),
@@ -487,10 +490,10 @@ fn check_nonzero_lines(full: &FullPattern, values: &[f64], n: usize) -> Result<(
 
 impl Factorization for FaerLu {
     fn solve_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
-        self.solve(rhs, false)
+        self.solve(rhs, Direction::Forward)
     }
     fn solve_transpose_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
-        self.solve(rhs, true)
+        self.solve(rhs, Direction::Transpose)
     }
     fn dim(&self) -> usize {
         self.n

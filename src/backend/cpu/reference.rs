@@ -80,7 +80,7 @@ impl ReferenceCholesky {
         match CscCholesky::factor_numerical(analysis.symbolic.clone(), &permuted) {
             Ok(factor) => Ok(ReferenceCholesky { analysis, factor }),
             // nalgebra-sparse does not say where the factorization broke down; faer does.
-            Err(_) => Err(match FaerCholesky::factor(structure, values, false) {
+            Err(_) => Err(match FaerCholesky::factor(structure, values, super::cholesky::Kind::Llt) {
                 Err(located) => located,
                 Ok(_) => Error::Singular {
                     column: None,

@@ -9,7 +9,7 @@ use nalgebra::DMatrix;
 
 use super::device::{col_dots, download_into, driver, gpu, grid, upload_matrix, DeviceCsr, Gpu};
 use super::kernels::Kernels;
-use crate::backend::cpu::cholesky::FaerCholesky;
+use crate::backend::cpu::cholesky::{FaerCholesky, Kind};
 use crate::backend::cpu::iterative::precond::Csr;
 use crate::backend::plan::{entry_coordinates, index32, LowerFactor, Schedule, TriangularRows};
 use crate::backend::Precision;
@@ -169,7 +169,7 @@ pub(crate) fn factor_direct(
     precision: Precision,
 ) -> Result<Arc<Factor>> {
     let g = gpu(ordinal)?;
-    let chol = FaerCholesky::factor(structure, values, false)?;
+    let chol = FaerCholesky::factor(structure, values, Kind::Llt)?;
     let l = LowerFactor::from_faer(chol.symbolic(), chol.values())?;
     drop(chol);
     let factor = match precision {

@@ -47,7 +47,7 @@ mod collective;
 use collective::{agree, broadcast_from_host, checksum};
 
 use crate::error::{Error, Result};
-use crate::solve::{Factor, Factorization, Factorizer};
+use crate::solve::{Direction, Factor, Factorization, Factorizer};
 use crate::sparse::{Structure, Symmetry};
 
 /// MUMPS's JOB codes.
@@ -275,7 +275,8 @@ impl Instance {
     }
 
     /// rhs ← A⁻¹ rhs (or A⁻ᵀ rhs), solved on the host and broadcast to every rank.
-    fn solve(&mut self, rhs: &mut DMatrix<f64>, transpose: bool) -> Result<()> {
+    fn solve(&mut self, rhs: &mut DMatrix<f64>, direction: Direction) -> Result<()> {
+        let transpose = direction == Direction::Transpose;
         let local = if rhs.nrows() != self.n {
             Err(Error::ShapeMismatch {
                 op: "MUMPS solve (right-hand side rows vs n)",
@@ -444,10 +445,10 @@ impl MumpsFactor {
 
 impl Factorization for MumpsFactor {
     fn solve_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
-        self.with(|i| i.solve(rhs, false))
+        self.with(|i| i.solve(rhs, Direction::Forward))
     }
     fn solve_transpose_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
-        self.with(|i| i.solve(rhs, true))
+        self.with(|i| i.solve(rhs, Direction::Transpose))
     }
     fn dim(&self) -> usize {
         self.n

@@ -13,8 +13,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::solve::{
-    Convergence, Device, Factor, Factorization, Factorizer, Iterative, Krylov, Preconditioner,
-    SolveInfo,
+    Convergence, Device, Direction, Factor, Factorization, Factorizer, Iterative, Krylov,
+    Preconditioner, SolveInfo,
 };
 use crate::sparse::{Structure, Symmetry};
 use krylov::System;
@@ -83,7 +83,8 @@ impl Factorizer for Iterative {
 }
 
 impl Operator {
-    fn solve_all(&self, rhs: &mut DMatrix<f64>, adjoint: bool) -> Result<()> {
+    fn solve_all(&self, rhs: &mut DMatrix<f64>, direction: Direction) -> Result<()> {
+        let adjoint = direction == Direction::Transpose;
         let s = &self.settings;
         let (n, k) = rhs.shape();
         let system = System {
@@ -141,10 +142,10 @@ impl Operator {
 
 impl Factorization for Operator {
     fn solve_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
-        self.solve_all(rhs, false)
+        self.solve_all(rhs, Direction::Forward)
     }
     fn solve_transpose_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
-        self.solve_all(rhs, true)
+        self.solve_all(rhs, Direction::Transpose)
     }
     fn dim(&self) -> usize {
         self.a.n
