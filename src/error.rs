@@ -276,6 +276,33 @@ pub enum Error {
         reason: String,
     },
 
+    /// A library behind a backend (faer, METIS, MUMPS) failed in a way that is none of the
+    /// numerical failures above (not positive definite, singular, memory): an internal error, with
+    /// the library's own report.
+    #[error("{backend} failed: {reason}")]
+    FactorizationFailed {
+        /// The library and step ("faer symbolic Cholesky", "METIS NodeND", …).
+        backend: String,
+        /// What it reported.
+        reason: String,
+    },
+
+    /// A size or index beyond what a backend's index type holds (METIS and the GPU kernels index
+    /// with 32-bit integers): the problem is too large for that backend, not malformed.
+    #[error("{what} = {value} exceeds the largest index {limit} of {backend}{hint}")]
+    IndexOverflow {
+        /// The backend.
+        backend: &'static str,
+        /// What overflowed.
+        what: String,
+        /// Its value.
+        value: u64,
+        /// The largest value the backend can index.
+        limit: u64,
+        /// What to do instead, if anything ("; use Ordering::Amd"), or "".
+        hint: &'static str,
+    },
+
     /// An operation got a combination of arguments it does not support.
     #[error("unsupported: {reason}")]
     Unsupported {

@@ -21,18 +21,20 @@
 //! Patterns are cached (a small LRU keyed by the entry coordinates and the storage decision), so a
 //! loop over new values of one pattern reuses the pattern and its symbolic analysis.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+mod pattern;
+
+use std::sync::Arc;
 
 use nalgebra::DMatrix;
 use numpy::ndarray::{Array1, Array2, ShapeBuilder};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use sparsegrad::solve::node;
-use sparsegrad::{Error, Factor, Ordering, Solver, Structure, Symmetry};
+use sparsegrad::{Error, Factor, Method, Ordering, Solver};
+
+use pattern::{decide, try_vec, Pattern, Storage, ASYMMETRIC, PATTERNS};
 
 pyo3::create_exception!(
     _core,
@@ -41,8 +43,10 @@ pyo3::create_exception!(
     "A factorization or solve failed (not positive definite, singular, ill-conditioned, ...)."
 );
 
-/// The crate's errors as Python exceptions: bad input → ValueError, allocation → MemoryError,
-/// numerical failures → SolveError (a RuntimeError).
+/// The crate's errors as Python exceptions, variant by variant: bad input → `ValueError`, a file →
+/// `OSError`, allocation → `MemoryError`, a failed factorization or solve → `SolveError` (a
+/// `RuntimeError`). Variants added to the library later (it is `#[non_exhaustive]`) are
+/// `SolveError` until mapped here.
 fn to_py(e: Error) -> PyErr {
     let msg = e.to_string();
     match e {
@@ -51,8 +55,28 @@ fn to_py(e: Error) -> PyErr {
         | Error::NonFinite { .. }
         | Error::InvalidPattern { .. }
         | Error::NotSymmetric { .. }
-        | Error::InvalidArgument { .. } => PyValueError::new_err(msg),
+        | Error::InvalidArgument { .. }
+        | Error::StructureMismatch { .. }
+        | Error::NotScalar { .. }
+        | Error::ForeignVar { .. }
+        | Error::Format { .. }
+        | Error::IndexOverflow { .. }
+        | Error::Unsupported { .. } => PyValueError::new_err(msg),
+        Error::Io { .. } => PyOSError::new_err(msg),
         Error::OutOfMemory { .. } => PyMemoryError::new_err(msg),
+        Error::NotPositiveDefinite { .. }
+        | Error::Singular { .. }
+        | Error::IllConditioned { .. }
+        | Error::UnstablePivot { .. }
+        | Error::NotConverged { .. }
+        | Error::Breakdown { .. }
+        | Error::Preconditioner { .. }
+        | Error::NonFiniteOperation { .. }
+        | Error::FactorizationFailed { .. }
+        | Error::Distributed { .. }
+        | Error::Optimizer { .. }
+        | Error::NoDevice { .. }
+        | Error::Device { .. } => SolveError::new_err(msg),
         _ => SolveError::new_err(msg),
     }
 }
@@ -61,181 +85,49 @@ fn value_error(msg: impl Into<String>) -> PyErr {
     PyValueError::new_err(msg.into())
 }
 
-/// How the caller's entries map onto the stored matrix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Storage {
-    /// Every entry stored as given (general matrix).
-    General,
-    /// Symmetric, one triangle given: stored as the lower triangle, each off-diagonal entry
-    /// standing for itself and its mirror.
-    OneTriangle,
-    /// Symmetric, both triangles given: every entry stored as given ([`Symmetry::Full`]), each
-    /// checked against its mirror.
-    BothTriangles,
-}
-
-impl Storage {
-    fn symmetric(self) -> bool {
-        self != Storage::General
-    }
-}
-
-/// A pattern: its structure (with the cached symbolic analyses) and each entry's slot.
-struct Pattern {
-    n: usize,
-    rows: Vec<i64>,
-    cols: Vec<i64>,
-    storage: Storage,
-    structure: Arc<Structure>,
-    /// Stored slot of every input entry.
-    slot: Vec<usize>,
-}
-
-/// The last patterns seen (most recent last).
-static PATTERNS: Mutex<Vec<(u64, Arc<Pattern>)>> = Mutex::new(Vec::new());
-const PATTERN_CACHE: usize = 16;
-
-/// Bytes per input entry that building a pattern needs at most (pairs, slots, the structure's
-/// counting sort and arrays, the cached coordinates).
-const BYTES_PER_ENTRY: usize = 160;
-
-fn out_of_memory(what: impl Into<String>, bytes: usize) -> Error {
-    Error::OutOfMemory {
-        what: what.into(),
-        reason: format!(
-            "{:.1} GiB could not be allocated",
-            bytes as f64 / 1073741824.0
-        ),
-    }
-}
-
-/// Checks that `bytes` can be allocated (reserved, not touched, then freed) so that what follows
-/// cannot abort the interpreter: `MemoryError` instead.
-fn probe(bytes: usize, what: &str) -> Result<(), Error> {
-    let mut v: Vec<u8> = Vec::new();
-    v.try_reserve_exact(bytes)
-        .map_err(|_| out_of_memory(what, bytes))
-}
-
-/// An empty vector with room for `len` items, or `Error::OutOfMemory`.
-fn try_vec<T>(len: usize, what: &str) -> Result<Vec<T>, Error> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| out_of_memory(what, len.saturating_mul(std::mem::size_of::<T>())))?;
-    Ok(v)
-}
-
-/// A fast non-cryptographic hash of the coordinates (a hit is confirmed by comparing them).
-fn pattern_key(n: usize, rows: &[i64], cols: &[i64], storage: Storage) -> u64 {
-    let mut h = DefaultHasher::new();
-    (n, rows.len(), storage).hash(&mut h);
-    let mut acc = h.finish();
-    for (&r, &c) in rows.iter().zip(cols) {
-        acc = (acc.rotate_left(5) ^ (r as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            ^ (c as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    }
-    acc
-}
-
-/// Hashes of patterns found not to be symmetric (a collision only costs a general factorization).
-static ASYMMETRIC: Mutex<Vec<u64>> = Mutex::new(Vec::new());
-
-fn pattern(n: usize, rows: &[i64], cols: &[i64], storage: Storage) -> Result<Arc<Pattern>, Error> {
-    let key = pattern_key(n, rows, cols, storage);
-    {
-        let mut cache = PATTERNS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(at) = cache.iter().position(|(k, p)| {
-            *k == key && p.n == n && p.storage == storage && p.rows == rows && p.cols == cols
-        }) {
-            let hit = cache.remove(at);
-            let found = hit.1.clone();
-            cache.push(hit);
-            return Ok(found);
-        }
-    }
-    probe(
-        rows.len().saturating_mul(BYTES_PER_ENTRY),
-        "the pattern of the sparse matrix",
-    )?;
-    let mut pairs = try_vec(rows.len(), "the entries' coordinates")?;
-    for (&r, &c) in rows.iter().zip(cols) {
-        let (r, c) = (r as usize, c as usize);
-        pairs.push(match storage {
-            Storage::OneTriangle if r < c => (c, r),
-            _ => (r, c),
-        });
-    }
-    let symmetry = match storage {
-        Storage::General => Symmetry::General,
-        Storage::OneTriangle => Symmetry::Lower,
-        Storage::BothTriangles => Symmetry::Full,
-    };
-    let (structure, slot) = Structure::from_pairs(n, n, &pairs, symmetry)?;
-    drop(pairs);
-    let (mut r, mut c) = (
-        try_vec(rows.len(), "the pattern cache")?,
-        try_vec(cols.len(), "the pattern cache")?,
-    );
-    r.extend_from_slice(rows);
-    c.extend_from_slice(cols);
-    let found = Arc::new(Pattern {
-        n,
-        rows: r,
-        cols: c,
-        storage,
-        structure,
-        slot,
-    });
-    let mut cache = PATTERNS.lock().unwrap_or_else(|p| p.into_inner());
-    cache.push((key, found.clone()));
-    if cache.len() > PATTERN_CACHE {
-        cache.remove(0);
-    }
-    Ok(found)
-}
-
-/// Stored values for `pattern` from the caller's values (duplicates summed), finite; for both
-/// triangles, every entry checked against its mirror (the library's per-entry test).
-fn stored_values(p: &Pattern, data: &[f64]) -> Result<Vec<f64>, Error> {
-    let mut values = try_vec(p.structure.nnz(), "the matrix values")?;
-    values.resize(p.structure.nnz(), 0.0);
-    for (e, (&v, &s)) in data.iter().zip(&p.slot).enumerate() {
-        if !v.is_finite() {
-            return Err(Error::NonFinite {
-                context: "sparse matrix value",
-                row: p.rows[e] as usize,
-                col: p.cols[e] as usize,
-                value: v,
-            });
-        }
-        values[s] += v;
-    }
-    p.structure.check_symmetric_values(&values)?;
-    Ok(values)
-}
-
-fn solver_for(method: &str, storage: Storage, condition_limit: Option<f64>) -> PyResult<Solver> {
+/// The solver for `method` (checked once, by `sparsegrad::Method`'s names) on `storage`.
+fn solver_for(method: Method, storage: Storage, condition_limit: Option<f64>) -> PyResult<Solver> {
     let solver = match method {
-        "auto" => Solver::auto(),
-        "cholesky" if storage.symmetric() => Solver::cholesky(),
-        "ldlt" if storage.symmetric() => Solver::ldlt(),
-        "cholesky" | "ldlt" => {
+        Method::Cholesky | Method::Ldlt if !storage.symmetric() => {
             return Err(value_error(format!(
-                "method '{method}' needs a symmetric matrix; this one is general (pass symmetric=True if it is symmetric, or use method='lu')"
+                "method '{}' needs a symmetric matrix; this one is general (pass symmetric=True if it is symmetric, or use method='lu')",
+                method_name(method)
             )))
         }
-        "lu" => Solver::lu(),
-        other => {
-            return Err(value_error(format!(
-                "unknown method '{other}' (auto | cholesky | ldlt | lu)"
-            )))
-        }
+        Method::Cholesky => Solver::cholesky(),
+        Method::Ldlt => Solver::ldlt(),
+        Method::Lu => Solver::lu(),
+        _ => Solver::auto(),
     }
     .with_ordering(Ordering::Auto);
     Ok(match condition_limit {
         Some(limit) => solver.with_condition_limit(limit),
         None => solver,
     })
+}
+
+/// `method=` as the library's [`Method`].
+fn parse_method(method: &str) -> PyResult<Method> {
+    Ok(match method {
+        "auto" => Method::Auto,
+        "cholesky" => Method::Cholesky,
+        "ldlt" => Method::Ldlt,
+        "lu" => Method::Lu,
+        other => {
+            return Err(value_error(format!(
+                "unknown method '{other}' (auto | cholesky | ldlt | lu)"
+            )))
+        }
+    })
+}
+
+fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Cholesky => "cholesky",
+        Method::Ldlt => "ldlt",
+        Method::Lu => "lu",
+        _ => "auto",
+    }
 }
 
 /// A kept factorization of A with the caller's entry layout, and what is needed to check every
@@ -390,62 +282,6 @@ impl PyFactorization {
     }
 }
 
-/// The storage of the caller's entries: what `symmetric` says, or (None) symmetric when both
-/// triangles are stored and every entry equals its mirror.
-fn decide(
-    n: usize,
-    rows: &[i64],
-    cols: &[i64],
-    data: &[f64],
-    symmetric: Option<bool>,
-) -> Result<(Arc<Pattern>, Vec<f64>), Error> {
-    let (mut lower, mut upper) = (false, false);
-    for (&r, &c) in rows.iter().zip(cols) {
-        lower |= r > c;
-        upper |= r < c;
-    }
-    let one_triangle = !(lower && upper);
-    let build = |storage| -> Result<(Arc<Pattern>, Vec<f64>), Error> {
-        let p = pattern(n, rows, cols, storage)?;
-        let v = stored_values(&p, data)?;
-        Ok((p, v))
-    };
-    let storage = match symmetric {
-        Some(false) => Storage::General,
-        Some(true) if one_triangle => Storage::OneTriangle,
-        Some(true) => Storage::BothTriangles,
-        None if !lower && !upper => Storage::OneTriangle,
-        None if one_triangle => Storage::General,
-        None => {
-            let key = pattern_key(n, rows, cols, Storage::BothTriangles);
-            let known_asymmetric = ASYMMETRIC
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&key);
-            if known_asymmetric {
-                Storage::General
-            } else {
-                match build(Storage::BothTriangles) {
-                    Ok(found) => return Ok(found),
-                    // Values that differ from their mirror: a general matrix.
-                    Err(Error::NotSymmetric { .. }) => Storage::General,
-                    // A pattern without its mirror: remembered, a general matrix.
-                    Err(Error::InvalidPattern { .. }) => {
-                        let mut bad = ASYMMETRIC.lock().unwrap_or_else(|p| p.into_inner());
-                        bad.push(key);
-                        if bad.len() > PATTERN_CACHE {
-                            bad.remove(0);
-                        }
-                        Storage::General
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-    };
-    build(storage)
-}
-
 /// Factorizes the n × n matrix with entries (rows[e], cols[e], data[e]) (duplicates summed),
 /// through the solve node (`node::factor`: the solver's checks, the condition limit if given).
 #[pyfunction]
@@ -462,11 +298,7 @@ fn factorize(
     condition_limit: Option<f64>,
 ) -> PyResult<PyFactorization> {
     let (rows, cols, data) = (rows.as_slice()?, cols.as_slice()?, data.as_slice()?);
-    if !matches!(method, "auto" | "cholesky" | "ldlt" | "lu") {
-        return Err(value_error(format!(
-            "unknown method '{method}' (auto | cholesky | ldlt | lu)"
-        )));
-    }
+    let method = parse_method(method)?;
     if let Some(limit) = condition_limit.filter(|l| !(l.is_finite() && *l >= 1.0)) {
         return Err(value_error(format!(
             "condition_limit must be a finite number ≥ 1 (a condition number), got {limit}"
@@ -492,6 +324,7 @@ fn factorize(
         .detach(|| decide(n, rows, cols, data, symmetric))
         .map_err(to_py)?;
     let solver = solver_for(method, pattern.storage, condition_limit)?;
+    let method = method_name(method).to_string();
     let factor = py
         .detach(|| node::factor(&solver, &pattern.structure, &values))
         .map_err(to_py)?;
@@ -500,7 +333,7 @@ fn factorize(
         pattern,
         solver,
         values,
-        method: method.to_string(),
+        method,
     })
 }
 

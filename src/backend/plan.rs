@@ -12,8 +12,12 @@ use crate::sparse::Structure;
 
 /// Converts an index or count to the 32-bit integers the GPU kernels use.
 pub(crate) fn index32(value: usize, what: &str) -> Result<i32> {
-    i32::try_from(value).map_err(|_| Error::Unsupported {
-        reason: format!("GPU backend: {what} = {value} exceeds the 32-bit index range"),
+    i32::try_from(value).map_err(|_| Error::IndexOverflow {
+        backend: "the GPU backend (32-bit indices)",
+        what: what.to_string(),
+        value: value as u64,
+        limit: i32::MAX as u64,
+        hint: "",
     })
 }
 

@@ -129,7 +129,8 @@ impl QuasiHarmonic {
         ));
         let harmonic = problem.energy_of(problem.weights(x)?)?.scalar()?;
         if !(harmonic > 0.0 && harmonic.is_finite()) {
-            return Err(Error::Unsupported {
+            return Err(Error::InvalidArgument {
+                what: "quasi-harmonic problem",
                 reason: format!(
                     "the harmonic weights have energy {harmonic:e}; nothing to normalize by"
                 ),

@@ -3,6 +3,7 @@
 
 /// Where a solve runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Device {
     /// The CPU (faer / nalgebra-sparse), the default.
     #[default]
@@ -28,6 +29,7 @@ impl Device {
 
 /// Arithmetic of GPU solves. The tape's values and gradients are always f64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Precision {
     /// f64 factor and solves: agrees with the CPU backend to rounding.
     #[default]

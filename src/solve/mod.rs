@@ -208,6 +208,7 @@ pub trait Factorizer: Send + Sync {
 
 /// Factorization method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Method {
     /// LLᵀ for symmetric positive definite matrices.
     Cholesky,
@@ -228,6 +229,7 @@ pub enum Method {
 /// The symbolic analysis — ordering included — is computed once per [`Structure`] and ordering
 /// and kept on the structure, so an optimization loop pays for it once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Ordering {
     /// Chosen as CHOLMOD does: approximate minimum degree first; when its predicted factor is
     /// "3D-like" (flops per factor entry ≥ 500 and nnz(L) ≥ 5 nnz(A)) nested dissection is
@@ -250,6 +252,7 @@ pub enum Ordering {
 /// Which implementation performs the factorization (on the CPU; where solves run is the
 /// [`Device`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Implementation {
     /// faer's sparse factorizations (default): fast, near-linear symbolic analysis.
     Fast,

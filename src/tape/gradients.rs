@@ -44,7 +44,7 @@ impl Gradients {
     ///
     /// # Errors
     /// [`Error::ForeignVar`] for a variable of another tape (compared by [`Tape::id`], so a new
-    /// tape at a dropped tape's address is still another tape); [`Error::Unsupported`] for one
+    /// tape at a dropped tape's address is still another tape); [`Error::InvalidArgument`] for one
     /// created after `backward`.
     pub fn try_wrt(&self, v: Var<'_>) -> Result<&DMatrix<f64>> {
         if self.tape != v.tape.id() {
@@ -56,7 +56,8 @@ impl Gradients {
             });
         }
         if v.index >= self.grads.len() {
-            return Err(Error::Unsupported {
+            return Err(Error::InvalidArgument {
+                what: "variable",
                 reason: format!(
                     "{v:?} was recorded after the loss; the loss does not depend on it"
                 ),

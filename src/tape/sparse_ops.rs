@@ -172,7 +172,7 @@ impl Tape {
     /// ~1e-12 means the solution and gradient keep fewer than ~4 correct digits).
     ///
     /// # Errors
-    /// [`Error::Unsupported`] if `x` was not produced by [`Tape::solve`]; the error that poisoned
+    /// [`Error::InvalidArgument`] if `x` was not produced by [`Tape::solve`]; the error that poisoned
     /// `x`.
     pub fn solve_info(&self, x: Var<'_>) -> Result<SolveInfo> {
         self.same_tape("solve_info", x)?;
@@ -202,7 +202,8 @@ impl Tape {
                 }
                 Ok(info)
             }
-            _ => Err(Error::Unsupported {
+            _ => Err(Error::InvalidArgument {
+                what: "solve_info variable",
                 reason: format!("Var#{} is not the output of a solve", x.index),
             }),
         }

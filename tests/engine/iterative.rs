@@ -210,7 +210,7 @@ fn residuals_are_exposed_on_the_tape() {
     assert!(rcond > 0.0 && rcond <= 1.0, "{rcond}");
     assert!(matches!(
         tape.solve_info(theta),
-        Err(Error::Unsupported { .. })
+        Err(Error::InvalidArgument { .. })
     ));
 }
 

@@ -42,8 +42,9 @@ pub(crate) fn faer_error(
                 reason: format!("{e:?}: its workspace or result could not be allocated"),
             }
         }
-        _ => crate::error::Error::Unsupported {
-            reason: format!("faer {what} failed: {e:?}"),
+        _ => crate::error::Error::FactorizationFailed {
+            backend: format!("faer {what}"),
+            reason: format!("{e:?}"),
         },
     }
 }

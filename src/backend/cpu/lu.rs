@@ -461,8 +461,9 @@ fn lu_error(e: LuError) -> Error {
             index,
             format!("structurally singular: no pivot found at step {index}"),
         ),
-        LuError::Generic(g) => Error::Unsupported {
-            reason: format!("faer LU failed: {g:?}"),
+        LuError::Generic(g) => Error::FactorizationFailed {
+            backend: "faer LU".into(),
+            reason: format!("{g:?}"),
         },
     }
 }

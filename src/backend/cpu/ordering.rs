@@ -232,10 +232,12 @@ pub(crate) fn metis_order(
     row_idx: &[usize],
     weights: Option<Vec<usize>>,
 ) -> Result<Vec<usize>> {
-    let too_big = || {
-        Error::Unsupported {
-        reason: format!("METIS indexes with i32: a {n}-vertex graph with {} entries is too large for nested dissection (use Ordering::Amd)", row_idx.len()),
-    }
+    let too_big = || Error::IndexOverflow {
+        backend: "METIS (i32 indices)",
+        what: format!("the graph size ({n} vertices, entries)"),
+        value: row_idx.len().max(n) as u64,
+        limit: i32::MAX as u64,
+        hint: "; use Ordering::Amd",
     };
     let index = |v: usize| i32::try_from(v).map_err(|_| too_big());
     let mut xadj = Vec::with_capacity(n + 1);
@@ -275,8 +277,9 @@ pub(crate) fn metis_order(
         )
     };
     if status != metis_sys::rstatus_et_METIS_OK {
-        return Err(Error::Unsupported {
-            reason: format!("METIS NodeND failed with status {status}"),
+        return Err(Error::FactorizationFailed {
+            backend: "METIS NodeND".into(),
+            reason: format!("status {status}"),
         });
     }
     // METIS: row k of the permuted matrix is row perm[k] of A — faer's forward array.

@@ -436,8 +436,9 @@ impl Drop for MumpsFactor {
 impl MumpsFactor {
     fn with<T>(&self, f: impl FnOnce(&mut Instance) -> Result<T>) -> Result<T> {
         let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
-        let inst = guard.as_mut().ok_or_else(|| Error::Unsupported {
-            reason: "MUMPS instance already released".into(),
+        let inst = guard.as_mut().ok_or_else(|| Error::FactorizationFailed {
+            backend: "MUMPS".into(),
+            reason: "the instance was already released".into(),
         })?;
         f(inst)
     }
