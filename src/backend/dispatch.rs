@@ -9,8 +9,8 @@ use nalgebra::DMatrix;
 use super::cpu;
 use crate::error::{Error, Result};
 use crate::solve::{
-    condition_estimate, Device, Factor, Factorization, Factorizer, Implementation, Method,
-    Ordering, Solver,
+    condition_estimate, AnalysisReport, Device, Factor, Factorization, Factorizer, Implementation,
+    Iterative, Method, Ordering, Preconditioner, Solver,
 };
 use crate::sparse::{Structure, Symmetry};
 
@@ -31,10 +31,7 @@ impl Solver {
     /// [`Error::Unsupported`] for LU (its column ordering is set by `with_ordering` but has no
     /// predictions to report) or the reference implementation (AMD);
     /// [`Error::InvalidArgument`] for a custom ordering that is not a permutation.
-    pub fn analysis_report(
-        &self,
-        structure: &Arc<Structure>,
-    ) -> Result<cpu::ordering::AnalysisReport> {
+    pub fn analysis_report(&self, structure: &Arc<Structure>) -> Result<AnalysisReport> {
         if self.method == Method::Lu || self.implementation != Implementation::Fast {
             return Err(Error::Unsupported {
                 reason: "orderings are chosen for Cholesky / LDLᵀ on the fast implementation"
@@ -43,7 +40,7 @@ impl Solver {
         }
         match &self.ordering {
             Ordering::Auto => cpu::ordering::report(structure),
-            other => Ok(cpu::ordering::AnalysisReport {
+            other => Ok(AnalysisReport {
                 ordering: other.clone(),
                 prediction: cpu::cholesky::symbolic_cholesky(structure, other)?.1,
                 candidates: Vec::new(),
@@ -242,5 +239,56 @@ impl Factorization for Fallback {
     }
     fn fallback_reason(&self) -> Option<&str> {
         Some(&self.reason)
+    }
+}
+
+/// The Krylov solvers: settings and storage checked here, then the CPU operator or the GPU
+/// solver by [`Device`].
+impl Factorizer for Iterative {
+    fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
+        self.validate()?;
+        let n = structure.nrows();
+        if n != structure.ncols() {
+            return Err(Error::Unsupported {
+                reason: format!(
+                    "cannot solve a non-square {}×{} system",
+                    n,
+                    structure.ncols()
+                ),
+            });
+        }
+        structure.check_values(values)?;
+        let symmetric = structure.symmetry() != Symmetry::General;
+        if self.method.symmetric_only() && !symmetric {
+            return Err(Error::Unsupported {
+                reason: format!(
+                    "{:?} needs a structure declared symmetric (Symmetry::Full or Symmetry::Lower); use BiCGSTAB or GMRES",
+                    self.method
+                ),
+            });
+        }
+        match self.preconditioner {
+            Preconditioner::Ic0 if !symmetric => {
+                return Err(Error::Unsupported {
+                    reason: "IC(0) needs a structure declared symmetric; use ILU(0)".into(),
+                })
+            }
+            Preconditioner::Ilu0 if self.method.symmetric_only() => {
+                return Err(Error::Unsupported {
+                    reason: format!(
+                        "{:?} needs a symmetric preconditioner; ILU(0) is not (use IC(0))",
+                        self.method
+                    ),
+                })
+            }
+            _ => {}
+        }
+        structure.check_symmetric_values(values)?;
+        match self.device {
+            Device::Cuda { ordinal, .. } => {
+                super::cuda::factor_iterative(structure, values, self, ordinal)
+            }
+            _ => cpu::iterative::factor(structure, values, self),
+        }
     }
 }

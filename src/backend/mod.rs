@@ -29,8 +29,8 @@ pub(crate) mod cuda;
 #[path = "cuda_standin.rs"]
 pub(crate) mod cuda;
 
+pub use crate::solve::{AnalysisReport, Prediction};
 pub use crate::solve::{Device, Precision};
-pub use cpu::ordering::{AnalysisReport, Prediction};
 
 /// Name and memory of a GPU, or [`Error::NoDevice`](crate::Error::NoDevice) with the reason.
 ///

@@ -14,6 +14,7 @@
 //!
 //! Symbolic analyses live in the [`Structure`] and are computed once per pattern.
 
+mod analysis;
 mod condition;
 mod device;
 mod iterative;
@@ -26,6 +27,7 @@ use nalgebra::DMatrix;
 use crate::error::{Error, Result};
 
 use crate::sparse::{mul_dense, Structure, Symmetry};
+pub use analysis::{AnalysisReport, Prediction};
 pub(crate) use condition::{check_not_singular, Gate};
 pub use condition::{condition_estimate, norm1};
 pub use device::{Device, Precision};

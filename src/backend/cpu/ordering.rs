@@ -15,33 +15,12 @@ use faer::Side;
 use super::analysis::{full_pattern, lock};
 use super::supervariables::Compressed;
 use crate::error::{Error, Result};
-use crate::solve::Ordering;
+use crate::solve::{AnalysisReport, Ordering, Prediction};
 use crate::sparse::Structure;
 
 /// CHOLMOD's rule: AMD is good enough unless its factor is 3D-like.
 const ND_FLOPS_PER_ENTRY: f64 = 500.0;
 const ND_FILL_RATIO: f64 = 5.0;
-
-/// The size of a factor an ordering predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Prediction {
-    /// Entries of L (one triangle, diagonal included).
-    pub nnz_l: f64,
-    /// Floating-point operations of the numeric factorization (Σ_j c_j², c_j = column counts).
-    pub flops: f64,
-}
-
-/// What [`Solver::analysis_report`](crate::Solver::analysis_report) found: the ordering used
-/// and the predictions it was chosen from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AnalysisReport {
-    /// The ordering the factorizations use (`Auto` resolved to `Amd` or `NestedDissection`).
-    pub ordering: Ordering,
-    /// Its predicted factor.
-    pub prediction: Prediction,
-    /// For `Auto`: the AMD prediction and, when it was 3D-like, the nested-dissection one.
-    pub candidates: Vec<(Ordering, Prediction)>,
-}
 
 /// The symbolic analyses of one structure, by ordering, and the `Auto` decision.
 #[derive(Default)]

@@ -11,12 +11,9 @@ use std::sync::{Arc, Mutex};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
-use crate::solve::{
-    Convergence, Device, Direction, Factor, Factorization, Factorizer, Iterative, Krylov,
-    Preconditioner, SolveInfo,
-};
-use crate::sparse::{Structure, Symmetry};
+use crate::error::Result;
+use crate::solve::{Convergence, Direction, Factor, Factorization, Iterative, Krylov, SolveInfo};
+use crate::sparse::Structure;
 use krylov::System;
 use precond::{Csr, Precond};
 
@@ -28,58 +25,26 @@ struct Operator {
     info: Mutex<SolveInfo>,
 }
 
-impl Factorizer for Iterative {
-    fn factorize(&self, structure: &Arc<Structure>, values: &[f64]) -> Result<Arc<Factor>> {
-        self.validate()?;
-        let n = structure.nrows();
-        if n != structure.ncols() {
-            return Err(Error::Unsupported {
-                reason: format!(
-                    "cannot solve a non-square {}×{} system",
-                    n,
-                    structure.ncols()
-                ),
-            });
-        }
-        structure.check_values(values)?;
-        let symmetric = structure.symmetry() != Symmetry::General;
-        if self.method.symmetric_only() && !symmetric {
-            return Err(Error::Unsupported {
-                reason: format!(
-                    "{:?} needs a structure declared symmetric (Symmetry::Full or Symmetry::Lower); use BiCGSTAB or GMRES",
-                    self.method
-                ),
-            });
-        }
-        match self.preconditioner {
-            Preconditioner::Ic0 if !symmetric => {
-                return Err(Error::Unsupported {
-                    reason: "IC(0) needs a structure declared symmetric; use ILU(0)".into(),
-                })
-            }
-            Preconditioner::Ilu0 if self.method.symmetric_only() => {
-                return Err(Error::Unsupported {
-                    reason: format!(
-                        "{:?} needs a symmetric preconditioner; ILU(0) is not (use IC(0))",
-                        self.method
-                    ),
-                })
-            }
-            _ => {}
-        }
-        structure.check_symmetric_values(values)?;
-        if let Device::Cuda { ordinal, .. } = self.device {
-            return crate::backend::cuda::factor_iterative(structure, values, self, ordinal);
-        }
-        let a = Csr::new(structure, values);
-        let m = Precond::new(self.preconditioner, &a, self.method == Krylov::Minres)?;
-        Ok(Arc::new(Operator {
-            settings: self.clone(),
-            a,
-            m,
-            info: Mutex::default(),
-        }))
-    }
+/// The CPU Krylov "factorization" of a checked system (see `Factorizer for Iterative` in
+/// `backend/dispatch.rs`, which validates the settings and the storage first): A in CSR and the
+/// preconditioner.
+pub(crate) fn factor(
+    structure: &Structure,
+    values: &[f64],
+    settings: &Iterative,
+) -> Result<Arc<Factor>> {
+    let a = Csr::new(structure, values);
+    let m = Precond::new(
+        settings.preconditioner,
+        &a,
+        settings.method == Krylov::Minres,
+    )?;
+    Ok(Arc::new(Operator {
+        settings: settings.clone(),
+        a,
+        m,
+        info: Mutex::default(),
+    }))
 }
 
 impl Operator {
