@@ -12,6 +12,8 @@
 mod dirichlet;
 mod elementwise;
 mod gradients;
+#[cfg(test)]
+mod recipe_op;
 mod sparse_ops;
 mod structural;
 
