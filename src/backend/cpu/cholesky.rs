@@ -237,10 +237,11 @@ impl FaerCholesky {
             kind,
             plan,
         };
+        let pivots = factor.factor_diagonal();
         if kind == Kind::Ldlt {
-            factor.check_pivot_growth(values, original_column)?;
+            factor.check_pivot_growth(values, &pivots, original_column)?;
         }
-        factor.check_cancellation(structure, values, original_column)?;
+        factor.check_cancellation(structure, values, &pivots, original_column)?;
         Ok(factor)
     }
 
@@ -273,11 +274,11 @@ impl FaerCholesky {
     fn check_pivot_growth(
         &self,
         values: &[f64],
+        d: &[f64],
         original_column: impl Fn(usize) -> usize,
     ) -> Result<()> {
         const MAX_GROWTH: f64 = 1e8;
         let a_max = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let d = self.factor_diagonal();
         let d_max = d.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         if a_max == 0.0 || d_max <= MAX_GROWTH * a_max {
             return Ok(());
@@ -304,30 +305,29 @@ impl FaerCholesky {
         &self,
         structure: &Structure,
         values: &[f64],
+        pivots: &[f64],
         original_column: impl Fn(usize) -> usize,
     ) -> Result<()> {
-        let n = structure.nrows();
-        let mut diagonal = vec![0.0f64; n];
         let (cp, ri) = (structure.col_ptr(), structure.row_idx());
-        for j in 0..n {
-            for k in cp[j]..cp[j + 1] {
-                if ri[k] == j {
-                    diagonal[j] = values[k].abs();
+        // |a_jj| by a binary search in column j's sorted rows (no pass over A); a zero or absent
+        // diagonal compares against max|a_ij|, computed only then.
+        let mut a_max = None;
+        let mut scale = |j: usize| {
+            let rows = &ri[cp[j]..cp[j + 1]];
+            match rows.binary_search(&j).map(|k| values[cp[j] + k].abs()) {
+                Ok(a) if a > 0.0 => a,
+                _ => {
+                    *a_max.get_or_insert_with(|| values.iter().fold(0.0f64, |m, v| m.max(v.abs())))
                 }
             }
-        }
-        let a_max = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let threshold = n as f64 * f64::EPSILON;
-        let tiny = self.factor_diagonal().iter().enumerate().any(|(k, &d)| {
+        };
+        let threshold = structure.nrows() as f64 * f64::EPSILON;
+        let tiny = pivots.iter().enumerate().any(|(k, &d)| {
             let pivot = match self.kind {
                 Kind::Ldlt => d.abs(),
                 Kind::Llt => d * d,
             };
-            let scale = match diagonal[original_column(k)] {
-                0.0 => a_max,
-                a => a,
-            };
-            pivot <= threshold * scale
+            pivot <= threshold * scale(original_column(k))
         });
         if tiny {
             check_not_singular(structure, values, self, Gate::TinyPivot)?;
