@@ -28,13 +28,9 @@ fn max_over_ranks(fcomm: i32, data: &mut [f64]) {
     }
 }
 
-/// A 64-bit FNV-1a hash of a pattern and values (their bits), as two exact 32-bit halves.
-pub(super) fn checksum(pattern: &[usize], values: &[f64]) -> [f64; 2] {
+/// A 64-bit FNV-1a hash of `words` (indices, or values' bits), as two exact 32-bit halves.
+pub(super) fn checksum(words: impl IntoIterator<Item = u64>) -> [f64; 2] {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let words = pattern
-        .iter()
-        .map(|&i| i as u64)
-        .chain(values.iter().map(|v| v.to_bits()));
     for w in words {
         h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3);
     }

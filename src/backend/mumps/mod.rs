@@ -298,7 +298,7 @@ impl Instance {
             ],
             &[(
                 "the right-hand side's values",
-                checksum(&[], rhs.as_slice()),
+                checksum(rhs.iter().map(|v| v.to_bits())),
             )],
         )?;
         if rhs.ncols() == 0 || self.n == 0 {
@@ -510,9 +510,18 @@ impl Factorizer for Mumps {
             &[
                 (
                     "the pattern",
-                    checksum(&[structure.col_ptr(), structure.row_idx()].concat(), &[]),
+                    checksum(
+                        structure
+                            .col_ptr()
+                            .iter()
+                            .chain(structure.row_idx())
+                            .map(|&i| i as u64),
+                    ),
                 ),
-                ("the matrix values", checksum(&[], values)),
+                (
+                    "the matrix values",
+                    checksum(values.iter().map(|v| v.to_bits())),
+                ),
             ],
         )?;
         let home = kept(structure);
