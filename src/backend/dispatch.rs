@@ -42,7 +42,7 @@ impl Solver {
             Ordering::Auto => cpu::ordering::report(structure),
             other => Ok(AnalysisReport {
                 ordering: other.clone(),
-                prediction: cpu::cholesky::symbolic_cholesky(structure, other)?.1,
+                prediction: cpu::cholesky::symbolic_cholesky(structure, other)?.prediction,
                 candidates: Vec::new(),
             }),
         }

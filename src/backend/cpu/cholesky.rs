@@ -6,8 +6,7 @@
 //! [`Symmetry::Full`](crate::Symmetry::Full) and [`Symmetry::Lower`](crate::Symmetry::Lower)
 //! storage provide.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use faer::linalg::cholesky::ldlt::factor::{LdltError, LdltRegularization};
 use faer::linalg::cholesky::llt::factor::{LltError, LltRegularization};
@@ -16,7 +15,8 @@ use faer::sparse::SparseColMatRef;
 use faer::{Conj, Par, Side};
 use nalgebra::DMatrix;
 
-use super::multifrontal::{FrontError, Plan};
+use super::multifrontal::{FrontError, Multifrontal};
+use super::ordering::Analysed;
 use super::{check_positive_diagonal, faer_view};
 use crate::error::{Error, Result};
 use crate::solve::{check_not_singular, Factorization, Gate, Ordering};
@@ -29,7 +29,7 @@ pub(crate) struct FaerCholesky {
     kind: Kind,
     /// The multifrontal plan when the numeric phase was the crate's own (its solves then run
     /// over the same cut tree).
-    plan: Option<Arc<Plan>>,
+    plan: Option<Arc<Multifrontal>>,
 }
 
 /// The faer view of a stored matrix (no copy).
@@ -52,39 +52,20 @@ const SOLVE_BLOCK: usize = 8;
 /// left-looking numeric factorization.
 const MULTIFRONTAL_FLOPS: f64 = 1e8;
 
-/// The multifrontal plans of one structure, by symbolic analysis (the `Arc`s live in the
-/// structure's analysis cache, so their addresses are stable keys).
-#[derive(Default)]
-struct Plans(Mutex<HashMap<usize, Option<Arc<Plan>>>>);
-
-/// The cached multifrontal plan for `symbolic`, when the factor is large enough to use one.
-fn multifrontal_plan(
-    structure: &Structure,
-    symbolic: &Arc<SymbolicCholesky<usize>>,
-    flops: f64,
-) -> Option<Arc<Plan>> {
-    if flops < MULTIFRONTAL_FLOPS {
+/// The multifrontal plan of `analysed` (built once, kept beside the analysis), when the factor
+/// is large enough to use one.
+fn multifrontal_plan(structure: &Structure, analysed: &Analysed) -> Option<Arc<Multifrontal>> {
+    if analysed.prediction.flops < MULTIFRONTAL_FLOPS {
         return None;
     }
-    let plans = structure
-        .analysis::<Plans>()
-        .unwrap_or_else(|| structure.insert_analysis(Arc::default()));
-    let key = Arc::as_ptr(symbolic) as usize;
-    let found = plans.0.lock().ok()?.get(&key).cloned();
-    match found {
-        Some(plan) => plan,
-        None => {
-            let plan = Plan::new(structure, symbolic).map(Arc::new);
-            plans.0.lock().ok()?.entry(key).or_insert(plan).clone()
-        }
-    }
+    analysed
+        .multifrontal
+        .get_or_init(|| Multifrontal::new(structure, &analysed.symbolic).map(Arc::new))
+        .clone()
 }
 
 /// The structure's cached faer symbolic Cholesky analysis for `ordering`, with its prediction.
-pub(crate) fn symbolic_cholesky(
-    structure: &Structure,
-    ordering: &Ordering,
-) -> Result<super::ordering::Analysed> {
+pub(crate) fn symbolic_cholesky(structure: &Structure, ordering: &Ordering) -> Result<Analysed> {
     super::ordering::symbolic(structure, ordering)
 }
 
@@ -205,7 +186,8 @@ impl FaerCholesky {
         if kind == Kind::Llt {
             check_positive_diagonal(structure, values)?;
         }
-        let (symbolic, prediction) = symbolic_cholesky(structure, ordering)?;
+        let analysed = symbolic_cholesky(structure, ordering)?;
+        let (symbolic, prediction) = (&analysed.symbolic, analysed.prediction);
         let mut l_values = factor_buffer(symbolic.len_val())?;
         let original_column = |index: usize| {
             symbolic
@@ -213,7 +195,7 @@ impl FaerCholesky {
                 .map_or(index, |p| p.arrays().0[index.min(p.len() - 1)])
         };
         let plan = match kind {
-            Kind::Llt => multifrontal_plan(structure, &symbolic, prediction.flops),
+            Kind::Llt => multifrontal_plan(structure, &analysed),
             Kind::Ldlt => None,
         };
         // Large (3D-like) factors use the rayon pool's threads; small ones stay sequential,
@@ -225,11 +207,12 @@ impl FaerCholesky {
         };
         let a = faer_matrix(structure, values);
         match (kind, plan.as_ref()) {
-            (Kind::Ldlt, _) => numeric_ldlt(&symbolic, a, &mut l_values, par, original_column)?,
-            (Kind::Llt, Some(plan)) => plan
-                .factor(values, &mut l_values)
+            (Kind::Ldlt, _) => numeric_ldlt(symbolic, a, &mut l_values, par, original_column)?,
+            (Kind::Llt, Some(mf)) => mf
+                .plan
+                .factor(values, &mut l_values, &mf.work)
                 .map_err(|e| front_error(e, original_column))?,
-            (Kind::Llt, None) => numeric_llt(&symbolic, a, &mut l_values, par, original_column)?,
+            (Kind::Llt, None) => numeric_llt(symbolic, a, &mut l_values, par, original_column)?,
         }
         let factor = FaerCholesky {
             symbolic: symbolic.clone(),
@@ -366,7 +349,7 @@ impl FaerCholesky {
     }
 
     fn solve_block(&self, rhs: faer::MatMut<'_, f64>) {
-        if let Some(plan) = &self.plan {
+        if let Some(Multifrontal { plan, .. }) = self.plan.as_deref() {
             let permutation = self.symbolic.perm().map(|p| p.arrays().0);
             plan.solve_in_place(&self.l_values, permutation, rhs);
             return;

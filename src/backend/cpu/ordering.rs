@@ -3,7 +3,7 @@
 //! natural and user orderings, and the automatic choice between AMD and nested dissection.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use faer::perm::PermRef;
 use faer::sparse::linalg::cholesky::{
@@ -13,6 +13,7 @@ use faer::sparse::linalg::cholesky::{
 use faer::Side;
 
 use super::analysis::{full_pattern, lock};
+use super::multifrontal::Multifrontal;
 use super::supervariables::Compressed;
 use crate::error::{Error, Result};
 use crate::solve::{AnalysisReport, Ordering, Prediction};
@@ -61,8 +62,19 @@ fn predict(symbolic: &SymbolicCholesky<usize>) -> Prediction {
     Prediction { nnz_l, flops }
 }
 
-/// A symbolic analysis and its predicted factor, computed together once.
-pub(crate) type Analysed = (Arc<SymbolicCholesky<usize>>, Prediction);
+/// A symbolic analysis and its predicted factor, computed together once, with the slot for the
+/// multifrontal numeric plan built from this very analysis (so the plan is found by the analysis
+/// it belongs to, never by an address).
+#[derive(Clone)]
+pub(crate) struct Analysed {
+    /// faer's symbolic factor.
+    pub(crate) symbolic: Arc<SymbolicCholesky<usize>>,
+    /// Its predicted size.
+    pub(crate) prediction: Prediction,
+    /// The multifrontal plan and workspace of `symbolic`, made on the first LLᵀ factorization
+    /// that uses one (`None` inside: the tree does not suit the plan, faer's kernel runs).
+    pub(crate) multifrontal: Arc<OnceLock<Option<Arc<Multifrontal>>>>,
+}
 
 /// The structure's symbolic Cholesky analysis for `ordering` with its prediction, computed (and
 /// counted) once; the hot path is two cache look-ups.
@@ -83,7 +95,11 @@ pub(crate) fn symbolic(structure: &Structure, ordering: &Ordering) -> Result<Ana
     }
     let symbolic = analyze(structure, &resolved)?;
     let prediction = predict(&symbolic);
-    let computed = (Arc::new(symbolic), prediction);
+    let computed = Analysed {
+        symbolic: Arc::new(symbolic),
+        prediction,
+        multifrontal: Arc::default(),
+    };
     structure.record_analysis();
     let stored = lock(&cache.by_ordering)
         .entry(resolved)
@@ -98,11 +114,11 @@ pub(crate) fn report(structure: &Structure) -> Result<AnalysisReport> {
     if let Some(found) = lock(&cache.auto).clone() {
         return Ok(found);
     }
-    let amd = symbolic(structure, &Ordering::Amd)?.1;
+    let amd = symbolic(structure, &Ordering::Amd)?.prediction;
     let mut candidates = vec![(Ordering::Amd, amd)];
     let anz = structure.nnz().max(1) as f64;
     if amd.flops >= ND_FLOPS_PER_ENTRY * amd.nnz_l && amd.nnz_l >= ND_FILL_RATIO * anz {
-        let nd = symbolic(structure, &Ordering::NestedDissection)?.1;
+        let nd = symbolic(structure, &Ordering::NestedDissection)?.prediction;
         candidates.push((Ordering::NestedDissection, nd));
     }
     let (ordering, prediction) = candidates

@@ -16,7 +16,8 @@
 //!   the supernodes above them — the large separators of a nested-dissection ordering — run
 //!   as soon as their children are done, siblings in parallel on the rayon pool, each front with
 //!   faer's parallel dense kernels when it is large;
-//! - large update matrices are recycled between fronts and factorizations (fresh allocations of
+//! - large update matrices are recycled between fronts and factorizations through the caller's
+//!   [`Workspace`] (the plan itself is immutable; fresh allocations of
 //!   tens of MB cost page faults that were a quarter of an elasticity factorization).
 //!
 //! The solves with such a factor run over the same cut tree ([`Plan::solve_in_place`]): forward
@@ -133,6 +134,27 @@ pub(crate) enum FrontError {
 
 /// What one analysis needs to run the multifrontal factorization: the tree, the assembly maps
 /// and the parallel schedule. Built once per symbolic analysis and cached on the structure.
+/// A plan with the workspace its factorizations share: what the Cholesky backend keeps beside a
+/// symbolic analysis.
+pub(crate) struct Multifrontal {
+    /// The immutable symbolic plan.
+    pub(crate) plan: Plan,
+    /// The numeric phase's recycled buffers, sized by [`Plan::workspace`].
+    pub(crate) work: Workspace,
+}
+
+impl Multifrontal {
+    /// The plan of `symbolic` with an empty workspace; `None` when the tree does not suit it.
+    pub(crate) fn new(
+        structure: &crate::sparse::Structure,
+        symbolic: &faer::sparse::linalg::cholesky::SymbolicCholesky<usize>,
+    ) -> Option<Self> {
+        let plan = Plan::new(structure, symbolic)?;
+        let work = plan.workspace();
+        Some(Multifrontal { plan, work })
+    }
+}
+
 pub(crate) struct Plan {
     /// First column of each supernode (`n_supernodes + 1` entries).
     begin: Vec<usize>,
@@ -168,8 +190,6 @@ pub(crate) struct Plan {
     /// work vector (its supernodes' rows in its postorder, then its root's pattern rows),
     /// parallel to faer's `row_idx`.
     anchor: Vec<u32>,
-    /// Buffers of finished update matrices, reused by later fronts and factorizations.
-    spare: std::sync::Mutex<Vec<Vec<f64>>>,
 }
 
 impl Plan {
@@ -217,6 +237,7 @@ fn dot(x: &[f64], y: &[f64]) -> f64 {
 }
 
 mod numeric;
+pub(crate) use numeric::Workspace;
 mod schedule;
 mod solve;
 mod symbolic;

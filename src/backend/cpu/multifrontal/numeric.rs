@@ -3,8 +3,9 @@
 //! off-diagonal solve, the update matrix), small fronts by a scalar kernel, large ones by faer's
 //! dense kernels.
 //!
-//! Contract: `l_values` is zeroed and `symbolic.len_val()` long; workspace is one update matrix
-//! per live front (taken from and returned to the plan's recycled buffers). Failure:
+//! Contract: `l_values` is zeroed and `symbolic.len_val()` long; the caller's [`Workspace`]
+//! (made by [`Plan::workspace`], at most [`Plan::workspace_capacity`] values kept) supplies one
+//! update matrix per live front and keeps finished ones for later fronts and factorizations. Failure:
 //! [`FrontError::NonPositivePivot`] with the permuted column, or [`FrontError::OutOfMemory`] for an
 //! update matrix that cannot be allocated; L is then partially written and must be discarded.
 
@@ -53,13 +54,23 @@ pub(super) fn small_front(
     Ok(())
 }
 
-impl Plan {
+/// The numeric phase's reusable workspace: buffers of finished update matrices, handed to later
+/// fronts and later factorizations. The caller owns it (beside the plan it was sized for, see
+/// [`Plan::workspace`]); the plan itself holds no mutable state. Shared by the parallel fronts of
+/// one factorization, hence the lock (taken once per large front, never in the small-front path).
+pub(crate) struct Workspace {
+    spare: std::sync::Mutex<Vec<Vec<f64>>>,
+    /// At most this many values are kept.
+    capacity: usize,
+}
+
+impl Workspace {
     /// A zeroed (lower triangle) update matrix, from the recycled buffers when one fits: fresh
     /// large allocations cost page faults that showed up as a quarter of a 3D factorization.
-    pub(super) fn update_matrix(&self, dim: usize) -> std::result::Result<Update, FrontError> {
+    fn update_matrix(&self, dim: usize) -> std::result::Result<Update, FrontError> {
         let len = dim * dim;
         let mut data = if len >= RECYCLED_LEN {
-            let mut spare = self.lock_spare();
+            let mut spare = self.lock();
             let best = spare
                 .iter()
                 .enumerate()
@@ -89,23 +100,45 @@ impl Plan {
         Ok(Update { dim, data })
     }
 
-    /// Keeps a large update matrix's buffer for later fronts (at most a quarter of the factor's
-    /// size in all: more bought no measurable time and cost 135 MB of peak memory on 48³).
-    pub(super) fn recycle(&self, update: Update) {
+    /// Keeps a large update matrix's buffer for later fronts, up to the workspace's capacity.
+    fn recycle(&self, update: Update) {
         if update.data.len() < RECYCLED_LEN {
             return;
         }
-        let mut spare = self.lock_spare();
+        let mut spare = self.lock();
         let held: usize = spare.iter().map(Vec::len).sum();
-        if held + update.data.len() <= self.val_ptr.last().copied().unwrap_or(0) / 4 {
+        if held + update.data.len() <= self.capacity {
             spare.push(update.data);
         }
     }
 
-    pub(super) fn lock_spare(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f64>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f64>>> {
         self.spare
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The values held now (for tests of reuse).
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.lock().iter().map(Vec::len).sum()
+    }
+}
+
+impl Plan {
+    /// How many recycled update values a workspace for this plan keeps: a quarter of the
+    /// factor's size (more bought no measurable time and cost 135 MB of peak memory on 48³).
+    /// The scratch-size twin of [`Plan::factor`]: no buffer is allocated until a front needs it.
+    pub(crate) fn workspace_capacity(&self) -> usize {
+        self.val_ptr.last().copied().unwrap_or(0) / 4
+    }
+
+    /// An empty workspace sized for this plan, to pass to every [`Plan::factor`] with it.
+    pub(crate) fn workspace(&self) -> Workspace {
+        Workspace {
+            spare: Default::default(),
+            capacity: self.workspace_capacity(),
+        }
     }
 
     /// Runs the numeric LLᵀ of the values `a_values` (in the structure's storage order) into
@@ -116,6 +149,7 @@ impl Plan {
         &self,
         a_values: &[f64],
         l_values: &mut [f64],
+        work: &Workspace,
     ) -> std::result::Result<(), FrontError> {
         for (&dest, &v) in self.a_dest.iter().zip(a_values) {
             if dest != SKIPPED {
@@ -125,7 +159,7 @@ impl Plan {
         let blocks = split_blocks(l_values, &self.val_ptr);
         self.upward(
             blocks,
-            &|sn, block, children, par| self.front(sn, block, children, par),
+            &|sn, block, children, par| self.front(sn, block, children, par, work),
             None,
         )
     }
@@ -138,11 +172,12 @@ impl Plan {
         block: &mut [f64],
         children: Vec<Update>,
         par: Par,
+        work: &Workspace,
     ) -> std::result::Result<Update, FrontError> {
         let width = self.width(sn);
         let below = self.below(sn);
         let height = width + below;
-        let mut update = self.update_matrix(below)?;
+        let mut update = work.update_matrix(below)?;
         let mut runs: Vec<(usize, usize)> = Vec::new();
         for (&c, u) in self.children(sn).iter().zip(&children) {
             let rel = &self.relative[self.row_ptr[c]..self.row_ptr[c + 1]];
@@ -177,7 +212,7 @@ impl Plan {
             }
         }
         for u in children {
-            self.recycle(u);
+            work.recycle(u);
         }
         if width <= SMALL_FRONT_WIDTH && height <= SMALL_FRONT_HEIGHT {
             small_front(block, width, &mut update.data[..below * below])

@@ -54,7 +54,6 @@ impl Plan {
             subtree_nodes,
             roots,
             anchor,
-            spare: Default::default(),
         })
     }
 }

@@ -110,7 +110,9 @@ fn cases() -> Vec<(&'static str, System, Ordering)> {
 #[test]
 fn matches_faer_left_looking_factor() {
     for (name, System { structure, values }, ordering) in cases() {
-        let (symbolic, _) = super::super::ordering::symbolic(&structure, &ordering).unwrap();
+        let symbolic = super::super::ordering::symbolic(&structure, &ordering)
+            .unwrap()
+            .symbolic;
         let plan = Plan::new(&structure, &symbolic).expect(name);
         assert!(
             plan.subtree_ptr.len() > 2 && plan.subtree_nodes.len() + 1 < plan.begin.len(),
@@ -120,8 +122,10 @@ fn matches_faer_left_looking_factor() {
             plan.begin.len() - 1
         );
         let expected = faer_llt(&structure, &values, &symbolic).unwrap();
+        let work = plan.workspace();
         let mut l = vec![0.0; symbolic.len_val()];
-        plan.factor(&values, &mut l).expect(name);
+        plan.factor(&values, &mut l, &work).expect(name);
+        assert!(work.held() > 0, "{name}: no update buffer was kept");
         // L's entries: each supernode's columns from their diagonal down (faer's kernels
         // leave workspace values above the diagonal of the diagonal block; nothing reads
         // them).
@@ -145,7 +149,7 @@ fn matches_faer_left_looking_factor() {
         );
         // A second factorization reuses the recycled update buffers: same bits.
         let mut again = vec![0.0; l.len()];
-        plan.factor(&values, &mut again).expect(name);
+        plan.factor(&values, &mut again, &work).expect(name);
         assert!(again == l, "{name}: refactorization differs");
     }
 }
@@ -156,10 +160,12 @@ fn matches_faer_left_looking_factor() {
 fn solves_match_faer() {
     use faer::sparse::linalg::cholesky::LltRef;
     for (name, System { structure, values }, ordering) in cases() {
-        let (symbolic, _) = super::super::ordering::symbolic(&structure, &ordering).unwrap();
+        let symbolic = super::super::ordering::symbolic(&structure, &ordering)
+            .unwrap()
+            .symbolic;
         let plan = Plan::new(&structure, &symbolic).expect(name);
         let mut l = vec![0.0; symbolic.len_val()];
-        plan.factor(&values, &mut l).expect(name);
+        plan.factor(&values, &mut l, &plan.workspace()).expect(name);
         let n = structure.nrows();
         for k in [1, 3] {
             let b = faer::Mat::<f64>::from_fn(n, k, |i, c| ((i * 7 + c * 3) as f64).sin());
@@ -189,12 +195,14 @@ fn solves_match_faer() {
 #[test]
 fn non_positive_pivot_matches_faer() {
     let System { structure, values } = grid3_system(16, 1, -0.05, Symmetry::Full);
-    let (symbolic, _) =
-        super::super::ordering::symbolic(&structure, &Ordering::NestedDissection).unwrap();
+    let symbolic = super::super::ordering::symbolic(&structure, &Ordering::NestedDissection)
+        .unwrap()
+        .symbolic;
     let plan = Plan::new(&structure, &symbolic).unwrap();
     let expected = faer_llt(&structure, &values, &symbolic).unwrap_err();
     let mut l = vec![0.0; symbolic.len_val()];
-    let Err(FrontError::NonPositivePivot(found)) = plan.factor(&values, &mut l) else {
+    let Err(FrontError::NonPositivePivot(found)) = plan.factor(&values, &mut l, &plan.workspace())
+    else {
         panic!("L − 0.05 I factored");
     };
     assert_eq!(found, expected);
