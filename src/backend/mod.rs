@@ -12,21 +12,15 @@
 //! same [`Factorizer`](crate::Factorizer) contract).
 //!
 //! All `unsafe` code of the crate is in `backend/`: the GPU (`cuda/`), MUMPS (`mumps/`) and one
-//! METIS call (`cpu/ordering.rs`); `backend/plan.rs` holds the host-side logic (factor
-//! extraction, level schedules, CSR layouts) that is tested on the CPU.
+//! METIS call (`cpu/ordering.rs`); `cuda/plan.rs`, built with or without the feature, holds the
+//! GPU's host-side logic (factor extraction, level schedules, CSR layouts), tested on the CPU.
 
 pub(crate) mod cpu;
 mod dispatch;
 #[cfg(feature = "mpi")]
 #[allow(unsafe_code)]
 pub mod mumps;
-pub(crate) mod plan;
 
-#[cfg(feature = "cuda")]
-#[allow(unsafe_code)]
-pub(crate) mod cuda;
-#[cfg(not(feature = "cuda"))]
-#[path = "cuda_standin.rs"]
 pub(crate) mod cuda;
 
 pub use crate::solve::{AnalysisReport, Prediction};

@@ -7,9 +7,9 @@ use cudarc::driver::{CudaSlice, PushKernelArg};
 use nalgebra::DMatrix;
 
 use super::device::{col_dots, download_into, driver, gpu, grid, upload_matrix, DeviceCsr, Gpu};
+use super::plan::index32;
 use crate::backend::cpu::csr::Csr;
 use crate::backend::cpu::iterative::precond::jacobi;
-use crate::backend::plan::index32;
 use crate::error::{Error, Result};
 use crate::solve::{Factor, Factorization, Iterative, Krylov, Preconditioner};
 use crate::sparse::Structure;

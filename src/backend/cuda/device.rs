@@ -12,8 +12,8 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 use nalgebra::DMatrix;
 
 use super::kernels::{F64Kernels, Kernels, F64_KERNELS, KERNELS};
-use crate::backend::cpu::iterative::precond::Csr;
-use crate::backend::plan::{index32, indices32};
+use super::plan::{index32, indices32};
+use crate::backend::cpu::csr::Csr;
 use crate::error::{Error, Result};
 
 /// Threads per block of every launch.

@@ -9,9 +9,9 @@ use nalgebra::DMatrix;
 
 use super::device::{col_dots, download_into, driver, gpu, grid, upload_matrix, DeviceCsr, Gpu};
 use super::kernels::Kernels;
+use super::plan::{entry_coordinates, index32, LowerFactor, Schedule, TriangularRows};
 use crate::backend::cpu::cholesky::{FaerCholesky, Kind};
-use crate::backend::cpu::iterative::precond::Csr;
-use crate::backend::plan::{entry_coordinates, index32, LowerFactor, Schedule, TriangularRows};
+use crate::backend::cpu::csr::Csr;
 use crate::backend::Precision;
 use crate::error::{Error, Result};
 use crate::solve::{Adjoint, Factor, Factorization};

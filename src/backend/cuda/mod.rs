@@ -1,5 +1,7 @@
-//! The GPU backend (cudarc, CUDA loaded at run time). All `unsafe` code of the crate is in this
-//! module, in kernel launches; everything else goes through cudarc's safe API. `kernels.rs`: the
+//! The GPU backend (cudarc, CUDA loaded at run time). Without the `cuda` feature only `plan.rs`
+//! (the host-side plans, tested on the CPU) is built, and `standin.rs` answers every GPU request
+//! with [`Error::NoDevice`](crate::Error::NoDevice). All `unsafe` code of the crate is in this
+//! module's feature-gated files, in kernel launches; everything else goes through cudarc's safe API. `kernels.rs`: the
 //! CUDA C sources; `device.rs`: opening a device, transfers, the device CSR; `direct.rs`: the
 //! direct path; `cg.rs`: the iterative path.
 //!
@@ -14,11 +16,27 @@
 //! Kernels are compiled with NVRTC for the device's compute capability when a device is first
 //! used and cached per ordinal.
 
-mod cg;
-mod device;
-mod direct;
-mod kernels;
+pub(crate) mod plan;
 
+#[cfg(feature = "cuda")]
+#[allow(unsafe_code)]
+mod cg;
+#[cfg(feature = "cuda")]
+#[allow(unsafe_code)]
+mod device;
+#[cfg(feature = "cuda")]
+#[allow(unsafe_code)]
+mod direct;
+#[cfg(feature = "cuda")]
+mod kernels;
+#[cfg(not(feature = "cuda"))]
+mod standin;
+
+#[cfg(feature = "cuda")]
 pub(crate) use cg::factor_iterative;
+#[cfg(feature = "cuda")]
 pub(crate) use device::device_info;
+#[cfg(feature = "cuda")]
 pub(crate) use direct::factor_direct;
+#[cfg(not(feature = "cuda"))]
+pub(crate) use standin::{device_info, factor_direct, factor_iterative};

@@ -1,10 +1,10 @@
 //! Stand-in for the GPU backend when the crate is built without the `cuda` feature: every GPU
-//! request returns [`Error::NoDevice`] (same signatures as `cuda.rs`).
+//! request returns [`Error::NoDevice`] (same signatures as the feature's `cg.rs`, `device.rs`, `direct.rs`).
 
 use std::sync::Arc;
 
-use super::Precision;
 use crate::error::{Error, Result};
+use crate::solve::Precision;
 use crate::solve::{Factor, Iterative};
 use crate::sparse::Structure;
 

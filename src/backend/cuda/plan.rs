@@ -394,7 +394,7 @@ mod tests {
     fn full_csr_multiplies_like_the_structure() {
         for symmetry in [Symmetry::Lower, Symmetry::Full] {
             let (s, values) = grid(9, symmetry, 5);
-            let csr = crate::backend::cpu::iterative::precond::Csr::new(&s, &values);
+            let csr = crate::backend::cpu::csr::Csr::new(&s, &values);
             let x = random_rhs(s.nrows(), 2, 8);
             let n = s.nrows();
             let mut y = vec![0.0; 2 * n];
