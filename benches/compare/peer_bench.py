@@ -215,6 +215,16 @@ class Peer:
         """Return (loss, grad_theta) as (float, np.ndarray)."""
         raise NotImplementedError
 
+    def loss_and_grad(self, x, lam):
+        """loss = sum(X * X) and its gradient from X and the adjoint lam = A^{-T} 2X: at the
+        stored entries gA = -sum_c lam[i, c] X[j, c], then chained to theta."""
+        rows, cols = self.rows, self.cols
+        if x.ndim == 1:
+            gA = -(lam[rows] * x[cols])
+        else:
+            gA = -np.einsum("kc,kc->k", lam[rows], x[cols])
+        return float(np.sum(x * x)), self.prob.chain(gA)
+
 
 class ScipyPeer(Peer):
     name = "scipy"
@@ -237,9 +247,7 @@ class ScipyPeer(Peer):
         lu = spla.splu(A, permc_spec=self.permc)
         x = lu.solve(b)
         lam = lu.solve(2.0 * x, trans="T")
-        loss = float(np.sum(x * x))
-        gA = -np.einsum("kc,kc->k", lam[rows], x[cols])
-        return loss, self.prob.chain(gA)
+        return self.loss_and_grad(x, lam)
 
 
 class CholespyPeer(Peer):
@@ -272,12 +280,7 @@ class CholespyPeer(Peer):
         solver.solve(self.bc, x)
         lam = np.empty_like(x)
         solver.solve(np.ascontiguousarray(2.0 * x), lam)  # A symmetric: A^{-T} = A^{-1}
-        loss = float(np.sum(x * x))
-        if x.ndim == 1:
-            gA = -(lam[rows] * x[cols])
-        else:
-            gA = -np.einsum("kc,kc->k", lam[rows], x[cols])
-        return loss, self.prob.chain(gA)
+        return self.loss_and_grad(x, lam)
 
 
 class PardisoPeer(Peer):
@@ -315,9 +318,7 @@ class PardisoPeer(Peer):
             self.solver = s
         else:
             s.free_memory(everything=True)
-        loss = float(np.sum(x * x))
-        gA = -np.einsum("kc,kc->k", lam[rows], x[cols])
-        return loss, self.prob.chain(gA)
+        return self.loss_and_grad(x, lam)
 
 
 class CholmodPeer(Peer):
@@ -345,9 +346,7 @@ class CholmodPeer(Peer):
                 self.factor = factor
         x = factor(b)
         lam = factor(2.0 * x)  # A symmetric: A^{-T} = A^{-1}
-        loss = float(np.sum(x * x))
-        gA = -np.einsum("kc,kc->k", lam[rows], x[cols])
-        return loss, self.prob.chain(gA)
+        return self.loss_and_grad(x, lam)
 
 
 class TorchDensePeer(Peer):

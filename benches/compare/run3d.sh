@@ -4,29 +4,17 @@
 # its kept analysis, one BLAS thread), MKL PARDISO (1 and 2 threads, cold and warm) and SciPy.
 #   bash benches/compare/run3d.sh [OUT=docs/bench/results3d.jsonl]
 # Peers need: bash ../shared/peers/setup.sh --with-cholmod. Missing peers are skipped.
-set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT="${1:-docs/bench/results3d.jsonl}"
-mkdir -p "$(dirname "$OUT")"
-: > "$OUT"
-PEERS="${PEERS_VENV:-$HOME/.cache/sparsegrad-peers/venv}"
-PB=benches/compare/peer_bench.py
-cargo build --release --example seed_benchmark -q
-ours=target/release/examples/seed_benchmark
+OUT_ARG="${1:-}" source "$(dirname "$0")/common.sh" docs/bench/results3d.jsonl
+build_ours
 
-run_ours() { # case n repeat
-  "$ours" --case "$1" --n "$2" --repeat "$3" --json >> "$OUT" || echo "ours failed: $*" >&2
-}
 run_peer() { # peer threads case n repeat [extra...]
-  local peer=$1 threads=$2 py="$PEERS/bin/python"; shift 2
-  [ "$peer" = cholmod ] && py="$PEERS-cholmod/bin/python"
-  [ -x "$py" ] || return 0
-  OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=$threads timeout 1200 "$py" "$PB" --peer "$peer" --case "$1" --n "$2" --repeat "$3" "${@:4}" --json 2>/dev/null \
-    | tail -n 1 | sed "s/^{/{\"threads\": $threads, /" >> "$OUT" || echo "peer $peer failed: $*" >&2
+  local peer=$1 threads=$2; shift 2
+  PREFIX_JSON="\"threads\": $threads, " run_python "$(peer_python "$peer")" 1200 "$threads" \
+    --peer "$peer" --case "$1" --n "$2" --repeat "$3" "${@:4}"
 }
 both() { # case n repeat
   echo "$1 $2" >&2
-  run_ours "$1" "$2" "$3"
+  run_ours --case "$1" --n "$2" --repeat "$3"
   run_peer cholmod 1 "$1" "$2" "$3"
   run_peer cholmod 1 "$1" "$2" "$3" --regime warm
   run_peer pardiso 1 "$1" "$2" "$3"

@@ -4,22 +4,18 @@
 #   bash benches/compare/run_python.sh [OUT=docs/bench/results_python.jsonl]
 # Venv: ${SPARSEGRAD_PY_VENV:-$HOME/.cache/sparsegrad-py/venv} with numpy scipy torch cholespy
 # torchsparsegradutils (--no-deps) and `pip install ./python`.
-set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT="${1:-docs/bench/results_python.jsonl}"
 # ONLY="sparsegrad sparsegrad_torch" re-measures only those peers (their old lines are dropped).
 ONLY="${ONLY:-}"
+OUT_ARG="${1:-}" source "$(dirname "$0")/common.sh" docs/bench/results_python.jsonl keep
 if [ -n "$ONLY" ] && [ -f "$OUT" ]; then
   grep -vE "\"peer\": \"($(echo $ONLY | tr ' ' '|'))\"" "$OUT" > "$OUT.tmp" || true; mv "$OUT.tmp" "$OUT"
 else
   : > "$OUT"
 fi
 PY="${SPARSEGRAD_PY_VENV:-$HOME/.cache/sparsegrad-py/venv}/bin/python"
-PB=benches/compare/peer_bench.py
 run() { # peer case n repeat [extra...]
   if [ -n "$ONLY" ] && ! echo " $ONLY " | grep -q " $1 "; then return 0; fi
-  OPENBLAS_NUM_THREADS=1 timeout 900 "$PY" "$PB" --peer "$1" --case "$2" --n "$3" --repeat "$4" "${@:5}" --json 2>/dev/null \
-    | tail -n 1 >> "$OUT" || echo "failed: $*" >&2
+  run_python "$PY" 900 1 --peer "$1" --case "$2" --n "$3" --repeat "$4" "${@:5}"
 }
 for c in "chain 65536 7" "grid 262144 5"; do
   set -- $c

@@ -91,7 +91,7 @@ fn solver_for(method: Method, storage: Storage, condition_limit: Option<f64>) ->
         Method::Cholesky | Method::Ldlt if !storage.symmetric() => {
             return Err(value_error(format!(
                 "method '{}' needs a symmetric matrix; this one is general (pass symmetric=True if it is symmetric, or use method='lu')",
-                method_name(method)
+                Method::name(method)
             )))
         }
         Method::Cholesky => Solver::cholesky(),
@@ -106,28 +106,14 @@ fn solver_for(method: Method, storage: Storage, condition_limit: Option<f64>) ->
     })
 }
 
-/// `method=` as the library's [`Method`].
+/// `method=` as the library's [`Method`] (its names, its message).
 fn parse_method(method: &str) -> PyResult<Method> {
-    Ok(match method {
-        "auto" => Method::Auto,
-        "cholesky" => Method::Cholesky,
-        "ldlt" => Method::Ldlt,
-        "lu" => Method::Lu,
-        other => {
-            return Err(value_error(format!(
-                "unknown method '{other}' (auto | cholesky | ldlt | lu)"
-            )))
-        }
+    method.parse().map_err(|e: Error| {
+        value_error(match e {
+            Error::InvalidArgument { reason, .. } => reason,
+            other => other.to_string(),
+        })
     })
-}
-
-fn method_name(method: Method) -> &'static str {
-    match method {
-        Method::Cholesky => "cholesky",
-        Method::Ldlt => "ldlt",
-        Method::Lu => "lu",
-        _ => "auto",
-    }
 }
 
 /// A kept factorization of A with the caller's entry layout, and what is needed to check every
@@ -270,6 +256,10 @@ impl PyFactorization {
                 Storage::BothTriangles => "symmetric (both triangles)",
             },
         )?;
+        d.set_item(
+            "factored_with",
+            self.factor.method().map_or("other", Method::name),
+        )?;
         d.set_item("fallback_reason", self.factor.fallback_reason())?;
         d.set_item("condition_limit", self.solver.condition_limit())?;
         Ok(d)
@@ -324,7 +314,7 @@ fn factorize(
         .detach(|| decide(n, rows, cols, data, symmetric))
         .map_err(to_py)?;
     let solver = solver_for(method, pattern.storage, condition_limit)?;
-    let method = method_name(method).to_string();
+    let method = Method::name(method).to_string();
     let factor = py
         .detach(|| node::factor(&solver, &pattern.structure, &values))
         .map_err(to_py)?;

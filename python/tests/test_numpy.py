@@ -108,6 +108,8 @@ def test_errors_are_exceptions(rng):
     # auto falls back to LU and says why
     f = sparsegrad.factorize(indefinite)
     assert "not positive definite" in f.info["fallback_reason"]
+    assert f.info["method"] == "auto" and f.info["factored_with"] == "lu"
+    assert sparsegrad.factorize(sp.csr_matrix(np.eye(2) * 2)).info["factored_with"] == "cholesky"
     singular = sp.csr_matrix(np.array([[1.0, 2.0], [2.0, 4.0]]))
     # LU finds the zero pivot when it is used: the solve raises, it never returns inf/NaN.
     with pytest.raises(sparsegrad.SolveError, match="singular"):

@@ -240,6 +240,9 @@ impl Factorization for Fallback {
     fn fallback_reason(&self) -> Option<&str> {
         Some(&self.reason)
     }
+    fn method(&self) -> Option<Method> {
+        self.inner.method()
+    }
 }
 
 /// The Krylov solvers: settings and storage checked here, then the CPU operator or the GPU

@@ -19,7 +19,7 @@ use nalgebra::DMatrix;
 use serde_json::json;
 use sparsegrad::matrix_market::{array_text, Layout, MatrixMarket};
 use sparsegrad::solve::{condition_estimate, node};
-use sparsegrad::{Assembly, Error, Implementation, Solver, Symmetry};
+use sparsegrad::{Assembly, Error, Implementation, Method, Solver, Symmetry};
 
 /// Above this estimated condition number the command warns that digits are lost.
 const CONDITION_WARNING: f64 = 1e12;
@@ -410,12 +410,7 @@ fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<()
         progress.step(&format!("wrote {}", args.out.display()));
         return Ok(());
     };
-    let method =
-        if !a.symmetric || factor.fallback_reason().is_some() || args.method == MethodArg::Lu {
-            "lu"
-        } else {
-            "cholesky"
-        };
+    let method = factor.method().map_or("other", Method::name);
     let timings = Timings {
         read: t_read,
         analyze: t_analyze,

@@ -265,4 +265,7 @@ impl Factorization for Equilibrated<'_> {
     fn describe(&self) -> String {
         format!("equilibrated {}", self.factor.describe())
     }
+    fn method(&self) -> Option<super::Method> {
+        self.factor.method()
+    }
 }

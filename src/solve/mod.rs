@@ -49,8 +49,17 @@ pub trait Factorization: Send + Sync {
     fn solve_transpose_in_place(&self, rhs: &mut DMatrix<f64>) -> Result<()>;
     /// Dimension n of A.
     fn dim(&self) -> usize;
-    /// A short description ("faer LLᵀ (supernodal), nnz(L) = …").
+    /// A short description ("faer LLᵀ (supernodal), nnz(L) = …"), for people; programs read
+    /// [`Factorization::method`].
     fn describe(&self) -> String;
+
+    /// The method that computed this factor — [`Method::Cholesky`], [`Method::Ldlt`] or
+    /// [`Method::Lu`], never [`Method::Auto`] (an automatic choice reports what it chose, LU
+    /// after a fallback). `None` for Krylov solvers, which hold no factor, and for
+    /// implementations that do not say (the default).
+    fn method(&self) -> Option<Method> {
+        None
+    }
 
     /// Bytes this factorization holds for its factor: numeric values plus the index arrays of
     /// its symbolic structure and ordering (shared with later factorizations on the same
@@ -224,6 +233,41 @@ pub enum Method {
     Auto,
 }
 
+impl Method {
+    /// The lower-case name the command line and the Python package use: `cholesky`, `ldlt`,
+    /// `lu`, `auto` ([`str::parse`] reads it back).
+    ///
+    /// ```
+    /// use sparsegrad::Method;
+    /// assert_eq!(Method::Ldlt.name(), "ldlt");
+    /// assert_eq!("lu".parse::<Method>().unwrap(), Method::Lu);
+    /// assert!("qr".parse::<Method>().is_err());
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Cholesky => "cholesky",
+            Method::Ldlt => "ldlt",
+            Method::Lu => "lu",
+            Method::Auto => "auto",
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+
+    /// Reads [`Method::name`]; anything else is [`Error::InvalidArgument`] listing the names.
+    fn from_str(s: &str) -> Result<Self> {
+        [Method::Auto, Method::Cholesky, Method::Ldlt, Method::Lu]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| Error::InvalidArgument {
+                what: "method",
+                reason: format!("unknown method '{s}' (auto | cholesky | ldlt | lu)"),
+            })
+    }
+}
+
 /// The fill-reducing ordering of a Cholesky / LDLᵀ factorization, or the column ordering of an
 /// LU ([`Solver::with_ordering`]; for LU, `Auto` and `Amd` are COLAMD and nested dissection is
 /// computed on the graph of AᵀA, whose Cholesky factor bounds L and U under partial pivoting).
@@ -246,6 +290,11 @@ pub enum Ordering {
     NestedDissection,
     /// No reordering (the matrix as stored): for banded matrices and for tests.
     Natural,
+    /// Reverse Cuthill–McKee on the graph of A + Aᵀ (SciPy's `reverse_cuthill_mckee`, MATLAB's
+    /// `symrcm`): a small bandwidth and profile. Best for chains, strips and other long, thin
+    /// meshes that are banded in some numbering the input does not use; on 2D and 3D meshes AMD
+    /// and nested dissection give far less fill.
+    ReverseCuthillMcKee,
     /// A permutation of your own: `perm[k]` is the original index of the k-th eliminated
     /// unknown (row k of P A Pᵀ is row `perm[k]` of A).
     Custom(Arc<[usize]>),

@@ -44,6 +44,29 @@ pub(crate) fn bucket_order(
     order
 }
 
+/// The column of every stored entry of a CSC pattern with column pointers `col_ptr`.
+pub(crate) fn entry_columns(col_ptr: &[usize]) -> Vec<usize> {
+    let mut col = Vec::with_capacity(col_ptr.last().copied().unwrap_or(0));
+    for (j, w) in col_ptr.windows(2).enumerate() {
+        col.extend(std::iter::repeat_n(j, w[1] - w[0]));
+    }
+    col
+}
+
+/// The pattern of Aᵀ for an `nrows`-row CSC pattern A, by [`counting_groups`]: its column
+/// pointers (`nrows + 1`), its row indices (sorted within each column when A's are), and for each
+/// of its entries the index of the same entry in A.
+pub(crate) fn transpose_pattern(
+    nrows: usize,
+    col_ptr: &[usize],
+    row_idx: &[usize],
+) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let (t_ptr, source) = counting_groups(nrows, row_idx.len(), |e| [row_idx[e], NO_GROUP]);
+    let col = entry_columns(col_ptr);
+    let t_idx = source.iter().map(|&e| col[e]).collect();
+    (t_ptr, t_idx, source)
+}
+
 /// "No group" in [`counting_groups`]' keys.
 pub(crate) const NO_GROUP: usize = usize::MAX;
 

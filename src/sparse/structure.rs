@@ -77,6 +77,109 @@ impl std::fmt::Debug for Structure {
     }
 }
 
+fn invalid<T>(rule: PatternRule, reason: String) -> Result<T> {
+    Err(Error::InvalidPattern { rule, reason })
+}
+
+/// [`Structure::new`]'s checks of the dimensions and of `col_ptr`'s length and ends.
+fn check_shape(
+    nrows: usize,
+    ncols: usize,
+    col_ptr: &[usize],
+    nnz: usize,
+    symmetry: Symmetry,
+) -> Result<()> {
+    if nrows > isize::MAX as usize || ncols > isize::MAX as usize {
+        return invalid(
+            PatternRule::TooLarge,
+            format!(
+                "a {nrows}×{ncols} pattern exceeds the largest supported dimension ({})",
+                isize::MAX
+            ),
+        );
+    }
+    if col_ptr.len() != ncols + 1 {
+        return invalid(
+            PatternRule::ColPtrLength,
+            format!(
+                "col_ptr has {} entries, expected ncols + 1 = {}",
+                col_ptr.len(),
+                ncols + 1
+            ),
+        );
+    }
+    if col_ptr[0] != 0 {
+        return invalid(
+            PatternRule::ColPtrStart,
+            format!("col_ptr[0] is {}, expected 0", col_ptr[0]),
+        );
+    }
+    if col_ptr[ncols] != nnz {
+        return invalid(
+            PatternRule::ColPtrEnd,
+            format!(
+                "col_ptr[{ncols}] is {} but there are {} row indices",
+                col_ptr[ncols], nnz
+            ),
+        );
+    }
+    if symmetry != Symmetry::General && nrows != ncols {
+        return invalid(
+            PatternRule::NotSquare,
+            format!("a symmetric pattern must be square, got {nrows}×{ncols}"),
+        );
+    }
+    Ok(())
+}
+
+/// [`Structure::new`]'s checks of every column: `col_ptr` non-decreasing, rows in range, strictly
+/// increasing, and on or below the diagonal for [`Symmetry::Lower`].
+fn check_columns(
+    nrows: usize,
+    col_ptr: &[usize],
+    row_idx: &[usize],
+    symmetry: Symmetry,
+) -> Result<()> {
+    let ncols = col_ptr.len() - 1;
+    for j in 0..ncols {
+        let (start, end) = (col_ptr[j], col_ptr[j + 1]);
+        if start > end || end > row_idx.len() {
+            return invalid(
+                PatternRule::ColPtrDecreasing,
+                format!("col_ptr decreases at column {j} ({start} > {end}) or exceeds nnz"),
+            );
+        }
+        for k in start..end {
+            let i = row_idx[k];
+            if i >= nrows {
+                return Err(Error::IndexOutOfRange {
+                    context: "Structure row indices",
+                    entry: k,
+                    what: "row",
+                    index: i,
+                    bound: nrows,
+                });
+            }
+            if k > start && row_idx[k - 1] >= i {
+                let (rule, what) = if row_idx[k - 1] == i {
+                    (PatternRule::DuplicateRows, "duplicate")
+                } else {
+                    (PatternRule::UnsortedRows, "unsorted")
+                };
+                return invalid(rule, format!(
+                        "{what} row index {i} in column {j} (entry {k}); rows must be strictly increasing"
+                    ));
+            }
+            if symmetry == Symmetry::Lower && i < j {
+                return invalid(PatternRule::AboveDiagonal, format!(
+                        "entry ({i}, {j}) lies above the diagonal of a lower-triangle symmetric pattern"
+                    ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Structure {
     /// Validates CSC arrays and wraps them.
     ///
@@ -93,85 +196,8 @@ impl Structure {
         row_idx: Vec<usize>,
         symmetry: Symmetry,
     ) -> Result<Arc<Self>> {
-        let invalid =
-            |rule: PatternRule, reason: String| Err(Error::InvalidPattern { rule, reason });
-        if nrows > isize::MAX as usize || ncols > isize::MAX as usize {
-            return invalid(
-                PatternRule::TooLarge,
-                format!(
-                    "a {nrows}×{ncols} pattern exceeds the largest supported dimension ({})",
-                    isize::MAX
-                ),
-            );
-        }
-        if col_ptr.len() != ncols + 1 {
-            return invalid(
-                PatternRule::ColPtrLength,
-                format!(
-                    "col_ptr has {} entries, expected ncols + 1 = {}",
-                    col_ptr.len(),
-                    ncols + 1
-                ),
-            );
-        }
-        if col_ptr[0] != 0 {
-            return invalid(
-                PatternRule::ColPtrStart,
-                format!("col_ptr[0] is {}, expected 0", col_ptr[0]),
-            );
-        }
-        if col_ptr[ncols] != row_idx.len() {
-            return invalid(
-                PatternRule::ColPtrEnd,
-                format!(
-                    "col_ptr[{ncols}] is {} but there are {} row indices",
-                    col_ptr[ncols],
-                    row_idx.len()
-                ),
-            );
-        }
-        if symmetry != Symmetry::General && nrows != ncols {
-            return invalid(
-                PatternRule::NotSquare,
-                format!("a symmetric pattern must be square, got {nrows}×{ncols}"),
-            );
-        }
-        for j in 0..ncols {
-            let (start, end) = (col_ptr[j], col_ptr[j + 1]);
-            if start > end || end > row_idx.len() {
-                return invalid(
-                    PatternRule::ColPtrDecreasing,
-                    format!("col_ptr decreases at column {j} ({start} > {end}) or exceeds nnz"),
-                );
-            }
-            for k in start..end {
-                let i = row_idx[k];
-                if i >= nrows {
-                    return Err(Error::IndexOutOfRange {
-                        context: "Structure row indices",
-                        entry: k,
-                        what: "row",
-                        index: i,
-                        bound: nrows,
-                    });
-                }
-                if k > start && row_idx[k - 1] >= i {
-                    let (rule, what) = if row_idx[k - 1] == i {
-                        (PatternRule::DuplicateRows, "duplicate")
-                    } else {
-                        (PatternRule::UnsortedRows, "unsorted")
-                    };
-                    return invalid(rule, format!(
-                        "{what} row index {i} in column {j} (entry {k}); rows must be strictly increasing"
-                    ));
-                }
-                if symmetry == Symmetry::Lower && i < j {
-                    return invalid(PatternRule::AboveDiagonal, format!(
-                        "entry ({i}, {j}) lies above the diagonal of a lower-triangle symmetric pattern"
-                    ));
-                }
-            }
-        }
+        check_shape(nrows, ncols, &col_ptr, row_idx.len(), symmetry)?;
+        check_columns(nrows, &col_ptr, &row_idx, symmetry)?;
         // Validated above (faer re-checks the same invariants once, here, never per call).
         let pattern = SymbolicSparseColMat::new_checked(nrows, ncols, col_ptr, None, row_idx);
         let s = Structure {

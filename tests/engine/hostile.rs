@@ -12,8 +12,8 @@ use sparsegrad::problems::mesh::TriMesh;
 use sparsegrad::solve::node::accumulate_outer;
 use sparsegrad::solve::{condition_estimate, norm1};
 use sparsegrad::{
-    Assembly, Dirichlet, Error, Factorizer, Gradients, Iterative, Preconditioner, Solver,
-    Structure, Symmetry, Tape,
+    Assembly, Dirichlet, Error, Factorizer, Gradients, Implementation, Iterative, Method,
+    Preconditioner, Solver, Structure, Symmetry, Tape,
 };
 
 fn dense_of(s: &Structure, values: &[f64]) -> DMatrix<f64> {
@@ -532,11 +532,25 @@ fn auto_solver_chooses_and_falls_back() {
     let s = Structure::new(2, 2, vec![0, 2, 3], vec![0, 1, 1], Symmetry::Lower).unwrap();
     let spd = Solver::auto().factorize(&s, &[4.0, 1.0, 3.0]).unwrap();
     assert!(spd.fallback_reason().is_none() && spd.describe().contains("LLᵀ"));
+    assert_eq!(spd.method(), Some(Method::Cholesky));
     let indefinite = Solver::auto().factorize(&s, &[1.0, 2.0, 1.0]).unwrap();
     assert!(indefinite
         .fallback_reason()
         .unwrap()
         .contains("not positive definite"));
+    // The typed method says what was computed: LU after the fallback.
+    assert_eq!(indefinite.method(), Some(Method::Lu));
+    let ldlt = Solver::ldlt().factorize(&s, &[1.0, 2.0, 1.0]).unwrap();
+    assert_eq!(ldlt.method(), Some(Method::Ldlt));
+    let reference = Solver::cholesky()
+        .with_implementation(Implementation::Reference)
+        .factorize(&s, &[4.0, 1.0, 3.0])
+        .unwrap();
+    assert_eq!(reference.method(), Some(Method::Cholesky));
+    let krylov = Iterative::cg(1e-12, 100)
+        .factorize(&s, &[4.0, 1.0, 3.0])
+        .unwrap();
+    assert_eq!(krylov.method(), None);
     let mut x = DMatrix::from_column_slice(2, 1, &[3.0, 3.0]);
     indefinite.solve_in_place(&mut x).unwrap();
     assert!((x[0] - 1.0).abs() < 1e-15 && (x[1] - 1.0).abs() < 1e-15);

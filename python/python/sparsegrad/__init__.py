@@ -135,7 +135,8 @@ class Factorization:
 
     @property
     def info(self):
-        """Method, storage (general / symmetric), size and the fallback reason, if any."""
+        """Requested method, the method that factored (`factored_with`: cholesky / ldlt / lu),
+        storage (general / symmetric), size, condition limit and the fallback reason, if any."""
         return self._core.info()
 
 

@@ -27,6 +27,26 @@ pub(crate) fn cached<T: std::any::Any + Send + Sync>(
     Ok(structure.insert_analysis(computed))
 }
 
+/// As [`cached`], but not counted as a symbolic analysis: for what is only a relabelling of the
+/// stored pattern (its full form, its supervariables).
+pub(crate) fn derived<T: std::any::Any + Send + Sync>(
+    structure: &Structure,
+    compute: impl FnOnce() -> Result<T>,
+) -> Result<Arc<T>> {
+    if let Some(found) = structure.analysis::<T>() {
+        return Ok(found);
+    }
+    Ok(structure.insert_analysis(Arc::new(compute()?)))
+}
+
+/// The structure's cache object of type `T`, created empty on first use: for caches keyed
+/// inside (by ordering, by communicator), which compute their entries themselves.
+pub(crate) fn slot<T: std::any::Any + Send + Sync + Default>(structure: &Structure) -> Arc<T> {
+    structure
+        .analysis::<T>()
+        .unwrap_or_else(|| structure.insert_analysis(Arc::default()))
+}
+
 /// faer's AMD ordering of the `n × n` graph with both triangles in `col_ptr` / `row_idx`:
 /// (new → old, old → new). The workspace is allocated fallibly.
 /// faer's sparse errors as ours: a failed allocation is [`Error::OutOfMemory`] (Python's
@@ -98,43 +118,31 @@ impl FullPattern {
 /// The full (both-triangle) pattern of a square structure. Not counted as a symbolic analysis:
 /// it is a relabelling of the stored pattern.
 pub(crate) fn full_pattern(structure: &Structure) -> Result<Arc<FullPattern>> {
-    if let Some(found) = structure.analysis::<FullPattern>() {
-        return Ok(found);
-    }
-    let full = if structure.symmetry() == Symmetry::Lower {
-        // Column j of A + Aᵀ = row j of the stored lower triangle (columns c < j, met in
-        // increasing c) followed by column j of it (rows ≥ j, sorted): two passes, no sort.
-        let (n, cp, ri) = (structure.ncols(), structure.col_ptr(), structure.row_idx());
-        let mut col_ptr = vec![0usize; n + 1];
-        for j in 0..n {
-            col_ptr[j + 1] += cp[j + 1] - cp[j];
-            for &i in &ri[cp[j]..cp[j + 1]] {
-                if i != j {
-                    col_ptr[i + 1] += 1;
-                }
-            }
-        }
-        for j in 0..n {
-            col_ptr[j + 1] += col_ptr[j];
-        }
-        let total = col_ptr[n];
-        let mut row_idx = vec![0usize; total];
-        let mut source = vec![0usize; total];
-        let mut next = col_ptr[..n].to_vec();
-        for j in 0..n {
-            for (k, &i) in ri.iter().enumerate().take(cp[j + 1]).skip(cp[j]) {
-                if i != j {
-                    row_idx[next[i]] = j;
-                    source[next[i]] = k;
-                    next[i] += 1;
-                }
-            }
-        }
-        for j in 0..n {
-            for (k, &i) in ri.iter().enumerate().take(cp[j + 1]).skip(cp[j]) {
-                row_idx[next[j]] = i;
-                source[next[j]] = k;
-                next[j] += 1;
+    derived(structure, || Ok(full_pattern_of(structure)))
+}
+
+fn full_pattern_of(structure: &Structure) -> FullPattern {
+    if structure.symmetry() == Symmetry::Lower {
+        // Column c of A + Aᵀ gathers the stored entries (c, j), j < c, which come first in
+        // item order (columns ascending), then column c itself (rows ≥ c, sorted): sorted, with
+        // no sort. An off-diagonal entry belongs to both its row's and its column's group.
+        let (n, ri) = (structure.ncols(), structure.row_idx());
+        let col = crate::sparse::entry_columns(structure.col_ptr());
+        let (col_ptr, source) = crate::sparse::counting_groups(n, ri.len(), |e| {
+            [
+                col[e],
+                if ri[e] != col[e] {
+                    ri[e]
+                } else {
+                    crate::sparse::NO_GROUP
+                },
+            ]
+        });
+        let mut row_idx = vec![0usize; source.len()];
+        for c in 0..n {
+            for p in col_ptr[c]..col_ptr[c + 1] {
+                let e = source[p];
+                row_idx[p] = if col[e] == c { ri[e] } else { col[e] };
             }
         }
         FullPattern {
@@ -148,7 +156,5 @@ pub(crate) fn full_pattern(structure: &Structure) -> Result<Arc<FullPattern>> {
             row_idx: structure.row_idx().to_vec(),
             source: None,
         }
-    };
-    let full = Arc::new(full);
-    Ok(structure.insert_analysis(full))
+    }
 }

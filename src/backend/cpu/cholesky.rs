@@ -413,6 +413,12 @@ impl Factorization for FaerCholesky {
         let perm = self.symbolic.perm().map_or(0, |p| 2 * p.len());
         Some(self.l_values.len() * std::mem::size_of::<f64>() + (indices + perm) * word)
     }
+    fn method(&self) -> Option<crate::solve::Method> {
+        Some(match self.kind {
+            Kind::Llt => crate::solve::Method::Cholesky,
+            Kind::Ldlt => crate::solve::Method::Ldlt,
+        })
+    }
     fn describe(&self) -> String {
         let kind = match self.symbolic.raw() {
             SymbolicCholeskyRaw::Simplicial(_) => "simplicial",

@@ -76,31 +76,10 @@ struct Transpose {
 
 impl Transpose {
     fn of(n: usize, col_ptr: &[usize], row_idx: &[usize]) -> Transpose {
-        let mut t_ptr = vec![0usize; n + 1];
-        for &i in row_idx {
-            t_ptr[i + 1] += 1;
-        }
-        for i in 0..n {
-            t_ptr[i + 1] += t_ptr[i];
-        }
-        let mut next = t_ptr[..n].to_vec();
-        let mut t_idx = vec![0usize; row_idx.len()];
-        let mut source = vec![0usize; row_idx.len()];
-        for j in 0..n {
-            for (k, &i) in row_idx
-                .iter()
-                .enumerate()
-                .take(col_ptr[j + 1])
-                .skip(col_ptr[j])
-            {
-                t_idx[next[i]] = j;
-                source[next[i]] = k;
-                next[i] += 1;
-            }
-        }
+        let (col_ptr, row_idx, source) = crate::sparse::transpose_pattern(n, col_ptr, row_idx);
         Transpose {
-            col_ptr: t_ptr,
-            row_idx: t_idx,
+            col_ptr,
+            row_idx,
             source,
         }
     }
@@ -151,9 +130,7 @@ pub(crate) fn analyze(structure: &Structure, ordering: &Ordering) -> Result<Arc<
         Ordering::Amd => &Ordering::Auto,
         other => other,
     };
-    let cache = structure
-        .analysis::<LuAnalyses>()
-        .unwrap_or_else(|| structure.insert_analysis(Arc::default()));
+    let cache = super::analysis::slot::<LuAnalyses>(structure);
     let found = lock(&cache.0).get(ordering).cloned();
     if let Some(found) = found {
         return Ok(found);
@@ -183,6 +160,9 @@ fn analyze_with(structure: &Structure, ordering: &Ordering) -> Result<LuAnalysis
     let (fwd, inv) = match ordering {
         Ordering::Auto | Ordering::Amd => return colamd(full.clone(), None),
         Ordering::Natural => ((0..n).collect(), (0..n).collect()),
+        Ordering::ReverseCuthillMcKee => {
+            super::ordering::checked_permutation(&super::rcm::order(&full), n)?
+        }
         Ordering::Custom(perm) => super::ordering::checked_permutation(perm, n)?,
         Ordering::NestedDissection => {
             let (col_ptr, row_idx) = match column_graph(n, &full)? {
@@ -511,5 +491,8 @@ impl Factorization for FaerLu {
             ),
             None => format!("faer LU ({ordering}, partial pivoting), n = {}", self.n),
         }
+    }
+    fn method(&self) -> Option<crate::solve::Method> {
+        Some(crate::solve::Method::Lu)
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod iterative;
 pub(crate) mod lu;
 pub(crate) mod multifrontal;
 pub(crate) mod ordering;
+mod rcm;
 pub(crate) mod reference;
 pub(crate) mod supervariables;
 

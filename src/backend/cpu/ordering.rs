@@ -12,7 +12,7 @@ use faer::sparse::linalg::cholesky::{
 };
 use faer::Side;
 
-use super::analysis::{full_pattern, lock};
+use super::analysis::{derived, full_pattern, lock, slot};
 use super::multifrontal::Multifrontal;
 use super::supervariables::Compressed;
 use crate::error::{Error, Result};
@@ -31,9 +31,7 @@ struct CholeskyAnalyses {
 }
 
 fn analyses(structure: &Structure) -> Arc<CholeskyAnalyses> {
-    structure
-        .analysis::<CholeskyAnalyses>()
-        .unwrap_or_else(|| structure.insert_analysis(Arc::default()))
+    slot(structure)
 }
 
 /// The predicted size of a symbolic factor.
@@ -144,6 +142,10 @@ fn analyze(structure: &Structure, ordering: &Ordering) -> Result<SymbolicCholesk
         Ordering::Custom(perm) => Some(checked_permutation(perm, n)?),
         Ordering::NestedDissection => Some(nested_dissection(structure)?),
         Ordering::Natural => Some(((0..n).collect(), (0..n).collect())),
+        Ordering::ReverseCuthillMcKee => Some(checked_permutation(
+            &super::rcm::order(&*full_pattern(structure)?),
+            n,
+        )?),
         // AMD on the supervariable graph when unknowns come in groups (3 per node in elasticity).
         Ordering::Auto | Ordering::Amd => match supervariables(structure)? {
             Some(compressed) => Some(compressed.amd()?),
@@ -190,15 +192,14 @@ pub(crate) fn checked_permutation(perm: &[usize], n: usize) -> Result<(Vec<usize
 /// The structure's supervariables (computed once, cached on the structure).
 fn supervariables(structure: &Structure) -> Result<Option<Arc<Compressed>>> {
     struct Cached(Option<Arc<Compressed>>);
-    if let Some(found) = structure.analysis::<Cached>() {
-        return Ok(found.0.clone());
-    }
-    let found = if super::supervariables::worth_trying(structure) {
-        Compressed::new(&*full_pattern(structure)?).map(Arc::new)
-    } else {
-        None
-    };
-    Ok(structure.insert_analysis(Arc::new(Cached(found))).0.clone())
+    let found = derived(structure, || {
+        Ok(Cached(if super::supervariables::worth_trying(structure) {
+            Compressed::new(&*full_pattern(structure)?).map(Arc::new)
+        } else {
+            None
+        }))
+    })?;
+    Ok(found.0.clone())
 }
 
 /// METIS nested dissection of A's graph (both triangles, no diagonal) — of its supervariable graph

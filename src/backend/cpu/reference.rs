@@ -130,4 +130,7 @@ impl Factorization for ReferenceCholesky {
             self.factor.l().nnz()
         )
     }
+    fn method(&self) -> Option<crate::solve::Method> {
+        Some(crate::solve::Method::Cholesky)
+    }
 }

@@ -99,6 +99,117 @@ pub(crate) fn worth_trying(structure: &Structure) -> bool {
     distinct as f64 <= WORTH_IT * n as f64
 }
 
+/// The supervariable of every unknown of `full` (indistinguishable closed neighbourhoods), and
+/// how many there are: unknowns are bucketed by (neighbourhood hash, size) and each bucket's
+/// members compared exactly against its first unplaced member.
+fn group(full: &FullPattern, n: usize) -> (Vec<usize>, usize) {
+    // Closed neighbourhood of column j: its rows with j itself (present or not).
+    let closed = |j: usize| {
+        let rows = &full.row_idx[full.col_ptr[j]..full.col_ptr[j + 1]];
+        let has_diag = rows.binary_search(&j).is_ok();
+        (rows, has_diag)
+    };
+    let hash = |j: usize| {
+        let (rows, has_diag) = closed(j);
+        let mut h = rows.iter().fold(0u64, |h, &i| h.wrapping_add(mix(i)));
+        if !has_diag {
+            h = h.wrapping_add(mix(j));
+        }
+        (h, rows.len() + usize::from(!has_diag))
+    };
+    let same = |a: usize, b: usize| {
+        let ((ra, da), (rb, db)) = (closed(a), closed(b));
+        if da && db {
+            return ra == rb;
+        }
+        // Merge-compare the closed neighbourhoods without building them.
+        let with = |rows: &[usize], d: bool, j: usize| {
+            let mut v = rows.to_vec();
+            if !d {
+                let at = v.partition_point(|&i| i < j);
+                v.insert(at, j);
+            }
+            v
+        };
+        with(ra, da, a) == with(rb, db, b)
+    };
+    let keys: Vec<(u64, usize)> = (0..n).map(hash).collect();
+    let order = by_key(&keys);
+    // Supervariable of every unknown: equal keys are checked against the run's first member.
+    let mut sv = vec![usize::MAX; n];
+    let mut count = 0;
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && keys[order[end]] == keys[order[start]] {
+            end += 1;
+        }
+        for a in start..end {
+            let j = order[a];
+            if sv[j] != usize::MAX {
+                continue;
+            }
+            sv[j] = count;
+            for &k in &order[a + 1..end] {
+                if sv[k] == usize::MAX && same(j, k) {
+                    sv[k] = count;
+                }
+            }
+            count += 1;
+        }
+        start = end;
+    }
+    (sv, count)
+}
+
+/// Renumbers supervariables by their first member, so the compressed graph keeps A's order.
+fn renumber_by_first_member(sv: &mut [usize], count: usize) {
+    let mut renumber = vec![usize::MAX; count];
+    let mut next = 0;
+    for s in sv.iter_mut() {
+        if renumber[*s] == usize::MAX {
+            renumber[*s] = next;
+            next += 1;
+        }
+        *s = renumber[*s];
+    }
+}
+
+/// The graph between supervariables (CSC, sorted, diagonal included): a representative's
+/// neighbours mapped to their supervariables.
+fn quotient_graph(
+    full: &FullPattern,
+    sv: &[usize],
+    ptr: &[usize],
+    members: &[usize],
+) -> (Vec<usize>, Vec<usize>) {
+    let count = ptr.len() - 1;
+    let mut col_ptr = Vec::with_capacity(count + 1);
+    let mut row_idx = Vec::new();
+    col_ptr.push(0);
+    for s in 0..count {
+        let rep = members[ptr[s]];
+        let begin = row_idx.len();
+        row_idx.extend(
+            full.row_idx[full.col_ptr[rep]..full.col_ptr[rep + 1]]
+                .iter()
+                .map(|&i| sv[i]),
+        );
+        row_idx.push(s);
+        row_idx[begin..].sort_unstable();
+        let mut w = begin;
+        for r in begin..row_idx.len() {
+            if r == begin || row_idx[r] != row_idx[w - 1] {
+                row_idx[w] = row_idx[r];
+                w += 1;
+            }
+        }
+        row_idx.truncate(w);
+        col_ptr.push(row_idx.len());
+    }
+    (col_ptr, row_idx)
+}
+
 impl Compressed {
     /// Groups the unknowns of `full` (A + Aᵀ, sorted rows); `None` when fewer than a third of
     /// them would go.
@@ -107,104 +218,14 @@ impl Compressed {
         if n < 2 {
             return None;
         }
-        // Closed neighbourhood of column j: its rows with j itself (present or not).
-        let closed = |j: usize| {
-            let rows = &full.row_idx[full.col_ptr[j]..full.col_ptr[j + 1]];
-            let has_diag = rows.binary_search(&j).is_ok();
-            (rows, has_diag)
-        };
-        let hash = |j: usize| {
-            let (rows, has_diag) = closed(j);
-            let mut h = rows.iter().fold(0u64, |h, &i| h.wrapping_add(mix(i)));
-            if !has_diag {
-                h = h.wrapping_add(mix(j));
-            }
-            (h, rows.len() + usize::from(!has_diag))
-        };
-        let same = |a: usize, b: usize| {
-            let ((ra, da), (rb, db)) = (closed(a), closed(b));
-            if da && db {
-                return ra == rb;
-            }
-            // Merge-compare the closed neighbourhoods without building them.
-            let with = |rows: &[usize], d: bool, j: usize| {
-                let mut v = rows.to_vec();
-                if !d {
-                    let at = v.partition_point(|&i| i < j);
-                    v.insert(at, j);
-                }
-                v
-            };
-            with(ra, da, a) == with(rb, db, b)
-        };
-        let keys: Vec<(u64, usize)> = (0..n).map(hash).collect();
-        let order = by_key(&keys);
-        // Supervariable of every unknown: equal keys are checked against the run's first member.
-        let mut sv = vec![usize::MAX; n];
-        let mut count = 0;
-        let mut start = 0;
-        while start < order.len() {
-            let mut end = start + 1;
-            while end < order.len() && keys[order[end]] == keys[order[start]] {
-                end += 1;
-            }
-            for a in start..end {
-                let j = order[a];
-                if sv[j] != usize::MAX {
-                    continue;
-                }
-                sv[j] = count;
-                for &k in &order[a + 1..end] {
-                    if sv[k] == usize::MAX && same(j, k) {
-                        sv[k] = count;
-                    }
-                }
-                count += 1;
-            }
-            start = end;
-        }
+        let (mut sv, count) = group(full, n);
         if count as f64 > WORTH_IT * n as f64 {
             return None;
         }
-        // Renumber supervariables by their first member, so the compressed graph keeps A's order.
-        let mut first = vec![usize::MAX; count];
-        let mut renumber = vec![usize::MAX; count];
-        let mut next = 0;
-        for j in 0..n {
-            if first[sv[j]] == usize::MAX {
-                first[sv[j]] = j;
-                renumber[sv[j]] = next;
-                next += 1;
-            }
-        }
-        for s in sv.iter_mut() {
-            *s = renumber[*s];
-        }
+        renumber_by_first_member(&mut sv, count);
         let (ptr, members) =
             crate::sparse::counting_groups(count, n, |j| [sv[j], crate::sparse::NO_GROUP]);
-        let mut col_ptr = Vec::with_capacity(count + 1);
-        let mut row_idx = Vec::new();
-        col_ptr.push(0);
-        for s in 0..count {
-            let rep = members[ptr[s]];
-            let begin = row_idx.len();
-            row_idx.extend(
-                full.row_idx[full.col_ptr[rep]..full.col_ptr[rep + 1]]
-                    .iter()
-                    .map(|&i| sv[i]),
-            );
-            row_idx.push(s);
-            row_idx[begin..].sort_unstable();
-            let mut w = begin;
-            for r in begin..row_idx.len() {
-                if r == begin || row_idx[r] != row_idx[w - 1] {
-                    row_idx[w] = row_idx[r];
-                    w += 1;
-                }
-            }
-            row_idx.truncate(w);
-            col_ptr.push(row_idx.len());
-        }
+        let (col_ptr, row_idx) = quotient_graph(full, &sv, &ptr, &members);
         Some(Self {
             ptr,
             members,

@@ -49,7 +49,42 @@ pub(crate) fn factor_iterative(
     }))
 }
 
+/// Marks the columns whose relative residual √rr_c / ‖b_c‖ reached `tol` and returns the
+/// largest one; a non-finite residual is [`Error::NotConverged`] at iteration `it`.
+fn mark_converged(
+    rr: &[f64],
+    b_norms: &[f64],
+    tol: f64,
+    it: usize,
+    done: &mut [bool],
+) -> Result<f64> {
+    let mut worst = 0.0f64;
+    for ((&rr, &bn), done) in rr.iter().zip(b_norms).zip(done.iter_mut()) {
+        let rel = if bn > 0.0 { rr.sqrt() / bn } else { 0.0 };
+        if !rel.is_finite() {
+            return Err(Error::NotConverged {
+                iterations: it,
+                relative_residual: rel,
+            });
+        }
+        *done = *done || rel <= tol;
+        worst = worst.max(rel);
+    }
+    Ok(worst)
+}
+
 impl CgGpu {
+    /// z ← D⁻¹ r on all k columns (the Jacobi preconditioner, one launch).
+    fn precondition(&self, r: &CudaSlice<f64>, z: &mut CudaSlice<f64>, k: usize) -> Result<()> {
+        let (g, n) = (&*self.gpu, self.n);
+        let (n32, k32) = (index32(n, "n")?, index32(k, "k")?);
+        let mut l = g.stream.launch_builder(&g.util.jacobi);
+        l.arg(&n32).arg(&k32).arg(&self.inv_diag).arg(r).arg(z);
+        // SAFETY: matches `jacobi`; r and z hold n·k values, inv_diag n.
+        unsafe { l.launch(grid(n * k)?) }.map_err(driver("jacobi"))?;
+        Ok(())
+    }
+
     fn solve_host(&self, rhs: &mut DMatrix<f64>) -> Result<()> {
         let (g, n, k) = (&*self.gpu, self.n, rhs.ncols());
         if k == 0 {
@@ -66,14 +101,7 @@ impl CgGpu {
         let mut r = st.clone_dtod(&b).map_err(driver("copy"))?;
         let mut z = st.alloc_zeros::<f64>(n * k).map_err(driver("allocation"))?;
         let mut q = st.alloc_zeros::<f64>(n * k).map_err(driver("allocation"))?;
-        let mut l = st.launch_builder(&g.util.jacobi);
-        l.arg(&n32)
-            .arg(&k32)
-            .arg(&self.inv_diag)
-            .arg(&r)
-            .arg(&mut z);
-        // SAFETY: matches `jacobi`; all vectors n·k, inv_diag n.
-        unsafe { l.launch(grid(n * k)?) }.map_err(driver("jacobi"))?;
+        self.precondition(&r, &mut z, k)?;
         let mut p = st.clone_dtod(&z).map_err(driver("copy"))?;
         let mut rz = col_dots(g, &r, &z, n, k)?;
         let tol = self.settings.relative_tolerance;
@@ -101,22 +129,7 @@ impl CgGpu {
             // SAFETY: matches `cg_step`; coefficients has k values, vectors n·k.
             unsafe { l.launch(grid(n * k)?) }.map_err(driver("cg_step"))?;
             let rr = col_dots(g, &r, &r, n, k)?;
-            let mut worst = 0.0f64;
-            for c in 0..k {
-                let rel = if b_norms[c] > 0.0 {
-                    rr[c].sqrt() / b_norms[c]
-                } else {
-                    0.0
-                };
-                if !rel.is_finite() {
-                    return Err(Error::NotConverged {
-                        iterations: it,
-                        relative_residual: rel,
-                    });
-                }
-                done[c] = done[c] || rel <= tol;
-                worst = worst.max(rel);
-            }
+            let worst = mark_converged(&rr, &b_norms, tol, it, &mut done)?;
             if done.iter().all(|&d| d) {
                 break;
             }
@@ -126,14 +139,7 @@ impl CgGpu {
                     relative_residual: worst,
                 });
             }
-            let mut l = st.launch_builder(&g.util.jacobi);
-            l.arg(&n32)
-                .arg(&k32)
-                .arg(&self.inv_diag)
-                .arg(&r)
-                .arg(&mut z);
-            // SAFETY: as above.
-            unsafe { l.launch(grid(n * k)?) }.map_err(driver("jacobi"))?;
+            self.precondition(&r, &mut z, k)?;
             let rz_new = col_dots(g, &r, &z, n, k)?;
             let beta: Vec<f64> = (0..k)
                 .map(|c| if done[c] { 0.0 } else { rz_new[c] / rz[c] })

@@ -267,6 +267,9 @@ impl Factorization for DirectGpu {
             self.gpu.name, self.precision, self.levels.0, self.levels.1
         )
     }
+    fn method(&self) -> Option<crate::solve::Method> {
+        Some(crate::solve::Method::Cholesky)
+    }
     fn fused_adjoint(
         &self,
         structure: &Structure,

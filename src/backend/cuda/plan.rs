@@ -96,7 +96,9 @@ impl LowerFactor {
         })
     }
 
-    /// Rows of L (CSR): the arrays of the forward (L) solve, diagonal last in each row.
+    /// Rows of L (CSR): the arrays of the forward (L) solve, diagonal last in each row. A counting
+    /// transpose on the 32-bit arrays in place, not `sparse::transpose_pattern`: L can hold 10⁸
+    /// entries here, where its `usize` copies and source map would triple the host memory.
     pub(crate) fn rows(&self) -> TriangularRows {
         let c = &self.columns;
         let n = self.n;
@@ -190,19 +192,11 @@ pub(crate) struct Schedule {
 impl Schedule {
     fn from_levels(level: &[usize]) -> Self {
         let levels = level.iter().max().map_or(0, |m| m + 1);
-        let mut level_ptr = vec![0usize; levels + 1];
-        for &l in level {
-            level_ptr[l + 1] += 1;
-        }
-        for l in 0..levels {
-            level_ptr[l + 1] += level_ptr[l];
-        }
-        let mut next = level_ptr.clone();
-        let mut order = vec![0i32; level.len()];
-        for (row, &l) in level.iter().enumerate() {
-            order[next[l]] = row as i32;
-            next[l] += 1;
-        }
+        let (level_ptr, rows) = crate::sparse::counting_groups(levels, level.len(), |row| {
+            [level[row], crate::sparse::NO_GROUP]
+        });
+        // Rows fit in i32: the factor's indices were converted by `index32` before.
+        let order = rows.into_iter().map(|row| row as i32).collect();
         Schedule { order, level_ptr }
     }
 

@@ -47,7 +47,7 @@ mod collective;
 use collective::{agree, broadcast_from_host, checksum};
 
 use crate::error::{Error, Result};
-use crate::solve::{Direction, Factor, Factorization, Factorizer};
+use crate::solve::{Direction, Factor, Factorization, Factorizer, Method};
 use crate::sparse::{Structure, Symmetry};
 
 /// MUMPS's JOB codes.
@@ -402,9 +402,7 @@ fn meaning(code: i32) -> &'static str {
 struct Kept(Mutex<Vec<Instance>>);
 
 fn kept(structure: &Structure) -> Arc<Kept> {
-    structure
-        .analysis::<Kept>()
-        .unwrap_or_else(|| structure.insert_analysis(Arc::default()))
+    crate::backend::cpu::analysis::slot(structure)
 }
 
 /// A numeric MUMPS factorization; its instance returns to the structure when dropped, so the next
@@ -414,6 +412,8 @@ struct MumpsFactor {
     home: Arc<Kept>,
     n: usize,
     memory: MumpsMemory,
+    /// LU for SYM = 0, LDLᵀ for SYM = 1 and 2 (MUMPS factors symmetric matrices as LDLᵀ).
+    method: Method,
 }
 
 impl Drop for MumpsFactor {
@@ -453,6 +453,9 @@ impl Factorization for MumpsFactor {
     }
     fn dim(&self) -> usize {
         self.n
+    }
+    fn method(&self) -> Option<Method> {
+        Some(self.method)
     }
     fn describe(&self) -> String {
         let m = &self.memory;
@@ -556,6 +559,7 @@ impl Factorizer for Mumps {
             home,
             n: structure.nrows(),
             memory,
+            method: if sym == 0 { Method::Lu } else { Method::Ldlt },
         }))
     }
 }

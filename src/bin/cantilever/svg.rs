@@ -20,6 +20,43 @@ fn load_arrow(s: &mut String, lx: f64, ly: f64) {
     );
 }
 
+/// The document's opening: size, white background, the title.
+fn header(w: f64, h: f64, margin: f64, title: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" viewBox="0 0 {w:.0} {h:.0}">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{margin}" y="28" font-family="sans-serif" font-size="16">{title}</text>"#
+    );
+    s
+}
+
+/// The 95th percentile of `k` (0 when empty).
+fn percentile95(k: &[f64]) -> f64 {
+    let mut sorted = k.to_vec();
+    sorted.sort_unstable_by(f64::total_cmp);
+    sorted
+        .get((sorted.len() * 95) / 100)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// A grey support triangle pointing at (x, y) from the left.
+fn support(s: &mut String, x: f64, y: f64) {
+    let _ = writeln!(
+        s,
+        r##"<polygon points="{x:.1},{y:.1} {:.1},{:.1} {:.1},{:.1}" fill="#555"/>"##,
+        x - 18.0,
+        y - 10.0,
+        x - 18.0,
+        y + 10.0
+    );
+}
+
 /// Renders the design `k` with displacements `u` (2 per node) to an SVG document.
 pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
     let scale = 60.0; // pixels per unit length
@@ -46,24 +83,8 @@ pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
     };
 
     // Widths are relative to the 95th percentile of k, so one very stiff spring does not hide the rest.
-    let k_ref = {
-        let mut sorted = k.to_vec();
-        sorted.sort_unstable_by(f64::total_cmp);
-        sorted
-            .get((sorted.len() * 95) / 100)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" viewBox="0 0 {w:.0} {h:.0}">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{margin}" y="28" font-family="sans-serif" font-size="16">{title}</text>"#
-    );
+    let k_ref = percentile95(k);
+    let mut s = header(w, h, margin, title);
     // Springs with at least 3% of that reference stiffness; the rest are not drawn.
     let visible = |e: usize| k_ref > 0.0 && k[e] >= 0.03 * k_ref;
     // Deformed shape of the visible springs (thin, behind).
@@ -109,14 +130,7 @@ pub fn render(model: &Cantilever, k: &[f64], u: &[f64], title: &str) -> String {
     // Supports: hatched triangles at the clamped left column.
     for j in 0..model.ny {
         let (x, y) = at(0.0, j as f64);
-        let _ = writeln!(
-            s,
-            r##"<polygon points="{x:.1},{y:.1} {:.1},{:.1} {:.1},{:.1}" fill="#555"/>"##,
-            x - 18.0,
-            y - 10.0,
-            x - 18.0,
-            y + 10.0
-        );
+        support(&mut s, x, y);
     }
     // Load: a downward arrow at the loaded node.
     let (lx, ly) = at(
@@ -155,16 +169,7 @@ pub fn render3d(model: &Cantilever3d, k: &[f64], title: &str) -> String {
         )
     };
     let k_ref = k.iter().fold(0.0f64, |m, &v| m.max(v));
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" viewBox="0 0 {w:.0} {h:.0}">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{margin}" y="28" font-family="sans-serif" font-size="16">{title}</text>"#
-    );
+    let mut s = header(w, h, margin, title);
     // Clamped face (x = 0): a grey parallelogram.
     let corners = [
         [0.0, 0.0, 0.0],

@@ -144,21 +144,12 @@ impl Tree {
         {
             return None;
         }
-        let mut child_ptr = vec![0usize; ns + 1];
-        for p in tree.parent.iter().flatten() {
-            child_ptr[*p + 1] += 1;
-        }
-        for sn in 0..ns {
-            child_ptr[sn + 1] += child_ptr[sn];
-        }
-        let mut next = child_ptr.clone();
-        let mut children = vec![0usize; child_ptr[ns]];
-        for (sn, p) in tree.parent.iter().enumerate() {
-            if let Some(p) = *p {
-                children[next[p]] = sn;
-                next[p] += 1;
-            }
-        }
+        let (child_ptr, children) = crate::sparse::counting_groups(ns, ns, |sn| {
+            [
+                tree.parent[sn].unwrap_or(crate::sparse::NO_GROUP),
+                crate::sparse::NO_GROUP,
+            ]
+        });
         tree.child_ptr = child_ptr;
         tree.children = children;
         Some(tree)
