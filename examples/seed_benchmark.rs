@@ -46,7 +46,7 @@ struct Args {
     /// fast, reference or lu.
     #[arg(long, default_value = "fast")]
     backend: String,
-    /// Ordering: auto, amd or nd (nested dissection); for LU the column ordering (auto: COLAMD;
+    /// Ordering: auto, amd, nd (nested dissection) or rcm (reverse Cuthill–McKee); for LU the column ordering (auto: COLAMD;
     /// amd / nd on A + Aᵀ).
     #[arg(long, default_value = "auto")]
     ordering: String,
@@ -209,7 +209,12 @@ fn run() -> std::result::Result<(), String> {
         "auto" => Ordering::Auto,
         "amd" => Ordering::Amd,
         "nd" => Ordering::NestedDissection,
-        other => return Err(format!("unknown ordering '{other}' (auto | amd | nd)")),
+        "rcm" => Ordering::ReverseCuthillMcKee,
+        other => {
+            return Err(format!(
+                "unknown ordering '{other}' (auto | amd | nd | rcm)"
+            ))
+        }
     };
     let solver = match backend.as_str() {
         "fast" => Solver::cholesky().with_ordering(ordering),
