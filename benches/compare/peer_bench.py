@@ -464,9 +464,9 @@ class SparsegradPeer(Peer):
     def __init__(self, prob, warm=False):
         super().__init__(prob, warm)
         import scipy.sparse as sp
-        import sparsegrad
-        self.sp, self.sg = sp, sparsegrad
-        self.info = {"sparsegrad": sparsegrad.__version__}
+        import sparsegrad_rs
+        self.sp, self.sg = sp, sparsegrad_rs
+        self.info = {"sparsegrad_rs": sparsegrad_rs.__version__}
 
     def evaluate(self, theta):
         n, rows, cols, b = self.n, self.rows, self.cols, self.b
@@ -481,7 +481,7 @@ class SparsegradPeer(Peer):
 
 
 class SparsegradTorchPeer(Peer):
-    """sparsegrad.torch.solve on a sparse COO tensor built from theta and coalesced (as the seed
+    """sparsegrad_rs.torch.solve on a sparse COO tensor built from theta and coalesced (as the seed
     builds it); torch autograd does the chain rule to theta. cold / warm as for the sparsegrad
     peer."""
     name = "sparsegrad_torch"
@@ -489,12 +489,12 @@ class SparsegradTorchPeer(Peer):
     def __init__(self, prob, warm=False):
         super().__init__(prob, warm)
         import torch
-        import sparsegrad
-        import sparsegrad.torch as sgt
-        self.torch, self.sg, self.sgt = torch, sparsegrad, sgt
+        import sparsegrad_rs
+        import sparsegrad_rs.torch as sgt
+        self.torch, self.sg, self.sgt = torch, sparsegrad_rs, sgt
         self.idx = torch.from_numpy(np.vstack([self.rows, self.cols]))
         self.b_t = torch.from_numpy(self.b)
-        self.info = {"sparsegrad": sparsegrad.__version__, "torch": torch.__version__}
+        self.info = {"sparsegrad_rs": sparsegrad_rs.__version__, "torch": torch.__version__}
 
     def evaluate(self, theta):
         torch, n = self.torch, self.n
@@ -509,7 +509,7 @@ class SparsegradTorchPeer(Peer):
 
 
 class SparsegradTorchCooPeer(SparsegradTorchPeer):
-    """sparsegrad.torch.solve_coo(indices, values(theta), b, n): no sparse tensor, no coalesce;
+    """sparsegrad_rs.torch.solve_coo(indices, values(theta), b, n): no sparse tensor, no coalesce;
     the gradient goes to the values tensor directly."""
     name = "sparsegrad_torch_coo"
 

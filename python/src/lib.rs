@@ -1,7 +1,7 @@
-//! `sparsegrad._core`: the native half of the Python package. One class, [`PyFactorization`], made
+//! `sparsegrad_rs._core`: the native half of the Python package. One class, [`PyFactorization`], made
 //! by [`factorize`] from a sparse matrix given as entries (row, column, value) in the caller's order:
 //! it solves with A and Aᵀ on the kept factorization and returns ∂L/∂A at exactly those entries.
-//! The Python modules (`sparsegrad`, `sparsegrad.torch`, `sparsegrad.jax`) wrap it.
+//! The Python modules (`sparsegrad_rs`, `sparsegrad_rs.torch`, `sparsegrad_rs.jax`) wrap it.
 //!
 //! Storage decision (per call, documented in the package):
 //! - `symmetric=False`: A is general — LU (Aᵀ solves for adjoints).
@@ -37,7 +37,7 @@ use sparsegrad::{Error, Factor, Method, Ordering, Solver};
 use pattern::{decide, try_vec, Pattern, Storage, ASYMMETRIC, PATTERNS};
 
 pyo3::create_exception!(
-    _core,
+    sparsegrad_rs,
     SolveError,
     PyRuntimeError,
     "A factorization or solve failed (not positive definite, singular, ill-conditioned, ...)."
@@ -118,7 +118,7 @@ fn parse_method(method: &str) -> PyResult<Method> {
 
 /// A kept factorization of A with the caller's entry layout, and what is needed to check every
 /// solve made with it (the solver and A's values).
-#[pyclass(name = "Factorization", module = "sparsegrad._core", frozen)]
+#[pyclass(name = "Factorization", module = "sparsegrad_rs._core", frozen)]
 struct PyFactorization {
     factor: Arc<Factor>,
     pattern: Arc<Pattern>,
@@ -247,7 +247,9 @@ impl PyFactorization {
         let d = PyDict::new(py);
         d.set_item("n", self.pattern.n)?;
         d.set_item("nnz_stored", self.pattern.structure.nnz())?;
-        d.set_item("method", &self.method)?;
+        // What ran (the library's typed value), and what was asked for.
+        d.set_item("method", self.factor.method().map_or("other", Method::name))?;
+        d.set_item("requested", &self.method)?;
         d.set_item(
             "storage",
             match self.pattern.storage {
@@ -255,10 +257,6 @@ impl PyFactorization {
                 Storage::OneTriangle => "symmetric (one triangle)",
                 Storage::BothTriangles => "symmetric (both triangles)",
             },
-        )?;
-        d.set_item(
-            "factored_with",
-            self.factor.method().map_or("other", Method::name),
         )?;
         d.set_item("fallback_reason", self.factor.fallback_reason())?;
         d.set_item("condition_limit", self.solver.condition_limit())?;

@@ -7,8 +7,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
 
-import sparsegrad  # noqa: E402
-from sparsegrad.jax import spsolve  # noqa: E402
+import sparsegrad_rs  # noqa: E402
+from sparsegrad_rs.jax import spsolve  # noqa: E402
 from conftest import general_matrix, spd_matrix  # noqa: E402
 
 

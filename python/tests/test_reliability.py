@@ -15,10 +15,10 @@ import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
-import sparsegrad  # noqa: E402
-import sparsegrad.jax as sgj  # noqa: E402
-import sparsegrad.torch as sgt  # noqa: E402
-from sparsegrad import _core  # noqa: E402
+import sparsegrad_rs  # noqa: E402
+import sparsegrad_rs.jax as sgj  # noqa: E402
+import sparsegrad_rs.torch as sgt  # noqa: E402
+from sparsegrad_rs import _core  # noqa: E402
 
 
 def test_symmetry_is_judged_per_entry_next_to_a_penalty():
@@ -27,50 +27,50 @@ def test_symmetry_is_judged_per_entry_next_to_a_penalty():
     A = np.array([[1e15, 0.0, 0.0], [0.0, 2.0, 1.0], [0.0, 0.5, 2.0]])
     b = np.array([0.0, 2.0, 2.0])
     ref = np.linalg.solve(A, b)
-    f = sparsegrad.factorize(sp.csr_matrix(A))
+    f = sparsegrad_rs.factorize(sp.csr_matrix(A))
     assert f.info["storage"] == "general"
     x = f.solve(b)
     assert np.allclose(ref, [0.0, 2.0 / 3.5, 3.0 / 3.5], rtol=1e-15, atol=0)
     assert np.max(np.abs(x - ref)) <= 1e-15
     with pytest.raises(ValueError, match="symmetric"):
-        sparsegrad.factorize(sp.csr_matrix(A), symmetric=True)
+        sparsegrad_rs.factorize(sp.csr_matrix(A), symmetric=True)
     # A truly symmetric matrix with the same penalty is still read as symmetric.
     S = A.copy()
     S[2, 1] = 1.0
-    assert sparsegrad.factorize(sp.csr_matrix(S)).info["storage"] == "symmetric (both triangles)"
+    assert sparsegrad_rs.factorize(sp.csr_matrix(S)).info["storage"] == "symmetric (both triangles)"
 
 
 def test_a_non_finite_solution_is_an_error():
     # diag(1e-300, 1), b = (1e300, 1): x = [inf, 1] was returned.
     A = sp.csr_matrix(np.diag([1e-300, 1.0]))
     for method in ["auto", "cholesky", "ldlt", "lu"]:
-        with pytest.raises(sparsegrad.SolveError, match="non-finite"):
-            sparsegrad.solve(A, np.array([1e300, 1.0]), method=method)
-    f = sparsegrad.factorize(A)
-    with pytest.raises(sparsegrad.SolveError, match="non-finite"):
+        with pytest.raises(sparsegrad_rs.SolveError, match="non-finite"):
+            sparsegrad_rs.solve(A, np.array([1e300, 1.0]), method=method)
+    f = sparsegrad_rs.factorize(A)
+    with pytest.raises(sparsegrad_rs.SolveError, match="non-finite"):
         f.solve_transpose(np.array([1e300, 1.0]))
 
 
 def test_numerically_singular_matrices_are_refused():
     A = sp.csr_matrix(np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [5.0, 7.0, 9.0]]))
     for b in [np.ones(3), np.array([1.0, 2.0, 3.0])]:
-        with pytest.raises(sparsegrad.SolveError, match="singular"):
-            sparsegrad.solve(A, b)
+        with pytest.raises(sparsegrad_rs.SolveError, match="singular"):
+            sparsegrad_rs.solve(A, b)
 
 
 def test_condition_limit_is_implemented():
     # kappa = 1e15 and 1e20 passed silently whatever the docstring promised.
     for kappa in [1e15, 1e20]:
         A = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0 / kappa]]) + np.array([[0, 1e-3], [0, 0]]))
-        x = sparsegrad.solve(A, np.ones(2))  # badly scaled, not singular: solved
+        x = sparsegrad_rs.solve(A, np.ones(2))  # badly scaled, not singular: solved
         ref = np.linalg.solve(A.toarray(), np.ones(2))
         assert np.max(np.abs(x - ref)) <= 1e-12 * np.max(np.abs(ref))
-        with pytest.raises(sparsegrad.SolveError, match="ill-conditioned|condition"):
-            sparsegrad.factorize(A, condition_limit=1e12)
-    f = sparsegrad.factorize(sp.csr_matrix(np.diag([2.0, 1.0])), condition_limit=1e12)
+        with pytest.raises(sparsegrad_rs.SolveError, match="ill-conditioned|condition"):
+            sparsegrad_rs.factorize(A, condition_limit=1e12)
+    f = sparsegrad_rs.factorize(sp.csr_matrix(np.diag([2.0, 1.0])), condition_limit=1e12)
     assert f.info["condition_limit"] == 1e12
     with pytest.raises(ValueError, match="condition_limit"):
-        sparsegrad.factorize(sp.csr_matrix(np.eye(2)), condition_limit=float("nan"))
+        sparsegrad_rs.factorize(sp.csr_matrix(np.eye(2)), condition_limit=float("nan"))
 
 
 def test_integer_inputs_are_promoted_and_complex_inputs_refused():
@@ -88,14 +88,14 @@ def test_integer_inputs_are_promoted_and_complex_inputs_refused():
     xj = sgj.spsolve(jnp.array([4, 4]), indices, indptr, jnp.array([1, 3]))
     assert xj.dtype == jnp.float64 and np.allclose(np.asarray(xj), [0.25, 0.75])
     # SciPy / NumPy: integer matrices and right-hand sides are promoted.
-    xs = sparsegrad.solve(sp.csr_matrix(np.array([[4, 0], [0, 4]])), np.array([1, 3]))
+    xs = sparsegrad_rs.solve(sp.csr_matrix(np.array([[4, 0], [0, 4]])), np.array([1, 3]))
     assert xs.dtype == np.float64 and np.allclose(xs, [0.25, 0.75])
     # Complex anywhere: a TypeError naming the argument (the imaginary part was dropped).
     Ac = sp.csr_matrix(np.array([[4.0 + 1j, 0], [0, 4]]))
     with pytest.raises(TypeError, match="A has complex"):
-        sparsegrad.solve(Ac, np.ones(2))
+        sparsegrad_rs.solve(Ac, np.ones(2))
     with pytest.raises(TypeError, match="B has complex"):
-        sparsegrad.solve(sp.csr_matrix(np.eye(2)), np.array([1 + 1j, 1]))
+        sparsegrad_rs.solve(sp.csr_matrix(np.eye(2)), np.array([1 + 1j, 1]))
     with pytest.raises(TypeError, match="complex"):
         sgt.solve(A.to(torch.complex128), torch.ones(2, dtype=torch.float64))
     with pytest.raises(TypeError, match="B has complex"):
@@ -131,7 +131,7 @@ def test_allocation_failure_is_a_memory_error_not_an_abort():
     # n = 5e7 under RLIMIT_AS aborted the interpreter (SIGABRT in _core::pattern).
     script = textwrap.dedent("""
         import resource, numpy as np
-        from sparsegrad import _core
+        from sparsegrad_rs import _core
         m = 5_000_000
         rows = np.arange(m, dtype=np.int64); cols = rows.copy(); data = np.ones(m)
         vm = int([l for l in open('/proc/self/status') if l.startswith('VmSize')][0].split()[1]) * 1024
@@ -154,7 +154,7 @@ def test_allocation_failure_is_a_memory_error_not_an_abort():
 
 
 def test_jax_keeps_factorizations_only_for_pending_backward_passes():
-    sparsegrad.release_memory()
+    sparsegrad_rs.release_memory()
     A = sp.random(50, 50, density=0.1, random_state=3, format="csr") + sp.identity(50, format="csr") * 4
     A = sp.csr_matrix(A)
     data, indices, indptr = jnp.array(A.data), jnp.array(A.indices), jnp.array(A.indptr)
@@ -166,7 +166,7 @@ def test_jax_keeps_factorizations_only_for_pending_backward_passes():
     assert sgj._kept_count() == 0  # the backward pass used and dropped it
     _, pending = jax.vjp(lambda d: sgj.spsolve(d, indices, indptr, b), data)
     assert sgj._kept_count() == 1
-    sparsegrad.release_memory()
+    sparsegrad_rs.release_memory()
     assert sgj._kept_count() == 0 and _core.cached_patterns() == 0
     # A dropped factorization is made again: the cotangent is still right.
     (gd,) = pending(jnp.ones(50))
@@ -177,7 +177,7 @@ def test_jax_keeps_factorizations_only_for_pending_backward_passes():
 
 
 def test_minor_inputs_get_clear_errors():
-    f = sparsegrad.factorize(sp.csr_matrix(np.array([[2.0, 1.0], [0.0, 3.0]])))
+    f = sparsegrad_rs.factorize(sp.csr_matrix(np.array([[2.0, 1.0], [0.0, 3.0]])))
     x = f.solve(np.ones(2))
     with pytest.raises(ValueError, match="non-finite"):
         f.grad_values(np.array([np.nan, 1.0]), x)
@@ -189,7 +189,7 @@ def test_minor_inputs_get_clear_errors():
     bad = sp.csr_matrix(np.eye(3))
     bad.indptr = np.array([0, 2, 1, 3], dtype=bad.indptr.dtype)
     with pytest.raises(ValueError, match="indptr"):
-        sparsegrad.solve(bad, np.ones(3))
+        sparsegrad_rs.solve(bad, np.ones(3))
 
 
 def _random_system(rng, n, kind):
@@ -234,7 +234,7 @@ def test_property_solve_matches_dense():
             assert np.max(np.abs(x.double().numpy() - ref)) <= 1e-5 * max(1.0, np.abs(ref).max())
             continue
         M = sp.coo_matrix(A)
-        X = sparsegrad.solve(M, B)
+        X = sparsegrad_rs.solve(M, B)
         scale = np.abs(ref).max()
         assert np.max(np.abs(X - ref)) <= 1e-8 * scale + 1e-300, (trial, kind, X, ref)
         # The same system through torch and JAX.

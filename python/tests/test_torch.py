@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-import sparsegrad.torch as sgt
+import sparsegrad_rs.torch as sgt
 from conftest import general_matrix, spd_matrix
 
 torch.manual_seed(0)
@@ -86,7 +86,7 @@ def test_solve_coo_gradcheck_and_duplicates(rng):
 
 
 def test_seed_minimal_example():
-    # The seed README's minimal example with sparsegrad.torch in place of SparseSolver.
+    # The seed README's minimal example with sparsegrad_rs.torch in place of SparseSolver.
     n = 10
     b = torch.ones(n, dtype=torch.double)
     torch.manual_seed(0)
@@ -127,10 +127,61 @@ def test_float32_is_computed_in_float64_and_cast_back(rng):
 
 def test_errors_raise(rng):
     A = torch.tensor([[1.0, 2.0], [2.0, 4.0]], dtype=torch.float64).to_sparse()
-    import sparsegrad
-    with pytest.raises(sparsegrad.SolveError):
+    import sparsegrad_rs
+    with pytest.raises(sparsegrad_rs.SolveError):
         sgt.solve(A, torch.ones(2, dtype=torch.float64))
     with pytest.raises(TypeError):
         sgt.solve(torch.eye(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64))
     with pytest.raises(ValueError):
         sgt.solve(torch.eye(3, dtype=torch.float64).to_sparse(), torch.ones(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("make", [spd_matrix, general_matrix])
+def test_kept_factorization_solves_and_differentiates_without_refactoring(rng, make):
+    """One factorize, two differentiable solves (A⁻¹B₁ and A⁻ᵀB₂) in one loss: gradients of A's
+    values and of both B's equal dense torch's; gradcheck on the object's solves."""
+    A = make(9, rng).tocsr()
+    A.sort_indices()
+    crow = torch.tensor(A.indptr, dtype=torch.int64)
+    col = torch.tensor(A.indices, dtype=torch.int64)
+    vals = torch.tensor(A.data, dtype=torch.float64, requires_grad=True)
+    A_t = torch.sparse_csr_tensor(crow, col, vals, (9, 9))
+    b1 = torch.randn(9, 2, dtype=torch.float64, requires_grad=True)
+    b2 = torch.randn(9, dtype=torch.float64, requires_grad=True)
+    F = sgt.factorize(A_t)
+    assert F.info["method"] == ("cholesky" if make is spd_matrix else "lu")
+    assert repr(F).startswith("sparsegrad_rs.torch.Factorization(n=9, method=")
+    loss = (F.solve(b1) ** 2).sum() + (F.solve_transpose(b2) ** 3).sum()
+    loss.backward()
+    Ad = torch.tensor(A.toarray(), requires_grad=True)
+    d1, d2 = b1.detach().clone().requires_grad_(True), b2.detach().clone().requires_grad_(True)
+    dense = (torch.linalg.solve(Ad, d1) ** 2).sum() + (torch.linalg.solve(Ad.T, d2) ** 3).sum()
+    dense.backward()
+    assert abs(loss.item() - dense.item()) <= 1e-12 * abs(dense.item())
+    rows = torch.repeat_interleave(torch.arange(9), crow[1:] - crow[:-1])
+    expected = Ad.grad[rows, col]
+    assert torch.max(torch.abs(vals.grad - expected)) <= 1e-10 * torch.max(torch.abs(expected))
+    for got, want in [(b1.grad, d1.grad), (b2.grad, d2.grad)]:
+        assert torch.max(torch.abs(got - want)) <= 1e-10 * torch.max(torch.abs(want))
+
+    def f(v, bb):
+        G = sgt.factorize(torch.sparse_csr_tensor(crow, col, v, (9, 9)))
+        return G.solve(bb), G.solve_transpose(bb)
+
+    assert torch.autograd.gradcheck(f, (vals.detach().requires_grad_(True), b1), eps=1e-6,
+                                    atol=1e-8)
+    with pytest.raises(ValueError, match=r"B must be \(9,\) or \(9, k\)"):
+        F.solve(torch.ones(8))
+
+
+def test_unsorted_csr_is_refused_not_misattributed(rng):
+    """scipy products give CSR with unsorted columns; torch's CSR autograd would hand their
+    gradients to the wrong values, so such a tensor is a ValueError naming the row."""
+    A = spd_matrix(9, rng).tocsr()
+    assert not A.has_sorted_indices
+    vals = torch.tensor(A.data, dtype=torch.float64, requires_grad=True)
+    T = torch.sparse_csr_tensor(torch.tensor(A.indptr), torch.tensor(A.indices), vals, (9, 9))
+    b = torch.ones(9, dtype=torch.float64)
+    for call in (lambda: sgt.solve(T, b), lambda: sgt.factorize(T)):
+        with pytest.raises(ValueError, match=r"sorted and distinct within each row.*row \d+"):
+            call()

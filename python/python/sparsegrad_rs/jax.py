@@ -1,4 +1,4 @@
-"""``sparsegrad.jax.spsolve(data, indices, indptr, b)``: a differentiable sparse solve for JAX.
+"""``sparsegrad_rs.jax.spsolve(data, indices, indptr, b)``: a differentiable sparse solve for JAX.
 
 A is given in CSR form (``data``, ``indices``, ``indptr``, as ``jax.experimental.sparse.linalg.
 spsolve`` takes it); b is n or n x k. The solve runs on the host (``jax.pure_callback``, CPU), so
@@ -13,7 +13,7 @@ factorization on the host, under a token carried by the residuals, until its bac
 at most ``KEEP`` factorizations and ``KEEP_BYTES`` of factor values are kept for backward passes
 that have not run yet (``jax.vjp`` without calling the returned function, say) — beyond that the
 oldest are dropped and their backward pass factors again (same result, one more factorization).
-``sparsegrad.release_memory()`` drops them all.
+``sparsegrad_rs.release_memory()`` drops them all.
 """
 from __future__ import annotations
 

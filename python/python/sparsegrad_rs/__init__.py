@@ -1,18 +1,18 @@
-"""sparsegrad: differentiable sparse linear solves.
+"""sparsegrad_rs: differentiable sparse linear solves (the Python package of the sparsegrad crate).
 
 The factorization is computed once and kept: ``solve`` and ``solve_transpose`` (the adjoint solve)
 reuse it, and ``grad_values`` returns dL/dA at exactly the matrix's stored entries. A pattern seen
 before (same coordinates, in the same order) reuses its analysis, so a loop over new values pays
 only the numeric factorization.
 
-    >>> import numpy as np, scipy.sparse as sp, sparsegrad
+    >>> import numpy as np, scipy.sparse as sp, sparsegrad_rs
     >>> A = sp.csr_matrix(np.array([[4.0, 1.0], [1.0, 3.0]]))
-    >>> f = sparsegrad.factorize(A)
+    >>> f = sparsegrad_rs.factorize(A)
     >>> x = f.solve(np.array([1.0, 2.0]))
     >>> bool(np.allclose(A @ x, [1.0, 2.0]))
     True
 
-``sparsegrad.torch.solve`` (a ``torch.autograd.Function``) and ``sparsegrad.jax.spsolve``
+``sparsegrad_rs.torch.solve`` (a ``torch.autograd.Function``) and ``sparsegrad_rs.jax.spsolve``
 (``jax.custom_vjp``) are built on the same factorization.
 """
 from __future__ import annotations
@@ -107,10 +107,13 @@ def _as_2d(B, n, name="B"):
 
 
 class Factorization:
-    """A kept factorization of A (from :func:`factorize`).
+    """A kept factorization of an n x n matrix A (from :func:`factorize`).
 
-    ``solve(B)`` = A⁻¹B, ``solve_transpose(B)`` = A⁻ᵀB, ``grad_values(adjoint, X)`` = dL/dA at A's
-    stored entries (in A's entry order) given adjoint = A⁻ᵀ dL/dX and the solution X.
+    Every solve reuses it: ``solve(B)`` = A⁻¹B, ``solve_transpose(B)`` = A⁻ᵀB (the adjoint
+    solve), and ``grad_values(adjoint, X)`` = dL/dA at A's stored entries given
+    adjoint = A⁻ᵀ dL/dX and the solution X. ``info`` says which method ran.
+
+    Attributes: ``n`` (unknowns), ``nnz`` (entries as given, duplicates included).
     """
 
     def __init__(self, core, nnz):
@@ -119,25 +122,48 @@ class Factorization:
         self.nnz = nnz
 
     def solve(self, B):
+        """X = A⁻¹B.
+
+        B: array of shape (n,) or (n, k), real (integers are promoted; float64 is used). Returns
+        float64 X of B's shape. Raises ValueError for a wrong shape or a non-finite B, TypeError
+        for complex B, SolveError when the solution is not finite or fails its residual check.
+        """
         B2, vec = _as_2d(B, self.n)
         X = self._core.solve(B2)
         return X[:, 0] if vec else X
 
     def solve_transpose(self, B):
+        """Y = A⁻ᵀB (the adjoint solve, on the same factorization; for a symmetric A the same as
+        :meth:`solve`). Shapes, dtypes and errors as :meth:`solve`."""
         B2, vec = _as_2d(B, self.n)
         Y = self._core.solve_transpose(B2)
         return Y[:, 0] if vec else Y
 
     def grad_values(self, adjoint, X):
+        """dL/dA at A's entries, in the order they were given (shape (nnz,), float64).
+
+        adjoint: Λ = A⁻ᵀ dL/dX, shape (n,) or (n, k); X: the solution, same shape. Entry e at
+        (i, j) gets −Σ_c Λ[i, c]·X[j, c] (plus the mirrored term when one triangle stands for a
+        symmetric A); duplicated coordinates each get the gradient of their sum. Raises
+        ValueError for mismatched shapes or non-finite values.
+        """
         lam, _ = _as_2d(adjoint, self.n, "adjoint")
         X2, _ = _as_2d(X, self.n, "X")
         return self._core.grad_values(lam, X2)
 
     @property
     def info(self):
-        """Requested method, the method that factored (`factored_with`: cholesky / ldlt / lu),
-        storage (general / symmetric), size, condition limit and the fallback reason, if any."""
+        """A dict: ``method`` (what factored A: "cholesky", "ldlt" or "lu" — "auto" resolves to
+        one of them), ``requested`` (the ``method=`` asked for), ``storage`` ("general",
+        "symmetric (one triangle)", "symmetric (both triangles)"), ``n``, ``nnz_stored``,
+        ``condition_limit`` and ``fallback_reason`` (why "auto" moved from Cholesky to LU, or
+        None)."""
         return self._core.info()
+
+    def __repr__(self):
+        i = self.info
+        return (f"sparsegrad_rs.Factorization(n={self.n}, nnz={self.nnz}, method={i['method']!r}, "
+                f"storage={i['storage']!r})")
 
 
 def factorize(A, method="auto", symmetric=None, condition_limit=None):
@@ -180,7 +206,7 @@ def solve(A, B, method="auto", symmetric=None, condition_limit=None):
 
 def release_memory():
     """Frees what sparsegrad keeps between calls: the cached patterns (and their symbolic
-    analyses), the factorizations ``sparsegrad.jax`` keeps for pending backward passes, and the
+    analyses), the factorizations ``sparsegrad_rs.jax`` keeps for pending backward passes, and the
     library's pooled buffers. Returns the pooled bytes freed."""
     import sys
 

@@ -1,8 +1,8 @@
-"""``sparsegrad.torch.solve(A, B)``: a differentiable sparse solve for PyTorch.
+"""``sparsegrad_rs.torch.solve(A, B)``: a differentiable sparse solve for PyTorch.
 
 A is a sparse COO or CSR tensor (n x n) whose values may require grad; B is dense (n or n x k).
 The forward factorization (Cholesky for a symmetric A, LU otherwise — see
-:func:`sparsegrad.factorize`) is kept for the backward pass: one factorization per call, the adjoint
+:func:`sparsegrad_rs.factorize`) is kept for the backward pass: one factorization per call, the adjoint
 is a transpose solve on it, and dL/dA is returned at A's stored entries only, in A's own layout
 (sparse COO with A's indices, or CSR with A's crow/col indices). Non-symmetric matrices get the
 true Aᵀ adjoint. Computation is in float64; float32 inputs are computed in float64 and the results
@@ -10,16 +10,17 @@ cast back to float32. CPU tensors only (others are moved to the CPU and results 
 
 A drop-in for the seed's ``SparseSolver.apply(A_sparse, b)``::
 
-    x = sparsegrad.torch.solve(A_sparse, b)
+    x = sparsegrad_rs.torch.solve(A_sparse, b)
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from . import Factorization, _check_integral, _core, _rows_of_indptr
+from . import Factorization as _HostFactorization
+from . import _check_integral, _core, _rows_of_indptr
 
-__all__ = ["solve", "solve_coo", "SparseSolve", "CooSolve"]
+__all__ = ["solve", "solve_coo", "factorize", "Factorization", "SparseSolve", "CooSolve"]
 
 
 def _real_tensor(t, name):
@@ -36,7 +37,7 @@ def _no_second_order():
     result would silently miss the solve's second-order term, so refuse."""
     if torch.is_grad_enabled():
         raise RuntimeError(
-            "sparsegrad.torch: the sparse solve's backward is not differentiable (no second order "
+            "sparsegrad_rs.torch: the sparse solve's backward is not differentiable (no second order "
             "through the solve yet): create_graph=True, double backward and Hessian-vector "
             "products would silently miss the solve's term. Compute first-order gradients "
             "without create_graph.")
@@ -76,6 +77,16 @@ def _entries(A):
         vals = A.values()
         rows = _rows_of_indptr(crow.numpy(), col.shape[0], "crow_indices")
         cols = col.numpy().astype(np.int64)
+        # torch's CSR invariant: autograd maps a CSR gradient back to the values assuming it, so
+        # unsorted or repeated columns would receive each other's gradients. Refuse them.
+        same_row = rows[1:] == rows[:-1]
+        bad = np.flatnonzero(same_row & (cols[1:] <= cols[:-1]))
+        if bad.size:
+            e = int(bad[0]) + 1
+            raise ValueError(
+                f"A's CSR column indices must be sorted and distinct within each row (torch's CSR "
+                f"invariant): row {rows[e]} has column {cols[e]} after {cols[e - 1]} (entry {e}); "
+                "sort them first (scipy: A.sort_indices(), or pass a COO tensor)")
 
         def rebuild(g):
             return torch.sparse_csr_tensor(A.crow_indices(), A.col_indices(), g, A.shape)
@@ -98,7 +109,7 @@ class SparseSolve(torch.autograd.Function):
             raise ValueError(f"B must be ({n},) or ({n}, k), got {tuple(B.shape)}")
         data = np.ascontiguousarray(vals.detach().cpu().to(torch.float64).numpy())
         core = _core.factorize(n, rows, cols, data, method=method, symmetric=symmetric)
-        f = Factorization(core, data.size)
+        f = _HostFactorization(core, data.size)
         b = B.detach().cpu().to(torch.float64).numpy()
         x = f.solve(b)
         ctx.factorization, ctx.x, ctx.rebuild = f, x, rebuild
@@ -133,7 +144,7 @@ class CooSolve(torch.autograd.Function):
             raise ValueError(f"values must be 1-D with one value per coordinate ({rows.shape[0]}), "
                              f"got shape {tuple(values.shape)}")
         data = np.ascontiguousarray(values.detach().cpu().to(torch.float64).numpy())
-        f = Factorization(_core.factorize(n, rows, cols, data, method=method, symmetric=symmetric),
+        f = _HostFactorization(_core.factorize(n, rows, cols, data, method=method, symmetric=symmetric),
                           data.size)
         x = f.solve(B.detach().cpu().to(torch.float64).numpy())
         ctx.factorization, ctx.x = f, x
@@ -178,3 +189,90 @@ def solve(A, B, method="auto", symmetric=None):
     if isinstance(A, torch.Tensor) and not A.is_floating_point() and not A.is_complex():
         A = A.to(torch.float64)
     return SparseSolve.apply(A, B, method, symmetric)
+
+
+class _KeptSolve(torch.autograd.Function):
+    """X = A⁻¹B (or A⁻ᵀB) on a :class:`Factorization`'s kept factor: no factorization here."""
+
+    @staticmethod
+    def forward(ctx, A, B, state, transpose):
+        f = state._host
+        b = B.detach().cpu().to(torch.float64).numpy()
+        x = f.solve_transpose(b) if transpose else f.solve(b)
+        ctx.state, ctx.x, ctx.transpose = state, x, transpose
+        ctx.b_dtype, ctx.b_device = B.dtype, B.device
+        return torch.from_numpy(np.ascontiguousarray(x)).to(
+            dtype=torch.promote_types(state._dtype, B.dtype), device=B.device)
+
+    @staticmethod
+    def backward(ctx, grad_x):
+        _no_second_order()
+        state, x = ctx.state, ctx.x
+        f = state._host
+        g = grad_x.detach().cpu().to(torch.float64).numpy()
+        # X = A⁻¹B: Λ = A⁻ᵀḠ, Ā = −Λ Xᵀ.  Y = A⁻ᵀB: M = A⁻¹Ḡ, Ā = −Y Mᵀ.
+        adj = f.solve(g) if ctx.transpose else f.solve_transpose(g)
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            left, right = (x, adj) if ctx.transpose else (adj, x)
+            gv = torch.from_numpy(f.grad_values(left, right)).to(state._dtype)
+            grad_a = state._rebuild(gv)
+        if ctx.needs_input_grad[1]:
+            grad_b = torch.from_numpy(np.ascontiguousarray(adj)).to(dtype=ctx.b_dtype,
+                                                                    device=ctx.b_device)
+        return grad_a, grad_b, None, None
+
+
+class Factorization:
+    """A factorization of a sparse tensor A kept for any number of differentiable solves
+    (from :func:`factorize`): ``solve(B)`` = A⁻¹B and ``solve_transpose(B)`` = A⁻ᵀB, each
+    differentiable in A's stored values (gradient in A's layout, as :func:`solve` gives) and in B,
+    without factoring again — neither in the forward nor in the backward pass.
+
+    The values of A are read once, when it is factored: changing A afterwards does not change
+    this factorization (factor again).
+    """
+
+    def __init__(self, A, method="auto", symmetric=None):
+        if isinstance(A, torch.Tensor) and not A.is_floating_point() and not A.is_complex():
+            A = A.to(torch.float64)
+        n, rows, cols, vals, rebuild = _entries(A)
+        vals = _real_tensor(vals, "A")
+        data = np.ascontiguousarray(vals.detach().cpu().to(torch.float64).numpy())
+        self._host = _HostFactorization(
+            _core.factorize(n, rows, cols, data, method=method, symmetric=symmetric), data.size)
+        self._A, self._rebuild, self._dtype = A, rebuild, vals.dtype
+        self.n = n
+
+    def _solve(self, B, transpose):
+        if not isinstance(B, torch.Tensor) or B.layout != torch.strided:
+            raise TypeError("B must be a dense tensor")
+        B = _real_tensor(B, "B")
+        if B.dim() not in (1, 2) or B.shape[0] != self.n:
+            raise ValueError(f"B must be ({self.n},) or ({self.n}, k), got {tuple(B.shape)}")
+        return _KeptSolve.apply(self._A, B, self, transpose)
+
+    def solve(self, B):
+        """X = A⁻¹B for a dense B of shape (n,) or (n, k); differentiable in A and B."""
+        return self._solve(B, False)
+
+    def solve_transpose(self, B):
+        """Y = A⁻ᵀB for a dense B of shape (n,) or (n, k); differentiable in A and B."""
+        return self._solve(B, True)
+
+    @property
+    def info(self):
+        """As :attr:`sparsegrad_rs.Factorization.info` (``method`` is what ran)."""
+        return self._host.info
+
+    def __repr__(self):
+        i = self.info
+        return (f"sparsegrad_rs.torch.Factorization(n={self.n}, method={i['method']!r}, "
+                f"storage={i['storage']!r}, dtype={self._dtype})")
+
+
+def factorize(A, method="auto", symmetric=None):
+    """Factors the sparse COO or CSR tensor A once; returns a :class:`Factorization` whose
+    ``solve`` / ``solve_transpose`` are differentiable in A's values and in B. ``method`` and
+    ``symmetric`` as in :func:`sparsegrad_rs.factorize`; errors as :func:`solve`."""
+    return Factorization(A, method=method, symmetric=symmetric)

@@ -1,0 +1,38 @@
+"""Types of ``sparsegrad_rs.torch``. Docstrings are in the module."""
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from . import Method
+
+__all__ = ["solve", "solve_coo", "factorize", "Factorization", "SparseSolve", "CooSolve"]
+
+class SparseSolve(torch.autograd.Function): ...
+class CooSolve(torch.autograd.Function): ...
+
+class Factorization:
+    n: int
+    def __init__(
+        self, A: torch.Tensor, method: Method = "auto", symmetric: Optional[bool] = None
+    ) -> None: ...
+    def solve(self, B: torch.Tensor) -> torch.Tensor: ...
+    def solve_transpose(self, B: torch.Tensor) -> torch.Tensor: ...
+    @property
+    def info(self) -> dict[str, Any]: ...
+
+def factorize(
+    A: torch.Tensor, method: Method = "auto", symmetric: Optional[bool] = None
+) -> Factorization: ...
+def solve(
+    A: torch.Tensor, B: torch.Tensor, method: Method = "auto", symmetric: Optional[bool] = None
+) -> torch.Tensor: ...
+def solve_coo(
+    indices: Union[torch.Tensor, NDArray[np.integer[Any]]],
+    values: torch.Tensor,
+    B: torch.Tensor,
+    n: int,
+    method: Method = "auto",
+    symmetric: Optional[bool] = None,
+) -> torch.Tensor: ...
