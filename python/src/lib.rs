@@ -21,12 +21,13 @@
 //! Patterns are cached (a small LRU keyed by the entry coordinates and the storage decision), so a
 //! loop over new values of one pattern reuses the pattern and its symbolic analysis.
 
+mod batch;
 mod pattern;
 
 use std::sync::Arc;
 
 use nalgebra::DMatrix;
-use numpy::ndarray::{Array1, Array2, ShapeBuilder};
+use numpy::ndarray::{Array1, Array2, ArrayView2, ShapeBuilder};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::{PyMemoryError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -141,7 +142,11 @@ fn rhs_from(b: &PyReadonlyArray2<'_, f64>, n: usize) -> PyResult<DMatrix<f64>> {
 
 /// An n × k matrix from a 2-D array (any strides), fallibly allocated.
 fn dense_from(a: &PyReadonlyArray2<'_, f64>) -> Result<DMatrix<f64>, Error> {
-    let view = a.as_array();
+    dense_of(a.as_array())
+}
+
+/// An n × k matrix from a 2-D view (any strides), fallibly allocated.
+fn dense_of(view: ArrayView2<'_, f64>) -> Result<DMatrix<f64>, Error> {
     let (r, c) = view.dim();
     let len = r.saturating_mul(c);
     let mut data = try_vec(len, "a dense array")?;
@@ -158,6 +163,48 @@ fn to_numpy<'py>(py: Python<'py>, m: DMatrix<f64>) -> Bound<'py, PyArray2<f64>> 
         .into_pyarray(py)
 }
 
+impl PyFactorization {
+    /// X = A⁻¹B or Aᵀ⁻¹B through the solve node (B finite; the solver's residual check for the
+    /// forward solve; X finite). The GIL need not be held.
+    fn solve_matrix(&self, b: &DMatrix<f64>, transpose: bool) -> Result<DMatrix<f64>, Error> {
+        let structure = &self.pattern.structure;
+        if transpose {
+            node::solve_transpose(self.factor.as_ref(), structure, b)
+        } else {
+            node::solve(&self.solver, self.factor.as_ref(), structure, &self.values, b)
+        }
+    }
+
+    /// ∂L/∂A at the caller's entries given Λ and X (both n × k and finite, checked here).
+    fn grad_at_entries(&self, lam: &DMatrix<f64>, x: &DMatrix<f64>) -> PyResult<Vec<f64>> {
+        let n = self.pattern.n;
+        if lam.nrows() != n || x.nrows() != n || lam.ncols() != x.ncols() {
+            return Err(value_error(format!(
+                "adjoint is {:?} and X is {:?}; both must be {n} × k",
+                lam.shape(),
+                x.shape()
+            )));
+        }
+        for (what, m) in [("adjoint", lam), ("X", x)] {
+            if let Some(k) = m.iter().position(|v| !v.is_finite()) {
+                return Err(value_error(format!(
+                    "{what} has the non-finite value {} at row {}, column {}",
+                    m[k],
+                    k % n.max(1),
+                    k / n.max(1)
+                )));
+            }
+        }
+        let p = &self.pattern;
+        let mut stored = try_vec(p.structure.nnz(), "the gradient").map_err(to_py)?;
+        stored.resize(p.structure.nnz(), 0.0);
+        node::accumulate_outer(&p.structure, lam, x, -1.0, &mut stored).map_err(to_py)?;
+        let mut grads = try_vec(p.slot.len(), "the gradient").map_err(to_py)?;
+        grads.extend(p.slot.iter().map(|&s| stored[s]));
+        Ok(grads)
+    }
+}
+
 #[pymethods]
 impl PyFactorization {
     /// X = A⁻¹ B for a 2-D B (n × k), checked as the Rust tape checks it: B finite, the solver's
@@ -168,17 +215,7 @@ impl PyFactorization {
         b: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let b = rhs_from(&b, self.pattern.n)?;
-        let x = py
-            .detach(|| {
-                node::solve(
-                    &self.solver,
-                    self.factor.as_ref(),
-                    &self.pattern.structure,
-                    &self.values,
-                    &b,
-                )
-            })
-            .map_err(to_py)?;
+        let x = py.detach(|| self.solve_matrix(&b, false)).map_err(to_py)?;
         Ok(to_numpy(py, x))
     }
 
@@ -190,9 +227,7 @@ impl PyFactorization {
         b: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let b = rhs_from(&b, self.pattern.n)?;
-        let y = py
-            .detach(|| node::solve_transpose(self.factor.as_ref(), &self.pattern.structure, &b))
-            .map_err(to_py)?;
+        let y = py.detach(|| self.solve_matrix(&b, true)).map_err(to_py)?;
         Ok(to_numpy(py, y))
     }
 
@@ -206,39 +241,11 @@ impl PyFactorization {
         adjoint: PyReadonlyArray2<'py, f64>,
         x: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let n = self.pattern.n;
         let (lam, x) = (
             dense_from(&adjoint).map_err(to_py)?,
             dense_from(&x).map_err(to_py)?,
         );
-        if lam.nrows() != n || x.nrows() != n || lam.ncols() != x.ncols() {
-            return Err(value_error(format!(
-                "adjoint is {:?} and X is {:?}; both must be {n} × k",
-                lam.shape(),
-                x.shape()
-            )));
-        }
-        for (what, m) in [("adjoint", &lam), ("X", &x)] {
-            if let Some(k) = m.iter().position(|v| !v.is_finite()) {
-                return Err(value_error(format!(
-                    "{what} has the non-finite value {} at row {}, column {}",
-                    m[k],
-                    k % n.max(1),
-                    k / n.max(1)
-                )));
-            }
-        }
-        let p = &self.pattern;
-        let grads = py
-            .detach(|| -> Result<Vec<f64>, Error> {
-                let mut stored = try_vec(p.structure.nnz(), "the gradient")?;
-                stored.resize(p.structure.nnz(), 0.0);
-                node::accumulate_outer(&p.structure, &lam, &x, -1.0, &mut stored)?;
-                let mut grads = try_vec(p.slot.len(), "the gradient")?;
-                grads.extend(p.slot.iter().map(|&s| stored[s]));
-                Ok(grads)
-            })
-            .map_err(to_py)?;
+        let grads = py.detach(|| self.grad_at_entries(&lam, &x))?;
         Ok(Array1::from_vec(grads).into_pyarray(py))
     }
 
@@ -286,43 +293,78 @@ fn factorize(
     condition_limit: Option<f64>,
 ) -> PyResult<PyFactorization> {
     let (rows, cols, data) = (rows.as_slice()?, cols.as_slice()?, data.as_slice()?);
-    let method = parse_method(method)?;
-    if let Some(limit) = condition_limit.filter(|l| !(l.is_finite() && *l >= 1.0)) {
-        return Err(value_error(format!(
-            "condition_limit must be a finite number ≥ 1 (a condition number), got {limit}"
-        )));
+    let request = Request::new(n, rows, cols, data.len(), method, symmetric, condition_limit)?;
+    py.detach(|| request.factorize(data))
+}
+
+/// A checked factorization request: the entries' coordinates and the options, shared by every
+/// set of values factored with them (one call, or a batch).
+struct Request<'a> {
+    n: usize,
+    rows: &'a [i64],
+    cols: &'a [i64],
+    method: Method,
+    symmetric: Option<bool>,
+    condition_limit: Option<f64>,
+}
+
+impl<'a> Request<'a> {
+    /// Checks the method, the condition limit, the lengths (`nnz` values per factorization) and
+    /// every coordinate.
+    fn new(
+        n: usize,
+        rows: &'a [i64],
+        cols: &'a [i64],
+        nnz: usize,
+        method: &str,
+        symmetric: Option<bool>,
+        condition_limit: Option<f64>,
+    ) -> PyResult<Self> {
+        let method = parse_method(method)?;
+        if let Some(limit) = condition_limit.filter(|l| !(l.is_finite() && *l >= 1.0)) {
+            return Err(value_error(format!(
+                "condition_limit must be a finite number ≥ 1 (a condition number), got {limit}"
+            )));
+        }
+        if rows.len() != cols.len() || rows.len() != nnz {
+            return Err(value_error(format!(
+                "rows, cols and data have lengths {}, {} and {nnz}",
+                rows.len(),
+                cols.len(),
+            )));
+        }
+        if let Some(e) = (0..rows.len()).find(|&e| {
+            rows[e] < 0 || cols[e] < 0 || rows[e] as u64 >= n as u64 || cols[e] as u64 >= n as u64
+        }) {
+            return Err(value_error(format!(
+                "entry {e} at ({}, {}) is outside the {n} × {n} matrix",
+                rows[e], cols[e]
+            )));
+        }
+        Ok(Request {
+            n,
+            rows,
+            cols,
+            method,
+            symmetric,
+            condition_limit,
+        })
     }
-    if rows.len() != cols.len() || rows.len() != data.len() {
-        return Err(value_error(format!(
-            "rows, cols and data have lengths {}, {} and {}",
-            rows.len(),
-            cols.len(),
-            data.len()
-        )));
+
+    /// The factorization of the values `data` (the GIL need not be held).
+    fn factorize(&self, data: &[f64]) -> PyResult<PyFactorization> {
+        let (pattern, values) =
+            decide(self.n, self.rows, self.cols, data, self.symmetric).map_err(to_py)?;
+        let solver = solver_for(self.method, pattern.storage, self.condition_limit)?;
+        let factor = node::factor(&solver, &pattern.structure, &values).map_err(to_py)?;
+        Ok(PyFactorization {
+            factor,
+            pattern,
+            solver,
+            values,
+            method: Method::name(self.method).to_string(),
+        })
     }
-    if let Some(e) = (0..rows.len()).find(|&e| {
-        rows[e] < 0 || cols[e] < 0 || rows[e] as u64 >= n as u64 || cols[e] as u64 >= n as u64
-    }) {
-        return Err(value_error(format!(
-            "entry {e} at ({}, {}) is outside the {n} × {n} matrix",
-            rows[e], cols[e]
-        )));
-    }
-    let (pattern, values) = py
-        .detach(|| decide(n, rows, cols, data, symmetric))
-        .map_err(to_py)?;
-    let solver = solver_for(method, pattern.storage, condition_limit)?;
-    let method = Method::name(method).to_string();
-    let factor = py
-        .detach(|| node::factor(&solver, &pattern.structure, &values))
-        .map_err(to_py)?;
-    Ok(PyFactorization {
-        factor,
-        pattern,
-        solver,
-        values,
-        method,
-    })
 }
 
 /// Forgets every cached pattern (and so its symbolic analysis): the next factorization of any
@@ -379,6 +421,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clear_patterns, m)?)?;
     m.add_function(wrap_pyfunction!(release_memory, m)?)?;
     m.add_function(wrap_pyfunction!(analyses_of, m)?)?;
+    m.add_function(wrap_pyfunction!(batch::factorize_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(batch::solve_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(batch::grad_values_batch, m)?)?;
     m.add_class::<PyFactorization>()?;
     m.add("SolveError", m.py().get_type::<SolveError>())?;
     Ok(())

@@ -20,7 +20,8 @@ import torch
 from . import Factorization as _HostFactorization
 from . import _check_integral, _core, _rows_of_indptr
 
-__all__ = ["solve", "solve_coo", "factorize", "Factorization", "SparseSolve", "CooSolve"]
+__all__ = ["solve", "solve_coo", "factorize", "Factorization", "SparseSolve", "CooSolve",
+           "BatchCooSolve"]
 
 
 def _real_tensor(t, name):
@@ -166,9 +167,64 @@ class CooSolve(torch.autograd.Function):
         return grad_v, grad_b, None, None, None, None, None
 
 
+class BatchCooSolve(torch.autograd.Function):
+    """X[i] = A_i⁻¹B[i] for a batch of values over one coordinate pattern: the batch is factored
+    in parallel (one symbolic analysis), each factorization kept for its backward pass."""
+
+    @staticmethod
+    def forward(ctx, values, B, rows, cols, n, method="auto", symmetric=None):
+        batch = values.shape[0]
+        shared, vector = B.dim() == 1, B.dim() in (1, 2)
+        if shared:
+            if B.shape[0] != n:
+                raise ValueError(f"B must be ({n},), ({batch}, {n}) or ({batch}, {n}, k), got "
+                                 f"{tuple(B.shape)}")
+            B3 = B.reshape(1, n, 1).expand(batch, n, 1)
+        elif B.dim() in (2, 3) and B.shape[0] == batch and B.shape[1] == n:
+            B3 = B.reshape(batch, n, -1)
+        else:
+            raise ValueError(f"B must be ({n},), ({batch}, {n}) or ({batch}, {n}, k), got "
+                             f"{tuple(B.shape)}")
+        data = np.ascontiguousarray(values.detach().cpu().to(torch.float64).numpy())
+        factors = _core.factorize_batch(n, rows, cols, data, method=method, symmetric=symmetric)
+        b = np.ascontiguousarray(B3.detach().cpu().to(torch.float64).numpy())
+        x = _core.solve_batch(factors, b)
+        ctx.factors, ctx.x, ctx.shared, ctx.vector = factors, x, shared, vector
+        ctx.v_dtype, ctx.b_dtype, ctx.b_device, ctx.b_shape = (values.dtype, B.dtype, B.device,
+                                                               B.shape)
+        out = torch.from_numpy(x).to(dtype=torch.promote_types(values.dtype, B.dtype),
+                                     device=B.device)
+        return out[:, :, 0] if vector else out
+
+    @staticmethod
+    def backward(ctx, grad_x):
+        _no_second_order()
+        x = ctx.x
+        g = grad_x.detach().cpu().to(torch.float64).reshape(x.shape).numpy()
+        lam = _core.solve_batch(ctx.factors, np.ascontiguousarray(g), transpose=True)
+        grad_v = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_v = torch.from_numpy(_core.grad_values_batch(ctx.factors, lam, x)).to(ctx.v_dtype)
+        if ctx.needs_input_grad[1]:
+            lam_t = torch.from_numpy(lam)
+            if ctx.shared:
+                lam_t = lam_t.sum(dim=0)
+            grad_b = lam_t.reshape(ctx.b_shape).to(dtype=ctx.b_dtype, device=ctx.b_device)
+        return grad_v, grad_b, None, None, None, None, None
+
+
 def solve_coo(indices, values, B, n, method="auto", symmetric=None):
     """X = A⁻¹B for the n x n matrix with entries (indices[0, e], indices[1, e], values[e])
-    (duplicates summed), differentiable in ``values`` (dense gradient, one per entry) and B."""
+    (duplicates summed), differentiable in ``values`` (dense gradient, one per entry) and B.
+
+    Batches over one pattern:
+
+    - ``values`` (nnz,) with B (batch, n, k): one factorization, all batch·k columns solved at
+      once; returns (batch, n, k).
+    - ``values`` (batch, nnz): one matrix per batch element, factored in parallel (one symbolic
+      analysis for all); B is (n,) shared by every element, (batch, n) or (batch, n, k); returns
+      (batch, n) or (batch, n, k). Gradients are per batch element.
+    """
     ind = indices.detach().cpu().numpy() if isinstance(indices, torch.Tensor) else np.asarray(indices)
     if ind.ndim != 2 or ind.shape[0] != 2:
         raise ValueError(f"indices must be 2 x nnz, got shape {tuple(ind.shape)}")
@@ -177,8 +233,20 @@ def solve_coo(indices, values, B, n, method="auto", symmetric=None):
     rows = np.ascontiguousarray(ind[0], dtype=np.int64)
     cols = np.ascontiguousarray(ind[1], dtype=np.int64)
     n = _check_integral(n)
-    return CooSolve.apply(_real_tensor(values, "values"), _real_tensor(B, "B"), rows, cols, n,
-                          method, symmetric)
+    values, B = _real_tensor(values, "values"), _real_tensor(B, "B")
+    if values.dim() == 2:
+        if values.shape[1] != rows.shape[0]:
+            raise ValueError(f"values must be (batch, {rows.shape[0]}) for {rows.shape[0]} "
+                             f"coordinates, got {tuple(values.shape)}")
+        return BatchCooSolve.apply(values, B, rows, cols, n, method, symmetric)
+    if B.dim() == 3:
+        batch, rows_b, k = B.shape
+        if rows_b != n:
+            raise ValueError(f"B must be (batch, {n}, k), got {tuple(B.shape)}")
+        X = CooSolve.apply(values, B.permute(1, 0, 2).reshape(n, batch * k), rows, cols, n,
+                           method, symmetric)
+        return X.reshape(n, batch, k).permute(1, 0, 2)
+    return CooSolve.apply(values, B, rows, cols, n, method, symmetric)
 
 
 def solve(A, B, method="auto", symmetric=None):

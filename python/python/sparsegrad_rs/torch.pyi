@@ -7,10 +7,12 @@ from numpy.typing import NDArray
 
 from . import Method
 
-__all__ = ["solve", "solve_coo", "factorize", "Factorization", "SparseSolve", "CooSolve"]
+__all__ = ["solve", "solve_coo", "factorize", "Factorization", "SparseSolve", "CooSolve",
+           "BatchCooSolve"]
 
 class SparseSolve(torch.autograd.Function): ...
 class CooSolve(torch.autograd.Function): ...
+class BatchCooSolve(torch.autograd.Function): ...
 
 class Factorization:
     n: int
