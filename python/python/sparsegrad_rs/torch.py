@@ -14,6 +14,8 @@ A drop-in for the seed's ``SparseSolver.apply(A_sparse, b)``::
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 
@@ -213,6 +215,93 @@ class BatchCooSolve(torch.autograd.Function):
         return grad_v, grad_b, None, None, None, None, None
 
 
+# --- torch.compile: the COO solve as a registered custom op -------------------------------------
+#
+# Dynamo cannot trace into the native extension, so under ``torch.compile`` ``solve_coo`` calls
+# this op (a fake implementation gives shapes and dtypes to the compiler). A custom op's outputs
+# are tensors, so the forward factorization travels to the backward op under an integer token:
+# at most ``KEEP`` are kept for backward passes that have not run; an older one's backward
+# factors again (same result, one more numeric factorization).
+
+#: Most factorizations kept for pending backward passes of the compiled op.
+KEEP = 32
+_kept = {}
+_next_token = [0]
+
+
+def _keep(f, x):
+    _next_token[0] += 1
+    token = _next_token[0]
+    _kept[token] = (f, x)
+    while len(_kept) > KEEP:
+        _kept.pop(next(iter(_kept)))
+    return token
+
+
+def _factor_coo(values, rows, cols, n, method, symmetric):
+    data = np.ascontiguousarray(values.detach().cpu().to(torch.float64).numpy())
+    r = np.ascontiguousarray(rows.detach().cpu().numpy(), dtype=np.int64)
+    c = np.ascontiguousarray(cols.detach().cpu().numpy(), dtype=np.int64)
+    return _HostFactorization(_core.factorize(n, r, c, data, method=method, symmetric=symmetric),
+                              data.size)
+
+
+@torch.library.custom_op("sparsegrad_rs::coo_solve", mutates_args=())
+def _coo_solve_op(values: torch.Tensor, B: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                  n: int, method: str, symmetric: Optional[bool]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    if B.dim() not in (1, 2) or B.shape[0] != n:
+        raise ValueError(f"B must be ({n},) or ({n}, k), got {tuple(B.shape)}")
+    f = _factor_coo(values, rows, cols, n, method, symmetric)
+    x = f.solve(B.detach().cpu().to(torch.float64).numpy())
+    out = torch.from_numpy(np.ascontiguousarray(x)).to(
+        dtype=torch.promote_types(values.dtype, B.dtype), device=B.device)
+    return out, torch.tensor(_keep(f, x), dtype=torch.int64)
+
+
+@_coo_solve_op.register_fake
+def _(values, B, rows, cols, n, method, symmetric):
+    return (B.new_empty(B.shape, dtype=torch.promote_types(values.dtype, B.dtype)),
+            torch.empty((), dtype=torch.int64))
+
+
+@torch.library.custom_op("sparsegrad_rs::coo_solve_backward", mutates_args=())
+def _coo_solve_backward_op(token: torch.Tensor, grad_x: torch.Tensor, values: torch.Tensor,
+                           B: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n: int,
+                           method: str, symmetric: Optional[bool]
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    kept = _kept.pop(int(token), None)
+    if kept is None:   # dropped (more than KEEP pending): factor again
+        f = _factor_coo(values, rows, cols, n, method, symmetric)
+        kept = (f, f.solve(B.detach().cpu().to(torch.float64).numpy()))
+    f, x = kept
+    lam = f.solve_transpose(grad_x.detach().cpu().to(torch.float64).numpy())
+    gv = torch.from_numpy(f.grad_values(lam, x)).to(dtype=values.dtype, device=values.device)
+    gb = torch.from_numpy(np.ascontiguousarray(lam)).to(dtype=B.dtype, device=B.device)
+    return gv, gb
+
+
+@_coo_solve_backward_op.register_fake
+def _(token, grad_x, values, B, rows, cols, n, method, symmetric):
+    return torch.empty_like(values), torch.empty_like(B)
+
+
+def _coo_setup_context(ctx, inputs, output):
+    values, B, rows, cols, n, method, symmetric = inputs
+    ctx.save_for_backward(values, B, rows, cols, output[1])
+    ctx.n, ctx.method, ctx.symmetric = n, method, symmetric
+
+
+def _coo_backward(ctx, grad_x, _grad_token):
+    values, B, rows, cols, token = ctx.saved_tensors
+    gv, gb = _coo_solve_backward_op(token, grad_x, values, B, rows, cols, ctx.n, ctx.method,
+                                    ctx.symmetric)
+    return gv, gb, None, None, None, None, None
+
+
+_coo_solve_op.register_autograd(_coo_backward, setup_context=_coo_setup_context)
+
+
 def solve_coo(indices, values, B, n, method="auto", symmetric=None):
     """X = A⁻¹B for the n x n matrix with entries (indices[0, e], indices[1, e], values[e])
     (duplicates summed), differentiable in ``values`` (dense gradient, one per entry) and B.
@@ -225,6 +314,9 @@ def solve_coo(indices, values, B, n, method="auto", symmetric=None):
       analysis for all); B is (n,) shared by every element, (batch, n) or (batch, n, k); returns
       (batch, n) or (batch, n, k). Gradients are per batch element.
     """
+    if torch.compiler.is_compiling():
+        # Traced by torch.compile: the registered op (checks run when it executes).
+        return _coo_solve_op(values, B, indices[0], indices[1], n, method, symmetric)[0]
     ind = indices.detach().cpu().numpy() if isinstance(indices, torch.Tensor) else np.asarray(indices)
     if ind.ndim != 2 or ind.shape[0] != 2:
         raise ValueError(f"indices must be 2 x nnz, got shape {tuple(ind.shape)}")
