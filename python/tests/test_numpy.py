@@ -135,3 +135,16 @@ def test_errors_are_exceptions(rng):
         _core.factorize(2, np.array([0, 5]), np.array([0, 1]), np.array([1.0, 1.0]))
     with pytest.raises(ValueError, match="non-finite"):
         sparsegrad_rs.solve(good, np.array([1.0, np.inf, 0.0]))
+
+
+def test_float32_in_float32_out(rng):
+    """A float32 B gives a float32 X (computed in float64 and cast, as torch and JAX do)."""
+    A = spd_matrix(10, rng)
+    B = rng.standard_normal((10, 2))
+    f = sparsegrad_rs.factorize(A)
+    x64 = f.solve(B)
+    for method in (f.solve, f.solve_transpose):
+        x32 = method(B.astype(np.float32))
+        assert x32.dtype == np.float32
+        assert np.max(np.abs(x32 - x64)) <= 1e-6 * np.max(np.abs(x64))
+    assert f.solve(B.astype(np.int64)).dtype == np.float64

@@ -97,6 +97,11 @@ def coo_of(A):
     )
 
 
+def _like(X, B):
+    """float32 in, float32 out (computed in float64, as torch and JAX do); float64 otherwise."""
+    return X.astype(np.float32) if getattr(B, "dtype", None) == np.float32 else X
+
+
 def _as_2d(B, n, name="B"):
     B = _real(B, name)
     if B.ndim == 1:
@@ -125,19 +130,20 @@ class Factorization:
         """X = A⁻¹B.
 
         B: array of shape (n,) or (n, k), real (integers are promoted; float64 is used). Returns
-        float64 X of B's shape. Raises ValueError for a wrong shape or a non-finite B, TypeError
+        X of B's shape: float32 for a float32 B (computed in float64, then cast), float64
+        otherwise. Raises ValueError for a wrong shape or a non-finite B, TypeError
         for complex B, SolveError when the solution is not finite or fails its residual check.
         """
         B2, vec = _as_2d(B, self.n)
         X = self._core.solve(B2)
-        return X[:, 0] if vec else X
+        return _like(X[:, 0] if vec else X, B)
 
     def solve_transpose(self, B):
         """Y = A⁻ᵀB (the adjoint solve, on the same factorization; for a symmetric A the same as
         :meth:`solve`). Shapes, dtypes and errors as :meth:`solve`."""
         B2, vec = _as_2d(B, self.n)
         Y = self._core.solve_transpose(B2)
-        return Y[:, 0] if vec else Y
+        return _like(Y[:, 0] if vec else Y, B)
 
     def grad_values(self, adjoint, X):
         """dL/dA at A's entries, in the order they were given (shape (nnz,), float64).

@@ -85,8 +85,39 @@ def _backward_host(data, indices, indptr, b, token, g, method, symmetric):
     return f.grad_values(lam, x), lam
 
 
+# The exception a host function raised last, by thread: JAX reports a failed callback as a
+# JaxRuntimeError whose text ends with the real message; an eager call re-raises the real one.
+_raised = threading.local()
+
+
+def _recording(fn):
+    def run(*args):
+        _raised.error = None
+        try:
+            return fn(*args)
+        except Exception as e:
+            _raised.error = e
+            raise
+    return run
+
+
 def _callback(fn, shapes, *args):
-    return jax.pure_callback(fn, shapes, *args, vmap_method="sequential")
+    return jax.pure_callback(_recording(fn), shapes, *args, vmap_method="sequential")
+
+
+def _check_shapes(data, indices, indptr, b):
+    """The static shape checks, done when the call is traced (so also under ``jit``), with the
+    message the SciPy API gives."""
+    if np.ndim(indptr) != 1 or np.shape(indptr)[0] < 1:
+        raise ValueError(f"indptr must be 1-D with n + 1 entries, got shape {np.shape(indptr)}")
+    n = np.shape(indptr)[0] - 1
+    if np.ndim(data) != 1 or np.shape(indices) != np.shape(data):
+        raise ValueError(f"data and indices must be 1-D of one length, got shapes "
+                         f"{np.shape(data)} and {np.shape(indices)}")
+    if np.ndim(b) not in (1, 2) or np.shape(b)[0] != n:
+        rows = np.shape(b)[0] if np.ndim(b) else 0
+        raise ValueError(f"b has {rows} rows (shape {np.shape(b)}), the matrix is {n} × {n}; "
+                         "b must be (n,) or (n, k)")
 
 
 def _token_dtype():
@@ -102,7 +133,14 @@ def _floating(x, name):
 
 
 def spsolve(data, indices, indptr, b, method="auto", symmetric=None):
-    """x = A⁻¹b for A in CSR form; differentiable in ``data`` and ``b``."""
+    """x = A⁻¹b for A in CSR form (``data``, ``indices``, ``indptr``; n = len(indptr) − 1) and
+    b of shape (n,) or (n, k); differentiable in ``data`` and ``b``.
+
+    Shape errors are ``ValueError`` when the call is traced (also under ``jit``). A failure on the
+    host (``SolveError`` for a singular or not positive definite matrix, ``ValueError`` for a bad
+    index or a non-finite value) is raised as itself by an eager call; under an outer ``jit`` JAX
+    reports it as a ``JaxRuntimeError`` whose text ends with the same message.
+    """
     data, b = _floating(data, "data"), _floating(b, "b")
     try:  # a concrete indptr is checked now, a traced one on the host when the solve runs
         concrete = np.asarray(indptr)
@@ -147,4 +185,15 @@ def spsolve(data, indices, indptr, b, method="auto", symmetric=None):
         return gd, None, None, gb
 
     run.defvjp(fwd, bwd)
-    return run(data, jnp.asarray(indices), jnp.asarray(indptr), b)
+    indices, indptr = jnp.asarray(indices), jnp.asarray(indptr)
+    _check_shapes(data, indices, indptr, b)
+    try:
+        return run(data, indices, indptr, b)
+    except jax.errors.JaxRuntimeError:
+        # An eager call: raise what the host raised (SolveError, ValueError, ...), not JAX's
+        # wrapper. Under an outer jit the wrapper's text ends with the same message.
+        error = getattr(_raised, "error", None)
+        if error is None:
+            raise
+        _raised.error = None
+        raise error from None
