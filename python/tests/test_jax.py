@@ -60,3 +60,40 @@ def test_singular_raises():
     with pytest.raises(Exception, match="singular"):
         jax.block_until_ready(jax.jit(lambda d: spsolve(d, indices, indptr, jnp.ones(2),
                                                         method="lu"))(data))
+
+
+def _rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmRSS")
+
+
+def test_jitted_solves_without_gradients_keep_nothing():
+    """200 jitted, non-differentiated solves on a 30³ grid (27 000 unknowns): resident memory
+    after them is at most 1.2× that after the first, and no factorization is kept."""
+    import scipy.sparse as sp
+    from sparsegrad_rs import jax as sgj
+
+    k = 30
+    T = sp.diags([-np.ones(k - 1), 2 * np.ones(k), -np.ones(k - 1)], [-1, 0, 1])
+    I = sp.identity(k)
+    A = (sp.kron(sp.kron(T, I), I) + sp.kron(sp.kron(I, T), I) + sp.kron(sp.kron(I, I), T)
+         + 0.1 * sp.identity(k ** 3)).tocsr()
+    A.sort_indices()
+    indices, indptr = jnp.array(A.indices), jnp.array(A.indptr)
+    solve = jax.jit(lambda d, bb: spsolve(d, indices, indptr, bb))
+    b = jnp.ones(k ** 3)
+    data = jnp.array(A.data)
+    jax.block_until_ready(solve(data, b))
+    after_one = _rss_mib()
+    for i in range(199):
+        x = solve(data * (1.0 + 1e-3 * (i % 7)), b)
+    jax.block_until_ready(x)
+    after_200 = _rss_mib()
+    assert sgj._kept_count() == 0
+    print(f"RSS {after_one:.0f} MiB after 1 solve, {after_200:.0f} MiB after 200")
+    assert after_200 <= 1.2 * after_one, f"{after_one:.0f} MiB after 1, {after_200:.0f} after 200"
+    last = (1.0 + 1e-3 * (198 % 7)) * A      # the matrix of the last solve
+    assert np.max(np.abs(last @ np.asarray(x) - np.asarray(b))) < 1e-8
