@@ -177,7 +177,8 @@ pub enum Error {
     /// happened) whose output became non-finite.
     #[error("non-finite {pass} value {value} first produced by {op} (node #{node}) at (row {row}, column {col})")]
     NonFiniteOperation {
-        /// "forward" (the node's value) or "gradient" (the gradient flowing out of the node).
+        /// "forward" (the node's value), "gradient" (the gradient flowing out of the node) or
+        /// "tangent" (its forward-mode tangent, [`Tape::jvp`](crate::Tape::jvp)).
         pass: &'static str,
         /// The operation that produced it.
         op: &'static str,

@@ -171,7 +171,13 @@ impl PyFactorization {
         if transpose {
             node::solve_transpose(self.factor.as_ref(), structure, b)
         } else {
-            node::solve(&self.solver, self.factor.as_ref(), structure, &self.values, b)
+            node::solve(
+                &self.solver,
+                self.factor.as_ref(),
+                structure,
+                &self.values,
+                b,
+            )
         }
     }
 
@@ -293,7 +299,15 @@ fn factorize(
     condition_limit: Option<f64>,
 ) -> PyResult<PyFactorization> {
     let (rows, cols, data) = (rows.as_slice()?, cols.as_slice()?, data.as_slice()?);
-    let request = Request::new(n, rows, cols, data.len(), method, symmetric, condition_limit)?;
+    let request = Request::new(
+        n,
+        rows,
+        cols,
+        data.len(),
+        method,
+        symmetric,
+        condition_limit,
+    )?;
     py.detach(|| request.factorize(data))
 }
 

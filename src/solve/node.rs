@@ -156,6 +156,44 @@ fn solve_finite(
     Ok(x)
 }
 
+/// The solve node's tangent (forward mode): Ẋ = A⁻¹(Ḃ − Ȧ X) with the forward pass's
+/// factorization, for the tangent `a_dot` of A's stored values (`None`: A fixed) and `b_dot` of
+/// B (`None`: B fixed). One solve, no factorization.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] for tangents of the wrong shape; the solve's errors;
+/// [`Error::Singular`] for a non-finite Ẋ.
+pub fn tangent(
+    factor: &Factor,
+    structure: &Structure,
+    x: &DMatrix<f64>,
+    a_dot: Option<&[f64]>,
+    b_dot: Option<&DMatrix<f64>>,
+) -> Result<DMatrix<f64>> {
+    let mut rhs = match b_dot {
+        Some(b) if b.shape() != x.shape() => {
+            return Err(Error::ShapeMismatch {
+                op: "solve tangent (Ḃ vs X)",
+                left: b.shape(),
+                right: x.shape(),
+            })
+        }
+        Some(b) => crate::pool::matrix_copy(b),
+        None => DMatrix::zeros(x.nrows(), x.ncols()),
+    };
+    if let Some(a_dot) = a_dot {
+        if a_dot.len() != structure.nnz() {
+            return Err(Error::ShapeMismatch {
+                op: "solve tangent (Ȧ vs stored entries)",
+                left: (a_dot.len(), 1),
+                right: (structure.nnz(), 1),
+            });
+        }
+        rhs -= crate::sparse::mul_dense(structure, a_dot, x);
+    }
+    solve_finite(factor, structure, &rhs, Direction::Forward)
+}
+
 /// The solve node's adjoint: Λ = A⁻ᵀ Ḡ with the forward pass's factorization and, when `want_a`,
 /// Ā_e = −Σ_c Λ_ic X_jc at the stored entries (plus the mirrored term off the diagonal for
 /// one-triangle storage; on the factorization's own device when it offers a fused adjoint).

@@ -428,6 +428,25 @@ impl Assembly {
         Ok(values)
     }
 
+    /// The derivative of the stored values along `dp`: M·dp (no constant term) — the tangent of
+    /// [`Assembly::values`].
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if `dp.len() != n_params`.
+    pub fn linear_values(&self, dp: &[f64]) -> Result<Vec<f64>> {
+        if dp.len() != self.n_params {
+            return Err(Error::ShapeMismatch {
+                op: "assemble (tangent)",
+                left: (dp.len(), 1),
+                right: (self.n_params, 1),
+            });
+        }
+        let m = &*self.map;
+        Ok(m.entries()
+            .map(|(params, coeffs)| params.iter().zip(coeffs).map(|(&q, &a)| a * dp[q]).sum())
+            .collect())
+    }
+
     /// The adjoint p̄ += Mᵀ v̄ (accumulated into `p_bar`, of length `n_params`).
     ///
     /// # Errors

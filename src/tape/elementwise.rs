@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
-use super::{Node, Operation, Var, Vjp};
+use super::{Jvp, Node, Operation, Var, Vjp};
 use crate::error::{Error, Result};
 use crate::sparse::Structure;
 
@@ -302,6 +302,22 @@ impl Operation for Unary {
         }
         vjp.add(self.x, gx)
     }
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let Some(t) = jvp.tangent(self.x) else {
+            return Ok(None);
+        };
+        let (x, y) = (&jvp.nodes()[self.x].value, jvp.value());
+        let mut out = t.clone();
+        for ((o, &xv), &yv) in out
+            .as_mut_slice()
+            .iter_mut()
+            .zip(x.as_slice())
+            .zip(y.as_slice())
+        {
+            *o *= self.op.derivative(xv, yv);
+        }
+        Ok(Some(out))
+    }
 }
 
 /// y = a ∘ b with scalar broadcasting.
@@ -323,6 +339,26 @@ impl Operation for Binary {
         let (ga, gb) = binary_backward(self.op, &nodes[self.a].value, &nodes[self.b].value, g);
         vjp.add(self.a, ga)?;
         vjp.add(self.b, gb)
+    }
+    /// ẏ_k = ∂₁op·ȧ_k + ∂₂op·ḃ_k, a 1×1 operand's tangent broadcast.
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let nodes = jvp.nodes();
+        let (a, b) = (&nodes[self.a].value, &nodes[self.b].value);
+        let (ta, tb) = (jvp.tangent(self.a), jvp.tangent(self.b));
+        let (r, c) = jvp.value().shape();
+        let mut out = DMatrix::zeros(r, c);
+        for k in 0..out.len() {
+            let (da, db) = self.op.partials(at(a, k), at(b, k));
+            let mut v = 0.0;
+            if let Some(ta) = ta {
+                v += da * at(ta, k);
+            }
+            if let Some(tb) = tb {
+                v += db * at(tb, k);
+            }
+            out[k] = v;
+        }
+        Ok(Some(out))
     }
 }
 

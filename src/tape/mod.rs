@@ -11,6 +11,7 @@
 
 mod dirichlet;
 mod elementwise;
+mod forward;
 mod gradients;
 #[cfg(test)]
 mod recipe_op;
@@ -27,6 +28,7 @@ use crate::solve::Factor;
 use crate::sparse::Structure;
 
 pub use elementwise::{BinaryOp, UnaryOp};
+pub(crate) use forward::Jvp;
 pub use gradients::Gradients;
 pub(crate) use gradients::Vjp;
 
@@ -116,6 +118,10 @@ pub(crate) trait Operation: Send + Sync {
     /// Its vector-Jacobian product: given the upstream gradient `g` of this node (same shape as
     /// its value), add each input's contribution with [`Vjp::add`].
     fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()>;
+    /// Its Jacobian-vector product: this node's tangent from its inputs' tangents
+    /// ([`Jvp::tangent`], `None` for a zero tangent); `Ok(None)` when it is zero. Required, so an
+    /// operation without forward mode does not compile.
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>>;
     /// The factorization a solve node keeps (for [`Tape::solve_info`]).
     fn factor(&self) -> Option<&Arc<Factor>> {
         None

@@ -4,7 +4,7 @@
 
 use nalgebra::DMatrix;
 
-use super::{Operation, Var, Vjp};
+use super::{Jvp, Operation, Var, Vjp};
 use crate::error::Result;
 
 impl<'t> Var<'t> {
@@ -34,6 +34,12 @@ impl Operation for Cube {
     fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
         let x = &vjp.nodes()[self.x].value;
         vjp.add(self.x, g.zip_map(x, |g, x| 3.0 * x * x * g))
+    }
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let x = &jvp.nodes()[self.x].value;
+        Ok(jvp
+            .tangent(self.x)
+            .map(|t| t.zip_map(x, |tv, xv| 3.0 * xv * xv * tv)))
     }
 }
 

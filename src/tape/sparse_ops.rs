@@ -5,7 +5,7 @@ use std::sync::Arc;
 use nalgebra::DMatrix;
 use nalgebra_sparse::CscMatrix;
 
-use super::{Op, Operation, Tape, Var, Vjp};
+use super::{Jvp, Op, Operation, Tape, Var, Vjp};
 use crate::error::{Error, Result};
 use crate::solve::node::accumulate_outer;
 use crate::solve::{Factor, Factorizer, SolveInfo};
@@ -247,6 +247,14 @@ impl Operation for Assemble {
             .adjoint_into(g.as_slice(), gp.as_mut_slice())?;
         vjp.add(self.p, gp)
     }
+    /// v̇ = M ṗ.
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let Some(t) = jvp.tangent(self.p) else {
+            return Ok(None);
+        };
+        let v = self.assembly.linear_values(t.as_slice())?;
+        Ok(Some(DMatrix::from_vec(v.len(), 1, v)))
+    }
 }
 
 /// Y = A X: X̄ = Aᵀ Ȳ, Ā_ij = Σ_c Ȳ_ic X_jc at the stored entries.
@@ -275,6 +283,21 @@ impl Operation for SpMul {
             vjp.add(self.a, ga)?;
         }
         Ok(())
+    }
+    /// Ẏ = Ȧ X + A Ẋ.
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let nodes = jvp.nodes();
+        let (a, x) = (&nodes[self.a], &nodes[self.x]);
+        let s = a.sparse.as_ref().expect("spmul's first input is sparse");
+        let (r, c) = jvp.value().shape();
+        let mut out = DMatrix::zeros(r, c);
+        if let Some(ta) = jvp.tangent(self.a) {
+            out += crate::sparse::mul_dense(s, ta.as_slice(), &x.value);
+        }
+        if let Some(tx) = jvp.tangent(self.x) {
+            out += crate::sparse::mul_dense(s, a.value.as_slice(), tx);
+        }
+        Ok(Some(out))
     }
 }
 
@@ -306,5 +329,22 @@ impl Operation for Solve {
             vjp.add(self.a, DMatrix::from_vec(ga.len(), 1, ga))?;
         }
         vjp.add(self.b, adjoint.lambda)
+    }
+    /// Ẋ = A⁻¹(Ḃ − Ȧ X) on the kept factorization (`solve::node::tangent`).
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let nodes = jvp.nodes();
+        let s = nodes[self.a]
+            .sparse
+            .as_ref()
+            .expect("solve's first input is sparse");
+        let a_dot = jvp.tangent(self.a).map(|t| t.as_slice());
+        crate::solve::node::tangent(
+            self.factor.as_ref(),
+            s,
+            jvp.value(),
+            a_dot,
+            jvp.tangent(self.b),
+        )
+        .map(Some)
     }
 }

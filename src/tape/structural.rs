@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
-use super::{Operation, Tape, Var, Vjp};
+use super::{Jvp, Operation, Tape, Var, Vjp};
 use crate::error::{Error, Result};
 use crate::sparse::Structure;
 
@@ -326,6 +326,9 @@ impl Operation for Identity {
     fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
         vjp.add(self.x, g.clone())
     }
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        Ok(jvp.tangent(self.x).cloned())
+    }
 }
 
 /// y = Σ x: x̄ = ȳ everywhere.
@@ -343,6 +346,11 @@ impl Operation for Sum {
     fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
         let (r, c) = vjp.nodes()[self.x].value.shape();
         vjp.add(self.x, DMatrix::from_element(r, c, g[0]))
+    }
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        Ok(jvp
+            .tangent(self.x)
+            .map(|t| DMatrix::from_element(1, 1, t.sum())))
     }
 }
 
@@ -362,6 +370,12 @@ impl Operation for SumSquares {
         let mut gx = crate::pool::matrix_copy(&vjp.nodes()[self.x].value);
         gx *= 2.0 * g[0];
         vjp.add(self.x, gx)
+    }
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let x = &jvp.nodes()[self.x].value;
+        Ok(jvp
+            .tangent(self.x)
+            .map(|t| DMatrix::from_element(1, 1, 2.0 * x.dot(t))))
     }
 }
 
@@ -386,6 +400,19 @@ impl Operation for Softmax {
         }
         vjp.add(self.x, gx)
     }
+    /// ṡ = s ⊙ (ẋ − Σ_j s_j ẋ_j) per column.
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let Some(t) = jvp.tangent(self.x) else {
+            return Ok(None);
+        };
+        let s = jvp.value();
+        let mut out = s.component_mul(t);
+        for (mut col, sc) in out.column_iter_mut().zip(s.column_iter()) {
+            let inner = col.sum();
+            col -= sc * inner;
+        }
+        Ok(Some(out))
+    }
 }
 
 /// y_c = log Σ_j e^{x_jc}: x̄_ic = ḡ_c softmax(x)_ic.
@@ -407,6 +434,17 @@ impl Operation for LogSumExp {
         }
         vjp.add(self.x, gx)
     }
+    /// ẏ_c = Σ_j softmax(x)_jc ẋ_jc.
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let Some(t) = jvp.tangent(self.x) else {
+            return Ok(None);
+        };
+        let s = softmax_from_logsumexp(&jvp.nodes()[self.x].value, jvp.value());
+        let (r, c) = jvp.value().shape();
+        Ok(Some(DMatrix::from_fn(r, c, |_, col| {
+            s.column(col).dot(&t.column(col))
+        })))
+    }
 }
 
 /// y = ⟨a, b⟩: ā = ȳ b, b̄ = ȳ a.
@@ -427,6 +465,17 @@ impl Operation for Dot {
         vjp.add(self.a, &nodes[self.b].value * g[0])?;
         vjp.add(self.b, &nodes[self.a].value * g[0])
     }
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let nodes = jvp.nodes();
+        let mut d = 0.0;
+        if let Some(ta) = jvp.tangent(self.a) {
+            d += ta.dot(&nodes[self.b].value);
+        }
+        if let Some(tb) = jvp.tangent(self.b) {
+            d += nodes[self.a].value.dot(tb);
+        }
+        Ok(Some(DMatrix::from_element(1, 1, d)))
+    }
 }
 
 /// y = x[index, :]: x̄ = scatter-add of ȳ at `index`.
@@ -445,6 +494,12 @@ impl Operation for Gather {
     fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
         let rows = vjp.nodes()[self.x].value.nrows();
         vjp.add(self.x, scatter_rows(g, &self.index, rows))
+    }
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let index = &self.index;
+        Ok(jvp
+            .tangent(self.x)
+            .map(|t| DMatrix::from_fn(index.len(), t.ncols(), |r, c| t[(index[r], c)])))
     }
 }
 
@@ -468,6 +523,12 @@ impl Operation for ScatterAdd {
             DMatrix::from_fn(index.len(), g.ncols(), |r, c| g[(index[r], c)]),
         )
     }
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let rows = jvp.value().nrows();
+        Ok(jvp
+            .tangent(self.x)
+            .map(|t| scatter_rows(t, &self.index, rows)))
+    }
 }
 
 /// y = x[:, start .. start + k]: x̄ = ȳ in those columns, 0 elsewhere.
@@ -488,6 +549,12 @@ impl Operation for ColumnSlice {
         let mut gx = DMatrix::zeros(r, c);
         gx.columns_mut(self.start, g.ncols()).copy_from(g);
         vjp.add(self.x, gx)
+    }
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let k = jvp.value().ncols();
+        Ok(jvp
+            .tangent(self.x)
+            .map(|t| t.columns(self.start, k).into_owned()))
     }
 }
 
@@ -512,5 +579,20 @@ impl Operation for ConcatColumns {
             at += c;
         }
         Ok(())
+    }
+    fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
+        let parts: Vec<DMatrix<f64>> = self
+            .parts
+            .iter()
+            .map(|&p| jvp.tangent_or_zeros(p))
+            .collect();
+        let (r, c) = jvp.value().shape();
+        let mut out = DMatrix::zeros(r, c);
+        let mut at = 0;
+        for t in &parts {
+            out.columns_mut(at, t.ncols()).copy_from(t);
+            at += t.ncols();
+        }
+        Ok(Some(out))
     }
 }

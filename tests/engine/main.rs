@@ -6,6 +6,7 @@ mod common;
 mod dirichlet;
 mod ergonomics;
 mod errors;
+mod forward;
 mod fuzz_corpus;
 mod gradients;
 mod hostile;
