@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
-use super::{Jvp, Node, Operation, Var, Vjp};
+use super::{Hvp, Jvp, Node, Operation, Var, Vjp};
 use crate::error::{Error, Result};
 use crate::sparse::Structure;
 
@@ -99,6 +99,25 @@ impl UnaryOp {
     }
 
     /// d(out)/dx given the input x and the output y.
+    /// f''(x), given x and y = f(x).
+    fn second_derivative(self, x: f64, y: f64) -> f64 {
+        match self {
+            UnaryOp::Neg | UnaryOp::Scale(_) | UnaryOp::Offset(_) => 0.0,
+            UnaryOp::Exp => y,
+            UnaryOp::Ln => -1.0 / (x * x),
+            UnaryOp::Sqrt => -0.25 / (y * y * y),
+            UnaryOp::Powf(p) => p * (p - 1.0) * x.powf(p - 2.0),
+            UnaryOp::Square => 2.0,
+            UnaryOp::Sigmoid => y * (1.0 - y) * (1.0 - 2.0 * y),
+            UnaryOp::Softplus => {
+                let s = sigmoid(x);
+                s * (1.0 - s)
+            }
+            UnaryOp::Sin => -y,
+            UnaryOp::Cos => -y,
+        }
+    }
+
     fn derivative(self, x: f64, y: f64) -> f64 {
         match self {
             UnaryOp::Neg => -1.0,
@@ -128,6 +147,15 @@ impl BinaryOp {
     }
 
     /// (∂out/∂a, ∂out/∂b) at (a, b).
+    /// (∂²/∂a², ∂²/∂a∂b, ∂²/∂b²).
+    fn second_partials(self, a: f64, b: f64) -> (f64, f64, f64) {
+        match self {
+            BinaryOp::Add | BinaryOp::Sub => (0.0, 0.0, 0.0),
+            BinaryOp::Mul => (0.0, 1.0, 0.0),
+            BinaryOp::Div => (0.0, -1.0 / (b * b), 2.0 * a / (b * b * b)),
+        }
+    }
+
     fn partials(self, a: f64, b: f64) -> (f64, f64) {
         match self {
             BinaryOp::Add => (1.0, 1.0),
@@ -318,6 +346,24 @@ impl Operation for Unary {
         }
         Ok(Some(out))
     }
+    /// x̄ = ḡ f'(x): its tangent adds ḡ f''(x) ẋ.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)?;
+        let Some(t) = hvp.tangent(self.x) else {
+            return Ok(());
+        };
+        let (x, y) = (&hvp.nodes()[self.x].value, hvp.value());
+        let mut c = t.clone();
+        for (k, o) in c.as_mut_slice().iter_mut().enumerate() {
+            *o *= g[k] * self.op.second_derivative(x[k], y[k]);
+        }
+        hvp.add(self.x, c)
+    }
 }
 
 /// y = a ∘ b with scalar broadcasting.
@@ -359,6 +405,34 @@ impl Operation for Binary {
             out[k] = v;
         }
         Ok(Some(out))
+    }
+    /// ā_k = ḡ_k ∂_a op, b̄_k = ḡ_k ∂_b op: their tangents add ḡ_k times the second partials
+    /// along (ȧ, ḃ), summed over a broadcast 1×1 operand.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)?;
+        let nodes = hvp.nodes();
+        let (a, b) = (&nodes[self.a].value, &nodes[self.b].value);
+        let (ta, tb) = (hvp.tangent(self.a), hvp.tangent(self.b));
+        if ta.is_none() && tb.is_none() {
+            return Ok(());
+        }
+        let mut ca = DMatrix::zeros(a.nrows(), a.ncols());
+        let mut cb = DMatrix::zeros(b.nrows(), b.ncols());
+        let (a_scalar, b_scalar) = (a.len() == 1 && g.len() != 1, b.len() == 1 && g.len() != 1);
+        for k in 0..g.len() {
+            let (aa, ab, bb) = self.op.second_partials(at(a, k), at(b, k));
+            let da = ta.map_or(0.0, |t| at(t, k));
+            let db = tb.map_or(0.0, |t| at(t, k));
+            ca[if a_scalar { 0 } else { k }] += g[k] * (aa * da + ab * db);
+            cb[if b_scalar { 0 } else { k }] += g[k] * (ab * da + bb * db);
+        }
+        hvp.add(self.a, ca)?;
+        hvp.add(self.b, cb)
     }
 }
 

@@ -44,6 +44,67 @@ impl<'n> Jvp<'n> {
 }
 
 impl Tape {
+    /// The tangents of nodes `0..last` along `seeds` (checked: same tape, shapes, finite).
+    pub(crate) fn forward_tangents<'t>(
+        &'t self,
+        nodes: &[Node],
+        seeds: &[(Var<'t>, DMatrix<f64>)],
+        last: usize,
+    ) -> Result<Vec<Option<DMatrix<f64>>>> {
+        let mut tangents: Vec<Option<DMatrix<f64>>> = vec![None; nodes.len()];
+        for (v, t) in seeds {
+            self.same_tape("jvp", *v)?;
+            let value = &nodes[v.index].value;
+            if t.shape() != value.shape() {
+                return Err(Error::ShapeMismatch {
+                    op: "jvp (tangent vs variable)",
+                    left: t.shape(),
+                    right: value.shape(),
+                });
+            }
+            if let Some(k) = t.iter().position(|x| !x.is_finite()) {
+                return Err(Error::NonFinite {
+                    context: "jvp tangent",
+                    row: k % t.nrows().max(1),
+                    col: k / t.nrows().max(1),
+                    value: t[k],
+                });
+            }
+            let slot =
+                tangents[v.index].get_or_insert_with(|| DMatrix::zeros(t.nrows(), t.ncols()));
+            *slot += t;
+        }
+        let first = seeds.iter().map(|(v, _)| v.index).min().unwrap_or(last);
+        for i in first..last {
+            let Op::Recorded(op) = &nodes[i].op else {
+                continue;
+            };
+            if !op.inputs().iter().any(|&j| tangents[j].is_some()) {
+                continue;
+            }
+            let jvp = Jvp {
+                nodes,
+                tangents: &tangents,
+                node: i,
+            };
+            let tangent = op.forward(&jvp)?;
+            if let Some(t) = &tangent {
+                if let Some(k) = t.iter().position(|x| !x.is_finite()) {
+                    return Err(Error::NonFiniteOperation {
+                        pass: "tangent",
+                        op: op.name(),
+                        node: i,
+                        row: k % t.nrows().max(1),
+                        col: k / t.nrows().max(1),
+                        value: t[k],
+                    });
+                }
+            }
+            tangents[i] = tangent;
+        }
+        Ok(tangents)
+    }
+
     /// Forward mode: the directional derivatives of `outputs` along the tangents `seeds`
     /// (d output = Σ ∂output/∂v · ṽ over the seeded variables), one matrix per output, in the
     /// outputs' shapes (a sparse output's tangent is its stored values' tangent, nnz × 1).
@@ -77,29 +138,6 @@ impl Tape {
         outputs: &[Var<'t>],
     ) -> Result<Vec<DMatrix<f64>>> {
         let nodes = self.nodes();
-        let mut tangents: Vec<Option<DMatrix<f64>>> = vec![None; nodes.len()];
-        for (v, t) in seeds {
-            self.same_tape("jvp", *v)?;
-            let value = &nodes[v.index].value;
-            if t.shape() != value.shape() {
-                return Err(Error::ShapeMismatch {
-                    op: "jvp (tangent vs variable)",
-                    left: t.shape(),
-                    right: value.shape(),
-                });
-            }
-            if let Some(k) = t.iter().position(|x| !x.is_finite()) {
-                return Err(Error::NonFinite {
-                    context: "jvp tangent",
-                    row: k % t.nrows().max(1),
-                    col: k / t.nrows().max(1),
-                    value: t[k],
-                });
-            }
-            let slot =
-                tangents[v.index].get_or_insert_with(|| DMatrix::zeros(t.nrows(), t.ncols()));
-            *slot += t;
-        }
         let mut last = 0;
         for o in outputs {
             self.same_tape("jvp", *o)?;
@@ -108,34 +146,7 @@ impl Tape {
             }
             last = last.max(o.index + 1);
         }
-        let first = seeds.iter().map(|(v, _)| v.index).min().unwrap_or(last);
-        for i in first..last {
-            let Op::Recorded(op) = &nodes[i].op else {
-                continue;
-            };
-            if !op.inputs().iter().any(|&j| tangents[j].is_some()) {
-                continue;
-            }
-            let jvp = Jvp {
-                nodes: &nodes,
-                tangents: &tangents,
-                node: i,
-            };
-            let tangent = op.forward(&jvp)?;
-            if let Some(t) = &tangent {
-                if let Some(k) = t.iter().position(|x| !x.is_finite()) {
-                    return Err(Error::NonFiniteOperation {
-                        pass: "tangent",
-                        op: op.name(),
-                        node: i,
-                        row: k % t.nrows().max(1),
-                        col: k / t.nrows().max(1),
-                        value: t[k],
-                    });
-                }
-            }
-            tangents[i] = tangent;
-        }
+        let tangents = self.forward_tangents(&nodes, seeds, last)?;
         Ok(outputs
             .iter()
             .map(|o| {

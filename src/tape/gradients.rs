@@ -199,12 +199,18 @@ impl Tape {
                 });
             }
         };
-        Ok(Gradients {
+        Ok(self.gradients_of(&nodes, loss.index, grads))
+    }
+
+    fn gradients_of(
+        &self,
+        nodes: &[Node],
+        top: usize,
+        grads: Vec<Option<DMatrix<f64>>>,
+    ) -> Gradients {
+        Gradients {
             tape: self.id(),
-            shapes: nodes[..=loss.index]
-                .iter()
-                .map(|n| n.value.shape())
-                .collect(),
+            shapes: nodes[..=top].iter().map(|n| n.value.shape()).collect(),
             grads: grads
                 .into_iter()
                 .map(|g| {
@@ -215,7 +221,89 @@ impl Tape {
                     cell
                 })
                 .collect(),
-        })
+        }
+    }
+
+    /// The gradient of a scalar `loss` and its Hessian-vector product H·v along the tangents
+    /// `seeds` (v: one tangent per seeded variable, zero elsewhere), by forward-over-reverse: a
+    /// forward tangent sweep ([`Tape::jvp`]'s), then one reverse sweep carrying each gradient and
+    /// its tangent. Returns `(∇loss, H·v)`, both read with [`Gradients::wrt`] for any variable.
+    ///
+    /// The solve node reuses its kept factorization: per HVP it runs the tangent solve, the
+    /// adjoint solve and the adjoint-tangent solve λ̇ = A⁻ᵀ(ḡ_X − Ȧᵀλ) — never a factorization.
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use sparsegrad::Tape;
+    /// // f(x) = Σ x³: H = diag(6x), so H·1 = 6x.
+    /// let tape = Tape::new();
+    /// let x = tape.var(DMatrix::from_column_slice(2, 1, &[1.0, 2.0]));
+    /// let f = (x * x * x).sum();
+    /// let (g, hv) = tape.hvp(f, &[(x, DMatrix::from_element(2, 1, 1.0))])?;
+    /// assert_eq!(g.wrt(x).as_slice(), &[3.0, 12.0]);
+    /// assert_eq!(hv.wrt(x).as_slice(), &[6.0, 12.0]);
+    /// # Ok::<(), sparsegrad::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Tape::backward`] and [`Tape::jvp`]; [`Error::NonFiniteOperation`] (pass
+    /// "hessian-vector") when an entry of H·v is NaN or ±∞.
+    pub fn hvp<'t>(
+        &'t self,
+        loss: Var<'t>,
+        seeds: &[(Var<'t>, DMatrix<f64>)],
+    ) -> Result<(Gradients, Gradients)> {
+        let gradient = self.backward(loss)?;
+        let nodes = self.nodes();
+        let top = loss.index;
+        let tangents = self.forward_tangents(&nodes, seeds, top + 1)?;
+        let mut grad = Sweep {
+            nodes: &nodes,
+            grads: vec![None; top + 1],
+            check: false,
+        };
+        let mut tangent = Sweep {
+            nodes: &nodes,
+            grads: vec![None; top + 1],
+            check: false,
+        };
+        grad.grads[top] = Some(DMatrix::from_element(1, 1, 1.0));
+        for i in (0..=top).rev() {
+            if !nodes[i].needs_grad {
+                continue;
+            }
+            let Some(g) = grad.grads[i].take() else {
+                continue;
+            };
+            let g_dot = tangent.grads[i].take();
+            if let Op::Recorded(op) = &nodes[i].op {
+                op.backward(
+                    &mut Vjp {
+                        sweep: &mut grad,
+                        node: i,
+                    },
+                    &g,
+                )?;
+                let mut h = Hvp {
+                    sweep: &mut tangent,
+                    tangents: &tangents,
+                    node: i,
+                };
+                op.backward_tangent(&mut h, &g, g_dot.as_ref())?;
+            }
+            grad.grads[i] = Some(g);
+            tangent.grads[i] = g_dot;
+        }
+        for (i, (t, node)) in tangent.grads.iter().zip(nodes.iter()).enumerate() {
+            if let (Some(t), Op::Leaf) = (t, &node.op) {
+                if let Some(k) = first_non_finite(t.as_slice()) {
+                    return Err(non_finite_at(&nodes, "hessian-vector", i, t, k));
+                }
+            }
+        }
+        drop(grad);
+        let hv = self.gradients_of(&nodes, top, tangent.grads);
+        Ok((gradient, hv))
     }
 }
 
@@ -310,6 +398,60 @@ fn propagate(sweep: &mut Sweep<'_>, i: usize, g: &DMatrix<f64>) -> Result<()> {
     match &nodes[i].op {
         Op::Leaf => Ok(()),
         Op::Recorded(op) => op.backward(&mut Vjp { sweep, node: i }, g),
+    }
+}
+
+/// What an [`Operation`](super::Operation)'s tangent-of-VJP rule works with ([`Tape::hvp`]):
+/// every node's value and forward tangent, and where to add each input's gradient tangent.
+pub(crate) struct Hvp<'s, 'n> {
+    sweep: &'s mut Sweep<'n>,
+    tangents: &'s [Option<DMatrix<f64>>],
+    node: usize,
+}
+
+impl<'n> Hvp<'_, 'n> {
+    /// Every node of the tape.
+    pub(crate) fn nodes(&self) -> &'n [Node] {
+        self.sweep.nodes
+    }
+
+    /// This operation's own value.
+    pub(crate) fn value(&self) -> &'n DMatrix<f64> {
+        &self.sweep.nodes[self.node].value
+    }
+
+    /// The forward tangent of node `i` (`None`: zero).
+    pub(crate) fn tangent(&self, i: usize) -> Option<&DMatrix<f64>> {
+        self.tangents[i].as_ref()
+    }
+
+    /// The forward tangent of this operation's own value.
+    pub(crate) fn own_tangent(&self) -> Option<&DMatrix<f64>> {
+        self.tangents[self.node].as_ref()
+    }
+
+    /// Adds `contribution` to the gradient tangent of input `to`.
+    pub(crate) fn add(&mut self, to: usize, contribution: DMatrix<f64>) -> Result<()> {
+        self.sweep.add(self.node, to, contribution)
+    }
+
+    /// The part that comes from the upstream gradient's tangent: `op`'s own VJP applied to
+    /// `g_dot` (VJPs are linear in the upstream gradient).
+    pub(crate) fn linear(
+        &mut self,
+        op: &dyn super::Operation,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        match g_dot {
+            Some(gd) => op.backward(
+                &mut Vjp {
+                    sweep: &mut *self.sweep,
+                    node: self.node,
+                },
+                gd,
+            ),
+            None => Ok(()),
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use crate::sparse::Structure;
 pub use elementwise::{BinaryOp, UnaryOp};
 pub(crate) use forward::Jvp;
 pub use gradients::Gradients;
-pub(crate) use gradients::Vjp;
+pub(crate) use gradients::{Hvp, Vjp};
 
 /// An append-only reverse-mode autodiff tape. Create one per evaluation of the model.
 ///
@@ -122,6 +122,17 @@ pub(crate) trait Operation: Send + Sync {
     /// ([`Jvp::tangent`], `None` for a zero tangent); `Ok(None)` when it is zero. Required, so an
     /// operation without forward mode does not compile.
     fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>>;
+    /// The tangent of its VJP, for Hessian-vector products (forward-over-reverse): with `g` the
+    /// upstream gradient and `g_dot` its tangent (`None`: zero), add each input's gradient
+    /// tangent with [`Hvp::add`]. VJPs are linear in `g`, so [`Hvp::linear`] (the VJP applied to
+    /// `g_dot`) is one part; the other is the VJP's dependence on the values, along their
+    /// forward tangents ([`Hvp::tangent`]). Required, like `forward`.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()>;
     /// The factorization a solve node keeps (for [`Tape::solve_info`]).
     fn factor(&self) -> Option<&Arc<Factor>> {
         None

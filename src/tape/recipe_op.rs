@@ -4,7 +4,7 @@
 
 use nalgebra::DMatrix;
 
-use super::{Jvp, Operation, Var, Vjp};
+use super::{Hvp, Jvp, Operation, Var, Vjp};
 use crate::error::Result;
 
 impl<'t> Var<'t> {
@@ -40,6 +40,23 @@ impl Operation for Cube {
         Ok(jvp
             .tangent(self.x)
             .map(|t| t.zip_map(x, |tv, xv| 3.0 * xv * xv * tv)))
+    }
+    /// x̄ = 3x²ḡ: its tangent adds 6xẋḡ.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)?;
+        let x = &hvp.nodes()[self.x].value;
+        if let Some(t) = hvp.tangent(self.x) {
+            let c = DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| {
+                6.0 * x[(i, j)] * t[(i, j)] * g[(i, j)]
+            });
+            hvp.add(self.x, c)?;
+        }
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use nalgebra::DMatrix;
 use nalgebra_sparse::CscMatrix;
 
-use super::{Jvp, Op, Operation, Tape, Var, Vjp};
+use super::{Hvp, Jvp, Op, Operation, Tape, Var, Vjp};
 use crate::error::{Error, Result};
 use crate::solve::node::accumulate_outer;
 use crate::solve::{Factor, Factorizer, SolveInfo};
@@ -255,6 +255,15 @@ impl Operation for Assemble {
         let v = self.assembly.linear_values(t.as_slice())?;
         Ok(Some(DMatrix::from_vec(v.len(), 1, v)))
     }
+    /// The VJP does not read the values: only the upstream tangent's part.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        _g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)
+    }
 }
 
 /// Y = A X: X̄ = Aᵀ Ȳ, Ā_ij = Σ_c Ȳ_ic X_jc at the stored entries.
@@ -298,6 +307,30 @@ impl Operation for SpMul {
             out += crate::sparse::mul_dense(s, a.value.as_slice(), tx);
         }
         Ok(Some(out))
+    }
+    /// X̄ = AᵀȲ, Ā = Ȳ Xᵀ at the entries: their tangents add ȦᵀȲ and Ȳ Ẋᵀ.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)?;
+        let nodes = hvp.nodes();
+        let s = nodes[self.a]
+            .sparse
+            .as_ref()
+            .expect("spmul's first input is sparse");
+        if let Some(ta) = hvp.tangent(self.a) {
+            let c = mul_transpose_dense(s, ta.as_slice(), g);
+            hvp.add(self.x, c)?;
+        }
+        if let Some(tx) = hvp.tangent(self.x) {
+            let mut ga = DMatrix::zeros(s.nnz(), 1);
+            accumulate_outer(s, g, tx, 1.0, ga.as_mut_slice())?;
+            hvp.add(self.a, ga)?;
+        }
+        Ok(())
     }
 }
 
@@ -346,5 +379,38 @@ impl Operation for Solve {
             jvp.tangent(self.b),
         )
         .map(Some)
+    }
+    /// With Λ = A⁻ᵀḠ: Λ̇ = A⁻ᵀ(Ġ − ȦᵀΛ) on the kept factor, B̄̇ = Λ̇, Ā̇ = −(Λ̇ Xᵀ + Λ Ẋᵀ) at
+    /// the stored entries (Λ is solved again: the reverse sweep does not keep it).
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        let nodes = hvp.nodes();
+        let s = nodes[self.a]
+            .sparse
+            .as_ref()
+            .expect("solve's first input is sparse");
+        let (ta, tx) = (hvp.tangent(self.a), hvp.own_tangent());
+        let lambda = crate::solve::node::solve_transpose(self.factor.as_ref(), s, g)?;
+        let mut rhs = match g_dot {
+            Some(gd) => gd.clone(),
+            None => DMatrix::zeros(g.nrows(), g.ncols()),
+        };
+        if let Some(ta) = ta {
+            rhs -= mul_transpose_dense(s, ta.as_slice(), &lambda);
+        }
+        let lambda_dot = crate::solve::node::solve_transpose(self.factor.as_ref(), s, &rhs)?;
+        if nodes[self.a].needs_grad {
+            let mut ga = DMatrix::zeros(s.nnz(), 1);
+            accumulate_outer(s, &lambda_dot, hvp.value(), -1.0, ga.as_mut_slice())?;
+            if let Some(tx) = tx {
+                accumulate_outer(s, &lambda, tx, -1.0, ga.as_mut_slice())?;
+            }
+            hvp.add(self.a, ga)?;
+        }
+        hvp.add(self.b, lambda_dot)
     }
 }

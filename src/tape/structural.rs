@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
-use super::{Jvp, Operation, Tape, Var, Vjp};
+use super::{Hvp, Jvp, Operation, Tape, Var, Vjp};
 use crate::error::{Error, Result};
 use crate::sparse::Structure;
 
@@ -329,6 +329,15 @@ impl Operation for Identity {
     fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
         Ok(jvp.tangent(self.x).cloned())
     }
+    /// The VJP does not read the values: only the upstream tangent's part.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        _g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)
+    }
 }
 
 /// y = Σ x: x̄ = ȳ everywhere.
@@ -351,6 +360,15 @@ impl Operation for Sum {
         Ok(jvp
             .tangent(self.x)
             .map(|t| DMatrix::from_element(1, 1, t.sum())))
+    }
+    /// The VJP does not read the values: only the upstream tangent's part.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        _g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)
     }
 }
 
@@ -376,6 +394,20 @@ impl Operation for SumSquares {
         Ok(jvp
             .tangent(self.x)
             .map(|t| DMatrix::from_element(1, 1, 2.0 * x.dot(t))))
+    }
+    /// x̄ = 2ḡx: its tangent adds 2ḡẋ.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)?;
+        if let Some(t) = hvp.tangent(self.x) {
+            let c = t * (2.0 * g[0]);
+            hvp.add(self.x, c)?;
+        }
+        Ok(())
     }
 }
 
@@ -413,6 +445,30 @@ impl Operation for Softmax {
         }
         Ok(Some(out))
     }
+    /// x̄ = s ⊙ (ḡ − ⟨ḡ, s⟩): with ḡ fixed its tangent is ṡ ⊙ (ḡ − ⟨ḡ, s⟩) − s ⟨ḡ, ṡ⟩.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)?;
+        let Some(sd) = hvp.own_tangent() else {
+            return Ok(());
+        };
+        let s = hvp.value();
+        let mut c = DMatrix::zeros(s.nrows(), s.ncols());
+        for j in 0..s.ncols() {
+            let (gs, gsd) = (
+                g.column(j).dot(&s.column(j)),
+                g.column(j).dot(&sd.column(j)),
+            );
+            for i in 0..s.nrows() {
+                c[(i, j)] = sd[(i, j)] * (g[(i, j)] - gs) - s[(i, j)] * gsd;
+            }
+        }
+        hvp.add(self.x, c)
+    }
 }
 
 /// y_c = log Σ_j e^{x_jc}: x̄_ic = ḡ_c softmax(x)_ic.
@@ -445,6 +501,26 @@ impl Operation for LogSumExp {
             s.column(col).dot(&t.column(col))
         })))
     }
+    /// x̄ = ḡ σ(x): its tangent adds ḡ σ̇, σ̇ = σ ⊙ (ẋ − ⟨σ, ẋ⟩) per column.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)?;
+        let Some(t) = hvp.tangent(self.x) else {
+            return Ok(());
+        };
+        let mut c = softmax_from_logsumexp(&hvp.nodes()[self.x].value, hvp.value());
+        for (j, mut col) in c.column_iter_mut().enumerate() {
+            let inner = col.dot(&t.column(j));
+            for (i, v) in col.iter_mut().enumerate() {
+                *v *= g[j] * (t[(i, j)] - inner);
+            }
+        }
+        hvp.add(self.x, c)
+    }
 }
 
 /// y = ⟨a, b⟩: ā = ȳ b, b̄ = ȳ a.
@@ -476,6 +552,24 @@ impl Operation for Dot {
         }
         Ok(Some(DMatrix::from_element(1, 1, d)))
     }
+    /// ā = ḡb, b̄ = ḡa: their tangents add ḡḃ and ḡȧ.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)?;
+        if let Some(tb) = hvp.tangent(self.b) {
+            let c = tb * g[0];
+            hvp.add(self.a, c)?;
+        }
+        if let Some(ta) = hvp.tangent(self.a) {
+            let c = ta * g[0];
+            hvp.add(self.b, c)?;
+        }
+        Ok(())
+    }
 }
 
 /// y = x[index, :]: x̄ = scatter-add of ȳ at `index`.
@@ -500,6 +594,15 @@ impl Operation for Gather {
         Ok(jvp
             .tangent(self.x)
             .map(|t| DMatrix::from_fn(index.len(), t.ncols(), |r, c| t[(index[r], c)])))
+    }
+    /// The VJP does not read the values: only the upstream tangent's part.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        _g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)
     }
 }
 
@@ -529,6 +632,15 @@ impl Operation for ScatterAdd {
             .tangent(self.x)
             .map(|t| scatter_rows(t, &self.index, rows)))
     }
+    /// The VJP does not read the values: only the upstream tangent's part.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        _g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)
+    }
 }
 
 /// y = x[:, start .. start + k]: x̄ = ȳ in those columns, 0 elsewhere.
@@ -555,6 +667,15 @@ impl Operation for ColumnSlice {
         Ok(jvp
             .tangent(self.x)
             .map(|t| t.columns(self.start, k).into_owned()))
+    }
+    /// The VJP does not read the values: only the upstream tangent's part.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        _g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)
     }
 }
 
@@ -594,5 +715,14 @@ impl Operation for ConcatColumns {
             at += t.ncols();
         }
         Ok(Some(out))
+    }
+    /// The VJP does not read the values: only the upstream tangent's part.
+    fn backward_tangent(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        _g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        hvp.linear(self, g_dot)
     }
 }
