@@ -19,7 +19,7 @@ use nalgebra::DMatrix;
 use crate::error::{Error, Result};
 use crate::tape::{Tape, Var};
 
-/// Settings of [`gradient`].
+/// Settings of [`gradient`] and [`hessian_vector`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
     /// Relative step: h_i = `step` · max(1, |x_i|). Derivatives use the fourth-order central
@@ -182,4 +182,130 @@ where
     report.gradient = gradient;
     report.passed = report.max_relative_error <= options.tolerance.max(4.0 * report.noise);
     Ok(report)
+}
+
+/// What [`hessian_vector`] found: the Hessian-vector product from [`Tape::hvp`] against fourth-order
+/// central differences of the gradient along v.
+#[derive(Debug, Clone)]
+pub struct HessianVectorCheck {
+    /// max_i |Hv_i − numeric_i| / max(‖Hv‖∞, ‖numeric‖∞) (0 when both are zero).
+    pub max_relative_error: f64,
+    /// The component with the largest difference.
+    pub worst_index: usize,
+    /// H·v at that component.
+    pub analytic: f64,
+    /// The central difference of the gradient there.
+    pub numeric: f64,
+    /// The loss at x0.
+    pub loss: f64,
+    /// The whole H·v (x0's shape).
+    pub hessian_vector: DMatrix<f64>,
+    /// The difference between the stencil at h and at 2h (relative, /15): the rounding and
+    /// truncation noise of the numeric side.
+    pub noise: f64,
+    /// Whether `max_relative_error` ≤ max(tolerance, 4 × noise).
+    pub passed: bool,
+}
+
+/// Checks the Hessian-vector product of the scalar `f` at `x0` along `v` ([`Tape::hvp`],
+/// forward-over-reverse) against the fourth-order central difference of the gradient along v,
+/// (−∇f(x+2hv) + 8∇f(x+hv) − 8∇f(x−hv) + ∇f(x−2hv)) / 12h with h = `step` · max(1, ‖x0‖∞) /
+/// ‖v‖∞, and gives a verdict as [`gradient`] does.
+///
+/// ```
+/// use sparsegrad::check;
+/// // f(x) = Σ exp(x)·x²
+/// let r = check::hessian_vector(
+///     |_t, x| Ok((x.exp() * x.square()).sum()),
+///     &[0.1, 0.2, 0.3],
+///     &[1.0, -0.5, 2.0],
+///     &check::Options::default(),
+/// )?;
+/// assert!(r.passed && r.max_relative_error < 1e-8, "{r:?}");
+/// # Ok::<(), sparsegrad::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] unless `v` has x0's shape; [`Error::NonFinite`] for a non-finite v
+/// or a non-finite gradient near x0; errors of `f`, of the backward pass and of [`Tape::hvp`].
+pub fn hessian_vector<F>(
+    f: F,
+    x0: impl crate::tape::IntoValue,
+    v: impl crate::tape::IntoValue,
+    options: &Options,
+) -> Result<HessianVectorCheck>
+where
+    F: for<'t> Fn(&'t Tape, Var<'t>) -> Result<Var<'t>>,
+{
+    let (x0, v) = (&x0.into_value(), v.into_value());
+    if v.shape() != x0.shape() {
+        return Err(Error::ShapeMismatch {
+            op: "hessian_vector (v vs x0)",
+            left: v.shape(),
+            right: x0.shape(),
+        });
+    }
+    let tape = Tape::new();
+    let x = tape.var(x0.clone());
+    let loss_var = f(&tape, x)?;
+    let loss = loss_var.scalar()?;
+    let (_, hv) = tape.hvp(loss_var, &[(x, v.clone())])?;
+    let hv = hv.wrt(x).clone();
+    let gradient_at = |t: f64| -> Result<DMatrix<f64>> {
+        let tape = Tape::new();
+        let x = tape.var(x0 + &v * t);
+        let loss = f(&tape, x)?;
+        Ok(tape.backward(loss)?.wrt(x).clone())
+    };
+    let v_max = v.amax();
+    let h = options.step * x0.amax().max(1.0) / if v_max > 0.0 { v_max } else { 1.0 };
+    let stencil = |h: f64| -> Result<DMatrix<f64>> {
+        let (p2, p1, m1, m2) = (
+            gradient_at(2.0 * h)?,
+            gradient_at(h)?,
+            gradient_at(-h)?,
+            gradient_at(-2.0 * h)?,
+        );
+        Ok((-p2 + p1 * 8.0 - m1 * 8.0 + m2) / (12.0 * h))
+    };
+    // H·0 = 0 by linearity: no differences to take (their rounding would be all there is).
+    let (numeric, coarse) = if v_max > 0.0 {
+        (stencil(h)?, stencil(2.0 * h)?)
+    } else {
+        (
+            DMatrix::zeros(v.nrows(), v.ncols()),
+            DMatrix::zeros(v.nrows(), v.ncols()),
+        )
+    };
+    if let Some(k) = numeric.iter().position(|d| !d.is_finite()) {
+        return Err(Error::NonFinite {
+            context: "finite-difference gradient along v",
+            row: k % x0.nrows().max(1),
+            col: k / x0.nrows().max(1),
+            value: numeric[k],
+        });
+    }
+    let scale = hv.amax().max(numeric.amax());
+    let relative = |d: f64| if scale > 0.0 { d / scale } else { 0.0 };
+    let (worst_index, worst) =
+        (&hv - &numeric)
+            .iter()
+            .map(|d| d.abs())
+            .enumerate()
+            .fold(
+                (0, 0.0),
+                |best, (k, d)| if d > best.1 { (k, d) } else { best },
+            );
+    let noise = relative((&numeric - &coarse).amax()) / 15.0;
+    let max_relative_error = relative(worst);
+    Ok(HessianVectorCheck {
+        max_relative_error,
+        worst_index,
+        analytic: hv.get(worst_index).copied().unwrap_or(0.0),
+        numeric: numeric.get(worst_index).copied().unwrap_or(0.0),
+        loss,
+        hessian_vector: hv,
+        noise,
+        passed: max_relative_error <= options.tolerance.max(4.0 * noise),
+    })
 }
