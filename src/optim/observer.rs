@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use argmin::core::observers::Observe;
 use argmin::core::{State, KV};
 
-use super::OptimState;
+use super::StateOf;
 
 /// One row of the optimization history.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,7 +120,7 @@ impl ProgressObserver {
     }
 
     /// `offset`: argmin calls `observe_iter` before it counts the finished iteration.
-    fn record(&mut self, state: &OptimState, offset: u64) -> Record {
+    fn record<H>(&mut self, state: &StateOf<H>, offset: u64) -> Record {
         let record = Record {
             iteration: state.get_iter() + offset,
             loss: state.get_cost(),
@@ -138,11 +138,11 @@ impl ProgressObserver {
     }
 }
 
-impl Observe<OptimState> for ProgressObserver {
+impl<H> Observe<StateOf<H>> for ProgressObserver {
     fn observe_init(
         &mut self,
         _name: &str,
-        state: &OptimState,
+        state: &StateOf<H>,
         _kv: &KV,
     ) -> std::result::Result<(), argmin::core::Error> {
         let r = self.record(state, 0);
@@ -151,7 +151,7 @@ impl Observe<OptimState> for ProgressObserver {
     }
     fn observe_iter(
         &mut self,
-        state: &OptimState,
+        state: &StateOf<H>,
         _kv: &KV,
     ) -> std::result::Result<(), argmin::core::Error> {
         let r = self.record(state, 1);
@@ -162,7 +162,7 @@ impl Observe<OptimState> for ProgressObserver {
     }
     fn observe_final(
         &mut self,
-        state: &OptimState,
+        state: &StateOf<H>,
     ) -> std::result::Result<(), argmin::core::Error> {
         let last = self
             .history

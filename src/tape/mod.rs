@@ -318,6 +318,24 @@ impl Tape {
         }
     }
 
+    /// The variable at position `index` of this tape (for code that kept only the index).
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`] when the tape has no node there.
+    pub(crate) fn var_at(&self, index: usize) -> Result<Var<'_>> {
+        let len = self.len();
+        if index >= len {
+            return Err(Error::IndexOutOfRange {
+                context: "tape node",
+                entry: index,
+                what: "node",
+                index,
+                bound: len,
+            });
+        }
+        Ok(Var { tape: self, index })
+    }
+
     pub(crate) fn nodes(&self) -> Ref<'_, Vec<Node>> {
         self.nodes.borrow()
     }

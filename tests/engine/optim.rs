@@ -83,6 +83,7 @@ fn every_method_recovers_the_weights() {
         ),
         (Algorithm::NonlinearCg(LineSearch::MoreThuente), 400),
         (Algorithm::SteepestDescent(LineSearch::MoreThuente), 3000),
+        (Algorithm::NewtonCg, 50),
     ];
     for (method, iters) in methods {
         let (f, m) = fit();
@@ -103,8 +104,10 @@ fn every_method_recovers_the_weights() {
             .0;
         assert!(
             out.loss < 1e-6 * initial_loss,
-            "{method:?}: loss {:e} from {initial_loss:e}",
-            out.loss
+            "{method:?}: loss {:e} from {initial_loss:e} ({} iterations, {})",
+            out.loss,
+            out.iterations,
+            out.termination
         );
         let err = out
             .params
@@ -170,4 +173,28 @@ fn tape_errors_surface_with_their_message() {
         ),
         "{err:?}"
     );
+}
+
+/// Newton-CG (Hessian-vector products through the solve, no Hessian matrix) reaches
+/// ‖∇f‖ ≤ 1e-8·max(1, |f|) on the weight fit in fewer iterations than L-BFGS.
+#[test]
+fn newton_cg_needs_fewer_iterations_than_lbfgs() {
+    let run = |algorithm| {
+        let (f, m) = fit();
+        let problem = ArgminProblem::new(Arc::new(f));
+        let out = minimize(problem, vec![0.3; m], &Settings::new(algorithm, 200), None).unwrap();
+        let (loss, g) = ArgminProblem::new(fit().0).evaluate(&out.params).unwrap();
+        let g_norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!(
+            g_norm <= 1e-8 * loss.abs().max(1.0),
+            "{algorithm:?}: ‖∇f‖ = {g_norm:e} after {} iterations ({})",
+            out.iterations,
+            out.termination
+        );
+        out.iterations
+    };
+    let newton = run(Algorithm::NewtonCg);
+    let lbfgs = run(Algorithm::default());
+    eprintln!("iterations to ‖∇f‖ ≤ 1e-8: Newton-CG {newton}, L-BFGS {lbfgs}");
+    assert!(newton < lbfgs, "Newton-CG {newton} vs L-BFGS {lbfgs}");
 }
