@@ -7,11 +7,14 @@
 //! A second group times a batch of 64 grid systems (k = 128) through `batch::solve_batch` plus
 //! their gradients, on a 1-thread and a 2-thread rayon pool: the parallel speedup.
 //!
+//! A third group times one Hessian-vector product against one gradient (grid 512², grid3 48³):
+//! value + gradient, and value + gradient + H·v (`Tape::hvp`, no factorization), warm.
+//!
 //! `cargo bench --bench solve`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use nalgebra::DMatrix;
-use sparsegrad::problems::graph::{chain_edges, grid_edges, laplacian_assembly};
+use sparsegrad::problems::graph::{chain_edges, grid3_edges, grid_edges, laplacian_assembly};
 use sparsegrad::{batch, Assembly, Solver, Tape};
 
 fn value_and_gradient(asm: &Assembly, theta: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
@@ -105,5 +108,39 @@ fn bench_batch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_batch);
+/// One gradient against one gradient + Hessian-vector product, on the same warm structure.
+fn bench_hvp(c: &mut Criterion) {
+    let cases = [
+        ("hvp_grid_512", 512 * 512, grid_edges(512).unwrap()),
+        ("hvp_grid3_48", 48 * 48 * 48, grid3_edges(48).unwrap()),
+    ];
+    for (name, n, edges) in cases {
+        let asm = laplacian_assembly(n, &edges, 1.0).expect("valid graph");
+        let theta = DMatrix::from_fn(edges.len(), 1, |i, _| {
+            0.5 + ((i * 7919) % 1000) as f64 / 1000.0
+        });
+        let v = DMatrix::from_fn(edges.len(), 1, |i, _| ((i * 31) % 17) as f64 / 17.0 - 0.5);
+        let b = DMatrix::from_fn(n, 1, |i, _| ((i * 31) % 101) as f64 / 101.0);
+        let mut group = c.benchmark_group(name);
+        group.sample_size(10);
+        group.bench_function("gradient", |bench| {
+            bench.iter(|| value_and_gradient(&asm, &theta, &b))
+        });
+        group.bench_function("gradient_and_hvp", |bench| {
+            bench.iter(|| {
+                let tape = Tape::new();
+                let th = tape.var(theta.clone());
+                let a = tape.assemble(&asm, th).expect("assemble");
+                let x = tape
+                    .solve(a, tape.constant(b.clone()), &Solver::cholesky())
+                    .expect("solve");
+                let (g, hv) = tape.hvp(x.sum_squares(), &[(th, v.clone())]).expect("hvp");
+                g.wrt(th)[0] + hv.wrt(th)[0]
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench, bench_batch, bench_hvp);
 criterion_main!(benches);

@@ -259,7 +259,12 @@ pub enum Algorithm {
     /// ([`HessianOperator`]). (argmin's line-search `NewtonCG` is not used: its inner CG compares
     /// the squared residual with a linear forcing term and stalls at linear convergence — 72
     /// iterations on a 5-unknown quadratic.)
-    NewtonCg,
+    NewtonCg {
+        /// At most this many CG iterations (Hessian-vector products) per step (`u64::MAX`: until
+        /// the residual test). A cap makes steps cheaper and less exact: on the 2D cantilever,
+        /// 200 converged in 101 s against 284 s uncapped (docs/BENCHMARKS.md).
+        cg_iterations: u64,
+    },
 }
 
 impl Default for Algorithm {
@@ -505,9 +510,11 @@ pub fn minimize<O: Objective + 'static>(
             run!(SteepestDescent::new(hager_zhang()?))
         }
         Algorithm::Adam(learning_rate) => run!(Adam::new(learning_rate)),
-        Algorithm::NewtonCg => {
+        Algorithm::NewtonCg { cg_iterations } => {
             let hvp_error = problem.hvp_error.clone();
-            let outcome = run!(TrustRegion::new(Steihaug::<Vec<f64>, f64>::new()));
+            let outcome = run!(TrustRegion::new(
+                Steihaug::<Vec<f64>, f64>::new().with_max_iters(cg_iterations.max(1))
+            ));
             if let Some(e) = hvp_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 return Err(e);
             }

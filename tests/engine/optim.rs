@@ -83,7 +83,12 @@ fn every_method_recovers_the_weights() {
         ),
         (Algorithm::NonlinearCg(LineSearch::MoreThuente), 400),
         (Algorithm::SteepestDescent(LineSearch::MoreThuente), 3000),
-        (Algorithm::NewtonCg, 50),
+        (
+            Algorithm::NewtonCg {
+                cg_iterations: u64::MAX,
+            },
+            50,
+        ),
     ];
     for (method, iters) in methods {
         let (f, m) = fit();
@@ -193,7 +198,9 @@ fn newton_cg_needs_fewer_iterations_than_lbfgs() {
         );
         out.iterations
     };
-    let newton = run(Algorithm::NewtonCg);
+    let newton = run(Algorithm::NewtonCg {
+        cg_iterations: u64::MAX,
+    });
     let lbfgs = run(Algorithm::default());
     eprintln!("iterations to ‖∇f‖ ≤ 1e-8: Newton-CG {newton}, L-BFGS {lbfgs}");
     assert!(newton < lbfgs, "Newton-CG {newton} vs L-BFGS {lbfgs}");

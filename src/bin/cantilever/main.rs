@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --bin cantilever -- [--nx 41] [--ny 11] [--iters 300]
 //!     [--objective compliance|shape] [--target parabola:<tip>|<file.csv>]
-//!     [--method lbfgs|lbfgs-hz|cg|sd] [--kmin 1e-3] [--out cantilever]
+//!     [--method lbfgs|lbfgs-hz|cg|sd|newton-cg] [--kmin 1e-3] [--out cantilever]
 //! ```
 //!
 //! Writes `<out>.svg` (the design and its deformed shape) and `<out>_history.csv` (iteration, loss,
@@ -53,7 +53,8 @@ struct Args {
     /// (one number per line or comma-separated).
     #[arg(long, default_value = "parabola:-40")]
     target: String,
-    /// lbfgs (Moré–Thuente), lbfgs-hz (Hager–Zhang), cg or sd.
+    /// lbfgs (Moré–Thuente), lbfgs-hz (Hager–Zhang), cg, sd, or newton-cg (truncated Newton-CG
+    /// in a trust region with Hessian-vector products through the solve, ≤ 200 CG steps each).
     #[arg(long, value_enum, default_value_t = AlgorithmArg::Lbfgs)]
     method: AlgorithmArg,
     /// Stiffness floor relative to the uniform design.
@@ -85,6 +86,7 @@ enum AlgorithmArg {
     LbfgsHz,
     Cg,
     Sd,
+    NewtonCg,
 }
 
 impl AlgorithmArg {
@@ -100,6 +102,7 @@ impl AlgorithmArg {
             },
             AlgorithmArg::Cg => Algorithm::NonlinearCg(LineSearch::MoreThuente),
             AlgorithmArg::Sd => Algorithm::SteepestDescent(LineSearch::MoreThuente),
+            AlgorithmArg::NewtonCg => Algorithm::NewtonCg { cg_iterations: 200 },
         }
     }
 }
