@@ -110,6 +110,22 @@ impl Op {
 /// else) its backward pass needs, next to the `Var` method that computes its forward value and
 /// records it with [`Op::new`]. Adding an operation is one such unit; nothing else lists the
 /// operations (docs/ARCHITECTURE.md, "Add a tape op").
+/// The [`Operation::backward_tangent`] of an operation whose VJP does not read any value (sums,
+/// index maps, the assembly map): only the upstream tangent's part, [`Hvp::linear`].
+macro_rules! linear_in_values {
+    () => {
+        fn backward_tangent(
+            &self,
+            hvp: &mut Hvp<'_, '_>,
+            _g: &DMatrix<f64>,
+            g_dot: Option<&DMatrix<f64>>,
+        ) -> Result<()> {
+            hvp.linear(self, g_dot)
+        }
+    };
+}
+pub(crate) use linear_in_values;
+
 pub(crate) trait Operation: Send + Sync {
     /// The operation's name, as errors report it.
     fn name(&self) -> &'static str;

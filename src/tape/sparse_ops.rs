@@ -5,7 +5,7 @@ use std::sync::Arc;
 use nalgebra::DMatrix;
 use nalgebra_sparse::CscMatrix;
 
-use super::{Hvp, Jvp, Op, Operation, Tape, Var, Vjp};
+use super::{linear_in_values, Hvp, Jvp, Op, Operation, Tape, Var, Vjp};
 use crate::error::{Error, Result};
 use crate::solve::node::accumulate_outer;
 use crate::solve::{Factor, Factorizer, SolveInfo};
@@ -255,15 +255,7 @@ impl Operation for Assemble {
         let v = self.assembly.linear_values(t.as_slice())?;
         Ok(Some(DMatrix::from_vec(v.len(), 1, v)))
     }
-    /// The VJP does not read the values: only the upstream tangent's part.
-    fn backward_tangent(
-        &self,
-        hvp: &mut Hvp<'_, '_>,
-        _g: &DMatrix<f64>,
-        g_dot: Option<&DMatrix<f64>>,
-    ) -> Result<()> {
-        hvp.linear(self, g_dot)
-    }
+    linear_in_values!();
 }
 
 /// Y = A X: X̄ = Aᵀ Ȳ, Ā_ij = Σ_c Ȳ_ic X_jc at the stored entries.

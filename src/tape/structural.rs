@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
-use super::{Hvp, Jvp, Operation, Tape, Var, Vjp};
+use super::{linear_in_values, Hvp, Jvp, Operation, Tape, Var, Vjp};
 use crate::error::{Error, Result};
 use crate::sparse::Structure;
 
@@ -329,15 +329,7 @@ impl Operation for Identity {
     fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
         Ok(jvp.tangent(self.x).cloned())
     }
-    /// The VJP does not read the values: only the upstream tangent's part.
-    fn backward_tangent(
-        &self,
-        hvp: &mut Hvp<'_, '_>,
-        _g: &DMatrix<f64>,
-        g_dot: Option<&DMatrix<f64>>,
-    ) -> Result<()> {
-        hvp.linear(self, g_dot)
-    }
+    linear_in_values!();
 }
 
 /// y = Σ x: x̄ = ȳ everywhere.
@@ -361,15 +353,7 @@ impl Operation for Sum {
             .tangent(self.x)
             .map(|t| DMatrix::from_element(1, 1, t.sum())))
     }
-    /// The VJP does not read the values: only the upstream tangent's part.
-    fn backward_tangent(
-        &self,
-        hvp: &mut Hvp<'_, '_>,
-        _g: &DMatrix<f64>,
-        g_dot: Option<&DMatrix<f64>>,
-    ) -> Result<()> {
-        hvp.linear(self, g_dot)
-    }
+    linear_in_values!();
 }
 
 /// y = ‖x‖²_F: x̄ = 2ȳx.
@@ -595,15 +579,7 @@ impl Operation for Gather {
             .tangent(self.x)
             .map(|t| DMatrix::from_fn(index.len(), t.ncols(), |r, c| t[(index[r], c)])))
     }
-    /// The VJP does not read the values: only the upstream tangent's part.
-    fn backward_tangent(
-        &self,
-        hvp: &mut Hvp<'_, '_>,
-        _g: &DMatrix<f64>,
-        g_dot: Option<&DMatrix<f64>>,
-    ) -> Result<()> {
-        hvp.linear(self, g_dot)
-    }
+    linear_in_values!();
 }
 
 /// y[index[r], :] += x[r, :]: x̄ = ȳ[index, :].
@@ -632,15 +608,7 @@ impl Operation for ScatterAdd {
             .tangent(self.x)
             .map(|t| scatter_rows(t, &self.index, rows)))
     }
-    /// The VJP does not read the values: only the upstream tangent's part.
-    fn backward_tangent(
-        &self,
-        hvp: &mut Hvp<'_, '_>,
-        _g: &DMatrix<f64>,
-        g_dot: Option<&DMatrix<f64>>,
-    ) -> Result<()> {
-        hvp.linear(self, g_dot)
-    }
+    linear_in_values!();
 }
 
 /// y = x[:, start .. start + k]: x̄ = ȳ in those columns, 0 elsewhere.
@@ -668,15 +636,7 @@ impl Operation for ColumnSlice {
             .tangent(self.x)
             .map(|t| t.columns(self.start, k).into_owned()))
     }
-    /// The VJP does not read the values: only the upstream tangent's part.
-    fn backward_tangent(
-        &self,
-        hvp: &mut Hvp<'_, '_>,
-        _g: &DMatrix<f64>,
-        g_dot: Option<&DMatrix<f64>>,
-    ) -> Result<()> {
-        hvp.linear(self, g_dot)
-    }
+    linear_in_values!();
 }
 
 /// y = [x₀ x₁ …]: each part gets its columns of ȳ.
@@ -716,13 +676,5 @@ impl Operation for ConcatColumns {
         }
         Ok(Some(out))
     }
-    /// The VJP does not read the values: only the upstream tangent's part.
-    fn backward_tangent(
-        &self,
-        hvp: &mut Hvp<'_, '_>,
-        _g: &DMatrix<f64>,
-        g_dot: Option<&DMatrix<f64>>,
-    ) -> Result<()> {
-        hvp.linear(self, g_dot)
-    }
+    linear_in_values!();
 }
