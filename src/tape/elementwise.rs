@@ -318,33 +318,13 @@ impl Operation for Unary {
         vec![self.x]
     }
     fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
-        let (x, y) = (&vjp.nodes()[self.x].value, vjp.value());
-        let mut gx = g.clone();
-        for ((o, &xv), &yv) in gx
-            .as_mut_slice()
-            .iter_mut()
-            .zip(x.as_slice())
-            .zip(y.as_slice())
-        {
-            *o *= self.op.derivative(xv, yv);
-        }
+        let gx = self.times_derivative(g, &vjp.nodes()[self.x].value, vjp.value());
         vjp.add(self.x, gx)
     }
     fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
-        let Some(t) = jvp.tangent(self.x) else {
-            return Ok(None);
-        };
-        let (x, y) = (&jvp.nodes()[self.x].value, jvp.value());
-        let mut out = t.clone();
-        for ((o, &xv), &yv) in out
-            .as_mut_slice()
-            .iter_mut()
-            .zip(x.as_slice())
-            .zip(y.as_slice())
-        {
-            *o *= self.op.derivative(xv, yv);
-        }
-        Ok(Some(out))
+        Ok(jvp
+            .tangent(self.x)
+            .map(|t| self.times_derivative(t, &jvp.nodes()[self.x].value, jvp.value())))
     }
     /// x̄ = ḡ f'(x): its tangent adds ḡ f''(x) ẋ.
     fn backward_tangent(
@@ -363,6 +343,27 @@ impl Operation for Unary {
             *o *= g[k] * self.op.second_derivative(x[k], y[k]);
         }
         hvp.add(self.x, c)
+    }
+}
+
+impl Unary {
+    /// m ⊙ f'(x) (x the input, y = f(x)): the VJP of ȳ = m and the JVP of ẋ = m alike.
+    fn times_derivative(
+        &self,
+        m: &DMatrix<f64>,
+        x: &DMatrix<f64>,
+        y: &DMatrix<f64>,
+    ) -> DMatrix<f64> {
+        let mut out = m.clone();
+        for ((o, &xv), &yv) in out
+            .as_mut_slice()
+            .iter_mut()
+            .zip(x.as_slice())
+            .zip(y.as_slice())
+        {
+            *o *= self.op.derivative(xv, yv);
+        }
+        out
     }
 }
 

@@ -141,10 +141,7 @@ impl<'t> Var<'t> {
             move |nodes| {
                 let x = &nodes[i].value;
                 check_indices("gather", &idx, x.nrows())?;
-                Ok((
-                    DMatrix::from_fn(idx.len(), x.ncols(), |r, c| x[(idx[r], c)]),
-                    None,
-                ))
+                Ok((gather_rows(x, &idx), None))
             },
             Gather { x: i, index },
         )
@@ -293,6 +290,21 @@ fn softmax_from_logsumexp(x: &DMatrix<f64>, y: &DMatrix<f64>) -> DMatrix<f64> {
 }
 
 /// out[index[r], c] += x[r, c] into a fresh `len`-row matrix.
+/// J·m for s = softmax(x) per column (J symmetric, so also mᵀJ): s ⊙ m − s ⟨s, m⟩.
+fn softmax_jacobian_times(s: &DMatrix<f64>, m: &DMatrix<f64>) -> DMatrix<f64> {
+    let mut out = s.component_mul(m);
+    for (mut col, sc) in out.column_iter_mut().zip(s.column_iter()) {
+        let inner = col.sum();
+        col -= sc * inner;
+    }
+    out
+}
+
+/// x[index, :].
+fn gather_rows(x: &DMatrix<f64>, index: &[usize]) -> DMatrix<f64> {
+    DMatrix::from_fn(index.len(), x.ncols(), |r, c| x[(index[r], c)])
+}
+
 fn scatter_rows(x: &DMatrix<f64>, index: &[usize], len: usize) -> DMatrix<f64> {
     let mut out = DMatrix::zeros(len, x.ncols());
     scatter_rows_into(x, index, &mut out);
@@ -408,26 +420,13 @@ impl Operation for Softmax {
         vec![self.x]
     }
     fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
-        let s = vjp.value();
-        let mut gx = s.component_mul(g);
-        for (mut col, sc) in gx.column_iter_mut().zip(s.column_iter()) {
-            let inner = col.sum();
-            col -= sc * inner;
-        }
-        vjp.add(self.x, gx)
+        vjp.add(self.x, softmax_jacobian_times(vjp.value(), g))
     }
     /// ṡ = s ⊙ (ẋ − Σ_j s_j ẋ_j) per column.
     fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
-        let Some(t) = jvp.tangent(self.x) else {
-            return Ok(None);
-        };
-        let s = jvp.value();
-        let mut out = s.component_mul(t);
-        for (mut col, sc) in out.column_iter_mut().zip(s.column_iter()) {
-            let inner = col.sum();
-            col -= sc * inner;
-        }
-        Ok(Some(out))
+        Ok(jvp
+            .tangent(self.x)
+            .map(|t| softmax_jacobian_times(jvp.value(), t)))
     }
     /// x̄ = s ⊙ (ḡ − ⟨ḡ, s⟩): with ḡ fixed its tangent is ṡ ⊙ (ḡ − ⟨ḡ, s⟩) − s ⟨ḡ, ṡ⟩.
     fn backward_tangent(
@@ -496,12 +495,10 @@ impl Operation for LogSumExp {
         let Some(t) = hvp.tangent(self.x) else {
             return Ok(());
         };
-        let mut c = softmax_from_logsumexp(&hvp.nodes()[self.x].value, hvp.value());
-        for (j, mut col) in c.column_iter_mut().enumerate() {
-            let inner = col.dot(&t.column(j));
-            for (i, v) in col.iter_mut().enumerate() {
-                *v *= g[j] * (t[(i, j)] - inner);
-            }
+        let s = softmax_from_logsumexp(&hvp.nodes()[self.x].value, hvp.value());
+        let mut c = softmax_jacobian_times(&s, t);
+        for (mut col, &gc) in c.column_iter_mut().zip(g.iter()) {
+            col *= gc;
         }
         hvp.add(self.x, c)
     }
@@ -575,9 +572,7 @@ impl Operation for Gather {
     }
     fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
         let index = &self.index;
-        Ok(jvp
-            .tangent(self.x)
-            .map(|t| DMatrix::from_fn(index.len(), t.ncols(), |r, c| t[(index[r], c)])))
+        Ok(jvp.tangent(self.x).map(|t| gather_rows(t, index)))
     }
     linear_in_values!();
 }
@@ -597,10 +592,7 @@ impl Operation for ScatterAdd {
     }
     fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
         let index = &self.index;
-        vjp.add(
-            self.x,
-            DMatrix::from_fn(index.len(), g.ncols(), |r, c| g[(index[r], c)]),
-        )
+        vjp.add(self.x, gather_rows(g, index))
     }
     fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
         let rows = jvp.value().nrows();
