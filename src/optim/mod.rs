@@ -79,12 +79,20 @@ impl<O: Objective + ?Sized> Objective for Box<O> {
     }
 }
 
-/// One evaluation: the point, its loss and gradient.
-#[derive(Debug, Clone)]
+/// One evaluation: the point, its loss and gradient, and (for Newton-CG) the tape it was
+/// recorded on, so that the Hessian operator at the same point does not record it again.
 struct Evaluation {
     params: Vec<f64>,
     loss: f64,
     gradient: Vec<f64>,
+    recorded: Option<Recorded>,
+}
+
+/// A tape with a scalar loss recorded on it from a parameter variable (node indices).
+struct Recorded {
+    tape: Tape,
+    loss: usize,
+    param: usize,
 }
 
 /// An [`Objective`] as an argmin problem (Param = `Vec<f64>`), with one forward+backward per point.
@@ -92,6 +100,8 @@ pub struct ArgminProblem<O> {
     objective: O,
     last: Mutex<Option<Evaluation>>,
     evaluations: Mutex<usize>,
+    /// Whether an evaluation keeps its tape for [`Hessian::hessian`] at the same point.
+    keep_tape: bool,
     /// The first error of a Hessian-vector product (argmin's operator interface cannot return
     /// one); [`minimize`] reports it.
     hvp_error: Arc<Mutex<Option<Error>>>,
@@ -104,6 +114,7 @@ impl<O: Objective> ArgminProblem<O> {
             objective,
             last: Mutex::new(None),
             evaluations: Mutex::new(0),
+            keep_tape: false,
             hvp_error: Arc::default(),
         }
     }
@@ -127,9 +138,9 @@ impl<O: Objective> ArgminProblem<O> {
         if let Some(e) = last.as_ref().filter(|e| e.params == params) {
             return Ok((e.loss, e.gradient.clone()));
         }
-        let tape = Tape::new();
-        let p = tape.var(DMatrix::from_column_slice(params.len(), 1, params));
-        let loss_var = self.objective.loss(&tape, p)?;
+        let recorded = self.record(params)?;
+        let tape = &recorded.tape;
+        let (loss_var, p) = (tape.var_at(recorded.loss)?, tape.var_at(recorded.param)?);
         let loss = loss_var.scalar()?;
         let gradient = tape.backward(loss_var)?.wrt(p).as_slice().to_vec();
         *self.evaluations.lock().unwrap_or_else(|p| p.into_inner()) += 1;
@@ -137,8 +148,21 @@ impl<O: Objective> ArgminProblem<O> {
             params: params.to_vec(),
             loss,
             gradient: gradient.clone(),
+            recorded: self.keep_tape.then_some(recorded),
         });
         Ok((loss, gradient))
+    }
+
+    /// Records the objective at `params` on a new tape.
+    fn record(&self, params: &[f64]) -> Result<Recorded> {
+        let tape = Tape::new();
+        let (loss, param) = {
+            let p = tape.var(DMatrix::from_column_slice(params.len(), 1, params));
+            let loss = self.objective.loss(&tape, p)?;
+            loss.scalar()?;
+            (loss.index(), p.index())
+        };
+        Ok(Recorded { tape, loss, param })
     }
 }
 
@@ -168,20 +192,18 @@ impl<O: Objective> Gradient for ArgminProblem<O> {
 pub struct HessianOperator(Rc<HessianAt>);
 
 struct HessianAt {
-    tape: Tape,
-    loss: usize,
-    param: usize,
+    recorded: Recorded,
     n: usize,
     error: Arc<Mutex<Option<Error>>>,
 }
 
 impl HessianOperator {
     fn product(&self, v: &[f64]) -> Result<Vec<f64>> {
-        let h = &*self.0;
+        let h = &self.0.recorded;
         let (loss, param) = (h.tape.var_at(h.loss)?, h.tape.var_at(h.param)?);
         let (_, hv) = h
             .tape
-            .hvp(loss, &[(param, DMatrix::from_column_slice(h.n, 1, v))])?;
+            .hvp(loss, &[(param, DMatrix::from_column_slice(self.0.n, 1, v))])?;
         Ok(hv.wrt(param).as_slice().to_vec())
     }
 }
@@ -206,17 +228,20 @@ impl<O: Objective> Hessian for ArgminProblem<O> {
         &self,
         param: &Vec<f64>,
     ) -> std::result::Result<HessianOperator, argmin::core::Error> {
-        let tape = Tape::new();
-        let (loss, p) = {
-            let p = tape.var(DMatrix::from_column_slice(param.len(), 1, param));
-            let loss = self.objective.loss(&tape, p)?;
-            loss.scalar()?;
-            (loss.index(), p.index())
+        // The tape of the evaluation at this point when there is one (argmin asks for the
+        // gradient, then the Hessian, at each accepted point), else a new recording.
+        let kept = {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            last.as_mut()
+                .filter(|e| e.params == *param)
+                .and_then(|e| e.recorded.take())
+        };
+        let recorded = match kept {
+            Some(r) => r,
+            None => self.record(param)?,
         };
         Ok(HessianOperator(Rc::new(HessianAt {
-            tape,
-            loss,
-            param: p,
+            recorded,
             n: param.len(),
             error: self.hvp_error.clone(),
         })))
@@ -427,7 +452,7 @@ fn optimizer_error(e: argmin::core::Error) -> Error {
 /// failure of the optimizer itself (e.g. a line search that found no acceptable step);
 /// [`Error::InvalidArgument`] for invalid settings.
 pub fn minimize<O: Objective + 'static>(
-    problem: ArgminProblem<O>,
+    mut problem: ArgminProblem<O>,
     x0: impl crate::tape::IntoValue,
     settings: &Settings,
     observer: Option<ProgressObserver>,
@@ -511,6 +536,7 @@ pub fn minimize<O: Objective + 'static>(
         }
         Algorithm::Adam(learning_rate) => run!(Adam::new(learning_rate)),
         Algorithm::NewtonCg { cg_iterations } => {
+            problem.keep_tape = true;
             let hvp_error = problem.hvp_error.clone();
             let outcome = run!(TrustRegion::new(
                 Steihaug::<Vec<f64>, f64>::new().with_max_iters(cg_iterations.max(1))

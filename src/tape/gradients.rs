@@ -171,33 +171,10 @@ impl Tape {
     pub fn backward<'t>(&'t self, loss: Var<'t>) -> Result<Gradients> {
         self.same_tape("backward", loss)?;
         let nodes = self.nodes();
-        let top = &nodes[loss.index];
-        if let Some(e) = &top.error {
-            return Err(e.clone());
-        }
-        if top.value.shape() != (1, 1) || top.sparse.is_some() {
-            let (rows, cols) = top.value.shape();
-            return Err(Error::NotScalar { rows, cols });
-        }
-        if !top.value[0].is_finite() {
-            return Err(first_non_finite_value(&nodes, loss.index));
-        }
+        check_loss(&nodes, loss.index)?;
         let grads = match sweep(&nodes, loss.index, false)? {
             Ok(grads) => grads,
-            // A non-finite input gradient: sweep again, checking every contribution, to name
-            // the operation that produced it (error path only; the normal path checks the leaves).
-            Err(()) => {
-                let _ = sweep(&nodes, loss.index, true)?;
-                // Not reached: the checked sweep reports the contribution that went non-finite.
-                return Err(Error::NonFiniteOperation {
-                    pass: "gradient",
-                    op: "backward",
-                    node: loss.index,
-                    row: 0,
-                    col: 0,
-                    value: f64::NAN,
-                });
-            }
+            Err(()) => return Err(locate_non_finite_gradient(&nodes, loss.index)),
         };
         Ok(self.gradients_of(&nodes, loss.index, grads))
     }
@@ -253,8 +230,9 @@ impl Tape {
         loss: Var<'t>,
         seeds: &[(Var<'t>, DMatrix<f64>)],
     ) -> Result<(Gradients, Gradients)> {
-        let gradient = self.backward(loss)?;
+        self.same_tape("hvp", loss)?;
         let nodes = self.nodes();
+        check_loss(&nodes, loss.index)?;
         let top = loss.index;
         let tangents = self.forward_tangents(&nodes, seeds, top + 1)?;
         let mut grad = Sweep {
@@ -277,22 +255,25 @@ impl Tape {
             };
             let g_dot = tangent.grads[i].take();
             if let Op::Recorded(op) = &nodes[i].op {
-                op.backward(
+                op.backward_and_tangent(
                     &mut Vjp {
                         sweep: &mut grad,
                         node: i,
                     },
+                    &mut Hvp {
+                        sweep: &mut tangent,
+                        tangents: &tangents,
+                        node: i,
+                    },
                     &g,
+                    g_dot.as_ref(),
                 )?;
-                let mut h = Hvp {
-                    sweep: &mut tangent,
-                    tangents: &tangents,
-                    node: i,
-                };
-                op.backward_tangent(&mut h, &g, g_dot.as_ref())?;
             }
             grad.grads[i] = Some(g);
             tangent.grads[i] = g_dot;
+        }
+        if !leaves_finite(&nodes, &grad.grads) {
+            return Err(locate_non_finite_gradient(&nodes, top));
         }
         for (i, (t, node)) in tangent.grads.iter().zip(nodes.iter()).enumerate() {
             if let (Some(t), Op::Leaf) = (t, &node.op) {
@@ -301,9 +282,51 @@ impl Tape {
                 }
             }
         }
-        drop(grad);
+        let gradient = self.gradients_of(&nodes, top, grad.grads);
         let hv = self.gradients_of(&nodes, top, tangent.grads);
         Ok((gradient, hv))
+    }
+}
+
+/// The checks on a loss before a reverse sweep: not poisoned, 1×1 and dense, finite.
+fn check_loss(nodes: &[Node], top: usize) -> Result<()> {
+    let node = &nodes[top];
+    if let Some(e) = &node.error {
+        return Err(e.clone());
+    }
+    if node.value.shape() != (1, 1) || node.sparse.is_some() {
+        let (rows, cols) = node.value.shape();
+        return Err(Error::NotScalar { rows, cols });
+    }
+    if !node.value[0].is_finite() {
+        return Err(first_non_finite_value(nodes, top));
+    }
+    Ok(())
+}
+
+/// Whether every leaf's gradient is finite.
+fn leaves_finite(nodes: &[Node], grads: &[Option<DMatrix<f64>>]) -> bool {
+    grads.iter().zip(nodes).all(|(g, n)| {
+        !matches!(n.op, Op::Leaf)
+            || g.as_ref()
+                .is_none_or(|g| first_non_finite(g.as_slice()).is_none())
+    })
+}
+
+/// The error for a non-finite input gradient: sweeps again, checking every contribution, to name
+/// the operation that produced it (error path only; the normal path checks the leaves).
+fn locate_non_finite_gradient(nodes: &[Node], top: usize) -> Error {
+    match sweep(nodes, top, true) {
+        Err(e) => e,
+        // Not reached: the checked sweep reports the contribution that went non-finite.
+        Ok(_) => Error::NonFiniteOperation {
+            pass: "gradient",
+            op: "backward",
+            node: top,
+            row: 0,
+            col: 0,
+            value: f64::NAN,
+        },
     }
 }
 
@@ -331,12 +354,7 @@ fn sweep(
         propagate(&mut sweep, i, &g)?;
         sweep.grads[i] = Some(g);
     }
-    let leaves_finite = sweep.grads.iter().zip(nodes).all(|(g, n)| {
-        !matches!(n.op, Op::Leaf)
-            || g.as_ref()
-                .is_none_or(|g| first_non_finite(g.as_slice()).is_none())
-    });
-    Ok(if leaves_finite {
+    Ok(if leaves_finite(nodes, &sweep.grads) {
         Ok(sweep.grads)
     } else {
         Err(())

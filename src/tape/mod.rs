@@ -106,10 +106,6 @@ impl Op {
     }
 }
 
-/// One kind of tape operation, as one unit: a struct holding the input indices (and whatever
-/// else) its backward pass needs, next to the `Var` method that computes its forward value and
-/// records it with [`Op::new`]. Adding an operation is one such unit; nothing else lists the
-/// operations (docs/ARCHITECTURE.md, "Add a tape op").
 /// The [`Operation::backward_tangent`] of an operation whose VJP does not read any value (sums,
 /// index maps, the assembly map): only the upstream tangent's part, [`Hvp::linear`].
 macro_rules! linear_in_values {
@@ -125,6 +121,11 @@ macro_rules! linear_in_values {
     };
 }
 pub(crate) use linear_in_values;
+
+/// One kind of tape operation, as one unit: a struct holding the input indices (and whatever
+/// else) its backward pass needs, next to the `Var` method that computes its forward value and
+/// records it with [`Op::new`]. Adding an operation is one such unit; nothing else lists the
+/// operations (docs/ARCHITECTURE.md, "Add a tape op").
 
 pub(crate) trait Operation: Send + Sync {
     /// The operation's name, as errors report it.
@@ -149,6 +150,19 @@ pub(crate) trait Operation: Send + Sync {
         g: &DMatrix<f64>,
         g_dot: Option<&DMatrix<f64>>,
     ) -> Result<()>;
+    /// [`Operation::backward`] and [`Operation::backward_tangent`] in one step, as
+    /// [`Tape::hvp`]'s combined sweep runs them: an operation whose two rules share work (the
+    /// solve node's adjoint solve Λ = A⁻ᵀḠ) overrides it to do that work once.
+    fn backward_and_tangent(
+        &self,
+        vjp: &mut Vjp<'_, '_>,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        self.backward(vjp, g)?;
+        self.backward_tangent(hvp, g, g_dot)
+    }
     /// The factorization a solve node keeps (for [`Tape::solve_info`]).
     fn factor(&self) -> Option<&Arc<Factor>> {
         None

@@ -373,33 +373,76 @@ impl Operation for Solve {
         .map(Some)
     }
     /// With Λ = A⁻ᵀḠ: Λ̇ = A⁻ᵀ(Ġ − ȦᵀΛ) on the kept factor, B̄̇ = Λ̇, Ā̇ = −(Λ̇ Xᵀ + Λ Ẋᵀ) at
-    /// the stored entries (Λ is solved again: the reverse sweep does not keep it).
+    /// the stored entries. Alone it solves for Λ; [`Tape::hvp`] runs
+    /// [`Operation::backward_and_tangent`], which solves for Λ once for both rules.
     fn backward_tangent(
         &self,
         hvp: &mut Hvp<'_, '_>,
         g: &DMatrix<f64>,
         g_dot: Option<&DMatrix<f64>>,
     ) -> Result<()> {
-        let nodes = hvp.nodes();
-        let s = nodes[self.a]
+        let s = self.structure(hvp.nodes());
+        let lambda = crate::solve::node::solve_transpose(self.factor.as_ref(), s, g)?;
+        self.tangent_of_adjoint(hvp, &lambda, g_dot)
+    }
+    /// The VJP and its tangent with one adjoint solve: Λ from the VJP feeds Λ̇'s right-hand side.
+    fn backward_and_tangent(
+        &self,
+        vjp: &mut Vjp<'_, '_>,
+        hvp: &mut Hvp<'_, '_>,
+        g: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        let nodes = vjp.nodes();
+        let s = self.structure(nodes);
+        let adjoint = crate::solve::node::adjoint(
+            self.factor.as_ref(),
+            s,
+            g,
+            vjp.value(),
+            nodes[self.a].needs_grad,
+        )?;
+        self.tangent_of_adjoint(hvp, &adjoint.lambda, g_dot)?;
+        if let Some(ga) = adjoint.grad_values {
+            vjp.add(self.a, DMatrix::from_vec(ga.len(), 1, ga))?;
+        }
+        vjp.add(self.b, adjoint.lambda)
+    }
+}
+
+impl Solve {
+    /// A's pattern.
+    fn structure<'n>(&self, nodes: &'n [super::Node]) -> &'n Structure {
+        nodes[self.a]
             .sparse
             .as_ref()
-            .expect("solve's first input is sparse");
+            .expect("solve's first input is sparse")
+    }
+
+    /// The gradient tangents from Λ = A⁻ᵀḠ: Λ̇ = A⁻ᵀ(Ġ − ȦᵀΛ), B̄̇ = Λ̇, Ā̇ = −(Λ̇ Xᵀ + Λ Ẋᵀ).
+    fn tangent_of_adjoint(
+        &self,
+        hvp: &mut Hvp<'_, '_>,
+        lambda: &DMatrix<f64>,
+        g_dot: Option<&DMatrix<f64>>,
+    ) -> Result<()> {
+        let nodes = hvp.nodes();
+        let s = self.structure(nodes);
         let (ta, tx) = (hvp.tangent(self.a), hvp.own_tangent());
-        let lambda = crate::solve::node::solve_transpose(self.factor.as_ref(), s, g)?;
         let mut rhs = match g_dot {
-            Some(gd) => gd.clone(),
-            None => DMatrix::zeros(g.nrows(), g.ncols()),
+            Some(gd) => crate::pool::matrix_copy(gd),
+            None => DMatrix::zeros(lambda.nrows(), lambda.ncols()),
         };
         if let Some(ta) = ta {
-            rhs -= mul_transpose_dense(s, ta.as_slice(), &lambda);
+            rhs -= mul_transpose_dense(s, ta.as_slice(), lambda);
         }
         let lambda_dot = crate::solve::node::solve_transpose(self.factor.as_ref(), s, &rhs)?;
+        crate::pool::recycle_matrix(rhs);
         if nodes[self.a].needs_grad {
             let mut ga = DMatrix::zeros(s.nnz(), 1);
             accumulate_outer(s, &lambda_dot, hvp.value(), -1.0, ga.as_mut_slice())?;
             if let Some(tx) = tx {
-                accumulate_outer(s, &lambda, tx, -1.0, ga.as_mut_slice())?;
+                accumulate_outer(s, lambda, tx, -1.0, ga.as_mut_slice())?;
             }
             hvp.add(self.a, ga)?;
         }

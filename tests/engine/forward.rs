@@ -487,3 +487,31 @@ fn hessian_vector_matches_dense_second_order() {
         assert!(err <= 1e-10, "{name}: {err:e}");
     }
 }
+
+/// A non-finite gradient inside `hvp` is the error `backward` gives (naming the operation), and
+/// a non-scalar loss is refused the same way.
+#[test]
+fn hessian_vector_reports_what_backward_reports() {
+    let tape = Tape::new();
+    let x = tape.var(DMatrix::from_column_slice(2, 1, &[0.0, 4.0]));
+    let y = tape.var(DMatrix::from_column_slice(2, 1, &[1.0, 2.0]));
+    let loss = x.sqrt().sum() + y.sum_squares();
+    // Seeding y only: the forward tangents are finite, x's gradient is not.
+    let seeds = [(y, DMatrix::from_element(2, 1, 1.0))];
+    let from_backward = tape.backward(loss).unwrap_err();
+    let from_hvp = tape.hvp(loss, &seeds).unwrap_err();
+    assert!(
+        matches!(
+            from_hvp,
+            Error::NonFiniteOperation {
+                op: "sqrt",
+                pass: "gradient",
+                ..
+            }
+        ),
+        "{from_hvp:?}"
+    );
+    assert_eq!(format!("{from_hvp}"), format!("{from_backward}"));
+    let e = tape.hvp(x.sqrt(), &seeds).unwrap_err();
+    assert!(matches!(e, Error::NotScalar { rows: 2, cols: 1 }), "{e:?}");
+}

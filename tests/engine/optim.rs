@@ -205,3 +205,42 @@ fn newton_cg_needs_fewer_iterations_than_lbfgs() {
     eprintln!("iterations to ‖∇f‖ ≤ 1e-8: Newton-CG {newton}, L-BFGS {lbfgs}");
     assert!(newton < lbfgs, "Newton-CG {newton} vs L-BFGS {lbfgs}");
 }
+
+/// Newton-CG records the objective once per point: the Hessian operator at an evaluated point
+/// runs its products on that evaluation's tape (recordings counted = evaluations), and no
+/// product factors a matrix (factorizations counted = evaluations).
+#[test]
+fn newton_cg_records_each_point_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Counted(Fit, AtomicUsize);
+    impl Objective for Counted {
+        fn loss<'t>(&self, tape: &'t Tape, phi: Var<'t>) -> Result<Var<'t>> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.loss(tape, phi)
+        }
+    }
+    let (f, m) = fit();
+    let counted = Arc::new(Counted(f, AtomicUsize::new(0)));
+    let structure = counted.0.asm.structure().clone();
+    let before = structure.numeric_factorizations();
+    let out = minimize(
+        ArgminProblem::new(counted.clone()),
+        vec![0.3; m],
+        &Settings::new(
+            Algorithm::NewtonCg {
+                cg_iterations: u64::MAX,
+            },
+            200,
+        ),
+        None,
+    )
+    .unwrap();
+    let recordings = counted.1.load(Ordering::Relaxed);
+    assert!(out.iterations >= 2, "{out:?}");
+    assert_eq!(recordings, out.evaluations, "{out:?}");
+    assert_eq!(
+        structure.numeric_factorizations() - before,
+        recordings,
+        "{out:?}"
+    );
+}
