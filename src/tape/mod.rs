@@ -126,7 +126,6 @@ pub(crate) use linear_in_values;
 /// else) its backward pass needs, next to the `Var` method that computes its forward value and
 /// records it with [`Op::new`]. Adding an operation is one such unit; nothing else lists the
 /// operations (docs/ARCHITECTURE.md, "Add a tape op").
-
 pub(crate) trait Operation: Send + Sync {
     /// The operation's name, as errors report it.
     fn name(&self) -> &'static str;
