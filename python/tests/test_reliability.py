@@ -153,7 +153,10 @@ def test_allocation_failure_is_a_memory_error_not_an_abort():
     assert len(outcomes) == 8 and "memory" in outcomes, outcomes
 
 
-def test_jax_keeps_factorizations_only_for_pending_backward_passes():
+def test_jax_keeps_one_evaluations_factorizations():
+    """Plain solves keep nothing; a gradient keeps its factorization until the next
+    differentiated call factors (an optimization loop holds one); a pending ``jax.vjp`` keeps its
+    own; forward-mode calls keep at most ``KEEP``; ``release_memory`` drops all."""
     sparsegrad_rs.release_memory()
     A = sp.random(50, 50, density=0.1, random_state=3, format="csr") + sp.identity(50, format="csr") * 4
     A = sp.csr_matrix(A)
@@ -162,10 +165,15 @@ def test_jax_keeps_factorizations_only_for_pending_backward_passes():
     for _ in range(40):
         sgj.spsolve(data, indices, indptr, b).block_until_ready()
     assert sgj._kept_count() == 0  # 40 plain solves kept 40 factorizations (up to 32) before
-    jax.grad(lambda d: sgj.spsolve(d, indices, indptr, b).sum())(data).block_until_ready()
-    assert sgj._kept_count() == 0  # the backward pass used and dropped it
+    grad = jax.grad(lambda d: sgj.spsolve(d, indices, indptr, b).sum())
+    for i in range(10):
+        grad(data * (1.0 + 0.01 * i)).block_until_ready()
+        assert sgj._kept_count() == 1  # this gradient's; the previous one's was released
+    for i in range(40):
+        jax.jvp(lambda d: sgj.spsolve(d, indices, indptr, b), (data,), (data * (1.0 + i),))
+    assert sgj._kept_count() == sgj.KEEP
     _, pending = jax.vjp(lambda d: sgj.spsolve(d, indices, indptr, b), data)
-    assert sgj._kept_count() == 1
+    assert sgj._kept_count() == sgj.KEEP
     sparsegrad_rs.release_memory()
     assert sgj._kept_count() == 0 and _core.cached_patterns() == 0
     # A dropped factorization is made again: the cotangent is still right.

@@ -2,21 +2,32 @@
 
 A is given in CSR form (``data``, ``indices``, ``indptr``, as ``jax.experimental.sparse.linalg.
 spsolve`` takes it); b is n or n x k. The solve runs on the host (``jax.pure_callback``, CPU), so
-it works under ``jit`` and ``grad``; the reverse rule (``jax.custom_vjp``) reuses the forward's
-factorization for the transpose solve and returns the cotangent of ``data`` at the stored entries
-and of ``b``. Computation in float64 (enable ``jax_enable_x64`` for float64 results; float32
-inputs are computed in float64 and cast back; integer inputs give floating results — float64
-with ``jax_enable_x64`` — and complex inputs are a TypeError).
+it works under ``jit``, ``vmap`` and every differentiation transform. Computation in float64
+(enable ``jax_enable_x64`` for float64 results; float32 inputs are computed in float64 and cast
+back; integer inputs give floating results — float64 with ``jax_enable_x64`` — and complex inputs
+are a TypeError).
 
-Memory: a solve that is not differentiated keeps nothing. A differentiated one keeps its
-factorization on the host, under a token carried by the residuals, until its backward pass runs;
-at most ``KEEP`` factorizations and ``KEEP_BYTES`` of factor values are kept for backward passes
-that have not run yet (``jax.vjp`` without calling the returned function, say) — beyond that the
-oldest are dropped and their backward pass factors again (same result, one more factorization).
+Derivatives: ``spsolve`` is a ``jax.custom_jvp`` whose tangent rule is
+ẋ = A⁻¹(ḃ − Ȧx) through ``jax.lax.custom_linear_solve`` on the forward pass's factorization —
+a linear solve with a transpose rule (A⁻ᵀ on the same factorization), as lineax does. So
+``jax.jvp``, ``jacfwd``, ``grad``, ``jacrev``, ``hessian`` and ``vmap`` all work, to any order;
+the cotangent of ``data`` is at the stored entries only (−λ[i]·x[j], plus the mirror for
+one-triangle storage), never an n × n matrix. A call that is not differentiated runs one
+factorization and keeps nothing; a differentiated one factors once and every solve of the
+derivatives (tangent, adjoint, second-order) reuses that factorization. Under ``vmap`` the
+right-hand sides of one factorization are solved together (one multi-column solve).
+
+Memory: a differentiated call keeps its factorization on the host, under a token, while its
+derivatives may still need it. It is released when the next differentiated call factors after a
+reverse-mode (transposed) solve has used it — so an optimization loop keeps one evaluation's
+factorizations — or when more than ``KEEP`` factorizations or ``KEEP_BYTES`` (8 bytes per stored
+entry of A, a lower bound on the factor) are kept (the oldest first). A derivative whose
+factorization was released factors again (same result, one more factorization).
 ``sparsegrad_rs.release_memory()`` drops them all.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections import OrderedDict
@@ -34,7 +45,7 @@ KEEP = 32
 #: Most bytes (8 per stored entry of A and of the solution, a lower bound on the factor) kept.
 KEEP_BYTES = 1 << 30
 
-_factors: "OrderedDict[int, tuple]" = OrderedDict()
+_factors: "OrderedDict[int, list]" = OrderedDict()
 _lock = threading.Lock()
 _tokens = itertools.count(1)
 
@@ -63,26 +74,29 @@ def _solve_host(data, indices, indptr, b, method, symmetric):
     return f, f.solve(np.asarray(b, dtype=np.float64))
 
 
-def _keep(f, x):
+def _keep(f):
+    """Keeps ``f`` under a new token; evicts what a reverse pass has used and the oldest beyond
+    ``KEEP`` / ``KEEP_BYTES``."""
     token = next(_tokens)
-    size = 8 * (f.nnz + x.size)
     with _lock:
-        _factors[token] = (f, x, size)
-        total = sum(entry[2] for entry in _factors.values())
+        for t in [t for t, entry in _factors.items() if entry[2]]:
+            del _factors[t]
+        _factors[token] = [f, 8 * f.nnz, False]
+        total = sum(entry[1] for entry in _factors.values())
         while len(_factors) > KEEP or (total > KEEP_BYTES and len(_factors) > 1):
-            total -= _factors.popitem(last=False)[1][2]
+            total -= _factors.popitem(last=False)[1][1]
     return token
 
 
-def _backward_host(data, indices, indptr, b, token, g, method, symmetric):
+def _kept(token, data, indices, indptr, method, symmetric, used):
+    """The factorization kept under ``token`` (marked used by a reverse pass when ``used``), or
+    a new one of the same matrix when it was released."""
     with _lock:
-        kept = _factors.pop(int(token), None)
-    if kept is None:  # dropped (see the module docs): factor again
-        f, x = _solve_host(data, indices, indptr, b, method, symmetric)
-    else:
-        f, x, _ = kept
-    lam = f.solve_transpose(np.asarray(g, dtype=np.float64))
-    return f.grad_values(lam, x), lam
+        entry = _factors.get(int(token))
+        if entry is not None:
+            entry[2] = entry[2] or used
+            return entry[0]
+    return _factorize(data, indices, indptr, method, symmetric)
 
 
 # The exception a host function raised last, by thread: JAX reports a failed callback as a
@@ -94,15 +108,60 @@ def _recording(fn):
     def run(*args):
         _raised.error = None
         try:
-            return fn(*args)
+            # NumPy views of JAX's host buffers (indexing a jax.Array would dispatch JAX ops).
+            return fn(*(np.asarray(a) for a in args))
         except Exception as e:
             _raised.error = e
             raise
     return run
 
 
-def _callback(fn, shapes, *args):
-    return jax.pure_callback(_recording(fn), shapes, *args, vmap_method="sequential")
+def _callback(fn, shapes, *args, vmap_method="sequential"):
+    return jax.pure_callback(_recording(fn), shapes, *args, vmap_method=vmap_method)
+
+
+def _batch_shape(args, core_ndims):
+    """The leading (vmapped) shape of host arguments under ``vmap_method="expand_dims"``: every
+    argument has the same number of leading axes, of size 1 where it is not batched."""
+    lead = args[0].ndim - core_ndims[0]
+    return np.broadcast_shapes(*(a.shape[:lead] for a in args)), lead
+
+
+def _factor_keep_host(method, symmetric):
+    def run(d, i, p):
+        shape, lead = _batch_shape((d, i, p), (1, 1, 1))
+        tokens = np.empty(shape, dtype=np.int64)
+        full = [np.broadcast_to(a, shape + a.shape[lead:]) for a in (d, i, p)]
+        for k in np.ndindex(shape):
+            tokens[k] = _keep(_factorize(full[0][k], full[1][k], full[2][k], method, symmetric))
+        return tokens.astype(_token_dtype())
+    return run
+
+
+def _kept_solve_host(method, symmetric, transpose, rhs_ndim):
+    """Solves with the factorization under a token. Batched (``vmap``) right-hand sides of one
+    factorization are solved together as the columns of one matrix."""
+    def run(t, d, i, p, r):
+        shape, lead = _batch_shape((t, d, i, p, r), (0, 1, 1, 1, rhs_ndim))
+        one = all(int(np.prod(a.shape[:lead])) == 1 for a in (t, d, i, p))
+        if one:
+            f = _kept(t.reshape(-1)[0], d.reshape(-1, d.shape[-1])[0],
+                      i.reshape(-1, i.shape[-1])[0], p.reshape(-1, p.shape[-1])[0],
+                      method, symmetric, transpose)
+            n = f.n
+            cols = np.moveaxis(np.asarray(r, dtype=np.float64).reshape((-1,) + r.shape[lead:]),
+                               1, 0).reshape(n, -1)
+            y = f.solve_transpose(cols) if transpose else f.solve(cols)
+            y = np.moveaxis(y.reshape((n, -1) + r.shape[lead + 1:]), 0, 1)
+            return np.broadcast_to(y.reshape(r.shape), shape + r.shape[lead:]).astype(r.dtype)
+        out = np.empty(shape + r.shape[lead:], dtype=r.dtype)
+        full = [np.broadcast_to(a, shape + a.shape[lead:]) for a in (t, d, i, p, r)]
+        for k in np.ndindex(shape):
+            f = _kept(full[0][k], full[1][k], full[2][k], full[3][k], method, symmetric, transpose)
+            rk = np.asarray(full[4][k], dtype=np.float64)
+            out[k] = f.solve_transpose(rk) if transpose else f.solve(rk)
+        return out
+    return run
 
 
 def _check_shapes(data, indices, indptr, b):
@@ -132,9 +191,88 @@ def _floating(x, name):
     return x
 
 
+def _matvec(data, indices, indptr, symmetric):
+    """v ↦ A v for A's entries as given (duplicates summed; for ``symmetric=True`` with one
+    triangle stored, the other one mirrored — the storage the host decides), in JAX operations:
+    linear in v and in ``data``, so differentiating it gives Ȧx and the cotangent of ``data`` at
+    the stored entries."""
+    n = indptr.shape[0] - 1
+    nnz = indices.shape[0]
+    rows = jnp.repeat(jnp.arange(n, dtype=indices.dtype), jnp.diff(indptr),
+                      total_repeat_length=nnz)
+    cols = indices
+    if symmetric is True:
+        one_triangle = ~(jnp.any(rows > cols) & jnp.any(rows < cols))
+        mirror = one_triangle & (rows != cols)
+    else:
+        mirror = None
+
+    def apply(d, v):
+        w = d if v.ndim == 1 else d[:, None]
+        y = jnp.zeros(v.shape, v.dtype).at[rows].add(w * v[cols])
+        if mirror is not None:
+            m = jnp.where(mirror, d, 0.0)
+            y = y.at[cols].add((m if v.ndim == 1 else m[:, None]) * v[rows])
+        return y
+    return apply
+
+
+@functools.partial(jax.jit, static_argnames=("method", "symmetric"))
+def _solve_differentiable(data, indices, indptr, b, d_dot, b_dot, method, symmetric):
+    """(x, ẋ) with one kept factorization: x and ẋ = A⁻¹(ḃ − Ȧx) by ``custom_linear_solve``,
+    whose solves (and their transposes, in reverse mode) run on that factorization."""
+    # The host sees values, never tracers of a derivative: the factorization is a constant of
+    # the derivative rules (their dependence on data is in `matvec`).
+    fixed = jax.lax.stop_gradient(data)
+    token = _callback(_factor_keep_host(method, symmetric),
+                      jax.ShapeDtypeStruct((), _token_dtype()), fixed, indices, indptr,
+                      vmap_method="expand_dims")
+    matvec = _matvec(data, indices, indptr, symmetric)
+
+    def solver(transpose):
+        host = _kept_solve_host(method, symmetric, transpose, b.ndim)
+
+        def run(_matvec, r):
+            return _callback(host, jax.ShapeDtypeStruct(r.shape, r.dtype), token, fixed, indices,
+                             indptr, r, vmap_method="expand_dims")
+        return run
+
+    def linear(d, bb):
+        return jax.lax.custom_linear_solve(lambda v: matvec(d, v), bb, solver(False),
+                                           solver(True))
+
+    return jax.jvp(linear, (data, b), (d_dot, b_dot))
+
+
+def _forward_host(method, symmetric):
+    def run(d, i, p, bb):
+        _, x = _solve_host(d, i, p, bb, method, symmetric)
+        return x.astype(bb.dtype)
+    return run
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5))
+def _run(data, indices, indptr, b, method, symmetric):
+    """The solve: one factorization on the host, nothing kept (the value of a call that is not
+    differentiated)."""
+    return _callback(_forward_host(method, symmetric), jax.ShapeDtypeStruct(b.shape, b.dtype),
+                     data, indices, indptr, b)
+
+
+@_run.defjvp
+def _run_jvp(method, symmetric, primals, tangents):
+    data, indices, indptr, b = primals
+    d_dot, _, _, b_dot = tangents
+    return _solve_differentiable(data, indices, indptr, b, d_dot, b_dot, method, symmetric)
+
+
+_spsolve = jax.jit(_run, static_argnames=("method", "symmetric"))
+
+
 def spsolve(data, indices, indptr, b, method="auto", symmetric=None):
     """x = A⁻¹b for A in CSR form (``data``, ``indices``, ``indptr``; n = len(indptr) − 1) and
-    b of shape (n,) or (n, k); differentiable in ``data`` and ``b``.
+    b of shape (n,) or (n, k); differentiable in ``data`` and ``b`` in forward and reverse mode,
+    to any order (see the module docs).
 
     Shape errors are ``ValueError`` when the call is traced (also under ``jit``). A failure on the
     host (``SolveError`` for a singular or not positive definite matrix, ``ValueError`` for a bad
@@ -153,42 +291,10 @@ def spsolve(data, indices, indptr, b, method="auto", symmetric=None):
         out = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     data, b = data.astype(out), b.astype(out)
 
-    def forward(d, i, p, bb):
-        _, x = _solve_host(d, i, p, bb, method, symmetric)
-        return x.astype(bb.dtype)
-
-    def forward_keep(d, i, p, bb):
-        f, x = _solve_host(d, i, p, bb, method, symmetric)
-        return x.astype(bb.dtype), np.asarray(_keep(f, x), dtype=_token_dtype())
-
-    def backward(d, i, p, bb, t, gg):
-        gd, lam = _backward_host(d, i, p, bb, t, gg, method, symmetric)
-        return gd.astype(d.dtype), lam.astype(bb.dtype)
-
-    @jax.custom_vjp
-    def run(data, indices, indptr, b):
-        return _callback(forward, jax.ShapeDtypeStruct(b.shape, b.dtype), data, indices, indptr, b)
-
-    def fwd(data, indices, indptr, b):
-        x, token = _callback(
-            forward_keep,
-            (jax.ShapeDtypeStruct(b.shape, b.dtype), jax.ShapeDtypeStruct((), _token_dtype())),
-            data, indices, indptr, b)
-        return x, (data, indices, indptr, b, token)
-
-    def bwd(res, g):
-        data_, indices_, indptr_, b_, token = res
-        gd, gb = _callback(
-            backward,
-            (jax.ShapeDtypeStruct(data_.shape, data_.dtype), jax.ShapeDtypeStruct(b_.shape, b_.dtype)),
-            data_, indices_, indptr_, b_, token, g)
-        return gd, None, None, gb
-
-    run.defvjp(fwd, bwd)
     indices, indptr = jnp.asarray(indices), jnp.asarray(indptr)
     _check_shapes(data, indices, indptr, b)
     try:
-        return run(data, indices, indptr, b)
+        return _spsolve(data, indices, indptr, b, method, symmetric)
     except jax.errors.JaxRuntimeError:
         # An eager call: raise what the host raised (SolveError, ValueError, ...), not JAX's
         # wrapper. Under an outer jit the wrapper's text ends with the same message.
