@@ -106,24 +106,47 @@ def test_integer_inputs_are_promoted_and_complex_inputs_refused():
         sgj.spsolve(data.astype(jnp.complex128), indices, indptr, jnp.ones(2))
 
 
-def test_torch_double_backward_refuses():
-    # create_graph=True silently dropped the solve's term of a Hessian-vector product.
+def test_torch_double_backward_is_exact_or_refused():
+    # create_graph=True once silently dropped the solve's term of a Hessian-vector product; now
+    # the backward is differentiable (H·v equals dense torch's) and the one first-order-only
+    # path (batched values) refuses.
     w = torch.tensor([2.0, 3.0], dtype=torch.float64, requires_grad=True)
     idx = torch.tensor([[0, 1, 0, 1], [0, 1, 1, 0]])
+    one = torch.ones(2, dtype=torch.float64)
+
+    def entries(w):
+        return torch.stack([1 + w[0], 1 + w[0] + w[1], -w[0], -w[0]])
 
     def loss(w):
-        vals = torch.stack([1 + w[0], 1 + w[0] + w[1], -w[0], -w[0]])
-        return sgt.solve(torch.sparse_coo_tensor(idx, vals, (2, 2)), torch.ones(2, dtype=torch.float64)).sum() + (w ** 2).sum()
+        return sgt.solve(torch.sparse_coo_tensor(idx, entries(w), (2, 2)), one).sum() + (w ** 2).sum()
 
-    with pytest.raises(RuntimeError, match="not differentiable"):
-        torch.autograd.grad(loss(w), w, create_graph=True)
-    with pytest.raises(RuntimeError, match="not differentiable"):
-        torch.autograd.functional.hvp(loss, w.detach(), torch.ones(2, dtype=torch.float64))
-    # First order still works and matches dense.
-    (g,) = torch.autograd.grad(loss(w), w)
+    def dense(w):
+        D = torch.stack([torch.stack([1 + w[0], -w[0]]), torch.stack([-w[0], 1 + w[0] + w[1]])])
+        return torch.linalg.solve(D, one).sum() + (w ** 2).sum()
+
+    def loss_coo(w):
+        return sgt.solve_coo(idx, entries(w), one, 2).sum() + (w ** 2).sum()
+
+    v = torch.tensor([0.3, -1.1], dtype=torch.float64)
+    _, hv = torch.autograd.functional.hvp(loss_coo, w.detach(), v)
+    _, hv_dense = torch.autograd.functional.hvp(dense, w.detach(), v)
+    assert torch.allclose(hv, hv_dense, rtol=1e-12, atol=1e-14)
+    # Through torch.sparse_coo_tensor(values) PyTorch drops the second-order terms: refused.
+    for make in (lambda: torch.sparse_coo_tensor(idx, entries(w), (2, 2)),
+                 lambda: torch.sparse_coo_tensor(idx, entries(w), (2, 2)).coalesce().to_sparse_csr()):
+        with pytest.raises(RuntimeError, match="first order only"):
+            torch.autograd.grad(sgt.solve(make(), one).sum(), w, create_graph=True)
+        with pytest.raises(RuntimeError, match="first order only"):
+            torch.autograd.grad(sgt.factorize(make()).solve(one).sum(), w, create_graph=True)
+        (g1,) = torch.autograd.grad(sgt.solve(make(), one).sum(), w)   # first order: fine
+        assert torch.allclose(g1, torch.autograd.grad(loss_coo(w) - (w ** 2).sum(), w)[0],
+                              atol=1e-14)
+    batched = lambda w: sgt.solve_coo(idx, torch.stack([entries(w), entries(w)]), one, 2).sum()
+    with pytest.raises(RuntimeError, match="first order only"):
+        torch.autograd.grad(batched(w), w, create_graph=True)
+    (g,) = torch.autograd.grad(batched(w), w)
     w2 = w.detach().clone().requires_grad_(True)
-    D = torch.stack([torch.stack([1 + w2[0], -w2[0]]), torch.stack([-w2[0], 1 + w2[0] + w2[1]])])
-    (torch.linalg.solve(D, torch.ones(2, dtype=torch.float64)).sum() + (w2 ** 2).sum()).backward()
+    (2 * (dense(w2) - (w2 ** 2).sum())).backward()
     assert torch.allclose(g, w2.grad, atol=1e-14)
 
 

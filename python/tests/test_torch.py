@@ -289,3 +289,143 @@ def test_torch_compile_fullgraph(rng, backend):
         torch._dynamo.reset()
         torch.compile(lambda v, bb: sgt.solve_coo(idx, v, bb, n).sum(), fullgraph=True,
                       backend="aot_eager")(vals, torch.ones(5, dtype=torch.float64))
+
+
+# --- forward mode and second order ---------------------------------------------------------------
+
+
+def _second_order_cases(rng):
+    """(name, indices, values, symmetric, dense(values)) for an SPD matrix (both triangles), a
+    general one, and an SPD one given by its lower triangle with symmetric=True (mirrored)."""
+    spd, gen = spd_matrix(7, rng), general_matrix(7, rng)
+    out = []
+    for name, A, symmetric in (("spd", spd, None), ("general", gen, None),
+                               ("lower triangle", sp.tril(spd), True)):
+        idx, vals = coo_parts(sp.csr_matrix(A))
+        mirror = symmetric is True
+
+        def dense(v, idx=idx, mirror=mirror):
+            M = torch.zeros(7, 7, dtype=v.dtype).index_put((idx[0], idx[1]), v, accumulate=True)
+            return M + M.T - torch.diag(torch.diag(M)) if mirror else M
+        out.append((name, idx, vals, symmetric, dense))
+    return out
+
+
+def test_gradgradcheck_solve_coo_and_sparse_tensors(rng):
+    """gradgradcheck (second derivatives of the backward pass against differences) in the values
+    and B of solve_coo, one and three right-hand sides; second order in a leaf COO tensor A through
+    solve and the kept Factorization's transposed solve against dense torch; a leaf CSR A (whose
+    values backward in PyTorch is first order) refused in create_graph mode."""
+    for name, idx, vals, symmetric, _ in _second_order_cases(rng):
+        v = vals.clone().requires_grad_(True)
+        for b in (torch.randn(7, dtype=torch.float64), torch.randn(7, 3, dtype=torch.float64)):
+            b = b.requires_grad_(True)
+            f = lambda v, b: sgt.solve_coo(idx, v, b, 7, symmetric=symmetric)
+            assert torch.autograd.gradgradcheck(f, (v, b), eps=1e-6, atol=1e-6), name
+        # A sparse tensor that is itself the leaf: second order in A through solve and the kept
+        # Factorization's transposed solve, against dense torch's H·u at the stored entries.
+        rhs = b.detach()
+        for layout in ("coo", "csr"):
+            A = torch.sparse_coo_tensor(idx, vals, (7, 7)).coalesce()
+            rows, cols = A.indices()
+            if layout == "csr":
+                A = A.to_sparse_csr()
+            A = A.detach().requires_grad_(True)
+            stored = A.detach().values()
+
+            def dense_of(v, transpose):
+                M = torch.zeros(7, 7, dtype=v.dtype).index_put((rows, cols), v)
+                if symmetric:
+                    M = M + M.T - torch.diag(torch.diag(M))
+                return M.T if transpose else M
+
+            u = torch.randn(stored.shape, dtype=torch.float64)
+            for transpose in (False, True):
+                def solver(A, transpose=transpose):
+                    if transpose:
+                        return sgt.factorize(A, symmetric=symmetric).solve_transpose(rhs)
+                    return sgt.solve(A, rhs, symmetric=symmetric)
+                if layout == "csr":   # PyTorch's CSR values backward is first order only
+                    with pytest.raises(RuntimeError, match="first order only"):
+                        torch.autograd.grad(torch.sin(solver(A)).sum(), A, create_graph=True)
+                    continue
+                (g,) = torch.autograd.grad(torch.sin(solver(A)).sum(), A, create_graph=True)
+                (h,) = torch.autograd.grad((g.values() * u).sum(), A)
+                ref = lambda v, transpose=transpose: torch.sin(
+                    torch.linalg.solve(dense_of(v, transpose), rhs)).sum()
+                want = torch.autograd.functional.hvp(ref, stored, u)[1]
+                err = torch.max(torch.abs(h.values() - want)) / torch.max(torch.abs(want))
+                assert err <= 1e-10, f"{name} {layout} transpose={transpose}: {err:.2e}"
+
+
+def test_hvp_hessian_and_forward_mode_match_dense_torch(rng):
+    """torch.autograd.functional.hvp and hessian, torch.func.jvp / grad / jacrev / jacfwd and
+    vmap over right-hand sides and over values, forward-mode dual numbers: against the same
+    functions of dense torch.linalg.solve, ≤ 1e-10 relative."""
+    import torch.autograd.forward_ad as fwAD
+
+    for name, idx, vals, symmetric, dense in _second_order_cases(rng):
+        B = torch.randn(7, 2, dtype=torch.float64)
+
+        def ours(v, b=B):
+            x = sgt.solve_coo(idx, v, b, 7, symmetric=symmetric)
+            return torch.sin(x).sum() + 0.5 * (x ** 2).sum()
+
+        def ref(v, b=B):
+            x = torch.linalg.solve(dense(v), b)
+            return torch.sin(x).sum() + 0.5 * (x ** 2).sum()
+
+        def close(got, want, what):
+            err = (torch.max(torch.abs(got - want)) / torch.max(torch.abs(want))).item()
+            assert err <= 1e-10, f"{name}: {what} off by {err:.2e}"
+
+        u = torch.randn(vals.shape, dtype=torch.float64)
+        xs = lambda v: sgt.solve_coo(idx, v, B, 7, symmetric=symmetric)
+        xr = lambda v: torch.linalg.solve(dense(v), B)
+        close(torch.autograd.functional.hvp(ours, vals, u)[1],
+              torch.autograd.functional.hvp(ref, vals, u)[1], "hvp")
+        close(torch.autograd.functional.hessian(ours, vals),
+              torch.autograd.functional.hessian(ref, vals), "hessian")
+        close(torch.func.jvp(xs, (vals,), (u,))[1], torch.func.jvp(xr, (vals,), (u,))[1], "jvp")
+        close(torch.func.grad(ours)(vals), torch.func.grad(ref)(vals), "func.grad")
+        close(torch.func.jacrev(xs)(vals), torch.func.jacrev(xr)(vals), "jacrev")
+        close(torch.func.jacfwd(xs)(vals), torch.func.jacrev(xr)(vals), "jacfwd")
+        # Reverse over reverse (torch.func's jvp over grad stops at an internal assert of
+        # PyTorch's functorch for custom Functions; the double backward above covers H·v).
+        close(torch.func.jacrev(torch.func.jacrev(ours))(vals),
+              torch.autograd.functional.hessian(ref, vals), "jacrev(jacrev)")
+        bs = torch.randn(4, 7, 2, dtype=torch.float64)
+        close(torch.func.vmap(torch.func.grad(ours), in_dims=(None, 0))(vals, bs),
+              torch.func.vmap(torch.func.grad(ref), in_dims=(None, 0))(vals, bs), "vmap over B")
+        vb = torch.stack([vals * (1 + 0.1 * k) for k in range(3)])
+        close(torch.func.vmap(torch.func.grad(ours))(vb), torch.func.vmap(torch.func.grad(ref))(vb),
+              "vmap over values")
+        with fwAD.dual_level():
+            x = fwAD.unpack_dual(xs(fwAD.make_dual(vals, u))).tangent
+        close(x, torch.func.jvp(xr, (vals,), (u,))[1], "forward_ad")
+
+
+def test_derivatives_reuse_one_factorization(rng):
+    """A gradient, a Hessian-vector product (double backward), a forward-mode JVP and a full
+    Hessian each run one numeric factorization (counted on the cached pattern)."""
+    from sparsegrad_rs import _core
+
+    A = general_matrix(12, rng).tocsr()
+    A.sort_indices()
+    idx, vals = coo_parts(A)
+    rows, cols = idx[0].numpy().copy(), idx[1].numpy().copy()
+    b = torch.randn(12, dtype=torch.float64)
+    loss = lambda v: (sgt.solve_coo(idx, v, b, 12) ** 2).sum()
+    loss(vals)  # the pattern is cached from here on
+
+    def factorizations():
+        return _core.analyses_of(12, rows, cols, False)[1]
+
+    u = torch.randn(vals.shape, dtype=torch.float64)
+    for name, run in (("grad", lambda: torch.func.grad(loss)(vals)),
+                      ("hvp", lambda: torch.autograd.functional.hvp(loss, vals, u)),
+                      ("jvp", lambda: torch.func.jvp(loss, (vals,), (u,))),
+                      ("hessian", lambda: torch.autograd.functional.hessian(loss, vals))):
+        before = factorizations()
+        run()
+        assert factorizations() - before == 1, name

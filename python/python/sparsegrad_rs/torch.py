@@ -2,11 +2,20 @@
 
 A is a sparse COO or CSR tensor (n x n) whose values may require grad; B is dense (n or n x k).
 The forward factorization (Cholesky for a symmetric A, LU otherwise — see
-:func:`sparsegrad_rs.factorize`) is kept for the backward pass: one factorization per call, the adjoint
-is a transpose solve on it, and dL/dA is returned at A's stored entries only, in A's own layout
-(sparse COO with A's indices, or CSR with A's crow/col indices). Non-symmetric matrices get the
-true Aᵀ adjoint. Computation is in float64; float32 inputs are computed in float64 and the results
-cast back to float32. CPU tensors only (others are moved to the CPU and results moved back).
+:func:`sparsegrad_rs.factorize`) is kept for every derivative: one factorization per call, the
+adjoint is a transpose solve on it, and dL/dA is returned at A's stored entries only, in A's own
+layout (sparse COO with A's indices, or CSR with A's crow/col indices). Non-symmetric matrices get
+the true Aᵀ adjoint. Computation is in float64; float32 inputs are computed in float64 and the
+results cast back to float32. CPU tensors only (others are moved to the CPU and results moved
+back).
+
+Derivatives of every order: the backward pass is itself differentiable (``create_graph=True``,
+double backward, ``torch.autograd.functional.hvp`` / ``hessian``, ``gradgradcheck``) and the solve
+has a forward-mode rule (``torch.autograd.forward_ad``, ``torch.func.jvp``), Ẋ = A⁻¹(Ḃ − ȦX);
+``torch.func.grad`` / ``jacrev`` / ``jacfwd`` / ``vmap`` work too (right-hand sides vmapped over
+one matrix are solved together as one multi-column solve). Each of those solves reuses the
+forward factorization. (The batched-values ``solve_coo`` and the ``torch.compile`` path are first
+order.)
 
 A drop-in for the seed's ``SparseSolver.apply(A_sparse, b)``::
 
@@ -22,8 +31,7 @@ import torch
 from . import Factorization as _HostFactorization
 from . import _check_integral, _core, _rows_of_indptr
 
-__all__ = ["solve", "solve_coo", "factorize", "Factorization", "SparseSolve", "CooSolve",
-           "BatchCooSolve"]
+__all__ = ["solve", "solve_coo", "factorize", "Factorization", "BatchCooSolve"]
 
 
 def _real_tensor(t, name):
@@ -36,18 +44,22 @@ def _real_tensor(t, name):
 
 
 def _no_second_order():
-    """The solve's backward is not itself differentiable (yet): with ``create_graph=True`` its
-    result would silently miss the solve's second-order term, so refuse."""
+    """The batched-values solve's backward is not itself differentiable: with
+    ``create_graph=True`` its result would silently miss the solve's term, so refuse."""
     if torch.is_grad_enabled():
         raise RuntimeError(
-            "sparsegrad_rs.torch: the sparse solve's backward is not differentiable (no second order "
-            "through the solve yet): create_graph=True, double backward and Hessian-vector "
-            "products would silently miss the solve's term. Compute first-order gradients "
-            "without create_graph.")
+            "sparsegrad_rs.torch: the backward pass of solve_coo with batched values (batch, nnz) "
+            "is first order only: create_graph=True, double backward and Hessian-vector "
+            "products would silently miss the solve's term. Solve each batch element with "
+            "values (nnz,) for second order (torch.func.vmap over solve_coo works), or compute "
+            "first-order gradients without create_graph.")
 
 
 def _entries(A):
-    """(n, rows, cols, values tensor, rebuild) of a sparse COO or CSR tensor, in its entry order."""
+    """(n, rows, cols, values) of a sparse COO or CSR tensor: ``values`` is differentiable into A
+    (autograd returns A's gradient in A's layout, at its stored entries). An uncoalesced COO
+    tensor is coalesced first (duplicates summed; its gradient is then coalesced too: one value
+    per distinct entry, which every duplicate shares)."""
     if A.dim() != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"A must be a square matrix, got shape {tuple(A.shape)}")
     n = A.shape[0]
@@ -55,31 +67,15 @@ def _entries(A):
         raise TypeError(f"A has complex values (dtype {A.dtype}); sparsegrad solves real systems "
                         "only")
     if A.layout == torch.sparse_coo:
-        idx = A._indices().detach().cpu()
-        vals = A._values()
-        rows, cols = idx[0].numpy().astype(np.int64), idx[1].numpy().astype(np.int64)
-
-        # Autograd coalesces a COO gradient before handing each input value its entry, so the
-        # gradient is returned coalesced: one value per distinct (row, col) — every duplicate of
-        # an entry has the same derivative, which a sum over duplicates would multiply.
-        if A.is_coalesced():
-            def rebuild(g):
-                return torch.sparse_coo_tensor(A._indices(), g, A.shape, is_coalesced=True)
-        else:
-            key = rows * n + cols
-            uniq, first = np.unique(key, return_index=True)
-
-            def rebuild(g):
-                ind = torch.from_numpy(np.vstack([uniq // n, uniq % n])).to(A.device)
-                return torch.sparse_coo_tensor(ind, g[torch.from_numpy(first)], A.shape,
-                                               is_coalesced=True)
-
-        return n, rows, cols, vals, rebuild
+        if not A.is_coalesced():
+            A = A.coalesce()
+        idx = _index_array(A.indices())
+        rows, cols = idx[0].astype(np.int64), idx[1].astype(np.int64)
+        return n, rows, cols, A.values()
     if A.layout == torch.sparse_csr:
-        crow, col = A.crow_indices().detach().cpu(), A.col_indices().detach().cpu()
-        vals = A.values()
-        rows = _rows_of_indptr(crow.numpy(), col.shape[0], "crow_indices")
-        cols = col.numpy().astype(np.int64)
+        crow, col = _index_array(A.crow_indices()), _index_array(A.col_indices())
+        rows = _rows_of_indptr(crow, col.shape[0], "crow_indices")
+        cols = col.astype(np.int64)
         # torch's CSR invariant: autograd maps a CSR gradient back to the values assuming it, so
         # unsorted or repeated columns would receive each other's gradients. Refuse them.
         same_row = rows[1:] == rows[:-1]
@@ -90,83 +86,205 @@ def _entries(A):
                 f"A's CSR column indices must be sorted and distinct within each row (torch's CSR "
                 f"invariant): row {rows[e]} has column {cols[e]} after {cols[e - 1]} (entry {e}); "
                 "sort them first (scipy: A.sort_indices(), or pass a COO tensor)")
-
-        def rebuild(g):
-            return torch.sparse_csr_tensor(A.crow_indices(), A.col_indices(), g, A.shape)
-
-        return n, rows, cols, vals, rebuild
+        return n, rows, cols, A.values()
     raise TypeError(f"A must be a sparse COO or CSR tensor, got layout {A.layout}")
 
 
-class SparseSolve(torch.autograd.Function):
-    """X = A⁻¹B with the factorization kept for the backward pass."""
+def _first_order_upstream(values):
+    """Whether PyTorch's own backward between A and its stored values (``A.values()``) is first
+    order only, so that it would silently drop second-order terms: true unless A is a coalesced
+    COO leaf (checked: its values' backward is differentiable again). A CSR tensor's values
+    backward, the sparse constructors from a dense values tensor and coalescing are first order
+    only in PyTorch; the solve refuses second order through them."""
+    fn = values.grad_fn
+    if fn is None:
+        return False
+    nxt = [type(f).__name__ for f, _ in fn.next_functions if f is not None]
+    if type(fn).__name__ != "ValuesBackward0" or nxt != ["AccumulateGrad"]:
+        return True
+    saved = getattr(fn, "_saved_self", None)
+    leaf_coo = saved is not None and saved.layout == torch.sparse_coo
+    return not leaf_coo
+
+
+def _is_wrapped(t):
+    """Whether ``t`` is a torch.func wrapper (grad / vmap level), which has no host data."""
+    check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return bool(check(t)) if check is not None else False
+
+
+def _host(t):
+    """A dense tensor as a float64 NumPy array on the host."""
+    return t.detach().cpu().to(torch.float64).numpy()
+
+
+def _index_array(t):
+    """An index tensor (A's coordinates: data, never differentiated) as a NumPy array, also
+    inside a torch.func transform (which lifts every tensor it sees into a wrapper without host
+    data)."""
+    disable = getattr(torch._C, "_DisableFuncTorch", None)
+    if disable is None:
+        return t.detach().cpu().numpy()
+    with disable():
+        return t.detach().cpu().numpy()
+
+
+class _Pattern:
+    """A's entry coordinates and the factorization request, for the solves of one matrix: NumPy
+    copies for the host, torch copies for the derivative rules, and which entries stand for a
+    mirrored pair (``symmetric=True`` with one triangle stored — the storage the host decides)."""
+
+    def __init__(self, n, rows, cols, method, symmetric):
+        self.n, self.method, self.symmetric = n, method, symmetric
+        self.rows_np = np.ascontiguousarray(rows, dtype=np.int64)
+        self.cols_np = np.ascontiguousarray(cols, dtype=np.int64)
+        self.rows, self.cols = torch.from_numpy(self.rows_np), torch.from_numpy(self.cols_np)
+        # Set by `solve` / `Factorization` for a sparse A built from differentiable values.
+        self.first_order_upstream = False
+        r, c = self.rows_np, self.cols_np
+        one_triangle = not (np.any(r > c) and np.any(r < c))
+        self.mirror = (torch.from_numpy(r != c) if symmetric is True and one_triangle else None)
+
+    def factor(self, values):
+        """The host factorization of A with these values (a plain tensor)."""
+        data = np.ascontiguousarray(_host(values))
+        core = _core.factorize(self.n, self.rows_np, self.cols_np, data, method=self.method,
+                               symmetric=self.symmetric)
+        return _HostFactorization(core, data.size)
+
+    def times(self, dv, X, transpose):
+        """Ȧ X (or Ȧᵀ X) for values ``dv`` at A's entries, in torch operations."""
+        rows, cols = (self.cols, self.rows) if transpose else (self.rows, self.cols)
+        w = dv if X.dim() == 1 else dv[:, None]
+        out = torch.zeros_like(X).index_add(0, rows, w * X[cols])
+        if self.mirror is not None:
+            m = torch.where(self.mirror, dv, torch.zeros_like(dv))
+            out = out.index_add(0, cols, (m if X.dim() == 1 else m[:, None]) * X[rows])
+        return out
+
+    def outer(self, left, right):
+        """−Σ_c left[i, c]·right[j, c] at each entry (i, j) (plus the mirror for one-triangle
+        storage): the gradient of ⟨left, A right⟩·(−1) with respect to A's values, in torch
+        operations (so itself differentiable)."""
+        prod = left[self.rows] * right[self.cols]
+        g = -(prod if prod.dim() == 1 else prod.sum(dim=-1))
+        if self.mirror is not None:
+            mirrored = left[self.cols] * right[self.rows]
+            mirrored = mirrored if mirrored.dim() == 1 else mirrored.sum(dim=-1)
+            g = g - torch.where(self.mirror, mirrored, torch.zeros_like(mirrored))
+        return g
+
+
+class _Kept:
+    """The factorization of A at one values tensor, made when first needed and kept for every
+    solve and derivative of that matrix. A solve with other values (changed in place, or another
+    element of a vmapped batch) factors those values instead — the factorization always matches
+    the values a solve is given."""
+
+    def __init__(self, pattern, host=None, values=None):
+        self.pattern, self.host = pattern, host
+        self.values = None if values is None else values.detach().clone()
+
+    def get(self, values):
+        if self.host is None or not (self.values.shape == values.shape
+                                     and torch.equal(self.values, values.detach())):
+            self.host = self.pattern.factor(values)
+            self.values = values.detach().clone()
+        return self.host
+
+
+class _Solve(torch.autograd.Function):
+    """X = A⁻¹B (``transpose``: A⁻ᵀB) for A given by its values at ``pattern``'s entries, on the
+    factorization ``kept``. Its backward pass, forward-mode rule and vmap rule are written with
+    this same function and torch operations, so they are differentiable again."""
 
     @staticmethod
-    def forward(ctx, A, B, method="auto", symmetric=None):
-        n, rows, cols, vals, rebuild = _entries(A)
-        if B.layout != torch.strided:
-            raise TypeError("B must be a dense tensor")
-        B = _real_tensor(B, "B")
-        vals = _real_tensor(vals, "A")
-        if B.dim() not in (1, 2) or B.shape[0] != n:
-            raise ValueError(f"B must be ({n},) or ({n}, k), got {tuple(B.shape)}")
-        data = np.ascontiguousarray(vals.detach().cpu().to(torch.float64).numpy())
-        core = _core.factorize(n, rows, cols, data, method=method, symmetric=symmetric)
-        f = _HostFactorization(core, data.size)
-        b = B.detach().cpu().to(torch.float64).numpy()
-        x = f.solve(b)
-        ctx.factorization, ctx.x, ctx.rebuild = f, x, rebuild
-        ctx.a_dtype, ctx.b_dtype, ctx.b_device = vals.dtype, B.dtype, B.device
-        out_dtype = torch.promote_types(vals.dtype, B.dtype)
-        return torch.from_numpy(np.ascontiguousarray(x)).to(dtype=out_dtype, device=B.device)
-
-    @staticmethod
-    def backward(ctx, grad_x):
-        _no_second_order()
-        f, x = ctx.factorization, ctx.x
-        g = grad_x.detach().cpu().to(torch.float64).numpy()
-        lam = f.solve_transpose(g)
-        grad_a = grad_b = None
-        if ctx.needs_input_grad[0]:
-            gv = torch.from_numpy(f.grad_values(lam, x)).to(ctx.a_dtype)
-            grad_a = ctx.rebuild(gv)
-        if ctx.needs_input_grad[1]:
-            grad_b = torch.from_numpy(np.ascontiguousarray(lam)).to(dtype=ctx.b_dtype, device=ctx.b_device)
-        return grad_a, grad_b, None, None
-
-
-class CooSolve(torch.autograd.Function):
-    """X = A⁻¹B for A given by COO coordinates and a values tensor (duplicates summed)."""
-
-    @staticmethod
-    def forward(ctx, values, B, rows, cols, n, method="auto", symmetric=None):
-        values, B = _real_tensor(values, "values"), _real_tensor(B, "B")
-        if B.dim() not in (1, 2) or B.shape[0] != n:
-            raise ValueError(f"B must be ({n},) or ({n}, k), got {tuple(B.shape)}")
-        if values.dim() != 1 or values.shape[0] != rows.shape[0]:
-            raise ValueError(f"values must be 1-D with one value per coordinate ({rows.shape[0]}), "
-                             f"got shape {tuple(values.shape)}")
-        data = np.ascontiguousarray(values.detach().cpu().to(torch.float64).numpy())
-        f = _HostFactorization(_core.factorize(n, rows, cols, data, method=method, symmetric=symmetric),
-                          data.size)
-        x = f.solve(B.detach().cpu().to(torch.float64).numpy())
-        ctx.factorization, ctx.x = f, x
-        ctx.v_dtype, ctx.b_dtype, ctx.b_device = values.dtype, B.dtype, B.device
+    def forward(values, B, pattern, kept, transpose):
+        f = kept.get(values)
+        b = _host(B)
+        x = f.solve_transpose(b) if transpose else f.solve(b)
         return torch.from_numpy(np.ascontiguousarray(x)).to(
             dtype=torch.promote_types(values.dtype, B.dtype), device=B.device)
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        values, B, pattern, kept, transpose = inputs
+        ctx.pattern, ctx.kept, ctx.transpose = pattern, kept, transpose
+        ctx.v_dtype, ctx.b_dtype, ctx.b_device = values.dtype, B.dtype, B.device
+        ctx.save_for_backward(values, output)
+        ctx.save_for_forward(values, output)
+
+    @staticmethod
     def backward(ctx, grad_x):
-        _no_second_order()
-        f, x = ctx.factorization, ctx.x
-        lam = f.solve_transpose(grad_x.detach().cpu().to(torch.float64).numpy())
+        values, X = ctx.saved_tensors
+        pattern, kept, transpose = ctx.pattern, ctx.kept, ctx.transpose
         grad_v = grad_b = None
+        # X = A⁻¹B: Λ = A⁻ᵀḠ, Ā = −Λ Xᵀ.  Y = A⁻ᵀB: M = A⁻¹Ḡ, Ā = −Y Mᵀ.
+        if not torch.is_grad_enabled() and not _is_wrapped(grad_x) and not _is_wrapped(X):
+            # First order: on the host, the gradient at the entries by the library.
+            f = kept.get(values)
+            g = _host(grad_x)
+            adj = f.solve(g) if transpose else f.solve_transpose(g)
+            if ctx.needs_input_grad[0]:
+                x = _host(X)
+                left, right = (x, adj) if transpose else (adj, x)
+                grad_v = torch.from_numpy(f.grad_values(left, right)).to(ctx.v_dtype)
+            if ctx.needs_input_grad[1]:
+                grad_b = torch.from_numpy(np.ascontiguousarray(adj)).to(dtype=ctx.b_dtype,
+                                                                        device=ctx.b_device)
+            return grad_v, grad_b, None, None, None
+        if pattern.first_order_upstream and ctx.needs_input_grad[0] and torch.is_grad_enabled():
+            raise RuntimeError(
+                "sparsegrad_rs.torch: PyTorch's backward from this sparse A to its values is first "
+                "order only (a CSR tensor, a tensor built with torch.sparse_coo_tensor / "
+                "sparse_csr_tensor from differentiable values, or an uncoalesced one): it would "
+                "silently drop the second-order terms (create_graph=True, double backward, "
+                "Hessian-vector products). Pass the values to "
+                "sparsegrad_rs.torch.solve_coo(indices, values, B, n) instead (exact to any "
+                "order), or a coalesced COO leaf tensor.")
+        # Differentiable: the adjoint solve is this function again, the outer product torch's.
+        adj = _Solve.apply(values, grad_x, pattern, kept, not transpose)
         if ctx.needs_input_grad[0]:
-            grad_v = torch.from_numpy(f.grad_values(lam, x)).to(ctx.v_dtype)
+            left, right = (X, adj) if transpose else (adj, X)
+            grad_v = pattern.outer(left, right).to(ctx.v_dtype)
         if ctx.needs_input_grad[1]:
-            grad_b = torch.from_numpy(np.ascontiguousarray(lam)).to(dtype=ctx.b_dtype,
-                                                                    device=ctx.b_device)
-        return grad_v, grad_b, None, None, None, None, None
+            grad_b = adj.to(ctx.b_dtype)
+        return grad_v, grad_b, None, None, None
+
+    @staticmethod
+    def jvp(ctx, values_dot, b_dot, *_):
+        values, X = ctx.saved_tensors
+        rhs = torch.zeros_like(X) if b_dot is None else b_dot.to(X.dtype)
+        if values_dot is not None:
+            rhs = rhs - ctx.pattern.times(values_dot.to(X.dtype), X, ctx.transpose)
+        return _Solve.apply(values, rhs, ctx.pattern, ctx.kept, ctx.transpose)
+
+    @staticmethod
+    def vmap(info, in_dims, values, B, pattern, kept, transpose):
+        v_dim, b_dim = in_dims[0], in_dims[1]
+        n = pattern.n
+        if v_dim is None:
+            # One matrix: the batch of right-hand sides is one multi-column solve.
+            Bb = B.movedim(b_dim, 0)
+            batch = Bb.shape[0]
+            cols = Bb.reshape(batch, n, -1).permute(1, 0, 2).reshape(n, -1)
+            X = _Solve.apply(values, cols, pattern, kept, transpose)
+            return X.reshape(n, batch, -1).permute(1, 0, 2).reshape(Bb.shape), 0
+        # A batch of matrices: one factorization each.
+        vb = values.movedim(v_dim, 0)
+        Bb = None if b_dim is None else B.movedim(b_dim, 0)
+        out = [_Solve.apply(vb[i], B if Bb is None else Bb[i], pattern, _Kept(pattern), transpose)
+               for i in range(vb.shape[0])]
+        return torch.stack(out), 0
+
+
+def _check_rhs(B, n):
+    if not isinstance(B, torch.Tensor) or B.layout != torch.strided:
+        raise TypeError("B must be a dense tensor")
+    B = _real_tensor(B, "B")
+    if B.dim() not in (1, 2) or B.shape[0] != n:
+        raise ValueError(f"B must be ({n},) or ({n}, k), got {tuple(B.shape)}")
+    return B
 
 
 class BatchCooSolve(torch.autograd.Function):
@@ -317,7 +435,7 @@ def solve_coo(indices, values, B, n, method="auto", symmetric=None):
     if torch.compiler.is_compiling():
         # Traced by torch.compile: the registered op (checks run when it executes).
         return _coo_solve_op(values, B, indices[0], indices[1], n, method, symmetric)[0]
-    ind = indices.detach().cpu().numpy() if isinstance(indices, torch.Tensor) else np.asarray(indices)
+    ind = _index_array(indices) if isinstance(indices, torch.Tensor) else np.asarray(indices)
     if ind.ndim != 2 or ind.shape[0] != 2:
         raise ValueError(f"indices must be 2 x nnz, got shape {tuple(ind.shape)}")
     if not np.issubdtype(ind.dtype, np.integer):
@@ -331,86 +449,69 @@ def solve_coo(indices, values, B, n, method="auto", symmetric=None):
             raise ValueError(f"values must be (batch, {rows.shape[0]}) for {rows.shape[0]} "
                              f"coordinates, got {tuple(values.shape)}")
         return BatchCooSolve.apply(values, B, rows, cols, n, method, symmetric)
+    if values.dim() != 1 or values.shape[0] != rows.shape[0]:
+        raise ValueError(f"values must be 1-D with one value per coordinate ({rows.shape[0]}), "
+                         f"got shape {tuple(values.shape)}")
+    pattern = _Pattern(n, rows, cols, method, symmetric)
     if B.dim() == 3:
         batch, rows_b, k = B.shape
         if rows_b != n:
             raise ValueError(f"B must be (batch, {n}, k), got {tuple(B.shape)}")
-        X = CooSolve.apply(values, B.permute(1, 0, 2).reshape(n, batch * k), rows, cols, n,
-                           method, symmetric)
+        X = _Solve.apply(values, B.permute(1, 0, 2).reshape(n, batch * k), pattern,
+                         _Kept(pattern), False)
         return X.reshape(n, batch, k).permute(1, 0, 2)
-    return CooSolve.apply(values, B, rows, cols, n, method, symmetric)
+    B = _check_rhs(B, n)
+    return _Solve.apply(values, B, pattern, _Kept(pattern), False)
 
 
 def solve(A, B, method="auto", symmetric=None):
-    """X = A⁻¹B, differentiable in A's stored values and in B (see the module docs).
+    """X = A⁻¹B, differentiable in A's stored values and in B, to any order and in forward mode
+    (see the module docs).
 
-    Integer A or B are computed (and returned) in float64; complex ones are a TypeError. The
-    backward pass is first order only: differentiating it (``create_graph=True``) raises."""
+    Second order in A works for a coalesced COO leaf tensor. Through a CSR tensor or a sparse A
+    built from differentiable values (``torch.sparse_coo_tensor(indices, values)``) it raises:
+    PyTorch's own backward there is first order only and would drop those terms silently.
+    ``solve_coo(indices, values, B, n)`` takes the values directly and is exact to any order.
+
+    Integer A or B are computed (and returned) in float64; complex ones are a TypeError."""
     if isinstance(A, torch.Tensor) and not A.is_floating_point() and not A.is_complex():
         A = A.to(torch.float64)
-    return SparseSolve.apply(A, B, method, symmetric)
-
-
-class _KeptSolve(torch.autograd.Function):
-    """X = A⁻¹B (or A⁻ᵀB) on a :class:`Factorization`'s kept factor: no factorization here."""
-
-    @staticmethod
-    def forward(ctx, A, B, state, transpose):
-        f = state._host
-        b = B.detach().cpu().to(torch.float64).numpy()
-        x = f.solve_transpose(b) if transpose else f.solve(b)
-        ctx.state, ctx.x, ctx.transpose = state, x, transpose
-        ctx.b_dtype, ctx.b_device = B.dtype, B.device
-        return torch.from_numpy(np.ascontiguousarray(x)).to(
-            dtype=torch.promote_types(state._dtype, B.dtype), device=B.device)
-
-    @staticmethod
-    def backward(ctx, grad_x):
-        _no_second_order()
-        state, x = ctx.state, ctx.x
-        f = state._host
-        g = grad_x.detach().cpu().to(torch.float64).numpy()
-        # X = A⁻¹B: Λ = A⁻ᵀḠ, Ā = −Λ Xᵀ.  Y = A⁻ᵀB: M = A⁻¹Ḡ, Ā = −Y Mᵀ.
-        adj = f.solve(g) if ctx.transpose else f.solve_transpose(g)
-        grad_a = grad_b = None
-        if ctx.needs_input_grad[0]:
-            left, right = (x, adj) if ctx.transpose else (adj, x)
-            gv = torch.from_numpy(f.grad_values(left, right)).to(state._dtype)
-            grad_a = state._rebuild(gv)
-        if ctx.needs_input_grad[1]:
-            grad_b = torch.from_numpy(np.ascontiguousarray(adj)).to(dtype=ctx.b_dtype,
-                                                                    device=ctx.b_device)
-        return grad_a, grad_b, None, None
+    if not isinstance(A, torch.Tensor):
+        raise TypeError(f"A must be a sparse COO or CSR tensor, got {type(A).__name__}")
+    n, rows, cols, values = _entries(A)
+    values = _real_tensor(values, "A")
+    B = _check_rhs(B, n)
+    pattern = _Pattern(n, rows, cols, method, symmetric)
+    pattern.first_order_upstream = _first_order_upstream(values)
+    return _Solve.apply(values, B, pattern, _Kept(pattern), False)
 
 
 class Factorization:
     """A factorization of a sparse tensor A kept for any number of differentiable solves
     (from :func:`factorize`): ``solve(B)`` = A⁻¹B and ``solve_transpose(B)`` = A⁻ᵀB, each
     differentiable in A's stored values (gradient in A's layout, as :func:`solve` gives) and in B,
-    without factoring again — neither in the forward nor in the backward pass.
+    to any order and in forward mode, without factoring again — neither in the forward nor in any
+    derivative pass.
 
-    The values of A are read once, when it is factored: changing A afterwards does not change
-    this factorization (factor again).
+    The factorization always matches A's values: if they are changed in place afterwards, the
+    next solve factors the new values (once) instead of silently using the old factor.
     """
 
     def __init__(self, A, method="auto", symmetric=None):
         if isinstance(A, torch.Tensor) and not A.is_floating_point() and not A.is_complex():
             A = A.to(torch.float64)
-        n, rows, cols, vals, rebuild = _entries(A)
-        vals = _real_tensor(vals, "A")
-        data = np.ascontiguousarray(vals.detach().cpu().to(torch.float64).numpy())
-        self._host = _HostFactorization(
-            _core.factorize(n, rows, cols, data, method=method, symmetric=symmetric), data.size)
-        self._A, self._rebuild, self._dtype = A, rebuild, vals.dtype
+        n, rows, cols, values = _entries(A)
+        self._values = _real_tensor(values, "A")
+        self._pattern = _Pattern(n, rows, cols, method, symmetric)
+        self._pattern.first_order_upstream = _first_order_upstream(self._values)
+        self._kept = _Kept(self._pattern)
+        self._kept.get(self._values)
+        self._dtype = self._values.dtype
         self.n = n
 
     def _solve(self, B, transpose):
-        if not isinstance(B, torch.Tensor) or B.layout != torch.strided:
-            raise TypeError("B must be a dense tensor")
-        B = _real_tensor(B, "B")
-        if B.dim() not in (1, 2) or B.shape[0] != self.n:
-            raise ValueError(f"B must be ({self.n},) or ({self.n}, k), got {tuple(B.shape)}")
-        return _KeptSolve.apply(self._A, B, self, transpose)
+        B = _check_rhs(B, self.n)
+        return _Solve.apply(self._values, B, self._pattern, self._kept, transpose)
 
     def solve(self, B):
         """X = A⁻¹B for a dense B of shape (n,) or (n, k); differentiable in A and B."""
@@ -423,7 +524,7 @@ class Factorization:
     @property
     def info(self):
         """As :attr:`sparsegrad_rs.Factorization.info` (``method`` is what ran)."""
-        return self._host.info
+        return self._kept.host.info
 
     def __repr__(self):
         i = self.info

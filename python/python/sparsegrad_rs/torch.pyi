@@ -7,13 +7,10 @@ from numpy.typing import NDArray
 
 from . import Method
 
-__all__ = ["solve", "solve_coo", "factorize", "Factorization", "SparseSolve", "CooSolve",
-           "BatchCooSolve"]
+__all__ = ["solve", "solve_coo", "factorize", "Factorization", "BatchCooSolve"]
 
 KEEP: int
 
-class SparseSolve(torch.autograd.Function): ...
-class CooSolve(torch.autograd.Function): ...
 class BatchCooSolve(torch.autograd.Function): ...
 
 class Factorization:
