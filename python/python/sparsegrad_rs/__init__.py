@@ -13,7 +13,8 @@ only the numeric factorization.
     True
 
 ``sparsegrad_rs.torch.solve`` (a ``torch.autograd.Function``) and ``sparsegrad_rs.jax.spsolve``
-(``jax.custom_vjp``) are built on the same factorization.
+(``jax.custom_jvp`` over ``jax.lax.custom_linear_solve``) are built on the same factorization and
+differentiable to any order.
 """
 from __future__ import annotations
 
