@@ -198,6 +198,9 @@ def _matvec(data, indices, indptr, symmetric):
     the stored entries."""
     n = indptr.shape[0] - 1
     nnz = indices.shape[0]
+    # A pattern captured as a constant would otherwise be expanded by XLA's constant folding at
+    # compile time (seconds for a million entries); the barrier keeps it a run-time computation.
+    indptr, indices = jax.lax.optimization_barrier((indptr, indices))
     rows = jnp.repeat(jnp.arange(n, dtype=indices.dtype), jnp.diff(indptr),
                       total_repeat_length=nnz)
     cols = indices
