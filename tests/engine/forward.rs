@@ -561,3 +561,68 @@ fn hessian_vector_through_dirichlet_and_krylov() {
     let err = (&hv_cg - &hv).amax() / hv.amax();
     assert!(err <= 1e-9, "CG H·v vs direct: {err:e}");
 }
+
+/// H·v through a Dirichlet elimination with prescribed values against dense second order: with
+/// K(p) = Σ p_k K_k, free set F, fixed set C (u_C = G), u_F = K_FF⁻¹ r, r = f_F − K_FC G and
+/// L = ½‖u‖²: λ = K_FF⁻ᵀ u_F, u̇ = K_FF⁻¹(ṙ − K̇_FF u_F), λ̇ = K_FF⁻ᵀ(u̇ − K̇_FFᵀ λ), and
+/// (H v)_k = λ̇ᵀ(r_k − K_k,FF u_F) − λᵀ K_k,FF u̇ with r_k = −K_k,FC G. ≤ 1e-10 relative for the
+/// one-triangle SPD assembly and the general one (LU), two load cases.
+#[test]
+fn hessian_vector_through_dirichlet_matches_dense_second_order() {
+    use sparsegrad::Dirichlet;
+    let mut rng = StdRng::seed_from_u64(37);
+    let (free, fixed) = ([1usize, 2, 3], [0usize]);
+    for (name, asm, solver) in [
+        ("Cholesky, one triangle", spd_lower_assembly(), Solver::cholesky()),
+        ("LU", general_assembly(), Solver::lu()),
+    ] {
+        let m = asm.n_params();
+        let p: Vec<f64> = (0..m).map(|_| rng.random_range(0.5..1.5)).collect();
+        let v: Vec<f64> = (0..m).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let f = DMatrix::from_fn(4, 2, |_, _| rng.random_range(-1.0..1.0));
+        let g = DMatrix::from_row_slice(1, 2, &[0.4, -0.3]);
+        let dense = |q: &[f64]| DMatrix::from(&asm.to_csc_full(q).unwrap());
+        let block = |k: &DMatrix<f64>, rows: &[usize], cols: &[usize]| {
+            DMatrix::from_fn(rows.len(), cols.len(), |i, j| k[(rows[i], cols[j])])
+        };
+        let unit = |k: usize| {
+            let mut e = vec![0.0; m];
+            e[k] = 1.0;
+            dense(&e)
+        };
+        let k = dense(&p);
+        let k_dot = dense(&v);
+        let kff = block(&k, &free, &free);
+        let r = block(&f, &free, &[0, 1]) - block(&k, &free, &fixed) * &g;
+        let r_dot = -block(&k_dot, &free, &fixed) * &g;
+        let (lu, lu_t) = (kff.clone().lu(), kff.transpose().lu());
+        let u = lu.solve(&r).unwrap();
+        let lambda = lu_t.solve(&u).unwrap();
+        let kff_dot = block(&k_dot, &free, &free);
+        let u_dot = lu.solve(&(&r_dot - &kff_dot * &u)).unwrap();
+        let lambda_dot = lu_t.solve(&(&u_dot - kff_dot.transpose() * &lambda)).unwrap();
+        let expected = DMatrix::from_fn(m, 1, |kk, _| {
+            let ak = unit(kk);
+            let (ak_ff, r_k) = (
+                block(&ak, &free, &free),
+                -block(&ak, &free, &fixed) * &g,
+            );
+            (lambda_dot.transpose() * (&r_k - &ak_ff * &u)).trace()
+                - (lambda.transpose() * &ak_ff * &u_dot).trace()
+        });
+        let pinned = Dirichlet::new(&asm, &fixed).unwrap();
+        let tape = Tape::new();
+        let pv = tape.var(DMatrix::from_column_slice(m, 1, &p));
+        let uv = pinned
+            .solve(pv, tape.constant(f.clone()), tape.constant(g.clone()), &solver)
+            .unwrap();
+        let (_, hv) = tape
+            .hvp(
+                uv.sum_squares() * 0.5,
+                &[(pv, DMatrix::from_column_slice(m, 1, &v))],
+            )
+            .unwrap();
+        let err = (hv.wrt(pv) - &expected).amax() / expected.amax();
+        assert!(err <= 1e-10, "{name}: {err:e}");
+    }
+}

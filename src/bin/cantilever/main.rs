@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --bin cantilever -- [--nx 41] [--ny 11] [--iters 300]
 //!     [--objective compliance|shape] [--target parabola:<tip>|<file.csv>]
-//!     [--method lbfgs|lbfgs-hz|cg|sd|newton-cg] [--kmin 1e-3] [--out cantilever]
+//!     [--method (or --algorithm) lbfgs|lbfgs-hz|cg|sd|newton-cg] [--kmin 1e-3] [--out cantilever]
 //! ```
 //!
 //! Writes `<out>.svg` (the design and its deformed shape) and `<out>_history.csv` (iteration, loss,
@@ -55,7 +55,7 @@ struct Args {
     target: String,
     /// lbfgs (Moré–Thuente), lbfgs-hz (Hager–Zhang), cg, sd, or newton-cg (truncated Newton-CG
     /// in a trust region with Hessian-vector products through the solve, ≤ 200 CG steps each).
-    #[arg(long, value_enum, default_value_t = AlgorithmArg::Lbfgs)]
+    #[arg(long, alias = "algorithm", value_enum, default_value_t = AlgorithmArg::Lbfgs)]
     method: AlgorithmArg,
     /// Stiffness floor relative to the uniform design.
     #[arg(long = "kmin", default_value_t = 1e-3)]
