@@ -10,6 +10,9 @@
 //! A third group times one Hessian-vector product against one gradient (grid 512², grid3 48³):
 //! value + gradient, and value + gradient + H·v (`Tape::hvp`, no factorization), warm.
 //!
+//! A fourth group times log det A(θ) with its gradient (selected inversion) against the numeric
+//! factorization alone (grid 512², grid3 48³).
+//!
 //! `cargo bench --bench solve`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -142,5 +145,42 @@ fn bench_hvp(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench, bench_batch, bench_hvp);
+/// log det A(θ) and its gradient (selected inversion on the kept factor) against the numeric
+/// factorization alone, on the same warm structure.
+fn bench_logdet(c: &mut Criterion) {
+    use sparsegrad::Factorizer;
+    let cases = [
+        ("logdet_grid_512", 512 * 512, grid_edges(512).unwrap()),
+        ("logdet_grid3_48", 48 * 48 * 48, grid3_edges(48).unwrap()),
+    ];
+    for (name, n, edges) in cases {
+        let asm = laplacian_assembly(n, &edges, 1.0).expect("valid graph");
+        let theta = DMatrix::from_fn(edges.len(), 1, |i, _| {
+            0.5 + ((i * 7919) % 1000) as f64 / 1000.0
+        });
+        let values = asm.values(theta.as_slice()).expect("values");
+        let mut group = c.benchmark_group(name);
+        group.sample_size(10);
+        group.bench_function("factor", |bench| {
+            bench.iter(|| {
+                Solver::cholesky()
+                    .factorize(asm.structure(), &values)
+                    .expect("factor")
+                    .dim()
+            })
+        });
+        group.bench_function("logdet_and_gradient", |bench| {
+            bench.iter(|| {
+                let tape = Tape::new();
+                let th = tape.var(theta.clone());
+                let a = tape.assemble(&asm, th).expect("assemble");
+                let ld = a.logdet(&Solver::cholesky()).expect("logdet");
+                tape.backward(ld).expect("backward").wrt(th)[0]
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench, bench_batch, bench_hvp, bench_logdet);
 criterion_main!(benches);

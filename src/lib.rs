@@ -94,7 +94,7 @@ struct ReadmeDoctests;
 struct CookbookDoctests;
 pub use solve::{
     Adjoint, Convergence, Factor, Factorization, Factorizer, Implementation, Iterative, Krylov,
-    Method, Ordering, Preconditioner, SolveInfo, Solver,
+    LogDet, Method, Ordering, Preconditioner, SolveInfo, Solver,
 };
 pub use sparse::{Assembly, AssemblyBuilder, Dirichlet, Structure, Symmetry};
 pub use tape::{Gradients, IntoValue, Tape, Var};

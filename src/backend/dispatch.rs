@@ -243,6 +243,15 @@ impl Factorization for Fallback {
     fn method(&self) -> Option<Method> {
         self.inner.method()
     }
+    fn log_determinant(&self) -> Result<crate::solve::LogDet> {
+        self.inner.log_determinant()
+    }
+    fn selected_inverse(&self, structure: &Structure) -> Result<Vec<f64>> {
+        self.inner.selected_inverse(structure)
+    }
+    fn diag_inverse(&self) -> Result<Vec<f64>> {
+        self.inner.diag_inverse()
+    }
 }
 
 /// The Krylov solvers: settings and storage checked here, then the CPU operator or the GPU

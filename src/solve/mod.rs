@@ -104,6 +104,51 @@ pub trait Factorization: Send + Sync {
         let _ = (structure, g, x, want_a);
         Ok(None)
     }
+    /// log |det A| and the sign of det A, from the factor's pivots. The default (and every
+    /// factorization without one: LU, Krylov, MUMPS, GPU) is [`Error::Unsupported`].
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] where the factorization cannot give it.
+    fn log_determinant(&self) -> Result<LogDet> {
+        Err(Error::Unsupported {
+            reason: format!("{} gives no log-determinant", self.describe()),
+        })
+    }
+    /// The selected inverse: (A⁻¹)_ij at every stored entry (i, j) of `structure` (the pattern
+    /// this factorization was made from), in its entry order — computed on the factor's own
+    /// pattern by the Takahashi recurrences, never a dense inverse. For one-triangle storage an
+    /// entry and its mirror share the value (A⁻¹ is symmetric). The default is
+    /// [`Error::Unsupported`] (only the CPU Cholesky / LDLᵀ factors have it).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] where the factorization cannot give it;
+    /// [`Error::StructureMismatch`] for a structure other than the one factored;
+    /// [`Error::OutOfMemory`].
+    fn selected_inverse(&self, structure: &Structure) -> Result<Vec<f64>> {
+        let _ = structure;
+        Err(Error::Unsupported {
+            reason: format!("{} gives no selected inverse", self.describe()),
+        })
+    }
+    /// The diagonal of A⁻¹ (marginal variances of a Gaussian with precision A), by selected
+    /// inversion. Default: [`Error::Unsupported`], as [`Factorization::selected_inverse`].
+    ///
+    /// # Errors
+    /// As [`Factorization::selected_inverse`].
+    fn diag_inverse(&self) -> Result<Vec<f64>> {
+        Err(Error::Unsupported {
+            reason: format!("{} gives no selected inverse", self.describe()),
+        })
+    }
+}
+
+/// log |det A| with the sign of det A ([`Factorization::log_determinant`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogDet {
+    /// log |det A|.
+    pub log_abs: f64,
+    /// The sign of det A: 1.0 or −1.0.
+    pub sign: f64,
 }
 
 /// The solve node's adjoint, as [`node::adjoint`] and [`Factorization::fused_adjoint`] return it.

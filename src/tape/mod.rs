@@ -13,6 +13,7 @@ mod dirichlet;
 mod elementwise;
 mod forward;
 mod gradients;
+mod logdet;
 #[cfg(test)]
 mod recipe_op;
 mod sparse_ops;

@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod gradients;
 mod hostile;
 mod iterative;
+mod logdet;
 mod optim;
 mod ordering;
 mod problems;

@@ -413,6 +413,44 @@ impl Factorization for FaerCholesky {
         let perm = self.symbolic.perm().map_or(0, |p| 2 * p.len());
         Some(self.l_values.len() * std::mem::size_of::<f64>() + (indices + perm) * word)
     }
+    /// LLᵀ: 2 Σ log l_jj (det > 0); LDLᵀ: Σ log |d_j| with the sign of Π d_j.
+    fn log_determinant(&self) -> Result<crate::solve::LogDet> {
+        let d = self.factor_diagonal();
+        Ok(match self.kind {
+            Kind::Llt => crate::solve::LogDet {
+                log_abs: 2.0 * d.iter().map(|v| v.ln()).sum::<f64>(),
+                sign: 1.0,
+            },
+            Kind::Ldlt => crate::solve::LogDet {
+                log_abs: d.iter().map(|v| v.abs().ln()).sum(),
+                sign: if d.iter().filter(|v| **v < 0.0).count() % 2 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                },
+            },
+        })
+    }
+    fn selected_inverse(&self, structure: &Structure) -> Result<Vec<f64>> {
+        if structure.nrows() != self.dim() {
+            return Err(Error::StructureMismatch {
+                reason: format!(
+                    "a {}×{} structure for a factor of dimension {}",
+                    structure.nrows(),
+                    structure.ncols(),
+                    self.dim()
+                ),
+            });
+        }
+        let z = super::selinv::selected_inverse(&self.symbolic, &self.l_values, self.kind)?;
+        let out = super::selinv::at_entries(&self.symbolic, &z, structure);
+        crate::pool::recycle(z);
+        out
+    }
+    fn diag_inverse(&self) -> Result<Vec<f64>> {
+        let z = super::selinv::selected_inverse(&self.symbolic, &self.l_values, self.kind)?;
+        Ok(super::selinv::diagonal(&self.symbolic, &z))
+    }
     fn method(&self) -> Option<crate::solve::Method> {
         Some(match self.kind {
             Kind::Llt => crate::solve::Method::Cholesky,

@@ -10,6 +10,7 @@ pub(crate) mod multifrontal;
 pub(crate) mod ordering;
 mod rcm;
 pub(crate) mod reference;
+mod selinv;
 pub(crate) mod supervariables;
 
 use nalgebra::DMatrix;
