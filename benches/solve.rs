@@ -148,7 +148,6 @@ fn bench_hvp(c: &mut Criterion) {
 /// log det A(θ) and its gradient (selected inversion on the kept factor) against the numeric
 /// factorization alone, on the same warm structure.
 fn bench_logdet(c: &mut Criterion) {
-    use sparsegrad::Factorizer;
     let cases = [
         ("logdet_grid_512", 512 * 512, grid_edges(512).unwrap()),
         ("logdet_grid3_48", 48 * 48 * 48, grid3_edges(48).unwrap()),

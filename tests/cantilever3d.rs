@@ -126,8 +126,20 @@ fn cantilever_newton_cg_converges_in_2d_and_3d() {
         let out = dir.join(format!("c{dim}")).display().to_string();
         let run = Command::new(env!("CARGO_BIN_EXE_cantilever"))
             .args([
-                "--dim", dim, "--nx", size[0], "--ny", size[1], "--nz", size[2], "--iters", "300",
-                "--algorithm", "newton-cg", "--out", &out,
+                "--dim",
+                dim,
+                "--nx",
+                size[0],
+                "--ny",
+                size[1],
+                "--nz",
+                size[2],
+                "--iters",
+                "300",
+                "--algorithm",
+                "newton-cg",
+                "--out",
+                &out,
             ])
             .output()
             .unwrap();

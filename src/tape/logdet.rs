@@ -158,7 +158,10 @@ impl Operation for LogDet {
     }
     fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
         let w = self.gradient()?;
-        vjp.add(self.a, DMatrix::from_iterator(w.len(), 1, w.iter().map(|v| g[0] * v)))
+        vjp.add(
+            self.a,
+            DMatrix::from_iterator(w.len(), 1, w.iter().map(|v| g[0] * v)),
+        )
     }
     /// ⟨∇, Ȧ⟩ with ∇ the gradient at the stored entries.
     fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {

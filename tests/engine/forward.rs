@@ -573,7 +573,11 @@ fn hessian_vector_through_dirichlet_matches_dense_second_order() {
     let mut rng = StdRng::seed_from_u64(37);
     let (free, fixed) = ([1usize, 2, 3], [0usize]);
     for (name, asm, solver) in [
-        ("Cholesky, one triangle", spd_lower_assembly(), Solver::cholesky()),
+        (
+            "Cholesky, one triangle",
+            spd_lower_assembly(),
+            Solver::cholesky(),
+        ),
         ("LU", general_assembly(), Solver::lu()),
     ] {
         let m = asm.n_params();
@@ -600,13 +604,12 @@ fn hessian_vector_through_dirichlet_matches_dense_second_order() {
         let lambda = lu_t.solve(&u).unwrap();
         let kff_dot = block(&k_dot, &free, &free);
         let u_dot = lu.solve(&(&r_dot - &kff_dot * &u)).unwrap();
-        let lambda_dot = lu_t.solve(&(&u_dot - kff_dot.transpose() * &lambda)).unwrap();
+        let lambda_dot = lu_t
+            .solve(&(&u_dot - kff_dot.transpose() * &lambda))
+            .unwrap();
         let expected = DMatrix::from_fn(m, 1, |kk, _| {
             let ak = unit(kk);
-            let (ak_ff, r_k) = (
-                block(&ak, &free, &free),
-                -block(&ak, &free, &fixed) * &g,
-            );
+            let (ak_ff, r_k) = (block(&ak, &free, &free), -block(&ak, &free, &fixed) * &g);
             (lambda_dot.transpose() * (&r_k - &ak_ff * &u)).trace()
                 - (lambda.transpose() * &ak_ff * &u_dot).trace()
         });
@@ -614,7 +617,12 @@ fn hessian_vector_through_dirichlet_matches_dense_second_order() {
         let tape = Tape::new();
         let pv = tape.var(DMatrix::from_column_slice(m, 1, &p));
         let uv = pinned
-            .solve(pv, tape.constant(f.clone()), tape.constant(g.clone()), &solver)
+            .solve(
+                pv,
+                tape.constant(f.clone()),
+                tape.constant(g.clone()),
+                &solver,
+            )
             .unwrap();
         let (_, hv) = tape
             .hvp(

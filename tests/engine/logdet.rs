@@ -10,7 +10,7 @@ use nalgebra_sparse::{CooMatrix, CscMatrix};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparsegrad::problems::graph::{grid3_edges, grid_edges, laplacian_assembly};
-use sparsegrad::{Assembly, Error, Factorizer, Solver, Structure, Symmetry, Tape};
+use sparsegrad::{Assembly, Error, Solver, Structure, Symmetry, Tape};
 
 /// A = shift·I + L(w) on a 2D (k × k) or 3D (k³) grid, lower triangle stored.
 fn grid(k: usize, three_d: bool, shift: f64) -> Assembly {
@@ -53,7 +53,10 @@ fn selected_inverse_matches_dense(
     eprintln!("{name}: {}", factor.describe());
     let diag = factor.diag_inverse().unwrap();
     for (i, d) in diag.iter().enumerate() {
-        assert!((d - inv[(i, i)]).abs() <= 1e-12 * scale, "{name}: diagonal {i}");
+        assert!(
+            (d - inv[(i, i)]).abs() <= 1e-12 * scale,
+            "{name}: diagonal {i}"
+        );
     }
 }
 
@@ -63,8 +66,16 @@ fn selected_inverse_matches_dense_inverses() {
         ("2D grid 12², LLᵀ", grid(12, false, 0.1), Solver::cholesky()),
         ("3D grid 6³, LLᵀ", grid(6, true, 0.1), Solver::cholesky()),
         ("2D grid 40², LLᵀ", grid(40, false, 0.1), Solver::cholesky()),
-        ("3D grid 11³, LLᵀ (supernodal)", grid(11, true, 0.1), Solver::cholesky()),
-        ("3D grid 11³, LDLᵀ (supernodal)", grid(11, true, -0.3), Solver::ldlt()),
+        (
+            "3D grid 11³, LLᵀ (supernodal)",
+            grid(11, true, 0.1),
+            Solver::cholesky(),
+        ),
+        (
+            "3D grid 11³, LDLᵀ (supernodal)",
+            grid(11, true, -0.3),
+            Solver::ldlt(),
+        ),
     ] {
         let values = asm.values(&weights(asm.n_params(), 1)).unwrap();
         selected_inverse_matches_dense(name, asm.structure(), &values, &shift_solver);
@@ -72,11 +83,26 @@ fn selected_inverse_matches_dense_inverses() {
     // Indefinite (L(w) − 0.3·I has eigenvalues on both sides of 0): LDLᵀ.
     let asm = grid(7, true, -0.3);
     let values = asm.values(&weights(asm.n_params(), 2)).unwrap();
-    selected_inverse_matches_dense("3D grid 7³, LDLᵀ", asm.structure(), &values, &Solver::ldlt());
+    selected_inverse_matches_dense(
+        "3D grid 7³, LDLᵀ",
+        asm.structure(),
+        &values,
+        &Solver::ldlt(),
+    );
     // Both triangles stored (Symmetry::Full), a random SPD matrix.
     let (structure, values) = random_spd_full(60, 3);
-    selected_inverse_matches_dense("random SPD, full storage", &structure, &values, &Solver::cholesky());
-    selected_inverse_matches_dense("random SPD, full storage, LDLᵀ", &structure, &values, &Solver::ldlt());
+    selected_inverse_matches_dense(
+        "random SPD, full storage",
+        &structure,
+        &values,
+        &Solver::cholesky(),
+    );
+    selected_inverse_matches_dense(
+        "random SPD, full storage, LDLᵀ",
+        &structure,
+        &values,
+        &Solver::ldlt(),
+    );
 }
 
 /// A random SPD matrix with both triangles stored.
@@ -108,7 +134,11 @@ fn selected_inverse_of_a_multifrontal_factor_matches_solves() {
     let values = asm.values(&weights(asm.n_params(), 4)).unwrap();
     let structure = asm.structure();
     let factor = Solver::cholesky().factorize(structure, &values).unwrap();
-    assert!(factor.describe().contains("multifrontal"), "{}", factor.describe());
+    assert!(
+        factor.describe().contains("multifrontal"),
+        "{}",
+        factor.describe()
+    );
     let z = factor.selected_inverse(structure).unwrap();
     let n = structure.ncols();
     let (cp, ri) = (structure.col_ptr(), structure.row_idx());
@@ -131,7 +161,11 @@ fn selected_inverse_of_a_multifrontal_factor_matches_solves() {
 fn logdet_value_gradient_and_jvp() {
     for (name, asm, solver) in [
         ("2D, LLᵀ", grid(6, false, 0.2), Solver::cholesky()),
-        ("3D, LDLᵀ of an SPD matrix", grid(4, true, 0.2), Solver::ldlt()),
+        (
+            "3D, LDLᵀ of an SPD matrix",
+            grid(4, true, 0.2),
+            Solver::ldlt(),
+        ),
     ] {
         let m = asm.n_params();
         let w = weights(m, 5);
@@ -145,7 +179,10 @@ fn logdet_value_gradient_and_jvp() {
         let (value, grad) = logdet_at(&w);
         let a = dense(asm.structure(), &asm.values(&w).unwrap());
         let expected = a.clone().lu().determinant().ln();
-        assert!((value - expected).abs() <= 1e-12 * expected.abs(), "{name}: {value} vs {expected}");
+        assert!(
+            (value - expected).abs() <= 1e-12 * expected.abs(),
+            "{name}: {value} vs {expected}"
+        );
         let inv = a.try_inverse().unwrap();
         let zero = asm.values(&vec![0.0; m]).unwrap();
         let dense_grad = DMatrix::from_fn(m, 1, |k, _| {
@@ -162,17 +199,24 @@ fn logdet_value_gradient_and_jvp() {
         let mut rng = StdRng::seed_from_u64(6);
         let v: Vec<f64> = (0..m).map(|_| rng.random_range(-1.0..1.0)).collect();
         let h = 1e-6;
-        let shifted = |s: f64| -> Vec<f64> { w.iter().zip(&v).map(|(a, b)| a + s * h * b).collect() };
+        let shifted =
+            |s: f64| -> Vec<f64> { w.iter().zip(&v).map(|(a, b)| a + s * h * b).collect() };
         let fd = (logdet_at(&shifted(1.0)).0 - logdet_at(&shifted(-1.0)).0) / (2.0 * h);
         let directional: f64 = grad.iter().zip(&v).map(|(g, v)| g * v).sum();
-        assert!((directional - fd).abs() <= 1e-7 * fd.abs().max(1.0), "{name}: {directional} vs {fd}");
+        assert!(
+            (directional - fd).abs() <= 1e-7 * fd.abs().max(1.0),
+            "{name}: {directional} vs {fd}"
+        );
         let tape = Tape::new();
         let p = tape.var(DMatrix::from_column_slice(m, 1, &w));
         let ld = tape.assemble(&asm, p).unwrap().logdet(&solver).unwrap();
         let jvp = tape
             .jvp(&[(p, DMatrix::from_column_slice(m, 1, &v))], &[ld])
             .unwrap();
-        assert!((jvp[0][0] - directional).abs() <= 1e-12 * directional.abs(), "{name}: JVP");
+        assert!(
+            (jvp[0][0] - directional).abs() <= 1e-12 * directional.abs(),
+            "{name}: JVP"
+        );
     }
 }
 
@@ -201,7 +245,9 @@ fn logdet_errors_are_clear() {
     let asm = grid(3, false, -0.5);
     let w = vec![1.0; asm.n_params()];
     let tape = Tape::new();
-    let a = tape.assemble(&asm, tape.var(DMatrix::from_column_slice(w.len(), 1, &w))).unwrap();
+    let a = tape
+        .assemble(&asm, tape.var(DMatrix::from_column_slice(w.len(), 1, &w)))
+        .unwrap();
     let e = tape.logdet(a, &Solver::ldlt()).unwrap_err();
     let values = asm.values(&w).unwrap();
     let det = dense(asm.structure(), &values).lu().determinant();
@@ -212,7 +258,10 @@ fn logdet_errors_are_clear() {
     assert!((ld.scalar().unwrap() - det.abs().ln()).abs() <= 1e-12 * det.abs().ln().abs().max(1.0));
     let spd = grid(3, false, 0.5);
     let b = tape
-        .assemble(&spd, tape.constant(DMatrix::from_element(spd.n_params(), 1, 1.0)))
+        .assemble(
+            &spd,
+            tape.constant(DMatrix::from_element(spd.n_params(), 1, 1.0)),
+        )
         .unwrap();
     let e = tape.logdet(b, &Solver::lu()).unwrap_err();
     assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
@@ -220,9 +269,13 @@ fn logdet_errors_are_clear() {
     coo.push(0, 0, 2.0);
     coo.push(1, 0, 1.0);
     coo.push(1, 1, 3.0);
-    let general = tape.csc_var(&CscMatrix::from(&coo), Symmetry::General).unwrap();
+    let general = tape
+        .csc_var(&CscMatrix::from(&coo), Symmetry::General)
+        .unwrap();
     let e = tape.logdet(general, &Solver::cholesky()).unwrap_err();
     assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
-    let e = tape.logdet(tape.var(DMatrix::identity(2, 2)), &Solver::cholesky()).unwrap_err();
+    let e = tape
+        .logdet(tape.var(DMatrix::identity(2, 2)), &Solver::cholesky())
+        .unwrap_err();
     assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
 }

@@ -228,6 +228,20 @@ impl FaerCholesky {
         Ok(factor)
     }
 
+    /// Z = A⁻¹ on the factor's pattern, in its value layout: over the multifrontal plan's
+    /// parallel schedule when the numeric phase was multifrontal, supernode by supernode
+    /// otherwise.
+    fn inverse_values(&self) -> Result<Vec<f64>> {
+        match &self.plan {
+            Some(mf) => {
+                let mut z = factor_buffer(self.l_values.len())?;
+                mf.plan.selected_inverse(&self.l_values, &mut z);
+                Ok(z)
+            }
+            None => super::selinv::selected_inverse(&self.symbolic, &self.l_values, self.kind),
+        }
+    }
+
     /// The diagonal of the stored factor, in elimination order (D for LDLᵀ).
     fn factor_diagonal(&self) -> Vec<f64> {
         let v = &self.l_values;
@@ -442,14 +456,16 @@ impl Factorization for FaerCholesky {
                 ),
             });
         }
-        let z = super::selinv::selected_inverse(&self.symbolic, &self.l_values, self.kind)?;
+        let z = self.inverse_values()?;
         let out = super::selinv::at_entries(&self.symbolic, &z, structure);
         crate::pool::recycle(z);
         out
     }
     fn diag_inverse(&self) -> Result<Vec<f64>> {
-        let z = super::selinv::selected_inverse(&self.symbolic, &self.l_values, self.kind)?;
-        Ok(super::selinv::diagonal(&self.symbolic, &z))
+        let z = self.inverse_values()?;
+        let d = super::selinv::diagonal(&self.symbolic, &z);
+        crate::pool::recycle(z);
+        Ok(d)
     }
     fn method(&self) -> Option<crate::solve::Method> {
         Some(match self.kind {

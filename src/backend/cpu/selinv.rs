@@ -117,10 +117,11 @@ pub(crate) fn selected_inverse(
 ) -> Result<Vec<f64>> {
     let sn = Supernodes::new(symbolic);
     let mut z = Vec::new();
-    z.try_reserve_exact(l.len()).map_err(|_| Error::OutOfMemory {
-        what: "the selected inverse".into(),
-        reason: format!("{} values", l.len()),
-    })?;
+    z.try_reserve_exact(l.len())
+        .map_err(|_| Error::OutOfMemory {
+            what: "the selected inverse".into(),
+            reason: format!("{} values", l.len()),
+        })?;
     z.resize(l.len(), 0.0);
     let mut scratch = Scratch::default();
     for s in (0..sn.count()).rev() {
@@ -144,7 +145,7 @@ pub(crate) fn selected_inverse(
 
 /// Buffers reused from one supernode to the next.
 #[derive(Default)]
-struct Scratch {
+pub(crate) struct Scratch {
     lhat: Vec<f64>,
     z_rr: Vec<f64>,
     z_bd: Vec<f64>,
@@ -201,7 +202,8 @@ fn column(sn: &Supernodes, z: &mut [f64], s: usize, block: &[f64], kind: Kind) {
     z[at + 1..at + 1 + m].copy_from_slice(&z_b);
 }
 
-/// A wider supernode, with faer's dense kernels (on the rayon pool for large fronts).
+/// A wider supernode: Z_RR gathered from the blocks of its pattern rows' supernodes, then
+/// [`front_inverse`].
 fn supernode(
     sn: &Supernodes,
     z: &mut [f64],
@@ -210,12 +212,32 @@ fn supernode(
     kind: Kind,
     scratch: &mut Scratch,
 ) {
+    let (w, pattern) = (sn.width(s), sn.pattern(s));
+    let (m, ld, at) = (pattern.len(), w + pattern.len(), sn.val_ptr[s]);
+    let mut z_rr = std::mem::take(&mut scratch.z_rr);
+    gather(sn, z, pattern, sized(&mut z_rr, m * m));
+    front_inverse(block, w, kind, &z_rr, &mut z[at..at + ld * w], scratch);
+    scratch.z_rr = z_rr;
+}
+
+/// One supernode's selected inverse from its factor block (`block`: ld × w, ld = w + m,
+/// column-major, L_D over L_B) and Z_RR (m × m, column-major, full): writes Z_DD (lower
+/// triangle) over Z_BD into `out` (ld × w, L's layout). faer's dense kernels, on the rayon pool
+/// for large fronts.
+pub(crate) fn front_inverse(
+    block: &[f64],
+    w: usize,
+    kind: Kind,
+    z_rr: &[f64],
+    out: &mut [f64],
+    scratch: &mut Scratch,
+) {
     use faer::linalg::matmul::matmul;
     use faer::linalg::triangular_solve as tri;
     use faer::reborrow::{Reborrow, ReborrowMut};
     use faer::{Accum, MatMut, MatRef, Par};
-    let (w, pattern) = (sn.width(s), sn.pattern(s));
-    let (m, ld, at) = (pattern.len(), w + pattern.len(), sn.val_ptr[s]);
+    let ld = block.len() / w.max(1);
+    let m = ld - w;
     let par = if (m * m * w) as f64 * 2.0 > PARALLEL_FLOPS {
         Par::rayon(0)
     } else {
@@ -238,13 +260,24 @@ fn supernode(
     let mut scaled = MatMut::from_column_major_slice_mut(scaled, w, w);
     for j in 0..w {
         for i in 0..w {
-            let d = if kind == Kind::Ldlt { block[i * ld + i] } else { 1.0 };
+            let d = if kind == Kind::Ldlt {
+                block[i * ld + i]
+            } else {
+                1.0
+            };
             scaled[(i, j)] = inv[(i, j)] / d;
         }
     }
     let z_dd = sized(&mut scratch.z_dd, w * w);
     let mut z_dd = MatMut::from_column_major_slice_mut(z_dd, w, w);
-    matmul(z_dd.rb_mut(), Accum::Replace, inv.rb().transpose(), scaled.rb(), 1.0, Par::Seq);
+    matmul(
+        z_dd.rb_mut(),
+        Accum::Replace,
+        inv.rb().transpose(),
+        scaled.rb(),
+        1.0,
+        Par::Seq,
+    );
     if m > 0 {
         // Ŀ = L_B L_D⁻¹: L_Dᵀ Ŀᵀ = L_Bᵀ.
         let lhat = sized(&mut scratch.lhat, m * w);
@@ -262,20 +295,26 @@ fn supernode(
                 par,
             ),
         }
-        gather(sn, z, pattern, sized(&mut scratch.z_rr, m * m));
-        let z_rr = MatRef::from_column_major_slice(&scratch.z_rr, m, m);
+        let z_rr = MatRef::from_column_major_slice(z_rr, m, m);
         let z_bd = sized(&mut scratch.z_bd, m * w);
         let mut z_bd = MatMut::from_column_major_slice_mut(z_bd, m, w);
         matmul(z_bd.rb_mut(), Accum::Replace, z_rr, lhat.rb(), -1.0, par);
-        matmul(z_dd.rb_mut(), Accum::Add, lhat.rb().transpose(), z_bd.rb(), -1.0, par);
+        matmul(
+            z_dd.rb_mut(),
+            Accum::Add,
+            lhat.rb().transpose(),
+            z_bd.rb(),
+            -1.0,
+            par,
+        );
         for j in 0..w {
-            z[at + j * ld + w..at + (j + 1) * ld].copy_from_slice(&scratch.z_bd[j * m..(j + 1) * m]);
+            out[j * ld + w..(j + 1) * ld].copy_from_slice(&scratch.z_bd[j * m..(j + 1) * m]);
         }
     }
     let z_dd = &scratch.z_dd;
     for j in 0..w {
         for i in j..w {
-            z[at + j * ld + i] = 0.5 * (z_dd[j * w + i] + z_dd[i * w + j]);
+            out[j * ld + i] = 0.5 * (z_dd[j * w + i] + z_dd[i * w + j]);
         }
     }
 }

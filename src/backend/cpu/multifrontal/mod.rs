@@ -236,6 +236,7 @@ fn dot(x: &[f64], y: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
+mod inverse;
 mod numeric;
 pub(crate) use numeric::Workspace;
 mod schedule;
