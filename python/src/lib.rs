@@ -255,6 +255,45 @@ impl PyFactorization {
         Ok(Array1::from_vec(grads).into_pyarray(py))
     }
 
+    /// (sign of det A, log |det A|) from the factor's pivots (Cholesky and LDLᵀ factorizations;
+    /// an LU factorization raises `ValueError`: no log-determinant for LU yet).
+    fn logdet(&self) -> PyResult<(f64, f64)> {
+        let d = self.factor.log_determinant().map_err(to_py)?;
+        Ok((d.sign, d.log_abs))
+    }
+
+    /// ∂ log |det A| / ∂(the caller's entries), in their order: A⁻¹ at each entry by selected
+    /// inversion on the kept factor (never a dense inverse), doubled off the diagonal for
+    /// one-triangle storage (an entry there stands for both positions); duplicates each get the
+    /// gradient of their sum.
+    fn logdet_grad<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let p = &self.pattern;
+        let grads = py
+            .detach(|| -> Result<Vec<f64>, Error> {
+                let mut z = self.factor.selected_inverse(&p.structure)?;
+                if p.storage == Storage::OneTriangle {
+                    let (cp, ri) = (p.structure.col_ptr(), p.structure.row_idx());
+                    for j in 0..p.structure.ncols() {
+                        for k in cp[j]..cp[j + 1] {
+                            if ri[k] != j {
+                                z[k] *= 2.0;
+                            }
+                        }
+                    }
+                }
+                Ok(p.slot.iter().map(|&s| z[s]).collect())
+            })
+            .map_err(to_py)?;
+        Ok(Array1::from_vec(grads).into_pyarray(py))
+    }
+
+    /// The diagonal of A⁻¹ (marginal variances of a Gaussian with precision A), by selected
+    /// inversion.
+    fn diag_inverse<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let d = py.detach(|| self.factor.diag_inverse()).map_err(to_py)?;
+        Ok(Array1::from_vec(d).into_pyarray(py))
+    }
+
     /// What was factored: method, storage, size, ordering, fallback reason.
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);

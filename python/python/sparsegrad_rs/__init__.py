@@ -23,7 +23,8 @@ import numpy as np
 from . import _core
 from ._core import SolveError
 
-__all__ = ["factorize", "solve", "Factorization", "SolveError", "coo_of", "release_memory"]
+__all__ = ["factorize", "solve", "logdet", "Factorization", "SolveError", "coo_of",
+           "release_memory"]
 __version__ = "0.1.0"
 
 
@@ -158,6 +159,24 @@ class Factorization:
         X2, _ = _as_2d(X, self.n, "X")
         return self._core.grad_values(lam, X2)
 
+    def logdet(self):
+        """(sign, log |det A|) from the factor's pivots: Cholesky and LDLᵀ factorizations (a
+        symmetric A); an LU factorization raises ValueError (no log-determinant for LU yet)."""
+        return self._core.logdet()
+
+    def logdet_grad(self):
+        """d log |det A| / dA at A's entries, in the order they were given (shape (nnz,)): A⁻¹ at
+        each entry by selected inversion on this factorization (never a dense inverse), doubled
+        off the diagonal when one triangle stands for a symmetric A; duplicated coordinates each
+        get the gradient of their sum. Cholesky and LDLᵀ factorizations only (ValueError for
+        LU)."""
+        return self._core.logdet_grad()
+
+    def diag_inverse(self):
+        """The diagonal of A⁻¹ (shape (n,)): the marginal variances of a Gaussian with precision
+        A, by selected inversion. Cholesky and LDLᵀ factorizations only."""
+        return self._core.diag_inverse()
+
     @property
     def info(self):
         """A dict: ``method`` (what factored A: "cholesky", "ldlt" or "lu" — "auto" resolves to
@@ -209,6 +228,23 @@ def solve(A, B, method="auto", symmetric=None, condition_limit=None):
     """X = A⁻¹B for a scipy.sparse A and a dense B (n or n x k); see :func:`factorize`."""
     return factorize(A, method=method, symmetric=symmetric,
                      condition_limit=condition_limit).solve(B)
+
+
+def logdet(A, method="auto", symmetric=None):
+    """(log det A, its gradient at A's entries) for a symmetric scipy.sparse A: the value from a
+    Cholesky (or, with ``method="ldlt"``, LDLᵀ) factorization, the gradient A⁻¹ at A's entries in
+    :func:`coo_of`'s order by selected inversion (see :meth:`Factorization.logdet_grad`).
+
+    Raises ValueError when det A < 0 (use ``factorize(A).logdet()`` for the sign and
+    log |det A|) or when A is not symmetric; SolveError when it is not positive definite
+    (Cholesky) or singular.
+    """
+    f = factorize(A, method=method, symmetric=symmetric)
+    sign, value = f.logdet()
+    if sign < 0:
+        raise ValueError("det A < 0, so log det A is not real; factorize(A).logdet() gives the "
+                         "sign and log |det A|")
+    return value, f.logdet_grad()
 
 
 def release_memory():

@@ -38,7 +38,7 @@ import numpy as np
 
 from . import Factorization, _core, _rows_of_indptr
 
-__all__ = ["spsolve", "KEEP", "KEEP_BYTES"]
+__all__ = ["spsolve", "logdet", "KEEP", "KEEP_BYTES"]
 
 #: Most factorizations kept for pending backward passes.
 KEEP = 32
@@ -301,6 +301,81 @@ def spsolve(data, indices, indptr, b, method="auto", symmetric=None):
     except jax.errors.JaxRuntimeError:
         # An eager call: raise what the host raised (SolveError, ValueError, ...), not JAX's
         # wrapper. Under an outer jit the wrapper's text ends with the same message.
+        error = getattr(_raised, "error", None)
+        if error is None:
+            raise
+        _raised.error = None
+        raise error from None
+
+
+# --- log-determinants ----------------------------------------------------------------------------
+
+
+def _logdet_host(method, symmetric, with_grad):
+    def run(d, i, p):
+        f = _factorize(d, i, p, method, symmetric)
+        sign, value = f.logdet()
+        if sign < 0:
+            raise ValueError("det A < 0, so log det A is not real; "
+                             "sparsegrad_rs.factorize(A).logdet() gives the sign and log |det A|")
+        value = np.asarray(value, dtype=d.dtype)
+        return (value, f.logdet_grad().astype(d.dtype)) if with_grad else value
+    return run
+
+
+@jax.custom_jvp
+def _once(x):
+    """The identity, whose derivative is refused: the logdet rule reads its inputs through it, so
+    differentiating the rule itself (a second derivative) raises instead of treating the host's
+    results as constants."""
+    return x
+
+
+@_once.defjvp
+def _once_jvp(primals, tangents):
+    raise NotImplementedError(
+        "sparsegrad_rs.jax.logdet is differentiable once (forward or reverse mode): its second "
+        "derivative needs entries of A⁻¹ȦA⁻¹ outside the selected inverse")
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _logdet(data, indices, indptr, method, symmetric):
+    return _callback(_logdet_host(method, symmetric, False),
+                     jax.ShapeDtypeStruct((), data.dtype), data, indices, indptr)
+
+
+@_logdet.defjvp
+def _logdet_jvp(method, symmetric, primals, tangents):
+    data, indices, indptr = primals
+    value, grad = _callback(
+        _logdet_host(method, symmetric, True),
+        (jax.ShapeDtypeStruct((), data.dtype), jax.ShapeDtypeStruct(data.shape, data.dtype)),
+        _once(data), indices, indptr)
+    return value, jnp.dot(grad, tangents[0])
+
+
+def logdet(data, indices, indptr, method="auto", symmetric=None):
+    """log det A for a symmetric A in CSR form (both triangles stored, or one with
+    ``symmetric=True``), differentiable once in ``data`` (forward or reverse mode): the gradient
+    A⁻¹ at the stored entries (doubled off the diagonal for one triangle) by selected inversion
+    on the factorization, never a dense inverse. Under ``vmap`` each element is factored. det A <
+    0 raises ValueError; a second derivative raises NotImplementedError."""
+    data = _floating(data, "data")
+    if not jnp.issubdtype(data.dtype, jnp.floating):
+        data = data.astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    indices, indptr = jnp.asarray(indices), jnp.asarray(indptr)
+    try:
+        concrete = np.asarray(indptr)
+    except Exception:
+        concrete = None
+    if concrete is not None:
+        _rows_of_indptr(concrete, np.shape(indices)[0])
+    if np.ndim(data) != 1 or np.shape(indices) != np.shape(data):
+        raise ValueError(f"data and indices must be 1-D of one length, got shapes "
+                         f"{np.shape(data)} and {np.shape(indices)}")
+    try:
+        return _logdet(data, indices, indptr, method, symmetric)
+    except jax.errors.JaxRuntimeError:
         error = getattr(_raised, "error", None)
         if error is None:
             raise

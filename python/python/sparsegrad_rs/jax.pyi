@@ -5,7 +5,7 @@ import jax
 
 from . import Method
 
-__all__ = ["spsolve", "KEEP", "KEEP_BYTES"]
+__all__ = ["spsolve", "logdet", "KEEP", "KEEP_BYTES"]
 
 KEEP: int
 KEEP_BYTES: int
@@ -15,6 +15,13 @@ def spsolve(
     indices: jax.typing.ArrayLike,
     indptr: jax.typing.ArrayLike,
     b: jax.typing.ArrayLike,
+    method: Method = "auto",
+    symmetric: Optional[bool] = None,
+) -> jax.Array: ...
+def logdet(
+    data: jax.typing.ArrayLike,
+    indices: jax.typing.ArrayLike,
+    indptr: jax.typing.ArrayLike,
     method: Method = "auto",
     symmetric: Optional[bool] = None,
 ) -> jax.Array: ...

@@ -31,7 +31,8 @@ import torch
 from . import Factorization as _HostFactorization
 from . import _check_integral, _core, _rows_of_indptr
 
-__all__ = ["solve", "solve_coo", "factorize", "Factorization", "BatchCooSolve"]
+__all__ = ["solve", "solve_coo", "factorize", "logdet", "logdet_coo", "Factorization",
+           "BatchCooSolve"]
 
 
 def _real_tensor(t, name):
@@ -537,3 +538,55 @@ def factorize(A, method="auto", symmetric=None):
     ``solve`` / ``solve_transpose`` are differentiable in A's values and in B. ``method`` and
     ``symmetric`` as in :func:`sparsegrad_rs.factorize`; errors as :func:`solve`."""
     return Factorization(A, method=method, symmetric=symmetric)
+
+
+class _LogDet(torch.autograd.Function):
+    """log det A for A given by its values at ``pattern``'s entries; the backward pass reads the
+    selected inverse of the kept factorization (first order)."""
+
+    @staticmethod
+    def forward(ctx, values, pattern):
+        f = pattern.factor(values)
+        sign, value = f.logdet()
+        if sign < 0:
+            raise ValueError("det A < 0, so log det A is not real; "
+                             "sparsegrad_rs.factorize(A).logdet() gives the sign and log |det A|")
+        ctx.factorization, ctx.v_dtype = f, values.dtype
+        return torch.tensor(value, dtype=values.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "sparsegrad_rs.torch: logdet's backward is first order only (its second derivative "
+                "needs entries of A⁻¹ȦA⁻¹ outside the selected inverse): create_graph=True and "
+                "Hessian-vector products through logdet are not available.")
+        g = torch.from_numpy(ctx.factorization.logdet_grad()).to(ctx.v_dtype)
+        return grad * g, None
+
+
+def logdet(A, method="auto", symmetric=None):
+    """log det A for a sparse COO or CSR tensor A (symmetric: both triangles stored, or one with
+    ``symmetric=True``), differentiable in A's values: the gradient A⁻¹ at A's stored entries
+    (doubled off the diagonal for one triangle) comes from selected inversion on the forward
+    factorization — never a dense inverse. First order (``create_graph=True`` raises); det A < 0
+    is a ValueError."""
+    if isinstance(A, torch.Tensor) and not A.is_floating_point() and not A.is_complex():
+        A = A.to(torch.float64)
+    n, rows, cols, values = _entries(A)
+    values = _real_tensor(values, "A")
+    return _LogDet.apply(values, _Pattern(n, rows, cols, method, symmetric))
+
+
+def logdet_coo(indices, values, n, method="auto", symmetric=None):
+    """log det A for the n x n matrix with entries (indices[0, e], indices[1, e], values[e])
+    (duplicates summed), differentiable in ``values`` (one gradient per entry); as
+    :func:`logdet` otherwise."""
+    ind = _index_array(indices) if isinstance(indices, torch.Tensor) else np.asarray(indices)
+    if ind.ndim != 2 or ind.shape[0] != 2:
+        raise ValueError(f"indices must be 2 x nnz, got shape {tuple(ind.shape)}")
+    values = _real_tensor(values, "values")
+    if values.dim() != 1 or values.shape[0] != ind.shape[1]:
+        raise ValueError(f"values must be 1-D with one value per coordinate ({ind.shape[1]}), "
+                         f"got shape {tuple(values.shape)}")
+    return _LogDet.apply(values, _Pattern(_check_integral(n), ind[0], ind[1], method, symmetric))

@@ -7,7 +7,8 @@ from numpy.typing import NDArray
 
 from . import Method
 
-__all__ = ["solve", "solve_coo", "factorize", "Factorization", "BatchCooSolve"]
+__all__ = ["solve", "solve_coo", "factorize", "logdet", "logdet_coo", "Factorization",
+           "BatchCooSolve"]
 
 KEEP: int
 
@@ -33,6 +34,16 @@ def solve_coo(
     indices: Union[torch.Tensor, NDArray[np.integer[Any]]],
     values: torch.Tensor,
     B: torch.Tensor,
+    n: int,
+    method: Method = "auto",
+    symmetric: Optional[bool] = None,
+) -> torch.Tensor: ...
+def logdet(
+    A: torch.Tensor, method: Method = "auto", symmetric: Optional[bool] = None
+) -> torch.Tensor: ...
+def logdet_coo(
+    indices: Union[torch.Tensor, NDArray[np.integer[Any]]],
+    values: torch.Tensor,
     n: int,
     method: Method = "auto",
     symmetric: Optional[bool] = None,

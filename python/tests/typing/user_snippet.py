@@ -31,7 +31,12 @@ def scipy_part() -> float:
     except sparsegrad_rs.SolveError as e:
         assert "column" in str(e)
     assert info["method"] == "cholesky" and n == 2 and rows.size == cols.size == data.size
-    return float(g.sum() + y.sum() + z.sum()) + freed * 0.0
+    value, ld_grad = sparsegrad_rs.logdet(sp.csr_matrix(np.array([[4.0, 1.0], [1.0, 3.0]])))
+    F = sparsegrad_rs.factorize(sp.csr_matrix(np.array([[4.0, 1.0], [1.0, 3.0]])))
+    sign, logabs = F.logdet()
+    var: float = float(F.diag_inverse().sum() + F.logdet_grad().sum())
+    extra = value + float(ld_grad.sum()) + sign * logabs + var
+    return float(g.sum() + y.sum() + z.sum()) + freed * 0.0 + extra * 0.0
 
 
 def torch_part() -> float:
@@ -43,7 +48,8 @@ def torch_part() -> float:
     x2 = sgt.solve_coo(idx, vals, b, 2)
     F: sgt.Factorization = sgt.factorize(A, method="lu")
     y = F.solve(b) + F.solve_transpose(b)
-    loss = (x * x).sum() + x2.sum() + y.sum()
+    ld: torch.Tensor = sgt.logdet(A) + sgt.logdet_coo(idx, vals, 2)
+    loss = (x * x).sum() + x2.sum() + y.sum() + ld
     (grad,) = torch.autograd.grad(loss, vals)
     return float(loss.item()) + float(grad.sum())
 
@@ -51,7 +57,8 @@ def torch_part() -> float:
 def jax_part() -> float:
     data = jnp.array([4.0, 1.0, 1.0, 3.0])
     x = sgj.spsolve(data, jnp.array([0, 1, 0, 1]), jnp.array([0, 2, 4]), jnp.ones(2))
-    return float(x.sum()) + sgj.KEEP * 0.0 + sgj.KEEP_BYTES * 0.0
+    ld = sgj.logdet(data, jnp.array([0, 1, 0, 1]), jnp.array([0, 2, 4]))
+    return float(x.sum() + ld) + sgj.KEEP * 0.0 + sgj.KEEP_BYTES * 0.0
 
 
 if __name__ == "__main__":
