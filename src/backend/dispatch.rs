@@ -252,6 +252,9 @@ impl Factorization for Fallback {
     fn diag_inverse(&self) -> Result<Vec<f64>> {
         self.inner.diag_inverse()
     }
+    fn sample_in_place(&self, z: &mut DMatrix<f64>) -> Result<()> {
+        self.inner.sample_in_place(z)
+    }
 }
 
 /// The Krylov solvers: settings and storage checked here, then the CPU operator or the GPU

@@ -130,6 +130,20 @@ pub trait Factorization: Send + Sync {
             reason: format!("{} gives no selected inverse", self.describe()),
         })
     }
+    /// Draws from the Gaussian with precision A: each column z of `z` becomes x = Pᵀ L⁻ᵀ z (with
+    /// D^{-1/2} for LDLᵀ), so that standard normal columns give x ~ N(0, A⁻¹) — one backward
+    /// substitution with the kept factor per column. Default: [`Error::Unsupported`] (the CPU
+    /// Cholesky / LDLᵀ factors have it).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`]; [`Error::ShapeMismatch`] unless `z` has n rows;
+    /// [`Error::NotPositiveDefinite`] for an LDLᵀ factor with a pivot ≤ 0.
+    fn sample_in_place(&self, z: &mut DMatrix<f64>) -> Result<()> {
+        let _ = z;
+        Err(Error::Unsupported {
+            reason: format!("{} cannot draw samples", self.describe()),
+        })
+    }
     /// The diagonal of A⁻¹ (marginal variances of a Gaussian with precision A), by selected
     /// inversion. Default: [`Error::Unsupported`], as [`Factorization::selected_inverse`].
     ///

@@ -461,6 +461,9 @@ impl Factorization for FaerCholesky {
         crate::pool::recycle(z);
         out
     }
+    fn sample_in_place(&self, z: &mut DMatrix<f64>) -> Result<()> {
+        super::selinv::sample(&self.symbolic, &self.l_values, self.kind, z)
+    }
     fn diag_inverse(&self) -> Result<Vec<f64>> {
         let z = self.inverse_values()?;
         let d = super::selinv::diagonal(&self.symbolic, &z);

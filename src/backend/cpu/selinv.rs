@@ -391,3 +391,80 @@ pub(crate) fn diagonal(symbolic: &SymbolicCholesky<usize>, z: &[f64]) -> Vec<f64
         })
         .collect()
 }
+
+/// x = Pᵀ L⁻ᵀ z (LLᵀ) or Pᵀ L⁻ᵀ D^{-1/2} z (LDLᵀ with D > 0), column by column in place: for
+/// z ~ N(0, I), x ~ N(0, A⁻¹), since Cov(x) = Pᵀ L⁻ᵀ L⁻¹ P = A⁻¹. A backward substitution over
+/// the factor's supernodes; `z`'s rows are read in elimination order (z is white noise, so any
+/// fixed order gives the same distribution).
+///
+/// # Errors
+/// [`Error::NotPositiveDefinite`] when an LDLᵀ pivot is ≤ 0 (A⁻¹ is no covariance);
+/// [`Error::ShapeMismatch`] unless `z` has n rows.
+pub(crate) fn sample(
+    symbolic: &SymbolicCholesky<usize>,
+    l: &[f64],
+    kind: Kind,
+    z: &mut nalgebra::DMatrix<f64>,
+) -> Result<()> {
+    let n = symbolic.nrows();
+    if z.nrows() != n {
+        return Err(Error::ShapeMismatch {
+            op: "sample (z vs A)",
+            left: z.shape(),
+            right: (n, n),
+        });
+    }
+    let sn = Supernodes::new(symbolic);
+    let pivot = |s: usize, j: usize| {
+        let ld = sn.width(s) + sn.pattern(s).len();
+        l[sn.val_ptr[s] + j * ld + j]
+    };
+    let mut y = vec![0.0; n];
+    let fwd = symbolic.perm().map(|p| p.arrays().0.to_vec());
+    for mut column in z.column_iter_mut() {
+        y.copy_from_slice(column.as_slice());
+        if kind == Kind::Ldlt {
+            for s in 0..sn.count() {
+                for j in 0..sn.width(s) {
+                    let d = pivot(s, j);
+                    if d <= 0.0 {
+                        return Err(Error::NotPositiveDefinite {
+                            column: fwd.as_ref().map_or(sn.begin[s] + j, |f| f[sn.begin[s] + j]),
+                            pivot: Some(d),
+                        });
+                    }
+                    y[sn.begin[s] + j] /= d.sqrt();
+                }
+            }
+        }
+        for s in (0..sn.count()).rev() {
+            let (w, pattern, b) = (sn.width(s), sn.pattern(s), sn.begin[s]);
+            let ld = w + pattern.len();
+            let block = &l[sn.val_ptr[s]..sn.val_ptr[s] + ld * w];
+            for j in (0..w).rev() {
+                let col = &block[j * ld..(j + 1) * ld];
+                let mut acc = y[b + j];
+                for i in j + 1..w {
+                    acc -= col[i] * y[b + i];
+                }
+                for (i, &r) in pattern.iter().enumerate() {
+                    acc -= col[w + i] * y[r];
+                }
+                y[b + j] = match kind {
+                    Kind::Llt => acc / col[j],
+                    Kind::Ldlt => acc,
+                };
+            }
+        }
+        let out = column.as_mut_slice();
+        match &fwd {
+            Some(f) => {
+                for (p, &v) in y.iter().enumerate() {
+                    out[f[p]] = v;
+                }
+            }
+            None => out.copy_from_slice(&y),
+        }
+    }
+    Ok(())
+}
