@@ -351,3 +351,55 @@ fn samples_have_covariance_a_inverse() {
         .unwrap_err();
     assert!(matches!(e, Error::NotPositiveDefinite { .. }), "{e:?}");
 }
+
+/// The Gaussian-field likelihood (logdet + quadratic term): its gradient against finite
+/// differences, and maximum likelihood through argmin's L-BFGS recovering the four region
+/// conductances and the nugget from 400 seeded samples of a 12 × 12 field to within 5 %.
+#[test]
+fn gaussian_field_parameters_are_recovered() {
+    use sparsegrad::check;
+    use sparsegrad::optim::{minimize, Algorithm, ArgminProblem, Settings};
+    use sparsegrad::problems::gaussian_field::{GaussianField, Likelihood};
+    let field = Arc::new(GaussianField::new(12).unwrap());
+    let truth = [
+        0.8f64.ln(),
+        2.0f64.ln(),
+        0.5f64.ln(),
+        1.5f64.ln(),
+        0.3f64.ln(),
+    ];
+    let mut rng = StdRng::seed_from_u64(11);
+    let samples = field.sample(&truth, 400, &mut rng).unwrap();
+    let likelihood = Likelihood {
+        field: field.clone(),
+        samples,
+    };
+    let report = check::objective(
+        &likelihood,
+        vec![0.1, -0.2, 0.3, 0.0, -0.5],
+        &check::Options::default(),
+    )
+    .unwrap();
+    assert!(report.passed, "{report:?}");
+    let out = minimize(
+        ArgminProblem::new(likelihood),
+        vec![0.0; 5],
+        &Settings::new(Algorithm::default(), 200),
+        None,
+    )
+    .unwrap();
+    for (k, (got, want)) in out.params.iter().zip(truth).enumerate() {
+        let err = (got.exp() - want.exp()).abs() / want.exp();
+        eprintln!(
+            "parameter {k}: {:.4} vs {:.4} ({err:.4})",
+            got.exp(),
+            want.exp()
+        );
+        assert!(
+            err <= 0.05,
+            "parameter {k}: {} vs {} ({err:.3})",
+            got.exp(),
+            want.exp()
+        );
+    }
+}
