@@ -287,6 +287,19 @@ impl PyFactorization {
         Ok(Array1::from_vec(grads).into_pyarray(py))
     }
 
+    /// x = Pᵀ L⁻ᵀ z per column (D^{-1/2} for LDLᵀ): standard normal columns z give draws from
+    /// N(0, A⁻¹) (a Gaussian with precision A), one backward substitution with the kept factor.
+    fn sample<'py>(
+        &self,
+        py: Python<'py>,
+        z: PyReadonlyArray2<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let mut x = rhs_from(&z, self.pattern.n)?;
+        py.detach(|| self.factor.sample_in_place(&mut x))
+            .map_err(to_py)?;
+        Ok(to_numpy(py, x))
+    }
+
     /// The diagonal of A⁻¹ (marginal variances of a Gaussian with precision A), by selected
     /// inversion.
     fn diag_inverse<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {

@@ -36,6 +36,11 @@ def test_scipy_logdet_value_gradient_and_diagonal(rng):
     assert np.max(np.abs(grad - want)) <= 1e-11 * np.abs(inv).max()
     f = sparsegrad_rs.factorize(A)
     assert np.max(np.abs(f.diag_inverse() - np.diag(inv))) <= 1e-12 * np.abs(inv).max()
+    # Samples x = Pᵀ L⁻ᵀ z: xᵀ A x = zᵀ z for every column.
+    z = rng.standard_normal((30, 4))
+    x = f.sample(z)
+    assert np.allclose(np.einsum("ik,ij,jk->k", x, A.toarray(), x), (z * z).sum(axis=0),
+                       rtol=1e-10, atol=0)
     # Indefinite with det > 0 and det < 0 through LDLᵀ; LU has no log-determinant.
     M = A.toarray() - 0.6 * np.abs(np.linalg.eigvalsh(A.toarray())).max() * np.eye(30)
     sign, logabs = np.linalg.slogdet(M)

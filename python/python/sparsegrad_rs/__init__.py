@@ -172,6 +172,15 @@ class Factorization:
         LU)."""
         return self._core.logdet_grad()
 
+    def sample(self, z):
+        """Draws from the Gaussian with precision A: each column of ``z`` (shape (n,) or (n, k),
+        standard normal for a draw) becomes x = Pᵀ L⁻ᵀ z (with D^{-1/2} for LDLᵀ), so that
+        Cov(x) = A⁻¹ — one backward substitution with this factorization. Cholesky and LDLᵀ
+        factorizations of a positive definite A only."""
+        Z, vec = _as_2d(z, self.n, "z")
+        X = self._core.sample(Z)
+        return X[:, 0] if vec else X
+
     def diag_inverse(self):
         """The diagonal of A⁻¹ (shape (n,)): the marginal variances of a Gaussian with precision
         A, by selected inversion. Cholesky and LDLᵀ factorizations only."""

@@ -34,7 +34,7 @@ def scipy_part() -> float:
     value, ld_grad = sparsegrad_rs.logdet(sp.csr_matrix(np.array([[4.0, 1.0], [1.0, 3.0]])))
     F = sparsegrad_rs.factorize(sp.csr_matrix(np.array([[4.0, 1.0], [1.0, 3.0]])))
     sign, logabs = F.logdet()
-    var: float = float(F.diag_inverse().sum() + F.logdet_grad().sum())
+    var: float = float(F.diag_inverse().sum() + F.logdet_grad().sum() + F.sample(np.ones(2)).sum())
     extra = value + float(ld_grad.sum()) + sign * logabs + var
     return float(g.sum() + y.sum() + z.sum()) + freed * 0.0 + extra * 0.0
 
