@@ -9,7 +9,7 @@ use nalgebra::DMatrix;
 
 use super::{Hvp, Jvp, Op, Operation, Tape, Var, Vjp};
 use crate::error::{Error, Result};
-use crate::solve::{Factor, Factorizer};
+use crate::solve::{Factor, Factorizer, Method};
 use crate::sparse::{Structure, Symmetry};
 
 impl Tape {
@@ -18,7 +18,8 @@ impl Tape {
     /// The value comes from the factor's pivots; the gradient with respect to A's stored values
     /// is A⁻¹ at those entries (both mirrored positions for one-triangle storage: 2 (A⁻¹)_ij off
     /// the diagonal), computed in the backward pass by selected inversion on the kept factor;
-    /// its JVP is ⟨A⁻¹, Ȧ⟩.
+    /// its JVP is ⟨A⁻¹, Ȧ⟩. A solve of the same matrix node (before or after, on this tape) and
+    /// the logdet share one factorization, when the solve's is a Cholesky or LDLᵀ one.
     ///
     /// ```
     /// use nalgebra_sparse::{CooMatrix, CscMatrix};
@@ -83,7 +84,13 @@ impl Tape {
                         .into(),
                 });
             }
-            let factor = crate::solve::node::factor(solver, &s, nodes[ia].value.as_slice())?;
+            // A direct (Cholesky / LDLᵀ) solve of the same matrix node already factored it.
+            let shared = super::kept_factor_of(nodes, ia, "solve")
+                .filter(|f| matches!(f.method(), Some(Method::Cholesky | Method::Ldlt)));
+            let factor = match shared {
+                Some(f) => f,
+                None => crate::solve::node::factor(solver, &s, nodes[ia].value.as_slice())?,
+            };
             let det = factor.log_determinant()?;
             if !det.log_abs.is_finite() {
                 return Err(Error::Singular {
@@ -155,6 +162,9 @@ impl Operation for LogDet {
     }
     fn inputs(&self) -> Vec<usize> {
         vec![self.a]
+    }
+    fn kept_factorization(&self) -> Option<(usize, &Arc<Factor>)> {
+        Some((self.a, &self.factor))
     }
     fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
         let w = self.gradient()?;

@@ -167,6 +167,24 @@ pub(crate) trait Operation: Send + Sync {
     fn factor(&self) -> Option<&Arc<Factor>> {
         None
     }
+    /// The factorization of its matrix input this operation keeps, with that input's node, for
+    /// another operation on the same matrix node to reuse (a solve and a logdet of one matrix
+    /// share one factorization).
+    fn kept_factorization(&self) -> Option<(usize, &Arc<Factor>)> {
+        None
+    }
+}
+
+/// The factorization of matrix node `a` kept by a later operation named `by` (see
+/// [`Operation::kept_factorization`]).
+pub(crate) fn kept_factor_of(nodes: &[Node], a: usize, by: &str) -> Option<Arc<Factor>> {
+    nodes.get(a + 1..)?.iter().find_map(|node| match &node.op {
+        Op::Recorded(op) if op.name() == by => op
+            .kept_factorization()
+            .filter(|(input, _)| *input == a)
+            .map(|(_, f)| f.clone()),
+        _ => None,
+    })
 }
 
 impl Drop for Tape {

@@ -145,12 +145,21 @@ impl Tape {
             let s = sparse_of(nodes, ia, "solve")?;
             dense_of(nodes, ib, "solve")?;
             // B's shape (k ≥ 1) and values are the solve node's one check (`node::forward`).
-            let (factor, x) = crate::solve::node::forward(
-                solver,
-                &s,
-                nodes[ia].value.as_slice(),
-                &nodes[ib].value,
-            )?;
+            // A logdet of the same matrix node already factored it: solve with that factor.
+            let values = nodes[ia].value.as_slice();
+            let (factor, x) = match super::kept_factor_of(nodes, ia, "logdet") {
+                Some(f) => {
+                    let x = crate::solve::node::solve(
+                        solver,
+                        f.as_ref(),
+                        &s,
+                        values,
+                        &nodes[ib].value,
+                    )?;
+                    (f, x)
+                }
+                None => crate::solve::node::forward(solver, &s, values, &nodes[ib].value)?,
+            };
             Ok((
                 x,
                 None,
@@ -343,6 +352,9 @@ impl Operation for Solve {
     }
     fn factor(&self) -> Option<&Arc<Factor>> {
         Some(&self.factor)
+    }
+    fn kept_factorization(&self) -> Option<(usize, &Arc<Factor>)> {
+        Some((self.a, &self.factor))
     }
     fn backward(&self, vjp: &mut Vjp<'_, '_>, g: &DMatrix<f64>) -> Result<()> {
         let nodes = vjp.nodes();
