@@ -270,17 +270,7 @@ impl PyFactorization {
         let p = &self.pattern;
         let grads = py
             .detach(|| -> Result<Vec<f64>, Error> {
-                let mut z = self.factor.selected_inverse(&p.structure)?;
-                if p.storage == Storage::OneTriangle {
-                    let (cp, ri) = (p.structure.col_ptr(), p.structure.row_idx());
-                    for j in 0..p.structure.ncols() {
-                        for k in cp[j]..cp[j + 1] {
-                            if ri[k] != j {
-                                z[k] *= 2.0;
-                            }
-                        }
-                    }
-                }
+                let z = node::logdet_gradient(self.factor.as_ref(), &p.structure)?;
                 Ok(p.slot.iter().map(|&s| z[s]).collect())
             })
             .map_err(to_py)?;

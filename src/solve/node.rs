@@ -194,6 +194,28 @@ pub fn tangent(
     solve_finite(factor, structure, &rhs, Direction::Forward)
 }
 
+/// ∂ log |det A| / ∂(the stored values of `structure`): the selected inverse A⁻¹ at each stored
+/// entry ([`Factorization::selected_inverse`](super::Factorization::selected_inverse)), doubled off
+/// the diagonal for one-triangle storage (an entry there stands for itself and its mirror). What
+/// the tape's logdet node and Python's `logdet_grad` return.
+///
+/// # Errors
+/// As [`Factorization::selected_inverse`](super::Factorization::selected_inverse).
+pub fn logdet_gradient(factor: &Factor, structure: &Structure) -> Result<Vec<f64>> {
+    let mut z = factor.selected_inverse(structure)?;
+    if structure.symmetry() == Symmetry::Lower {
+        let (cp, ri) = (structure.col_ptr(), structure.row_idx());
+        for j in 0..structure.ncols() {
+            for k in cp[j]..cp[j + 1] {
+                if ri[k] != j {
+                    z[k] *= 2.0;
+                }
+            }
+        }
+    }
+    Ok(z)
+}
+
 /// The solve node's adjoint: Λ = A⁻ᵀ Ḡ with the forward pass's factorization and, when `want_a`,
 /// Ā_e = −Σ_c Λ_ic X_jc at the stored entries (plus the mirrored term off the diagonal for
 /// one-triangle storage; on the factorization's own device when it offers a fused adjoint).

@@ -141,17 +141,7 @@ impl LogDet {
         if let Some(w) = self.weights.get() {
             return Ok(w);
         }
-        let mut z = self.factor.selected_inverse(&self.structure)?;
-        if self.structure.symmetry() == Symmetry::Lower {
-            let (cp, ri) = (self.structure.col_ptr(), self.structure.row_idx());
-            for j in 0..self.structure.ncols() {
-                for k in cp[j]..cp[j + 1] {
-                    if ri[k] != j {
-                        z[k] *= 2.0;
-                    }
-                }
-            }
-        }
+        let z = crate::solve::node::logdet_gradient(self.factor.as_ref(), &self.structure)?;
         Ok(self.weights.get_or_init(|| z))
     }
 }
