@@ -168,6 +168,16 @@ fn bench_logdet(c: &mut Criterion) {
                     .dim()
             })
         });
+        let factor = Solver::cholesky()
+            .factorize(asm.structure(), &values)
+            .expect("factor");
+        group.bench_function("selected_inverse", |bench| {
+            bench.iter(|| {
+                factor
+                    .selected_inverse(asm.structure())
+                    .expect("selected inverse")[0]
+            })
+        });
         group.bench_function("logdet_and_gradient", |bench| {
             bench.iter(|| {
                 let tape = Tape::new();

@@ -143,18 +143,32 @@ pub(crate) fn selected_inverse(
     Ok(z)
 }
 
-/// Buffers reused from one supernode to the next.
+/// Buffers reused from one supernode to the next (from the crate's pool, and back to it).
 #[derive(Default)]
 pub(crate) struct Scratch {
     lhat: Vec<f64>,
     z_rr: Vec<f64>,
-    z_bd: Vec<f64>,
     inv: Vec<f64>,
     scaled: Vec<f64>,
-    z_dd: Vec<f64>,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for v in [
+            &mut self.lhat,
+            &mut self.z_rr,
+            &mut self.inv,
+            &mut self.scaled,
+        ] {
+            crate::pool::recycle(std::mem::take(v));
+        }
+    }
 }
 
 fn sized(v: &mut Vec<f64>, len: usize) -> &mut [f64] {
+    if v.capacity() < len {
+        crate::pool::recycle(std::mem::replace(v, crate::pool::with_capacity(len)));
+    }
     v.clear();
     v.resize(len, 0.0);
     v
@@ -223,7 +237,9 @@ fn supernode(
 /// One supernode's selected inverse from its factor block (`block`: ld × w, ld = w + m,
 /// column-major, L_D over L_B) and Z_RR (m × m, column-major, full): writes Z_DD (lower
 /// triangle) over Z_BD into `out` (ld × w, L's layout). faer's dense kernels, on the rayon pool
-/// for large fronts.
+/// for large fronts, with the flops of LAPACK's `potri` for the diagonal block (a triangular
+/// inverse, then the lower half of a triangular product) and only the lower half of
+/// Ŀᵀ Z_BD: what is left at full price is the one product Z_RR Ŀ.
 pub(crate) fn front_inverse(
     block: &[f64],
     w: usize,
@@ -233,12 +249,15 @@ pub(crate) fn front_inverse(
     scratch: &mut Scratch,
 ) {
     use faer::linalg::matmul::matmul;
+    use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure as B};
+    use faer::linalg::triangular_inverse as inverse;
     use faer::linalg::triangular_solve as tri;
     use faer::reborrow::{Reborrow, ReborrowMut};
     use faer::{Accum, MatMut, MatRef, Par};
     let ld = block.len() / w.max(1);
     let m = ld - w;
-    let par = if (m * m * w) as f64 * 2.0 > PARALLEL_FLOPS {
+    let flops = 2.0 * (m * m * w) as f64 + (m * w * w) as f64 + (w * w * w) as f64;
+    let par = if flops > PARALLEL_FLOPS {
         Par::rayon(0)
     } else {
         Par::Seq
@@ -246,37 +265,43 @@ pub(crate) fn front_inverse(
     let factor = MatRef::from_column_major_slice_with_stride(block, ld, w, ld);
     let l_d = factor.subrows(0, w);
     let l_b = factor.subrows(w, m);
-    // X = L_D⁻¹ (unit diagonal for LDLᵀ), then D⁻¹X.
+    let mut out = MatMut::from_column_major_slice_with_stride_mut(out, ld, w, ld);
+    // X = L_D⁻¹ (lower triangular; unit diagonal for LDLᵀ), then Z_DD = Xᵀ D⁻¹ X.
     let inv = sized(&mut scratch.inv, w * w);
-    for j in 0..w {
-        inv[j * w + j] = 1.0;
-    }
     let mut inv = MatMut::from_column_major_slice_mut(inv, w, w);
     match kind {
-        Kind::Llt => tri::solve_lower_triangular_in_place(l_d, inv.rb_mut(), Par::Seq),
-        Kind::Ldlt => tri::solve_unit_lower_triangular_in_place(l_d, inv.rb_mut(), Par::Seq),
-    }
-    let scaled = sized(&mut scratch.scaled, w * w);
-    let mut scaled = MatMut::from_column_major_slice_mut(scaled, w, w);
-    for j in 0..w {
-        for i in 0..w {
-            let d = if kind == Kind::Ldlt {
-                block[i * ld + i]
-            } else {
-                1.0
-            };
-            scaled[(i, j)] = inv[(i, j)] / d;
+        Kind::Llt => inverse::invert_lower_triangular(inv.rb_mut(), l_d, par),
+        Kind::Ldlt => {
+            inverse::invert_unit_lower_triangular(inv.rb_mut(), l_d, par);
+            for j in 0..w {
+                inv[(j, j)] = 1.0;
+            }
         }
     }
-    let z_dd = sized(&mut scratch.z_dd, w * w);
-    let mut z_dd = MatMut::from_column_major_slice_mut(z_dd, w, w);
-    matmul(
+    let scaled = match kind {
+        Kind::Llt => inv.rb(),
+        Kind::Ldlt => {
+            let scaled = sized(&mut scratch.scaled, w * w);
+            let mut scaled = MatMut::from_column_major_slice_mut(scaled, w, w);
+            for j in 0..w {
+                for i in j..w {
+                    scaled[(i, j)] = inv[(i, j)] / l_d[(i, i)];
+                }
+            }
+            MatRef::from_column_major_slice(&scratch.scaled, w, w)
+        }
+    };
+    let (mut z_dd, mut z_bd) = out.rb_mut().split_at_row_mut(w);
+    tri_matmul(
         z_dd.rb_mut(),
+        B::TriangularLower,
         Accum::Replace,
         inv.rb().transpose(),
-        scaled.rb(),
+        B::TriangularUpper,
+        scaled,
+        B::TriangularLower,
         1.0,
-        Par::Seq,
+        par,
     );
     if m > 0 {
         // Ŀ = L_B L_D⁻¹: L_Dᵀ Ŀᵀ = L_Bᵀ.
@@ -296,26 +321,19 @@ pub(crate) fn front_inverse(
             ),
         }
         let z_rr = MatRef::from_column_major_slice(z_rr, m, m);
-        let z_bd = sized(&mut scratch.z_bd, m * w);
-        let mut z_bd = MatMut::from_column_major_slice_mut(z_bd, m, w);
         matmul(z_bd.rb_mut(), Accum::Replace, z_rr, lhat.rb(), -1.0, par);
-        matmul(
+        // Ŀᵀ Z_BD = −Ŀᵀ Z_RR Ŀ is symmetric: its lower half is enough.
+        tri_matmul(
             z_dd.rb_mut(),
+            B::TriangularLower,
             Accum::Add,
             lhat.rb().transpose(),
+            B::Rectangular,
             z_bd.rb(),
+            B::Rectangular,
             -1.0,
             par,
         );
-        for j in 0..w {
-            out[j * ld + w..(j + 1) * ld].copy_from_slice(&scratch.z_bd[j * m..(j + 1) * m]);
-        }
-    }
-    let z_dd = &scratch.z_dd;
-    for j in 0..w {
-        for i in j..w {
-            out[j * ld + i] = 0.5 * (z_dd[j * w + i] + z_dd[i * w + j]);
-        }
     }
 }
 

@@ -16,39 +16,34 @@ impl Plan {
             let (w, m) = (self.width(s), self.below(s));
             let ld = w + m;
             let factor = &l[self.val_ptr[s]..self.val_ptr[s] + ld * w];
-            let mut z_rr = vec![0.0; m * m];
+            // Z_RR gathered column by column from the parent's front (every entry written, so
+            // the pooled buffer is never zeroed first).
+            let mut z_rr = crate::pool::with_capacity(m * m);
             if let (Some(front), Some(p)) = (parent, self.parent[s]) {
                 let pd = self.width(p) + self.below(p);
                 let rel = &self.relative[self.row_ptr[s]..self.row_ptr[s + 1]];
-                for (b, &cb) in rel.iter().enumerate() {
+                for &cb in rel {
                     let col = &front[cb as usize * pd..(cb as usize + 1) * pd];
-                    for (a, &ra) in rel.iter().enumerate() {
-                        z_rr[b * m + a] = col[ra as usize];
-                    }
+                    z_rr.extend(rel.iter().map(|&ra| col[ra as usize]));
                 }
             }
+            z_rr.resize(m * m, 0.0);
             front_inverse(factor, w, Kind::Llt, &z_rr, block, &mut Scratch::default());
             if self.children(s).is_empty() {
+                crate::pool::recycle(z_rr);
                 return Vec::new();
             }
-            // This supernode's front of Z, full: [Z_DD Z_BDᵀ; Z_BD Z_RR].
-            let mut front = vec![0.0; ld * ld];
+            // This supernode's front of Z, full, column by column: [Z_DD Z_BDᵀ; Z_BD Z_RR].
+            let mut front = crate::pool::with_capacity(ld * ld);
             for j in 0..w {
-                for i in j..w {
-                    let v = block[j * ld + i];
-                    front[j * ld + i] = v;
-                    front[i * ld + j] = v;
-                }
-                for i in 0..m {
-                    let v = block[j * ld + w + i];
-                    front[j * ld + w + i] = v;
-                    front[(w + i) * ld + j] = v;
-                }
+                front.extend((0..j).map(|i| block[i * ld + j]));
+                front.extend_from_slice(&block[j * ld + j..(j + 1) * ld]);
             }
             for b in 0..m {
-                front[(w + b) * ld + w..(w + b + 1) * ld]
-                    .copy_from_slice(&z_rr[b * m..(b + 1) * m]);
+                front.extend((0..w).map(|i| block[i * ld + w + b]));
+                front.extend_from_slice(&z_rr[b * m..(b + 1) * m]);
             }
+            crate::pool::recycle(z_rr);
             front
         };
         self.downward(split_blocks(z, &self.val_ptr), &op, None);

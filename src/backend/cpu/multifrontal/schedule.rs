@@ -122,7 +122,7 @@ impl Plan {
                 let front = op(s, block, from);
                 if let Some(p) = self.parent[s].filter(|_| s != sn) {
                     if self.children(p).first() == Some(&s) {
-                        fronts.remove(&p);
+                        fronts.remove(&p).map(crate::pool::recycle);
                     }
                 }
                 if !self.children(s).is_empty() {
@@ -136,5 +136,6 @@ impl Plan {
         self.children(sn)
             .par_iter()
             .for_each(|&c| self.down(c, Some(&front), context, op, subtree));
+        crate::pool::recycle(front);
     }
 }
