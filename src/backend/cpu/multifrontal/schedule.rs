@@ -122,7 +122,9 @@ impl Plan {
                 let front = op(s, block, from);
                 if let Some(p) = self.parent[s].filter(|_| s != sn) {
                     if self.children(p).first() == Some(&s) {
-                        fronts.remove(&p).map(crate::pool::recycle);
+                        if let Some(front) = fronts.remove(&p) {
+                            crate::pool::recycle(front);
+                        }
                     }
                 }
                 if !self.children(s).is_empty() {
