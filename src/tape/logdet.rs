@@ -80,7 +80,8 @@ impl Tape {
                 return Err(Error::Unsupported {
                     reason: "logdet needs a symmetric structure (Symmetry::Full or Lower): the \
                              log-determinant and its selected-inverse gradient come from a \
-                             Cholesky or LDLᵀ factor"
+                             Cholesky or LDLᵀ factor (faer's sparse LU keeps its factor values \
+                             private, so a general matrix has neither)"
                         .into(),
                 });
             }

@@ -312,10 +312,34 @@ fn logdet_errors_are_clear() {
         .unwrap();
     let e = tape.logdet(general, &Solver::cholesky()).unwrap_err();
     assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
+    assert!(e.to_string().contains("LU"), "{e}");
+    // The LU factorization itself says why it has no determinant or selected inverse.
+    let lu = Solver::lu()
+        .factorize(&general_structure(), &[2.0, 1.0, 3.0])
+        .unwrap();
+    for e in [
+        lu.log_determinant().map(|_| ()).unwrap_err(),
+        lu.diag_inverse().map(|_| ()).unwrap_err(),
+        lu.selected_inverse(&general_structure())
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(&e, Error::Unsupported { reason } if reason.contains("private")),
+            "{e:?}"
+        );
+    }
     let e = tape
         .logdet(tape.var(DMatrix::identity(2, 2)), &Solver::cholesky())
         .unwrap_err();
     assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
+}
+
+/// The 2×2 lower-triangular pattern [(0,0), (1,0), (1,1)] as a general structure.
+fn general_structure() -> Arc<Structure> {
+    Structure::from_pairs(2, 2, &[(0, 0), (1, 0), (1, 1)], Symmetry::General)
+        .unwrap()
+        .0
 }
 
 /// Samples x = Pᵀ L⁻ᵀ z from the kept factor: xᵀ A x = zᵀ z exactly (to rounding) for LLᵀ

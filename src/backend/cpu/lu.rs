@@ -435,6 +435,17 @@ impl FaerLu {
     }
 }
 
+/// faer 0.24's sparse LU keeps L's and U's values private (no accessor for U's diagonal or the
+/// supernodes), so neither log |det A| nor a selected inverse can be read from it.
+fn lu_has_no_determinant() -> Error {
+    Error::Unsupported {
+        reason: "log |det A| and the selected inverse need the factor's values, and faer's \
+                 sparse LU (0.24) keeps L and U private; a symmetric matrix has both through \
+                 Solver::cholesky() or Solver::ldlt() (indefinite)"
+            .into(),
+    }
+}
+
 fn lu_error(e: LuError) -> Error {
     match e {
         LuError::SymbolicSingular { index } => singular(
@@ -478,6 +489,15 @@ impl Factorization for FaerLu {
     }
     fn dim(&self) -> usize {
         self.n
+    }
+    fn log_determinant(&self) -> Result<crate::solve::LogDet> {
+        Err(lu_has_no_determinant())
+    }
+    fn selected_inverse(&self, _structure: &crate::sparse::Structure) -> Result<Vec<f64>> {
+        Err(lu_has_no_determinant())
+    }
+    fn diag_inverse(&self) -> Result<Vec<f64>> {
+        Err(lu_has_no_determinant())
     }
     fn describe(&self) -> String {
         let ordering = match &self.analysis.kind {
