@@ -10,13 +10,15 @@
 //! A third group times one Hessian-vector product against one gradient (grid 512², grid3 48³):
 //! value + gradient, and value + gradient + H·v (`Tape::hvp`, no factorization), warm.
 //!
-//! A fourth group times log det A(θ) with its gradient (selected inversion) against the numeric
-//! factorization alone (grid 512², grid3 48³).
+//! A fourth group times log det A(θ) with its gradient (selected inversion) and the selected
+//! inversion alone against the numeric factorization alone (grid 512², grid3 48³, the 32³
+//! hexahedral elasticity block).
 //!
 //! `cargo bench --bench solve`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use nalgebra::DMatrix;
+use sparsegrad::problems::elasticity::ElasticBlock;
 use sparsegrad::problems::graph::{chain_edges, grid3_edges, grid_edges, laplacian_assembly};
 use sparsegrad::{batch, Assembly, Solver, Tape};
 
@@ -148,15 +150,25 @@ fn bench_hvp(c: &mut Criterion) {
 /// log det A(θ) and its gradient (selected inversion on the kept factor) against the numeric
 /// factorization alone, on the same warm structure.
 fn bench_logdet(c: &mut Criterion) {
-    let cases = [
-        ("logdet_grid_512", 512 * 512, grid_edges(512).unwrap()),
-        ("logdet_grid3_48", 48 * 48 * 48, grid3_edges(48).unwrap()),
-    ];
-    for (name, n, edges) in cases {
+    let graph = |n: usize, edges: Vec<(usize, usize)>| {
         let asm = laplacian_assembly(n, &edges, 1.0).expect("valid graph");
         let theta = DMatrix::from_fn(edges.len(), 1, |i, _| {
             0.5 + ((i * 7919) % 1000) as f64 / 1000.0
         });
+        (asm, theta)
+    };
+    let elastic = {
+        // 32³ hexahedra clamped at x = 0: 104 544 unknowns; θ_e = 1.5 + 0.5 sin(e).
+        let asm = ElasticBlock::cube(32).assembly(0.3).expect("elastic block");
+        let theta = DMatrix::from_fn(asm.n_params(), 1, |e, _| 1.5 + 0.5 * (e as f64).sin());
+        (asm, theta)
+    };
+    let cases = [
+        ("logdet_grid_512", graph(512 * 512, grid_edges(512).unwrap())),
+        ("logdet_grid3_48", graph(48 * 48 * 48, grid3_edges(48).unwrap())),
+        ("logdet_elastic3_32", elastic),
+    ];
+    for (name, (asm, theta)) in cases {
         let values = asm.values(theta.as_slice()).expect("values");
         let mut group = c.benchmark_group(name);
         group.sample_size(10);
@@ -178,6 +190,7 @@ fn bench_logdet(c: &mut Criterion) {
                     .expect("selected inverse")[0]
             })
         });
+        drop(factor);
         group.bench_function("logdet_and_gradient", |bench| {
             bench.iter(|| {
                 let tape = Tape::new();

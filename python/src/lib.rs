@@ -256,7 +256,7 @@ impl PyFactorization {
     }
 
     /// (sign of det A, log |det A|) from the factor's pivots (Cholesky and LDLᵀ factorizations;
-    /// an LU factorization raises `ValueError`: no log-determinant for LU yet).
+    /// an LU factorization raises `ValueError`: faer's sparse LU keeps its factor values private).
     fn logdet(&self) -> PyResult<(f64, f64)> {
         let d = self.factor.log_determinant().map_err(to_py)?;
         Ok((d.sign, d.log_abs))

@@ -161,7 +161,8 @@ class Factorization:
 
     def logdet(self):
         """(sign, log |det A|) from the factor's pivots: Cholesky and LDLᵀ factorizations (a
-        symmetric A); an LU factorization raises ValueError (no log-determinant for LU yet)."""
+        symmetric A); an LU factorization raises ValueError (faer's sparse LU keeps its factor
+        values private, so neither its determinant nor a selected inverse can be read)."""
         return self._core.logdet()
 
     def logdet_grad(self):
