@@ -164,8 +164,14 @@ fn bench_logdet(c: &mut Criterion) {
         (asm, theta)
     };
     let cases = [
-        ("logdet_grid_512", graph(512 * 512, grid_edges(512).unwrap())),
-        ("logdet_grid3_48", graph(48 * 48 * 48, grid3_edges(48).unwrap())),
+        (
+            "logdet_grid_512",
+            graph(512 * 512, grid_edges(512).unwrap()),
+        ),
+        (
+            "logdet_grid3_48",
+            graph(48 * 48 * 48, grid3_edges(48).unwrap()),
+        ),
         ("logdet_elastic3_32", elastic),
     ];
     for (name, (asm, theta)) in cases {

@@ -304,6 +304,18 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// A nonlinear equilibrium (Newton's method) failed: not converged, no descent, a
+    /// non-finite residual or a Jacobian that cannot be factored.
+    #[error("equilibrium: {reason} (Newton iteration {iteration}, ‖r‖ = {residual:e})")]
+    Equilibrium {
+        /// The Newton iteration it failed at (0 = the initial guess).
+        iteration: usize,
+        /// ‖r‖₂ at that iterate.
+        residual: f64,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// An operation got a combination of arguments it does not support.
     #[error("unsupported: {reason}")]
     Unsupported {

@@ -70,6 +70,7 @@ fn to_py(e: Error) -> PyErr {
         | Error::IllConditioned { .. }
         | Error::UnstablePivot { .. }
         | Error::NotConverged { .. }
+        | Error::Equilibrium { .. }
         | Error::Breakdown { .. }
         | Error::Preconditioner { .. }
         | Error::NonFiniteOperation { .. }

@@ -9,10 +9,12 @@
 //! `solve::node::accumulate_outer`, part of the solve node.
 
 mod assembly;
+mod coloring;
 mod dirichlet;
 mod structure;
 
 pub use assembly::{Assembly, AssemblyBuilder};
+pub use coloring::ColumnColoring;
 pub use dirichlet::Dirichlet;
 pub use structure::{Structure, Symmetry};
 

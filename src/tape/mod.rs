@@ -11,6 +11,7 @@
 
 mod dirichlet;
 mod elementwise;
+mod equilibrium;
 mod forward;
 mod gradients;
 mod logdet;
@@ -29,6 +30,7 @@ use crate::solve::Factor;
 use crate::sparse::Structure;
 
 pub use elementwise::{BinaryOp, UnaryOp};
+pub use equilibrium::{colored_jacobian, residual_fn, Newton, NewtonReport, Residual};
 pub(crate) use forward::Jvp;
 pub use gradients::Gradients;
 pub(crate) use gradients::{Hvp, Vjp};

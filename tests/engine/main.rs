@@ -4,6 +4,7 @@ mod analysis;
 mod batch;
 mod common;
 mod dirichlet;
+mod equilibrium;
 mod ergonomics;
 mod errors;
 mod forward;
