@@ -10,3 +10,4 @@ pub mod gaussian_field;
 pub mod graph;
 pub mod mesh;
 pub mod quasi_harmonic;
+pub mod spring_network;

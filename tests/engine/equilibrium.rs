@@ -392,3 +392,124 @@ fn equilibrium_errors_are_clear() {
         "{e:?}"
     );
 }
+
+/// The geometrically nonlinear spring cantilevers (2D and 3D) at a large load: the compliance
+/// gradient with respect to the design φ against central differences and against unrolled
+/// Newton iterations (the same damped steps, then full ones); the analytic tangent stiffness
+/// against the colored one; at a small load, the linear model's compliance (× load²).
+#[test]
+fn spring_cantilevers_gradient_matches_differences_and_unrolled_newton() {
+    use sparsegrad::problems::cantilever::Cantilever;
+    use sparsegrad::problems::cantilever3d::Cantilever3d;
+    use sparsegrad::problems::spring_network::SpringNetwork;
+    let c2 = Cantilever::new(6, 3, 1e-3).unwrap();
+    let c3 = Cantilever3d::new(4, 3, 3, 1e-3).unwrap();
+    let cases = [
+        (
+            "2D",
+            SpringNetwork::cantilever(&c2, 0.12).unwrap(),
+            c2.uniform_design(),
+        ),
+        (
+            "3D",
+            SpringNetwork::cantilever3d(&c3, 0.4).unwrap(),
+            c3.uniform_design(),
+        ),
+    ];
+    for (name, net, phi0) in cases {
+        let net = Arc::new(net);
+        let phi: Vec<f64> = phi0
+            .iter()
+            .enumerate()
+            .map(|(e, p)| p + 0.3 * (e as f64 * 0.9).sin())
+            .collect();
+        let phi = DMatrix::from_column_slice(phi.len(), 1, &phi);
+        let newton = Newton::new(Solver::ldlt()).with_tolerance(0.0, 1e-14);
+        let compliance = |phi: &DMatrix<f64>| {
+            let tape = Tape::new();
+            let p = tape.var(phi);
+            let c = net.compliance(net.stiffness(p), &newton).unwrap();
+            let g = tape.backward(c).unwrap().wrt(p).clone();
+            (c.scalar().unwrap(), g)
+        };
+        let (value, g) = compliance(&phi);
+        let h = 1e-5;
+        let mut worst: f64 = 0.0;
+        for e in [0, 3, phi.nrows() / 2, phi.nrows() - 1] {
+            let (mut plus, mut minus) = (phi.clone(), phi.clone());
+            plus[e] += h;
+            minus[e] -= h;
+            let fd = (compliance(&plus).0 - compliance(&minus).0) / (2.0 * h);
+            worst = worst.max((fd - g[e]).abs() / g.amax());
+        }
+        assert!(worst <= 1e-6, "{name}: differences {worst:e}");
+
+        // Unrolled: the equilibrium from 0.8 u* (a start from which Newton needs several
+        // steps; from zero the load needs increments), then its steps replayed on the tape.
+        let tape = Tape::new();
+        let p = tape.var(&phi);
+        let k = net.stiffness(p);
+        let zero = net.equilibrium(k, &newton).unwrap().0.value().unwrap() * 0.8;
+        let (u_star, report) = tape
+            .equilibrium(&[k], &zero, net.residual(true), &newton)
+            .unwrap();
+        let force = tape.constant(&net.force);
+        let implicit = tape.backward(u_star.dot(force)).unwrap().wrt(p).clone();
+        let mut u = tape.constant(&zero);
+        let residual = net.residual(true);
+        let steps: Vec<f64> = report.steps.iter().copied().chain([1.0; 3]).collect();
+        for alpha in steps {
+            let res = residual(&tape, u, &[k]).unwrap();
+            let step = tape
+                .solve(res.jacobian().unwrap(), res.r(), &Solver::ldlt())
+                .unwrap();
+            u = u - step.scale(alpha);
+        }
+        let unrolled_loss = u.dot(force);
+        assert!((unrolled_loss.scalar().unwrap() - value).abs() <= 1e-12 * value.abs());
+        let unrolled = tape.backward(unrolled_loss).unwrap().wrt(p).clone();
+        let diff = (&implicit - &unrolled).amax() / implicit.amax();
+        assert!(diff <= 1e-8, "{name}: implicit vs unrolled {diff:e}");
+        assert!((&implicit - &g).amax() <= 1e-10 * g.amax());
+
+        // The analytic tangent stiffness = the colored one, at u*.
+        let u_at = u_star.value().unwrap().clone();
+        let k_val = k.value().unwrap().clone();
+        let (colored, colors) = colored_jacobian(
+            &net.full_pattern(),
+            &u_at,
+            std::slice::from_ref(&k_val),
+            net.residual(false),
+        )
+        .unwrap();
+        let t2 = Tape::new();
+        let res = net.residual(true)(&t2, t2.constant(&u_at), &[t2.constant(&k_val)]).unwrap();
+        let j = res.jacobian().unwrap();
+        let lower = j.structure().unwrap();
+        let analytic = DMatrix::from(&lower.to_csc_full(j.value().unwrap().as_slice()).unwrap());
+        let full = net.full_pattern();
+        let dense_colored = DMatrix::from(&full.to_csc_full(&colored).unwrap());
+        let jdiff = (&analytic - &dense_colored).amax() / analytic.amax();
+        assert!(jdiff <= 1e-12, "{name}: analytic vs colored J {jdiff:e}");
+        eprintln!(
+            "{name} spring cantilever (n = {}): compliance {value:.6}, Newton residuals {:?} \
+             (steps {:?}), {colors} colors, differences {worst:.1e}, unrolled {diff:.1e}, \
+             J {jdiff:.1e}",
+            net.n(),
+            report.residuals,
+            report.steps
+        );
+    }
+    // A small load: the linear model's compliance × load².
+    let load = 1e-4;
+    let net = Arc::new(SpringNetwork::cantilever(&c2, load).unwrap());
+    let k = vec![1.0; c2.springs.len()];
+    let tape = Tape::new();
+    let kv = tape.constant(DMatrix::from_column_slice(k.len(), 1, &k));
+    let nonlinear = net.compliance(kv, &net.newton()).unwrap().scalar().unwrap() / (load * load);
+    let linear = c2.compliance_of(&k).unwrap();
+    assert!(
+        (nonlinear - linear).abs() <= 1e-2 * linear,
+        "small load: {nonlinear} vs linear {linear}"
+    );
+}
