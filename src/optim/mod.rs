@@ -99,7 +99,9 @@ struct Recorded {
 pub struct ArgminProblem<O> {
     objective: O,
     last: Mutex<Option<Evaluation>>,
-    evaluations: Mutex<usize>,
+    /// Shared with [`minimize`], which reads it after argmin (whose line search may keep the
+    /// problem when an evaluation fails) is done.
+    evaluations: Arc<std::sync::atomic::AtomicUsize>,
     /// Whether an evaluation keeps its tape for [`Hessian::hessian`] at the same point.
     keep_tape: bool,
     /// The first error of a Hessian-vector product (argmin's operator interface cannot return
@@ -113,7 +115,7 @@ impl<O: Objective> ArgminProblem<O> {
         ArgminProblem {
             objective,
             last: Mutex::new(None),
-            evaluations: Mutex::new(0),
+            evaluations: Arc::default(),
             keep_tape: false,
             hvp_error: Arc::default(),
         }
@@ -126,7 +128,7 @@ impl<O: Objective> ArgminProblem<O> {
 
     /// Number of forward+backward passes run so far (cache hits not counted).
     pub fn evaluations(&self) -> usize {
-        *self.evaluations.lock().unwrap_or_else(|p| p.into_inner())
+        self.evaluations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Loss and gradient at `params`, from the cache when `params` is the last point evaluated.
@@ -143,7 +145,8 @@ impl<O: Objective> ArgminProblem<O> {
         let (loss_var, p) = (tape.var_at(recorded.loss)?, tape.var_at(recorded.param)?);
         let loss = loss_var.scalar()?;
         let gradient = tape.backward(loss_var)?.wrt(p).as_slice().to_vec();
-        *self.evaluations.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.evaluations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *last = Some(Evaluation {
             params: params.to_vec(),
             loss,
@@ -459,6 +462,7 @@ pub fn minimize<O: Objective + 'static>(
 ) -> Result<Outcome> {
     let x0: Vec<f64> = x0.into_value().as_slice().to_vec();
     let max_iters = settings.max_iters;
+    let evaluations = problem.evaluations.clone();
     let (tol_grad, tol_cost) = (settings.gradient_tolerance, settings.cost_tolerance);
     macro_rules! run {
         ($solver:expr) => {{
@@ -483,11 +487,7 @@ pub fn minimize<O: Objective + 'static>(
                     .get_termination_reason()
                     .map_or("running".into(), TerminationReason::text)
                     .to_string(),
-                evaluations: result
-                    .problem()
-                    .problem
-                    .as_ref()
-                    .map_or(0, ArgminProblem::evaluations),
+                evaluations: evaluations.load(std::sync::atomic::Ordering::Relaxed),
             }
         }};
     }

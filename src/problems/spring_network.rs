@@ -321,8 +321,11 @@ impl SpringNetwork {
             None => load,
         };
         let r = force.gather(&(0..n).collect::<Vec<_>>()) - load;
+        // E = ½ Σ (k/L)(ℓ − L)² − loadᵀu: Newton's line search descends on it.
+        let rest = tape.constant(DMatrix::from_column_slice(m, 1, &self.lengths));
+        let energy = ((length - rest).square() * k * inv_rest).sum().scale(0.5) - load.dot(u);
         if !with_jacobian {
-            return Ok(Residual::new(r));
+            return Ok(Residual::new(r).with_energy(energy));
         }
         // h(c1, c2) = k (x_c1 x_c2 / ℓ³ + δ (1/L − 1/ℓ)).
         let axial = k * inv_length.powf(3.0);
@@ -336,10 +339,10 @@ impl SpringNetwork {
             let part = h.gather(&b.springs) * tape.constant(&b.signs);
             values = values + part.scatter_add(&b.slots, nnz);
         }
-        Ok(Residual::with_jacobian(
-            r,
-            tape.with_structure(values, &self.jacobian),
-        ))
+        Ok(
+            Residual::with_jacobian(r, tape.with_structure(values, &self.jacobian))
+                .with_energy(energy),
+        )
     }
 
     /// The equilibrium u* (free unknowns) for stiffnesses `k`, by Newton from the last
@@ -357,11 +360,14 @@ impl SpringNetwork {
     ) -> Result<(Var<'t>, NewtonReport)> {
         let tape = k.tape();
         let zero = DMatrix::zeros(self.n(), 1);
+        // The last equilibrium is the better start only where its energy is below the
+        // undeformed state's (E(0) = 0): a design far from the last one starts from zero.
         let start = self
             .warm
             .lock()
             .ok()
             .and_then(|w| w.clone())
+            .filter(|u| self.energy_at(u, k).is_ok_and(|e| e < 0.0))
             .unwrap_or_else(|| zero.clone());
         let one = tape.constant_scalar(1.0);
         let mut solved = tape.equilibrium(&[k, one], &start, self.residual(true), newton);
@@ -379,6 +385,20 @@ impl SpringNetwork {
             *w = Some(solved.0.value()?.clone());
         }
         Ok(solved)
+    }
+
+    /// E(u) for the stiffnesses `k` (a scratch tape).
+    fn energy_at(&self, u: &DMatrix<f64>, k: Var<'_>) -> Result<f64> {
+        let tape = Tape::new();
+        let kv = tape.constant(k.value()?.clone());
+        let residual = self.record(&tape, tape.constant(u), kv, None, false)?;
+        residual
+            .energy()
+            .ok_or_else(|| Error::InvalidArgument {
+                what: "spring network",
+                reason: "no energy recorded".into(),
+            })?
+            .scalar()
     }
 
     /// The equilibrium under the full load reached by `increments` equal load steps from zero,
@@ -419,9 +439,12 @@ impl SpringNetwork {
     }
 
     /// The default Newton for these networks: LDLᵀ (J may be indefinite away from a stable
-    /// equilibrium), ‖r‖ ≤ 1e-10 ‖f‖.
+    /// equilibrium), ‖r‖ ≤ 1e-10 ‖f‖, at most 200 iterations (a large load on a design with
+    /// nearly floppy members can take many damped steps).
     pub fn newton(&self) -> Newton {
-        Newton::new(Solver::ldlt()).with_tolerance(1e-10 * self.force.norm(), 0.0)
+        Newton::new(Solver::ldlt())
+            .with_tolerance(1e-10 * self.force.norm(), 0.0)
+            .with_max_iterations(200)
     }
 }
 

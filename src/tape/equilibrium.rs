@@ -28,13 +28,18 @@ use crate::sparse::{ColumnColoring, Structure};
 pub struct Residual<'s> {
     r: Var<'s>,
     jacobian: Option<Var<'s>>,
+    energy: Option<Var<'s>>,
 }
 
 impl<'s> Residual<'s> {
     /// A residual without a Jacobian: [`Newton::with_pattern`] must give J's pattern, and J is
     /// computed by colored forward-mode products ([`colored_jacobian`]).
     pub fn new(r: Var<'s>) -> Self {
-        Residual { r, jacobian: None }
+        Residual {
+            r,
+            jacobian: None,
+            energy: None,
+        }
     }
 
     /// A residual with its Jacobian J = ∂r/∂u (a sparse value on the same tape, the same
@@ -43,7 +48,17 @@ impl<'s> Residual<'s> {
         Residual {
             r,
             jacobian: Some(jacobian),
+            energy: None,
         }
+    }
+
+    /// With the energy E (1×1) whose gradient r is (r = ∇ᵤE, J its Hessian): the line search
+    /// then asks for a sufficient decrease of E (Armijo, or a full step that decreases ‖r‖),
+    /// which keeps Newton on the way to a minimum through regions where ‖r‖ alone stalls —
+    /// large rotations, nearly singular tangents — and steps along −r where J is indefinite.
+    pub fn with_energy(mut self, energy: Var<'s>) -> Self {
+        self.energy = Some(energy);
+        self
     }
 }
 
@@ -56,6 +71,11 @@ impl<'s> Residual<'s> {
     /// J = ∂r/∂u, when the closure gave it.
     pub fn jacobian(&self) -> Option<Var<'s>> {
         self.jacobian
+    }
+
+    /// The energy E (r = ∇ᵤE), when the closure gave it.
+    pub fn energy(&self) -> Option<Var<'s>> {
+        self.energy
     }
 }
 
@@ -90,7 +110,9 @@ where
 ///
 /// Converged means ‖r(u)‖₂ ≤ max(`abs_tol`, `rel_tol`·‖r(u₀)‖₂) (defaults 0 and 1e-10), or a
 /// full Newton step below rounding, ‖δ‖₂ ≤ 4ε‖u‖₂ (nothing left to change in f64). Each step
-/// δ = −J⁻¹r is damped by halving α until ‖r(u + αδ)‖₂ ≤ (1 − 10⁻⁴α)‖r(u)‖₂ (Armijo on ‖r‖).
+/// δ = −J⁻¹r is damped by halving α until ‖r(u + αδ)‖₂ ≤ (1 − 10⁻⁴α)‖r(u)‖₂ (Armijo on ‖r‖),
+/// or, for a residual given with its energy ([`Residual::with_energy`]), until
+/// E(u + αδ) ≤ E(u) + 10⁻⁴α rᵀδ (a full step that decreases ‖r‖ also passes).
 #[derive(Clone, Debug)]
 pub struct Newton {
     solver: Solver,
@@ -189,6 +211,7 @@ impl Params {
 /// One residual evaluation on its own tape at u (parameters constant), with J when asked.
 struct Point {
     r: DMatrix<f64>,
+    energy: Option<f64>,
     jacobian: Option<(Arc<Structure>, Vec<f64>)>,
 }
 
@@ -213,8 +236,16 @@ impl Problem<'_> {
                 right: (self.n, 1),
             });
         }
+        let energy = match out.energy {
+            Some(e) => Some(e.scalar()?),
+            None => None,
+        };
         if !with_jacobian || r.iter().any(|v| !v.is_finite()) {
-            return Ok(Point { r, jacobian: None });
+            return Ok(Point {
+                r,
+                energy,
+                jacobian: None,
+            });
         }
         let jacobian = match (out.jacobian, &self.coloring) {
             (Some(j), _) => {
@@ -246,6 +277,7 @@ impl Problem<'_> {
         };
         Ok(Point {
             r,
+            energy,
             jacobian: Some(jacobian),
         })
     }
@@ -541,12 +573,36 @@ fn newton(
                 ),
             ));
         }
+        // With an energy: Armijo on E along δ, or, where δ is no descent direction (an
+        // indefinite J), along the step of a shifted J + μI (see `descent`); without: Armijo
+        // on ‖r‖ (δ always descends on ‖r‖²).
+        let slope = match point.energy {
+            Some(_) => {
+                let s = point.r.dot(&delta);
+                if s >= 0.0 {
+                    delta = descent(&point.r, &structure, &values, &mut report)?;
+                    point.r.dot(&delta)
+                } else {
+                    s
+                }
+            }
+            None => 0.0,
+        };
         let mut alpha = 1.0;
         let accepted = loop {
             let trial = &u + &delta * alpha;
-            let r = problem.evaluate(&trial, false)?.r;
-            let trial_norm = norm(&r);
-            if trial_norm.is_finite() && trial_norm <= (1.0 - 1e-4 * alpha) * rn {
+            let at = problem.evaluate(&trial, false)?;
+            let trial_norm = norm(&at.r);
+            let residual_decrease =
+                trial_norm.is_finite() && trial_norm <= (1.0 - 1e-4 * alpha) * rn;
+            let ok = match (point.energy, at.energy) {
+                (Some(e0), Some(e)) => {
+                    trial_norm.is_finite()
+                        && (e <= e0 + 1e-4 * alpha * slope || (alpha == 1.0 && residual_decrease))
+                }
+                _ => residual_decrease,
+            };
+            if ok {
                 break trial;
             }
             alpha *= 0.5;
@@ -554,8 +610,8 @@ fn newton(
                 return Err(failed(
                     k,
                     rn,
-                    "the line search found no step that decreases ‖r‖ (J may be wrong, or u₀ \
-                     too far from a solution)",
+                    "the line search found no step that decreases ‖r‖ (or the energy): J may \
+                     be wrong, or u₀ too far from a solution",
                 ));
             }
         };
@@ -564,6 +620,50 @@ fn newton(
         point = problem.evaluate(&u, true)?;
     }
     unreachable!("the loop returns")
+}
+
+/// A descent direction for the energy where J is indefinite (Nocedal–Wright's Newton with a
+/// Hessian modification): δ = −(J + μI)⁻¹ r with the smallest μ = 10⁻³·max|J_jj|·10^i for
+/// which a Cholesky factorization succeeds (each attempt counted in the report); −r when J is
+/// not stored symmetric or no shift up to 10¹² works.
+fn descent(
+    r: &DMatrix<f64>,
+    structure: &Arc<Structure>,
+    values: &[f64],
+    report: &mut NewtonReport,
+) -> Result<DMatrix<f64>> {
+    use crate::sparse::Symmetry;
+    if structure.symmetry() == Symmetry::General {
+        return Ok(-r);
+    }
+    let (cp, ri) = (structure.col_ptr(), structure.row_idx());
+    let diagonal: Vec<usize> = (0..structure.ncols())
+        .filter_map(|j| (cp[j]..cp[j + 1]).find(|&k| ri[k] == j))
+        .collect();
+    if diagonal.len() != structure.ncols() {
+        return Ok(-r);
+    }
+    let scale = diagonal
+        .iter()
+        .map(|&k| values[k].abs())
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let cholesky = Solver::cholesky();
+    let mut shifted = values.to_vec();
+    for i in 0..16 {
+        let mu = 1e-3 * scale * 10f64.powi(i);
+        for &k in &diagonal {
+            shifted[k] = values[k] + mu;
+        }
+        report.factorizations += 1;
+        if let Ok(f) = crate::solve::node::factor(&cholesky, structure, &shifted) {
+            let mut delta =
+                crate::solve::node::solve(&cholesky, f.as_ref(), structure, &shifted, r)?;
+            delta.neg_mut();
+            return Ok(delta);
+        }
+    }
+    Ok(-r)
 }
 
 /// The equilibrium node: u* and what its derivatives need.
