@@ -20,7 +20,7 @@
 //! response is the linear model's (compliance ∝ load²); at a large load the springs rotate and
 //! stretch, and the stiffest design differs.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use nalgebra::DMatrix;
 
@@ -66,8 +66,6 @@ pub struct SpringNetwork {
     blocks: Vec<Block>,
     full: Arc<Structure>,
     share_scale: DMatrix<f64>,
-    /// The last equilibrium, where the next Newton solve starts.
-    warm: Mutex<Option<DMatrix<f64>>>,
 }
 
 impl SpringNetwork {
@@ -221,7 +219,6 @@ impl SpringNetwork {
             blocks,
             full,
             share_scale,
-            warm: Mutex::new(None),
         })
     }
 
@@ -345,10 +342,11 @@ impl SpringNetwork {
         )
     }
 
-    /// The equilibrium u* (free unknowns) for stiffnesses `k`, by Newton from the last
-    /// equilibrium this network found (zero at first). When Newton fails from there (a large
-    /// load far from the start), the load is applied in 4, then 16, then 64 equal increments
-    /// (each solved from the last, off the tape), and u* is recorded from the end of that path.
+    /// The equilibrium u* (free unknowns) for stiffnesses `k`, by Newton from the undeformed
+    /// state (the line search descends on the energy, so u* is the minimum that loading from
+    /// rest reaches). When Newton fails from there, the load is applied in 4, then 16, then 64
+    /// equal increments (each solved from the last, off the tape), and u* is recorded from the
+    /// end of that path.
     ///
     /// # Errors
     /// [`Error::Equilibrium`] when every attempt fails (the last attempt's error); the tape's
@@ -360,15 +358,9 @@ impl SpringNetwork {
     ) -> Result<(Var<'t>, NewtonReport)> {
         let tape = k.tape();
         let zero = DMatrix::zeros(self.n(), 1);
-        // The last equilibrium is the better start only where its energy is below the
-        // undeformed state's (E(0) = 0): a design far from the last one starts from zero.
-        let start = self
-            .warm
-            .lock()
-            .ok()
-            .and_then(|w| w.clone())
-            .filter(|u| self.energy_at(u, k).is_ok_and(|e| e < 0.0))
-            .unwrap_or_else(|| zero.clone());
+        // Always from the undeformed state: with large rotations a design can have several
+        // equilibria, and the compliance must be a function of the design, not of the history.
+        let start = zero.clone();
         let one = tape.constant_scalar(1.0);
         let mut solved = tape.equilibrium(&[k, one], &start, self.residual(true), newton);
         for increments in [4, 16, 64] {
@@ -380,25 +372,7 @@ impl SpringNetwork {
             };
             solved = tape.equilibrium(&[k, one], &path_end, self.residual(true), newton);
         }
-        let solved = solved?;
-        if let Ok(mut w) = self.warm.lock() {
-            *w = Some(solved.0.value()?.clone());
-        }
-        Ok(solved)
-    }
-
-    /// E(u) for the stiffnesses `k` (a scratch tape).
-    fn energy_at(&self, u: &DMatrix<f64>, k: Var<'_>) -> Result<f64> {
-        let tape = Tape::new();
-        let kv = tape.constant(k.value()?.clone());
-        let residual = self.record(&tape, tape.constant(u), kv, None, false)?;
-        residual
-            .energy()
-            .ok_or_else(|| Error::InvalidArgument {
-                what: "spring network",
-                reason: "no energy recorded".into(),
-            })?
-            .scalar()
+        solved
     }
 
     /// The equilibrium under the full load reached by `increments` equal load steps from zero,
@@ -451,7 +425,7 @@ impl SpringNetwork {
 /// Minimize the compliance fᵀu* at the nonlinear equilibrium over the design φ.
 #[derive(Debug, Clone)]
 pub struct NonlinearCompliance {
-    /// The network (its last equilibrium is the next Newton start).
+    /// The network.
     pub network: Arc<SpringNetwork>,
     /// Newton's settings.
     pub newton: Newton,

@@ -623,9 +623,8 @@ fn newton(
 }
 
 /// A descent direction for the energy where J is indefinite (Nocedal–Wright's Newton with a
-/// Hessian modification): δ = −(J + μI)⁻¹ r with the smallest μ = 10⁻³·max|J_jj|·10^i for
-/// which a Cholesky factorization succeeds (each attempt counted in the report); −r when J is
-/// not stored symmetric or no shift up to 10¹² works.
+/// Hessian modification): δ = −(J + τI)⁻¹ r with τ from their Algorithm 3.3 (each Cholesky
+/// attempt counted in the report); −r when J is not stored symmetric or no shift works.
 fn descent(
     r: &DMatrix<f64>,
     structure: &Arc<Structure>,
@@ -643,17 +642,28 @@ fn descent(
     if diagonal.len() != structure.ncols() {
         return Ok(-r);
     }
-    let scale = diagonal
+    // Nocedal & Wright, Algorithm 3.3: τ₀ = β − min J_jj (0 < β = 10⁻³ max |J_jj|) when a
+    // diagonal entry is ≤ 0, else β; double τ until a Cholesky factorization succeeds.
+    let beta = 1e-3
+        * diagonal
+            .iter()
+            .map(|&k| values[k].abs())
+            .fold(0.0, f64::max)
+            .max(f64::MIN_POSITIVE);
+    let min_diag = diagonal
         .iter()
-        .map(|&k| values[k].abs())
-        .fold(0.0, f64::max)
-        .max(f64::MIN_POSITIVE);
+        .map(|&k| values[k])
+        .fold(f64::INFINITY, f64::min);
+    let mut tau = if min_diag > 0.0 {
+        beta
+    } else {
+        beta - min_diag
+    };
     let cholesky = Solver::cholesky();
     let mut shifted = values.to_vec();
-    for i in 0..16 {
-        let mu = 1e-3 * scale * 10f64.powi(i);
+    for _ in 0..64 {
         for &k in &diagonal {
-            shifted[k] = values[k] + mu;
+            shifted[k] = values[k] + tau;
         }
         report.factorizations += 1;
         if let Ok(f) = crate::solve::node::factor(&cholesky, structure, &shifted) {
@@ -662,6 +672,7 @@ fn descent(
             delta.neg_mut();
             return Ok(delta);
         }
+        tau = (2.0 * tau).max(beta);
     }
     Ok(-r)
 }

@@ -443,6 +443,8 @@ fn spring_cantilevers_gradient_matches_differences_and_unrolled_newton() {
             worst = worst.max((fd - g[e]).abs() / g.amax());
         }
         assert!(worst <= 1e-6, "{name}: differences {worst:e}");
+        // Nine equilibria (value and 8 differences), one symbolic analysis of J's pattern.
+        assert_eq!(net.jacobian_pattern().symbolic_analyses(), 1, "{name}");
 
         // Unrolled: the equilibrium from 0.8 u* (a start from which Newton needs several
         // steps; from zero the load needs increments), then its steps replayed on the tape.
@@ -512,4 +514,54 @@ fn spring_cantilevers_gradient_matches_differences_and_unrolled_newton() {
         (nonlinear - linear).abs() <= 1e-2 * linear,
         "small load: {nonlinear} vs linear {linear}"
     );
+}
+
+/// r = u³ − u − θ = E′(u) with E = u⁴/4 − u²/2 − θu has three roots for θ = 0.2; the middle one
+/// (u ≈ −0.2) is a maximum of E. Newton on ‖r‖ from u₀ = 0 (J = −1 there) lands on it; with the
+/// energy, the indefinite J is replaced by a shifted one and the line search descends to a
+/// minimum (J(u*) > 0). The gradient du*/dθ = 1/J(u*) either way.
+#[test]
+fn energy_line_search_finds_a_minimum_where_newton_on_the_residual_finds_a_maximum() {
+    let (one, _) = Structure::from_pairs(1, 1, &[(0, 0)], Symmetry::Lower).unwrap();
+    for with_energy in [false, true] {
+        let s = one.clone();
+        let tape = Tape::new();
+        let theta = tape.var_scalar(0.2);
+        let (u, report) = tape
+            .equilibrium(
+                &[theta],
+                &DMatrix::zeros(1, 1),
+                move |t, u, p| {
+                    let r = u.powf(3.0) - u - p[0];
+                    let j = t.with_structure(u.square().scale(3.0).offset(-1.0), &s);
+                    let res = Residual::with_jacobian(r, j);
+                    Ok(if with_energy {
+                        let e = u.powf(4.0).scale(0.25) - u.square().scale(0.5) - u * p[0];
+                        res.with_energy(e)
+                    } else {
+                        res
+                    })
+                },
+                &Newton::new(Solver::ldlt()).with_tolerance(1e-14, 0.0),
+            )
+            .unwrap();
+        let x = u.value().unwrap()[0];
+        let curvature = 3.0 * x * x - 1.0;
+        assert!((x.powi(3) - x - 0.2).abs() <= 1e-14, "{x}");
+        if with_energy {
+            assert!(curvature > 0.0, "a minimum: {x} ({report:?})");
+            assert!(report.factorizations > report.iterations + 1, "{report:?}");
+        } else {
+            assert!(
+                curvature < 0.0 && (x + 0.2).abs() < 0.05,
+                "the maximum: {x}"
+            );
+        }
+        let g = tape.backward(u).unwrap().wrt(theta)[0];
+        assert!(
+            (g - 1.0 / curvature).abs() <= 1e-12 * g.abs(),
+            "{g} vs {}",
+            1.0 / curvature
+        );
+    }
 }
