@@ -37,7 +37,16 @@ pub fn chain_edges(n: usize) -> Result<Vec<(usize, usize)>> {
 
 /// The 4-neighbour k×k grid (node id = row · k + column): all horizontal edges (r, c)–(r, c+1)
 /// row by row, then all vertical edges (r, c)–(r+1, c) row by row — the peers' order, so θ_e
-/// means the same edge everywhere. 2k(k − 1) edges.
+/// means the same edge everywhere. 2k(k − 1) edges, each given as **(larger id, smaller id)**
+/// (the lower-triangle position of its off-diagonal entry): edge (r, c)–(r, c+1) is the pair
+/// (r·k + c + 1, r·k + c), edge (r, c)–(r+1, c) the pair ((r+1)·k + c, r·k + c).
+///
+/// ```
+/// let e = sparsegrad::problems::graph::grid_edges(3).unwrap();
+/// assert_eq!(e.len(), 12);
+/// assert_eq!(e[0], (1, 0)); // (0, 0)–(0, 1)
+/// assert_eq!(e[6], (3, 0)); // (0, 0)–(1, 0), the first vertical edge
+/// ```
 ///
 /// # Errors
 /// [`Error::OutOfMemory`] when k² node ids overflow or the edge list cannot be allocated.
@@ -74,7 +83,8 @@ fn edge_list(count: Option<usize>, grid: impl Fn() -> String) -> Result<Vec<(usi
 }
 
 /// The 6-neighbour k×k×k grid (node id = (z · k + y) · k + x): all x-edges, then all y-edges,
-/// then all z-edges, each set in node order. 3k²(k − 1) edges.
+/// then all z-edges, each set in node order. 3k²(k − 1) edges, each given as (larger id,
+/// smaller id), as in [`grid_edges`].
 ///
 /// # Errors
 /// [`Error::OutOfMemory`] when k³ node ids overflow or the edge list cannot be allocated.

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// use sparsegrad::sparse::ColumnColoring;
 /// use sparsegrad::{Structure, Symmetry};
 /// // A tridiagonal 6×6 pattern: column j touches rows j−1, j, j+1, so 3 colors suffice.
-/// let pairs: Vec<(usize, usize)> = (0..6)
+/// let pairs: Vec<(usize, usize)> = (0..6usize)
 ///     .flat_map(|j| [j.saturating_sub(1), j, (j + 1).min(5)].map(|i| (i, j)))
 ///     .collect();
 /// let (s, _) = Structure::from_pairs(6, 6, &pairs, Symmetry::General).unwrap();

@@ -90,6 +90,11 @@ impl Dirichlet {
         })
     }
 
+    /// The number of unknowns, free and prescribed (the assembly's dimension).
+    pub fn n(&self) -> usize {
+        self.free().len() + self.fixed().len()
+    }
+
     /// The free unknowns, ascending.
     pub fn free(&self) -> &[usize] {
         &self.free

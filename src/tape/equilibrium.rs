@@ -368,7 +368,7 @@ where
 
 impl Tape {
     /// u* with r(u*, θ) = 0, as a node whose derivatives are the implicit function theorem's:
-    /// Newton's method from `u0` on the residual that `residual` records (see [`ResidualFn`]),
+    /// Newton's method from `u0` on the residual that `residual` records (see [`Residual`]),
     /// each step one sparse solve with J = ∂r/∂u by `options`' solver (a fixed pattern, so one
     /// symbolic analysis serves every step and every later evaluation). The result's backward
     /// is λ = J⁻ᵀ ū, θ̄ = −(∂r/∂θ)ᵀλ and its forward mode u̇ = −J⁻¹(∂r/∂θ)θ̇, both with the

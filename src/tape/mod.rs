@@ -12,6 +12,7 @@
 mod dirichlet;
 mod elementwise;
 mod equilibrium;
+mod factored;
 mod forward;
 mod gradients;
 mod logdet;
@@ -31,6 +32,7 @@ use crate::sparse::Structure;
 
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use equilibrium::{colored_jacobian, residual_fn, Newton, NewtonReport, Residual};
+pub use factored::Factored;
 pub(crate) use forward::Jvp;
 pub use gradients::Gradients;
 pub(crate) use gradients::{Hvp, Vjp};

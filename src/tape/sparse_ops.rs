@@ -11,7 +11,11 @@ use crate::solve::node::accumulate_outer;
 use crate::solve::{Factor, Factorizer, SolveInfo};
 use crate::sparse::{mul_dense, mul_transpose_dense, Assembly, Structure, Symmetry};
 
-fn sparse_of(nodes: &[super::Node], i: usize, op: &'static str) -> Result<Arc<Structure>> {
+pub(super) fn sparse_of(
+    nodes: &[super::Node],
+    i: usize,
+    op: &'static str,
+) -> Result<Arc<Structure>> {
     nodes[i].sparse.clone().ok_or_else(|| Error::Unsupported {
         reason: format!(
             "{op} needs a sparse matrix as its first argument, got a dense {:?}",
@@ -20,7 +24,7 @@ fn sparse_of(nodes: &[super::Node], i: usize, op: &'static str) -> Result<Arc<St
     })
 }
 
-fn dense_of(nodes: &[super::Node], i: usize, op: &'static str) -> Result<()> {
+pub(super) fn dense_of(nodes: &[super::Node], i: usize, op: &'static str) -> Result<()> {
     match nodes[i].sparse {
         None => Ok(()),
         Some(_) => Err(Error::Unsupported {
@@ -337,10 +341,10 @@ impl Operation for SpMul {
 
 /// X = A⁻¹ B with the kept factorization: Λ = A⁻ᵀ Ḡ on the same factor, B̄ = Λ,
 /// Ā_ij = −Σ_c Λ_ic X_jc at the stored entries (`solve::node::adjoint`).
-struct Solve {
-    a: usize,
-    b: usize,
-    factor: Arc<Factor>,
+pub(super) struct Solve {
+    pub(super) a: usize,
+    pub(super) b: usize,
+    pub(super) factor: Arc<Factor>,
 }
 
 impl Operation for Solve {

@@ -33,6 +33,23 @@ impl<'t> Var<'t> {
         )
     }
 
+    /// The mean of all entries (of the stored values, for a sparse matrix), as a 1×1 value:
+    /// Σ x / (number of entries).
+    ///
+    /// ```
+    /// use sparsegrad::Tape;
+    /// let tape = Tape::new();
+    /// let x = tape.var(&[1.0, 2.0, 6.0][..]);
+    /// let m = x.mean();
+    /// assert_eq!(m.scalar().unwrap(), 3.0);
+    /// let g = tape.backward(m).unwrap();
+    /// assert_eq!(g.wrt(x).as_slice(), &[1.0 / 3.0; 3]);
+    /// ```
+    pub fn mean(self) -> Var<'t> {
+        let len = self.tape.nodes()[self.index].value.len().max(1);
+        self.sum().scale(1.0 / len as f64)
+    }
+
     /// ‖x‖²_F = Σ x² as a 1×1 value, in one node (no n×k temporary as in `x.square().sum()`).
     pub fn sum_squares(self) -> Var<'t> {
         let i = self.index;

@@ -55,7 +55,11 @@ fn eliminated_solution_matches_the_constrained_dense_solve() {
 fn gradient_through_elimination_matches_finite_differences() {
     let p = spd(25, 2, Symmetry::Lower, 52);
     let asm = p.assembly();
-    let d = Dirichlet::new(&asm, &[1, 5, 24]).unwrap();
+    let d = Dirichlet::new(&asm, &[1, 5, 24, 5]).unwrap();
+    assert_eq!(
+        (d.n(), d.free().len(), d.fixed()),
+        (25, 22, &[1, 5, 24][..])
+    );
     let g0 = DMatrix::from_fn(3, 2, |i, c| 0.2 * i as f64 + 0.1 * c as f64 + 0.05);
     // x = [θ; vec(g)]
     let mut x0 = p.theta.clone();

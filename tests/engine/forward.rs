@@ -138,6 +138,26 @@ fn cases() -> Vec<Case> {
                 &Solver::ldlt(),
             )
         }),
+        case(
+            "factor: solve, then solve_transpose (LU)",
+            &[(6, 1), m],
+            |t, x| {
+                let f = t.factor(t.assemble(&general_assembly(), x[0])?, &Solver::lu())?;
+                let y = f.solve(x[1])?;
+                f.solve_transpose(y.sin())
+            },
+        ),
+        case(
+            "factor: solve_transpose (Cholesky, one triangle)",
+            &[(6, 1), m],
+            |t, x| {
+                let f = t.factor(
+                    t.assemble(&spd_lower_assembly(), x[0])?,
+                    &Solver::cholesky(),
+                )?;
+                f.solve_transpose(x[1])
+            },
+        ),
         case("solve then a nonlinear loss", &[(6, 1), m], |t, x| {
             let y = t.solve(t.assemble(&general_assembly(), x[0])?, x[1], &Solver::lu())?;
             Ok((y.sin() * y).logsumexp())

@@ -7,6 +7,7 @@ mod dirichlet;
 mod equilibrium;
 mod ergonomics;
 mod errors;
+mod factored;
 mod forward;
 mod fuzz_corpus;
 mod gradients;
