@@ -108,8 +108,9 @@ where
 /// Newton's method for [`Tape::equilibrium`]: the linear solver for J, where J comes from, the
 /// stopping rule and the iteration limit.
 ///
-/// Converged means ‖r(u)‖₂ ≤ max(`abs_tol`, `rel_tol`·‖r(u₀)‖₂) (defaults 0 and 1e-10), or a
-/// full Newton step below rounding, ‖δ‖₂ ≤ 4ε‖u‖₂ (nothing left to change in f64). Each step
+/// Converged means ‖r(u)‖₂ ≤ max(`abs_tol`, `rel_tol`·‖r(u₀)‖₂) (defaults 0 and 1e-10), or ‖r‖
+/// at rounding level, ‖r‖₂ ≤ 16ε‖J‖_F‖u‖₂ (a start already at a solution), or a full Newton
+/// step below rounding, ‖δ‖₂ ≤ 4ε‖u‖₂ (nothing left to change in f64). Each step
 /// δ = −J⁻¹r is damped by halving α until ‖r(u + αδ)‖₂ ≤ (1 − 10⁻⁴α)‖r(u)‖₂ (Armijo on ‖r‖),
 /// or, for a residual given with its energy ([`Residual::with_energy`]), until
 /// E(u + αδ) ≤ E(u) + 10⁻⁴α rᵀδ (a full step that decreases ‖r‖ also passes).
@@ -172,7 +173,8 @@ pub struct NewtonReport {
     pub factorizations: usize,
     /// Colors of J's column coloring (JVPs per Jacobian), or `None` when the closure gave J.
     pub colors: Option<usize>,
-    /// Why it stopped: "residual" (the tolerance) or "step" (a Newton step below rounding).
+    /// Why it stopped: "residual" (the tolerance), "rounding" (‖r‖ at rounding level) or
+    /// "step" (a Newton step below rounding).
     pub stopped_by: &'static str,
 }
 
@@ -186,6 +188,12 @@ fn failed(iteration: usize, residual: f64, reason: impl Into<String>) -> Error {
 
 fn norm(v: &DMatrix<f64>) -> f64 {
     v.norm()
+}
+
+/// ‖v‖₂ of a slice (J's stored values: its Frobenius norm, up to the mirrored half of
+/// one-triangle storage).
+fn norm_of(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 /// The parameters as given, and how to record them on a fresh tape.
@@ -535,7 +543,13 @@ fn newton(
         let factor = crate::solve::node::factor(&options.solver, &structure, &values)
             .map_err(|e| failed(k, rn, format!("J could not be factored: {e}")))?;
         report.factorizations += 1;
-        if rn <= target {
+        // Rounding bounds how small ‖r‖ can get: ~ε‖J‖‖u‖ (a warm start at a solution asks
+        // rel_tol·‖r₀‖ of a residual that is already at that floor).
+        let floor = 16.0 * f64::EPSILON * norm_of(&values) * norm(&u);
+        if rn <= target || rn <= floor {
+            if rn > target {
+                report.stopped_by = "rounding";
+            }
             report.iterations = k;
             return Ok(Solved {
                 u,

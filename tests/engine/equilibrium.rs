@@ -284,7 +284,7 @@ fn equilibrium_counts_factorizations_and_converges_quadratically() {
     let structure = rd.asm.structure().clone();
     let newton = Newton::new(Solver::cholesky()).with_tolerance(0.0, 1e-14);
     let mut theta = rd.theta();
-    for round in 0..3 {
+    for round in 0..3i32 {
         let before = structure.numeric_factorizations();
         let tape = Tape::new();
         let th = tape.var(&theta);
@@ -319,6 +319,20 @@ fn equilibrium_counts_factorizations_and_converges_quadratically() {
         }
         assert!(rel.last().unwrap() <= &1e-14, "{rel:?}");
         assert!(squared >= 1 || rel.len() <= 3, "{rel:?}");
+        // A start at the solution, with J far from the identity (θ × 10^(2 round), κ up to
+        // ~10⁵): converged at once (‖r‖ at rounding level), no error.
+        let stiff = &theta * 100f64.powi(round);
+        let first = Tape::new();
+        let th1 = first.var(&stiff);
+        let (u1, _) = first
+            .equilibrium(&[th1], &DMatrix::zeros(rd.n, 1), rd.residual(true), &newton)
+            .unwrap();
+        let again = Tape::new();
+        let th2 = again.var(&stiff);
+        let (_, warm) = again
+            .equilibrium(&[th2], &u1.value().unwrap(), rd.residual(true), &newton)
+            .unwrap();
+        assert!(warm.iterations <= 1, "{warm:?}");
         theta.iter_mut().for_each(|t| *t *= 1.1);
     }
 }
