@@ -87,10 +87,41 @@ impl Dirichlet {
         f: Var<'t>,
         solver: &dyn Factorizer,
     ) -> Result<Var<'t>> {
-        let k = f.shape().1;
-        let g = p
-            .tape()
-            .constant(crate::error::try_zeros(self.fixed.len(), k)?);
+        let g = zeros(p, self.fixed.len(), f.shape().1)?;
+        self.solve(p, f, g, solver)
+    }
+
+    /// [`Dirichlet::solve`] without loads (f = 0): only the prescribed values g (fixed×k) drive
+    /// the solution — a displacement-controlled test, a boundary temperature.
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use sparsegrad::{Assembly, Dirichlet, Solver, Symmetry, Tape};
+    /// # fn main() -> sparsegrad::Result<()> {
+    /// // Two equal springs 0 – 1 – 2, the ends held at 0 and 1: the middle sits at ½.
+    /// let ke = DMatrix::from_row_slice(2, 2, &[1.0, -1.0, -1.0, 1.0]);
+    /// let mut b = Assembly::builder(3, 3, 2).symmetry(Symmetry::Lower);
+    /// for e in 0..2 {
+    ///     b.push_element(&[e, e + 1], e, &ke);
+    /// }
+    /// let ends = Dirichlet::new(&b.build()?, &[0, 2])?;
+    /// let tape = Tape::new();
+    /// let k = tape.var(&[1.0, 1.0][..]);
+    /// let u = ends.solve_prescribed(k, tape.constant(&[0.0, 1.0][..]), &Solver::cholesky())?;
+    /// assert!((u.value()?[1] - 0.5).abs() < 1e-15);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Dirichlet::solve`].
+    pub fn solve_prescribed<'t>(
+        &self,
+        p: Var<'t>,
+        g: Var<'t>,
+        solver: &dyn Factorizer,
+    ) -> Result<Var<'t>> {
+        let f = zeros(p, self.n(), g.shape().1)?;
         self.solve(p, f, g, solver)
     }
 
@@ -113,4 +144,9 @@ impl Dirichlet {
         let u = self.expand(u_free, g);
         u.error().map_or(Ok(u), Err)
     }
+}
+
+/// A rows×cols zero constant on `p`'s tape (fallible allocation).
+fn zeros(p: Var<'_>, rows: usize, cols: usize) -> Result<Var<'_>> {
+    Ok(p.tape().constant(crate::error::try_zeros(rows, cols)?))
 }

@@ -33,6 +33,17 @@ pub(super) fn dense_of(nodes: &[super::Node], i: usize, op: &'static str) -> Res
     }
 }
 
+/// The pattern of a nalgebra-sparse `CscMatrix` as a validated [`Structure`].
+fn csc_structure(matrix: &CscMatrix<f64>, symmetry: Symmetry) -> Result<Arc<Structure>> {
+    Structure::new(
+        matrix.nrows(),
+        matrix.ncols(),
+        matrix.col_offsets().to_vec(),
+        matrix.row_indices().to_vec(),
+        symmetry,
+    )
+}
+
 impl Tape {
     /// A sparse matrix input with the given stored values (differentiable: its gradient is one
     /// value per stored entry, in `structure` order).
@@ -68,14 +79,34 @@ impl Tape {
     /// # Errors
     /// As [`Structure::new`] for the declared `symmetry`, and [`Error::NonFinite`].
     pub fn csc_var(&self, matrix: &CscMatrix<f64>, symmetry: Symmetry) -> Result<Var<'_>> {
-        let structure = Structure::new(
-            matrix.nrows(),
-            matrix.ncols(),
-            matrix.col_offsets().to_vec(),
-            matrix.row_indices().to_vec(),
-            symmetry,
-        )?;
-        self.sparse_var(&structure, matrix.values())
+        self.sparse_var(&csc_structure(matrix, symmetry)?, matrix.values())
+    }
+
+    /// A constant sparse matrix from a nalgebra-sparse `CscMatrix` (no gradient flows to it): a
+    /// density filter, a mass matrix, an observation operator, for [`Tape::spmul`] or a solve.
+    ///
+    /// ```
+    /// use nalgebra::DMatrix;
+    /// use nalgebra_sparse::{CooMatrix, CscMatrix};
+    /// use sparsegrad::{Symmetry, Tape};
+    /// // A 2-point averaging filter applied to a design x.
+    /// let mut coo = CooMatrix::new(2, 3);
+    /// for (i, j) in [(0, 0), (0, 1), (1, 1), (1, 2)] {
+    ///     coo.push(i, j, 0.5);
+    /// }
+    /// let tape = Tape::new();
+    /// let filter = tape.csc_constant(&CscMatrix::from(&coo), Symmetry::General).unwrap();
+    /// let x = tape.var(&[1.0, 3.0, 5.0][..]);
+    /// let y = tape.spmul(filter, x).unwrap();
+    /// assert_eq!(y.value().unwrap().as_slice(), &[2.0, 4.0]);
+    /// let g = tape.backward(y.sum()).unwrap();
+    /// assert_eq!(g.wrt(x).as_slice(), &[0.5, 1.0, 0.5]);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Tape::csc_var`].
+    pub fn csc_constant(&self, matrix: &CscMatrix<f64>, symmetry: Symmetry) -> Result<Var<'_>> {
+        self.sparse_constant(&csc_structure(matrix, symmetry)?, matrix.values())
     }
 
     /// The sparse matrix with values M p + c (an [`Assembly`]); its adjoint is p̄ = Mᵀ Ā.

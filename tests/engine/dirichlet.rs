@@ -84,3 +84,32 @@ fn gradient_through_elimination_matches_finite_differences() {
     // The prescribed values do influence the loss through the coupling.
     assert!(report.gradient.rows(m, 6).amax() > 1e-3);
 }
+
+/// `solve_prescribed` is `solve` with an explicit zero load: same values and gradients.
+#[test]
+fn solve_prescribed_equals_solve_with_zero_loads() {
+    let p = spd(25, 2, Symmetry::Lower, 61);
+    let asm = p.assembly();
+    let d = Dirichlet::new(&asm, &[2, 9, 20]).unwrap();
+    let g0 = DMatrix::from_fn(3, 2, |i, c| 0.3 * i as f64 - 0.2 * c as f64 + 0.1);
+    let run = |explicit: bool| {
+        let tape = Tape::new();
+        let th = tape.var(DMatrix::from_column_slice(p.m, 1, &p.theta));
+        let g = tape.var(&g0);
+        let u = if explicit {
+            let f = tape.constant(DMatrix::zeros(25, 2));
+            d.solve(th, f, g, &Solver::cholesky()).unwrap()
+        } else {
+            d.solve_prescribed(th, g, &Solver::cholesky()).unwrap()
+        };
+        let loss = u.sum_squares();
+        let grads = tape.backward(loss).unwrap();
+        (
+            u.value().unwrap(),
+            grads.wrt(th).clone(),
+            grads.wrt(g).clone(),
+        )
+    };
+    let (a, b) = (run(true), run(false));
+    assert!(a.0.amax() > 0.0 && a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
+}
