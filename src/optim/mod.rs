@@ -40,9 +40,14 @@ use crate::error::{Error, Result};
 use crate::tape::{Tape, Var};
 
 mod adam;
+mod mma;
 mod observer;
 
 pub use adam::Adam;
+pub use mma::{
+    minimize_constrained, ConstrainedEvaluation, ConstrainedObjective, ConstrainedOutcome,
+    ConstrainedProblem, Mma, MmaSettings,
+};
 pub use observer::{ProgressObserver, ProgressStyle, Record};
 
 /// The argmin state type used by the bridge.

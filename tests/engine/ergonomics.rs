@@ -240,3 +240,131 @@ fn default_stopping_rules_end_converged_runs() {
     .unwrap();
     assert_eq!(out.iterations, 30);
 }
+
+/// A loss dominated by rounding (a constant 1e9 added: every value carries ~1e-7 of rounding)
+/// is checked at steps long enough for it, and still catches a wrong gradient.
+#[test]
+fn the_checker_does_not_cry_wolf_on_a_rounding_dominated_loss() {
+    let x0 = [0.5, -2.0, 1.25];
+    let options = check::Options::default();
+    let quadratic = check::gradient(|_t, x| Ok(x.square().sum() + 1e9), x0, &options).unwrap();
+    assert!(quadratic.passed, "{quadratic:?}");
+    assert!(quadratic.max_relative_error < 1e-6, "{quadratic:?}");
+    // The measured noise of the loss is its rounding: ~ε · 1e9 (within a factor of a few).
+    assert!(
+        quadratic.loss_noise > 1e-8 && quadratic.loss_noise < 1e-6,
+        "{quadratic:?}"
+    );
+    let curved = check::gradient(
+        |_t, x| Ok((x.exp() * x.square()).sum() + 1e9),
+        [0.5, -1.5, 1.25],
+        &options,
+    )
+    .unwrap();
+    assert!(
+        curved.passed && curved.max_relative_error < 1e-5,
+        "{curved:?}"
+    );
+    assert_eq!(curved.inconclusive, 0, "{curved:?}");
+    assert!(
+        curved.step > 1e-3,
+        "a longer step than the default: {curved:?}"
+    );
+    // The same constant added to the wrong model: component 1 misses 3 p₁² = 6.75.
+    struct WrongAndLarge;
+    impl Objective for WrongAndLarge {
+        fn loss<'t>(&self, tape: &'t Tape, p: Var<'t>) -> Result<Var<'t>> {
+            Ok(Wrong.loss(tape, p)? + 1e9)
+        }
+    }
+    let bad = check::objective(&WrongAndLarge, vec![0.5, 1.5, -0.5], &options).unwrap();
+    assert!(!bad.passed && bad.worst_index == 1, "{bad:?}");
+    assert!((bad.numeric - bad.analytic - 6.75).abs() < 1e-4, "{bad:?}");
+}
+
+/// A gradient entry of 7e-18 beside a largest entry of 1e-10, in a loss of size 1: the entries
+/// below the difference quotient's resolution are reported inconclusive, not failed; the others
+/// are checked; and a check where nothing can be resolved does not pass.
+#[test]
+fn the_checker_reports_tiny_components_as_inconclusive() {
+    fn f<'t>(t: &'t Tape, x: Var<'t>) -> Result<Var<'t>> {
+        let tiny = t.constant([0.5e-17, 0.0]);
+        let small = t.constant([0.0, 1e-10]);
+        Ok((x.square() * tiny).sum() + (x * small).sum() + 1.0)
+    }
+    let r = check::gradient(f, [0.7, 0.3], &check::Options::default()).unwrap();
+    assert!(r.passed, "{r:?}");
+    assert_eq!((r.checked, r.inconclusive), (2, 1), "{r:?}");
+    assert!((r.gradient[0] - 0.7e-17).abs() < 1e-30 && r.gradient[1] == 1e-10);
+    fn unresolvable<'t>(_t: &'t Tape, x: Var<'t>) -> Result<Var<'t>> {
+        Ok(x.sum() * 1e-12 + 1e9)
+    }
+    let r = check::gradient(unresolvable, [0.7, 0.3], &check::Options::default()).unwrap();
+    assert!(!r.passed && r.inconclusive == r.checked, "{r:?}");
+}
+
+#[test]
+fn the_checker_checks_chosen_components_and_directions() {
+    let options = check::Options {
+        components: Some(vec![2, 0]),
+        ..Default::default()
+    };
+    fn f<'t>(_t: &'t Tape, x: Var<'t>) -> Result<Var<'t>> {
+        Ok((x.exp() * x.square()).sum())
+    }
+    let r = check::gradient(f, [0.1, 0.2, 0.3, 0.4], &options).unwrap();
+    assert!(r.passed && r.checked == 2 && r.worst_index != 1, "{r:?}");
+    let out_of_range = check::Options {
+        components: Some(vec![0, 4]),
+        ..Default::default()
+    };
+    assert!(matches!(
+        check::gradient(f, [0.1, 0.2, 0.3, 0.4], &out_of_range),
+        Err(Error::IndexOutOfRange {
+            index: 4,
+            bound: 4,
+            entry: 1,
+            ..
+        })
+    ));
+    // Directional: ∇f·v against d/dt f(x + t v); a wrong component shows along a direction that
+    // sees it and not along one that does not.
+    let v = [1.0, -1.0, 0.5];
+    let d = check::directional(f, [0.1, 0.2, 0.3], v, &Default::default()).unwrap();
+    let exact: f64 = [0.1f64, 0.2, 0.3]
+        .iter()
+        .zip(v)
+        .map(|(&x, v)| (x.exp() * (x * x + 2.0 * x)) * v)
+        .sum();
+    assert!(d.passed && (d.analytic - exact).abs() < 1e-15, "{d:?}");
+    assert!((d.numeric - exact).abs() < 1e-9 * exact.abs(), "{d:?}");
+    fn wrong<'t>(t: &'t Tape, p: Var<'t>) -> Result<Var<'t>> {
+        Wrong.loss(t, p)
+    }
+    let sees = check::directional(
+        wrong,
+        [0.5, 1.5, -0.5],
+        [0.0, 1.0, 0.0],
+        &Default::default(),
+    );
+    let sees = sees.unwrap();
+    assert!(
+        !sees.passed && (sees.numeric - sees.analytic - 6.75).abs() < 1e-6,
+        "{sees:?}"
+    );
+    let blind = check::directional(
+        wrong,
+        [0.5, 1.5, -0.5],
+        [1.0, 0.0, 1.0],
+        &Default::default(),
+    );
+    assert!(blind.unwrap().passed);
+    assert!(matches!(
+        check::directional(f, [0.1, 0.2], [0.0, 0.0], &Default::default()),
+        Err(Error::NonFinite { .. })
+    ));
+    assert!(matches!(
+        check::directional(f, [0.1, 0.2], [1.0], &Default::default()),
+        Err(Error::ShapeMismatch { .. })
+    ));
+}

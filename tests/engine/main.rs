@@ -14,6 +14,7 @@ mod gradients;
 mod hostile;
 mod iterative;
 mod logdet;
+mod mma;
 mod optim;
 mod ordering;
 mod problems;
