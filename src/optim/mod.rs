@@ -40,10 +40,12 @@ use crate::error::{Error, Result};
 use crate::tape::{Tape, Var};
 
 mod adam;
+mod augmented;
 mod mma;
 mod observer;
 
 pub use adam::Adam;
+pub use augmented::{augmented_lagrangian, AugmentedLagrangian, AugmentedOutcome};
 pub use mma::{
     minimize_constrained, ConstrainedEvaluation, ConstrainedObjective, ConstrainedOutcome,
     ConstrainedProblem, Mma, MmaSettings,
@@ -459,7 +461,7 @@ fn optimizer_error(e: argmin::core::Error) -> Error {
 /// [`Error::NotPositiveDefinite`] for a design that lost definiteness); [`Error::Optimizer`] for a
 /// failure of the optimizer itself (e.g. a line search that found no acceptable step);
 /// [`Error::InvalidArgument`] for invalid settings.
-pub fn minimize<O: Objective + 'static>(
+pub fn minimize<O: Objective>(
     mut problem: ArgminProblem<O>,
     x0: impl crate::tape::IntoValue,
     settings: &Settings,

@@ -179,3 +179,78 @@ fn mma_refuses_bad_bounds_and_passes_model_errors_through() {
         "{err:?}"
     );
 }
+
+/// The augmented-Lagrangian driver (L-BFGS inside) reaches the toy problem's optimum too.
+#[test]
+fn augmented_lagrangian_agrees_with_mma_on_the_toy_problem() {
+    use sparsegrad::optim::{augmented_lagrangian, AugmentedLagrangian};
+    let out = augmented_lagrangian(&Toy, [4.0, 3.0, 2.0], &AugmentedLagrangian::new(0)).unwrap();
+    assert!(out.converged && out.violation <= 1e-8, "{out:?}");
+    for (a, b) in out.params.iter().zip(TOY_OPTIMUM) {
+        assert!((a - b).abs() < 1e-6, "{out:?}");
+    }
+    assert!(
+        out.multipliers.iter().all(|&m| m > 0.0),
+        "both spheres active: {out:?}"
+    );
+}
+
+/// Minimize (x − 2)² + (y − 1)² subject to x = 2y and x + y ≤ 2: the optimum (4/3, 2/3) with
+/// λ = 2/9 and μ = 10/9 (from ∇f + λ∇h + μ∇g = 0).
+#[test]
+fn augmented_lagrangian_meets_equalities_and_inequalities_with_their_multipliers() {
+    use sparsegrad::optim::{augmented_lagrangian, AugmentedLagrangian};
+    struct Mixed;
+    impl ConstrainedObjective for Mixed {
+        fn evaluate<'t>(&self, tape: &'t Tape, p: Var<'t>) -> Result<(Var<'t>, Var<'t>)> {
+            let f = (p - tape.constant([2.0, 1.0])).square().sum();
+            let h = (p * tape.constant([1.0, -2.0])).sum();
+            let g = p.sum() - 2.0;
+            Ok((f, tape.concat_columns(&[h, g])))
+        }
+    }
+    let out = augmented_lagrangian(&Mixed, [0.0, 0.0], &AugmentedLagrangian::new(1)).unwrap();
+    assert!(out.converged, "{out:?}");
+    assert!(
+        (out.params[0] - 4.0 / 3.0).abs() < 1e-7 && (out.params[1] - 2.0 / 3.0).abs() < 1e-7,
+        "{out:?}"
+    );
+    assert!((out.multipliers[0] - 2.0 / 9.0).abs() < 1e-6, "{out:?}");
+    assert!((out.multipliers[1] - 10.0 / 9.0).abs() < 1e-6, "{out:?}");
+    // Bad settings are errors.
+    assert!(matches!(
+        augmented_lagrangian(&Mixed, [0.0, 0.0], &AugmentedLagrangian::new(3)),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+/// `minimize` takes a borrowed objective (one that holds references to local data), so a driver
+/// can run it round after round without cloning the model.
+#[test]
+fn minimize_accepts_a_borrowed_objective() {
+    use sparsegrad::optim::{minimize, ArgminProblem, Objective, Settings};
+    struct Towards<'a>(&'a [f64]);
+    impl Objective for Towards<'_> {
+        fn loss<'t>(&self, tape: &'t Tape, p: Var<'t>) -> Result<Var<'t>> {
+            Ok((p - tape.constant(self.0)).square().sum())
+        }
+    }
+    let target = vec![1.0, -2.0, 0.5];
+    let objective = Towards(&target);
+    for _ in 0..2 {
+        let out = minimize(
+            ArgminProblem::new(&objective),
+            vec![0.0; 3],
+            &Settings::new(Default::default(), 50),
+            None,
+        )
+        .unwrap();
+        assert!(
+            out.params
+                .iter()
+                .zip(&target)
+                .all(|(a, b)| (a - b).abs() < 1e-8),
+            "{out:?}"
+        );
+    }
+}
