@@ -1,4 +1,5 @@
-//! Elementwise operations with scalar (1×1) broadcasting, and their vector-Jacobian products.
+//! Elementwise operations with broadcasting (a 1×1 scalar, an n×1 column or a 1×k row against the
+//! other operand), and their vector-Jacobian products.
 //!
 //! On a sparse matrix these act on the stored values and keep the structure; a binary operation
 //! between two sparse matrices requires the same pattern.
@@ -41,7 +42,8 @@ pub enum UnaryOp {
     Cos,
 }
 
-/// A binary elementwise operation (one operand may be 1×1 and is broadcast).
+/// A binary elementwise operation. One operand may be broadcast: a 1×1 scalar, an n×1 column
+/// against n×k (the same column for every column) or a 1×k row against n×k.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinaryOp {
     /// a + b
@@ -175,7 +177,7 @@ impl BinaryOp {
     }
 }
 
-/// The shape and structure of `a op b` under scalar broadcasting.
+/// The shape and structure of `a op b` under broadcasting ([`broadcasts_to`]).
 fn broadcast(op: BinaryOp, a: &Node, b: &Node) -> Result<(usize, usize, Option<Arc<Structure>>)> {
     let (sa, sb) = (a.value.shape(), b.value.shape());
     let sparse = match (&a.sparse, &b.sparse) {
@@ -196,9 +198,9 @@ fn broadcast(op: BinaryOp, a: &Node, b: &Node) -> Result<(usize, usize, Option<A
             })
         }
     };
-    if sa == sb || sb == (1, 1) {
+    if broadcasts_to(sb, sa) {
         Ok((sa.0, sa.1, sparse))
-    } else if sa == (1, 1) {
+    } else if broadcasts_to(sa, sb) {
         Ok((sb.0, sb.1, sparse))
     } else {
         Err(Error::ShapeMismatch {
@@ -209,14 +211,32 @@ fn broadcast(op: BinaryOp, a: &Node, b: &Node) -> Result<(usize, usize, Option<A
     }
 }
 
-/// Element `k` of a column-major buffer, broadcasting a 1×1 buffer.
+/// Whether an operand of shape `x` broadcasts to the result shape `y`: equal, 1×1, an n×1
+/// column against n×k (repeated across the columns) or a 1×k row against n×k (repeated down
+/// the rows).
+fn broadcasts_to(x: (usize, usize), y: (usize, usize)) -> bool {
+    x == y || x == (1, 1) || (x.1 == 1 && x.0 == y.0) || (x.0 == 1 && x.1 == y.1)
+}
+
+/// The index in operand `m` of element `k` (column-major) of a result with `rows` rows, under
+/// the broadcasting of [`broadcasts_to`].
 #[inline]
-fn at(m: &DMatrix<f64>, k: usize) -> f64 {
+fn source(m: &DMatrix<f64>, k: usize, rows: usize) -> usize {
     if m.len() == 1 {
-        m[0]
+        0
+    } else if m.ncols() == 1 && m.nrows() == rows {
+        k % rows.max(1)
+    } else if m.nrows() == 1 {
+        k / rows.max(1)
     } else {
-        m[k]
+        k
     }
+}
+
+/// Element `k` of a result with `rows` rows, read from the (possibly broadcast) operand `m`.
+#[inline]
+fn at(m: &DMatrix<f64>, k: usize, rows: usize) -> f64 {
+    m[source(m, k, rows)]
 }
 
 impl<'t> Var<'t> {
@@ -232,7 +252,8 @@ impl<'t> Var<'t> {
         )
     }
 
-    /// Applies a binary elementwise operation with scalar broadcasting.
+    /// Applies a binary elementwise operation, broadcasting a 1×1, n×1 or 1×k operand against
+    /// the other's shape (see [`BinaryOp`]).
     pub fn binary(self, op: BinaryOp, other: Var<'t>) -> Var<'t> {
         let (i, j) = (self.index, other.index);
         self.tape.record(
@@ -244,7 +265,7 @@ impl<'t> Var<'t> {
                 let (rows, cols, sparse) = broadcast(op, a, b)?;
                 let value = DMatrix::from_fn(rows, cols, |ri, ci| {
                     let k = ci * rows + ri;
-                    op.apply(at(&a.value, k), at(&b.value, k))
+                    op.apply(at(&a.value, k, rows), at(&b.value, k, rows))
                 });
                 Ok((value, sparse))
             },
@@ -367,7 +388,7 @@ impl Unary {
     }
 }
 
-/// y = a ∘ b with scalar broadcasting.
+/// y = a ∘ b with broadcasting.
 struct Binary {
     op: BinaryOp,
     a: usize,
@@ -387,7 +408,7 @@ impl Operation for Binary {
         vjp.add(self.a, ga)?;
         vjp.add(self.b, gb)
     }
-    /// ẏ_k = ∂₁op·ȧ_k + ∂₂op·ḃ_k, a 1×1 operand's tangent broadcast.
+    /// ẏ_k = ∂₁op·ȧ_k + ∂₂op·ḃ_k, a broadcast operand's tangent broadcast alike.
     fn forward(&self, jvp: &Jvp<'_>) -> Result<Option<DMatrix<f64>>> {
         let nodes = jvp.nodes();
         let (a, b) = (&nodes[self.a].value, &nodes[self.b].value);
@@ -395,20 +416,20 @@ impl Operation for Binary {
         let (r, c) = jvp.value().shape();
         let mut out = DMatrix::zeros(r, c);
         for k in 0..out.len() {
-            let (da, db) = self.op.partials(at(a, k), at(b, k));
+            let (da, db) = self.op.partials(at(a, k, r), at(b, k, r));
             let mut v = 0.0;
             if let Some(ta) = ta {
-                v += da * at(ta, k);
+                v += da * at(ta, k, r);
             }
             if let Some(tb) = tb {
-                v += db * at(tb, k);
+                v += db * at(tb, k, r);
             }
             out[k] = v;
         }
         Ok(Some(out))
     }
     /// ā_k = ḡ_k ∂_a op, b̄_k = ḡ_k ∂_b op: their tangents add ḡ_k times the second partials
-    /// along (ȧ, ḃ), summed over a broadcast 1×1 operand.
+    /// along (ȧ, ḃ), summed over the dimensions a broadcast operand repeats along.
     fn backward_tangent(
         &self,
         hvp: &mut Hvp<'_, '_>,
@@ -424,20 +445,20 @@ impl Operation for Binary {
         }
         let mut ca = DMatrix::zeros(a.nrows(), a.ncols());
         let mut cb = DMatrix::zeros(b.nrows(), b.ncols());
-        let (a_scalar, b_scalar) = (a.len() == 1 && g.len() != 1, b.len() == 1 && g.len() != 1);
+        let r = g.nrows();
         for k in 0..g.len() {
-            let (aa, ab, bb) = self.op.second_partials(at(a, k), at(b, k));
-            let da = ta.map_or(0.0, |t| at(t, k));
-            let db = tb.map_or(0.0, |t| at(t, k));
-            ca[if a_scalar { 0 } else { k }] += g[k] * (aa * da + ab * db);
-            cb[if b_scalar { 0 } else { k }] += g[k] * (ab * da + bb * db);
+            let (aa, ab, bb) = self.op.second_partials(at(a, k, r), at(b, k, r));
+            let da = ta.map_or(0.0, |t| at(t, k, r));
+            let db = tb.map_or(0.0, |t| at(t, k, r));
+            ca[source(a, k, r)] += g[k] * (aa * da + ab * db);
+            cb[source(b, k, r)] += g[k] * (ab * da + bb * db);
         }
         hvp.add(self.a, ca)?;
         hvp.add(self.b, cb)
     }
 }
 
-/// ∂/∂a and ∂/∂b of a binary op, summing over broadcast dimensions for a 1×1 operand.
+/// ∂/∂a and ∂/∂b of a binary op, summed over the dimensions a broadcast operand repeats along.
 fn binary_backward(
     op: BinaryOp,
     a: &DMatrix<f64>,
@@ -446,11 +467,11 @@ fn binary_backward(
 ) -> (DMatrix<f64>, DMatrix<f64>) {
     let mut ga = DMatrix::zeros(a.nrows(), a.ncols());
     let mut gb = DMatrix::zeros(b.nrows(), b.ncols());
-    let (a_scalar, b_scalar) = (a.len() == 1 && g.len() != 1, b.len() == 1 && g.len() != 1);
+    let r = g.nrows();
     for k in 0..g.len() {
-        let (da, db) = op.partials(at(a, k), at(b, k));
-        ga[if a_scalar { 0 } else { k }] += g[k] * da;
-        gb[if b_scalar { 0 } else { k }] += g[k] * db;
+        let (da, db) = op.partials(at(a, k, r), at(b, k, r));
+        ga[source(a, k, r)] += g[k] * da;
+        gb[source(b, k, r)] += g[k] * db;
     }
     (ga, gb)
 }

@@ -89,6 +89,15 @@ fn cases() -> Vec<Case> {
         case("div", &[m, m], |_, x| Ok(x[0] / x[1])),
         case("mul (1×1 broadcast)", &[s, m], |_, x| Ok(x[0] * x[1])),
         case("div (1×1 broadcast)", &[m, s], |_, x| Ok(x[0] / x[1])),
+        case("div (n×1 column broadcast)", &[(4, 1), m], |_, x| {
+            Ok(x[0] / x[1])
+        }),
+        case("mul (n×1 column broadcast)", &[m, (4, 1)], |_, x| {
+            Ok(x[0] * x[1])
+        }),
+        case("sub (1×k row broadcast)", &[(1, 3), m], |_, x| {
+            Ok(x[0] - x[1])
+        }),
         case("sum", &[m], |_, x| Ok(x[0].sum())),
         case("sum_squares", &[m], |_, x| Ok(x[0].sum_squares())),
         case("softmax", &[m], |_, x| Ok(x[0].softmax())),

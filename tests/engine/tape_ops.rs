@@ -51,6 +51,51 @@ fn binary_ops_with_broadcasting() {
     });
 }
 
+/// An n×1 column against n×k repeats across the columns and a 1×k row repeats down the rows
+/// (values checked entry by entry); other shape pairs are still mismatches.
+#[test]
+fn column_and_row_broadcasting() {
+    let tape = Tape::new();
+    let m = tape.var(DMatrix::from_row_slice(
+        2,
+        3,
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    ));
+    let col = tape.var([10.0, 20.0]);
+    let row = tape.var(DMatrix::from_row_slice(1, 3, &[1.0, 0.5, 0.25]));
+    let centred = m - col;
+    assert_eq!(
+        centred.value().unwrap(),
+        DMatrix::from_row_slice(2, 3, &[-9.0, -8.0, -7.0, -16.0, -15.0, -14.0])
+    );
+    let scaled = row * m;
+    assert_eq!(
+        scaled.value().unwrap(),
+        DMatrix::from_row_slice(2, 3, &[1.0, 1.0, 0.75, 4.0, 2.5, 1.5])
+    );
+    // d/dcol Σ (m − col)² = −2 Σ_j (m_ij − col_i); d/drow Σ row ⊙ m = Σ_i m_ij.
+    let g = tape.backward(centred.sum_squares() + scaled.sum()).unwrap();
+    assert_eq!(g.wrt(col).as_slice(), &[48.0, 90.0]);
+    assert_eq!(g.wrt(row).as_slice(), &[5.0, 7.0, 9.0]);
+    for bad in [
+        tape.var([1.0, 2.0, 3.0]) + m,
+        tape.var(DMatrix::from_row_slice(1, 2, &[1.0, 2.0])) * m,
+        tape.var([1.0, 2.0]) + row,
+    ] {
+        assert!(
+            matches!(bad.error(), Some(Error::ShapeMismatch { .. })),
+            "{:?}",
+            bad.error()
+        );
+    }
+    assert_fd(|t, x| {
+        let m = x.gather(&[0, 1, 2, 3, 4, 5]);
+        let c = x.gather(&[1, 3, 5, 0, 2, 4]);
+        let both = t.concat_columns(&[m, c]);
+        Ok((both / x.gather(&[2, 3, 4, 5, 0, 1]).exp()).square().sum())
+    });
+}
+
 #[test]
 fn gather_scatter_slice_concat() {
     assert_fd(|t, x| {
