@@ -6,6 +6,8 @@
 //!
 //! [`value_and_gradient`] runs a whole tape model per point; [`solve_batch`] is the bare batched
 //! solve node: many value sets on one structure, with [`BatchSolution::gradients`] for the adjoint.
+//! The other direction — one parameter point, the data split into shards whose losses add up —
+//! is [`Tape::sharded_sum`](crate::Tape::sharded_sum), a tape node (so `minimize` drives it).
 //!
 //! ```
 //! use nalgebra::DMatrix;

@@ -18,6 +18,7 @@ mod gradients;
 mod logdet;
 #[cfg(test)]
 mod recipe_op;
+mod sharded;
 mod sparse_ops;
 mod structural;
 
