@@ -1,5 +1,6 @@
 //! Density-based topology optimization on a structured grid of unit square (Q4) elements: the
-//! element matrices (plane-stress elasticity, heat conduction), the density filter as a sparse
+//! element matrices (plane-stress elasticity, heat conduction; the 3D hex8 conduction matrix
+//! beside [`hex8_stiffness`](super::elasticity::hex8_stiffness)), the density filter as a sparse
 //! constant, Heaviside projection and SIMP interpolation as tape operations, and two classic
 //! problems as [`ConstrainedObjective`]s for [`minimize_constrained`](crate::optim::minimize_constrained)
 //! (MMA): the MBB beam (minimum compliance) and volume-to-point heat conduction.
@@ -111,6 +112,47 @@ pub fn q4_conduction() -> DMatrix<f64> {
         for i in 0..4 {
             for j in 0..4 {
                 k[(i, j)] += 0.25 * (g[i][0] * g[j][0] + g[i][1] * g[j][1]);
+            }
+        }
+    }
+    k
+}
+
+/// The 8 × 8 conduction matrix ∫ ∇N_iᵀ ∇N_j of the unit cube (trilinear hex8, conductivity 1),
+/// corners i = dx + 2·dy + 4·dz as in [`hex8_stiffness`](super::elasticity::hex8_stiffness) (the
+/// 3D elasticity element): 1/3 on the diagonal, 0 along an edge, −1/12 across a face and
+/// across the body.
+///
+/// ```
+/// let k = sparsegrad::problems::topology::hex8_conduction();
+/// assert!((k[(0, 0)] - 1.0 / 3.0).abs() < 1e-15 && k[(0, 1)].abs() < 1e-15);
+/// assert!((k[(0, 3)] + 1.0 / 12.0).abs() < 1e-15 && (k[(0, 7)] + 1.0 / 12.0).abs() < 1e-15);
+/// ```
+pub fn hex8_conduction() -> DMatrix<f64> {
+    let g = 0.5 / 3f64.sqrt();
+    let points = [0.5 - g, 0.5 + g];
+    let mut k = DMatrix::zeros(8, 8);
+    for &z in &points {
+        for &y in &points {
+            for &x in &points {
+                let grad: Vec<[f64; 3]> = (0..8)
+                    .map(|i| {
+                        let (dx, dy, dz) = (i & 1, (i >> 1) & 1, (i >> 2) & 1);
+                        let f = |t: f64, on: usize| if on == 1 { t } else { 1.0 - t };
+                        let s = |on: usize| if on == 1 { 1.0 } else { -1.0 };
+                        [
+                            s(dx) * f(y, dy) * f(z, dz),
+                            f(x, dx) * s(dy) * f(z, dz),
+                            f(x, dx) * f(y, dy) * s(dz),
+                        ]
+                    })
+                    .collect();
+                for i in 0..8 {
+                    for j in 0..8 {
+                        let d: f64 = (0..3).map(|c| grad[i][c] * grad[j][c]).sum();
+                        k[(i, j)] += 0.125 * d;
+                    }
+                }
             }
         }
     }
