@@ -211,6 +211,33 @@ fn parallel_factorization_is_bit_identical_at_one_and_two_threads() {
     );
 }
 
+/// `Auto` on a 3D-looking graph of ≥ 20 000 unknowns runs METIS concurrently with AMD: the
+/// decision, both predictions and the analysis count are the same on 1 and 2 threads; on a 2D
+/// grid the early nested dissection (if any) is dropped, not kept or counted.
+#[test]
+fn auto_analysis_is_the_same_on_one_and_two_threads() {
+    let analyse = |threads: usize, asm: &Assembly| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let report = Solver::cholesky().analysis_report(asm.structure()).unwrap();
+                (format!("{report:?}"), asm.structure().symbolic_analyses())
+            })
+    };
+    let one = analyse(1, &grid3(30));
+    let two = analyse(2, &grid3(30));
+    assert_eq!(one, two);
+    assert_eq!(one.1, 2, "AMD and nested dissection: {}", one.0);
+    assert!(one.0.contains("NestedDissection"), "{}", one.0);
+    let k = 160;
+    let flat = laplacian_assembly(k * k, &grid_edges(k).unwrap(), 1.0).unwrap();
+    let (report, analyses) = analyse(2, &flat);
+    assert_eq!(analyses, 1, "{report}");
+    assert!(!report.contains("NestedDissection"), "{report}");
+}
+
 /// Large multi-RHS solves run in parallel column blocks: the same bits on 1 and 2 threads, and
 /// the same solution as the residual demands.
 #[test]

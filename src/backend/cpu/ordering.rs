@@ -77,10 +77,11 @@ pub(crate) struct Analysed {
 /// The structure's symbolic Cholesky analysis for `ordering` with its prediction, computed (and
 /// counted) once; the hot path is two cache look-ups.
 pub(crate) fn symbolic(structure: &Structure, ordering: &Ordering) -> Result<Analysed> {
-    let cache = analyses(structure);
     let resolved = match ordering {
         Ordering::Auto => {
-            let decided = lock(&cache.auto).as_ref().map(|r| r.ordering.clone());
+            let decided = lock(&analyses(structure).auto)
+                .as_ref()
+                .map(|r| r.ordering.clone());
             match decided {
                 Some(o) => o,
                 None => report(structure)?.ordering,
@@ -88,10 +89,21 @@ pub(crate) fn symbolic(structure: &Structure, ordering: &Ordering) -> Result<Ana
         }
         other => other.clone(),
     };
-    if let Some(found) = lock(&cache.by_ordering).get(&resolved) {
+    if let Some(found) = lock(&analyses(structure).by_ordering).get(&resolved) {
         return Ok(found.clone());
     }
     let symbolic = analyze(structure, &resolved)?;
+    Ok(store(structure, resolved, symbolic))
+}
+
+/// Keeps a computed symbolic analysis (counted once; a concurrent twin that got there first
+/// wins, so every caller sees the same one).
+fn store(structure: &Structure, ordering: Ordering, symbolic: SymbolicCholesky<usize>) -> Analysed {
+    let cache = analyses(structure);
+    let mut by_ordering = lock(&cache.by_ordering);
+    if let Some(found) = by_ordering.get(&ordering) {
+        return found.clone();
+    }
     let prediction = predict(&symbolic);
     let computed = Analysed {
         symbolic: Arc::new(symbolic),
@@ -99,25 +111,98 @@ pub(crate) fn symbolic(structure: &Structure, ordering: &Ordering) -> Result<Ana
         multifrontal: Arc::default(),
     };
     structure.record_analysis();
-    let stored = lock(&cache.by_ordering)
-        .entry(resolved)
-        .or_insert(computed)
-        .clone();
-    Ok(stored)
+    by_ordering.insert(ordering, computed.clone());
+    computed
+}
+
+/// Below this many unknowns `Auto` never analyses the two orderings concurrently.
+const CONCURRENT_MIN_N: usize = 20_000;
+
+/// Whether A's graph looks three-dimensional: from a pseudo-peripheral vertex (two breadth-first
+/// sweeps), the widest BFS level holds at least n^0.6 vertices — a 2D grid's widest front is
+/// O(n^½) (k of k² on a 512² grid: 512 against 1782), a 3D grid's O(n^⅔) (about 0.75 k² of k³
+/// from a corner; 1728 against 1060 at 48³). The graph is the supervariable graph when unknowns
+/// come in groups. Only a hint: it decides whether nested dissection is *started early*, never
+/// which ordering is chosen.
+fn looks_three_dimensional(n: usize, col_ptr: &[usize], row_idx: &[usize]) -> bool {
+    let mut level = vec![usize::MAX; n];
+    let mut queue = Vec::with_capacity(n);
+    let mut sweep = |start: usize| -> (usize, usize) {
+        level.iter_mut().for_each(|l| *l = usize::MAX);
+        queue.clear();
+        queue.push(start);
+        level[start] = 0;
+        let (mut head, mut widest, mut width, mut current) = (0, 0, 0, 0);
+        while head < queue.len() {
+            let v = queue[head];
+            head += 1;
+            if level[v] != current {
+                widest = widest.max(width);
+                current = level[v];
+                width = 0;
+            }
+            width += 1;
+            for &w in &row_idx[col_ptr[v]..col_ptr[v + 1]] {
+                if level[w] == usize::MAX {
+                    level[w] = level[v] + 1;
+                    queue.push(w);
+                }
+            }
+        }
+        (queue[queue.len() - 1], widest.max(width))
+    };
+    if n == 0 {
+        return false;
+    }
+    let (far, _) = sweep(0);
+    let (_, widest) = sweep(far);
+    widest as f64 >= (n as f64).powf(0.6)
 }
 
 /// The `Auto` decision for `structure` (made once, with both predictions).
+///
+/// AMD's prediction decides whether nested dissection is a candidate (CHOLMOD's rule). When the
+/// graph looks 3D ([`looks_three_dimensional`], n ≥ 20 000) METIS and its symbolic analysis run
+/// concurrently with AMD's (each sequential, so the result does not depend on the thread
+/// count); the nested-dissection analysis is kept (and counted) only if the rule wants it.
 pub(crate) fn report(structure: &Structure) -> Result<AnalysisReport> {
     let cache = analyses(structure);
     if let Some(found) = lock(&cache.auto).clone() {
         return Ok(found);
     }
-    let amd = symbolic(structure, &Ordering::Amd)?.prediction;
+    let have = |o: &Ordering| lock(&cache.by_ordering).contains_key(o);
+    let n = structure.nrows();
+    let concurrent = n >= CONCURRENT_MIN_N
+        && rayon::current_num_threads() > 1
+        && !have(&Ordering::Amd)
+        && !have(&Ordering::NestedDissection)
+        && {
+            // Both branches read these: compute them once, before the fork.
+            match supervariables(structure)? {
+                Some(c) => looks_three_dimensional(c.len(), c.col_ptr(), c.row_idx()),
+                None => {
+                    let full = full_pattern(structure)?;
+                    looks_three_dimensional(n, &full.col_ptr, &full.row_idx)
+                }
+            }
+        };
+    let (amd, early_nd) = if concurrent {
+        let (amd, nd) = rayon::join(
+            || symbolic(structure, &Ordering::Amd),
+            || analyze(structure, &Ordering::NestedDissection),
+        );
+        (amd?.prediction, Some(nd))
+    } else {
+        (symbolic(structure, &Ordering::Amd)?.prediction, None)
+    };
     let mut candidates = vec![(Ordering::Amd, amd)];
     let anz = structure.nnz().max(1) as f64;
     if amd.flops >= ND_FLOPS_PER_ENTRY * amd.nnz_l && amd.nnz_l >= ND_FILL_RATIO * anz {
-        let nd = symbolic(structure, &Ordering::NestedDissection)?.prediction;
-        candidates.push((Ordering::NestedDissection, nd));
+        let nd = match early_nd {
+            Some(computed) => store(structure, Ordering::NestedDissection, computed?),
+            None => symbolic(structure, &Ordering::NestedDissection)?,
+        };
+        candidates.push((Ordering::NestedDissection, nd.prediction));
     }
     let (ordering, prediction) = candidates
         .iter()
@@ -256,6 +341,13 @@ pub(crate) fn metis_order(
     }
     let mut nvtxs = index(n)?;
     let (mut perm, mut iperm) = (vec![0i32; n], vec![0i32; n]);
+    // METIS keeps its random generator in process-wide statics (GKlib's Mersenne twister,
+    // re-seeded with 4321 at the start of every call): two calls on different threads would
+    // interleave their draws — a data race and orderings that depend on timing (measured: the
+    // fill of a 30³ grid's ordering changed by 5 % when another test ran METIS at the same
+    // time). One call at a time keeps every ordering a function of its graph alone.
+    static METIS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _exclusive = lock(&METIS);
     // SAFETY: METIS_NodeND reads nvtxs, xadj (n + 1 offsets), adjncy (xadj[n] entries, each
     // < n) and vwgt (n weights, or null for unit weights) and writes n entries to perm and iperm;
     // null options select the defaults. All buffers live across the call with those lengths.
