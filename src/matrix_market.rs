@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
@@ -38,6 +39,171 @@ pub struct MatrixMarket {
     pub entries: Vec<(usize, usize, f64)>,
     /// The 1-based line of each entry.
     pub lines: Vec<usize>,
+}
+
+/// A line without its "\n" or "\r\n" ending.
+fn strip_line_end(raw: &str) -> &str {
+    let l = raw.strip_suffix('\n').unwrap_or(raw);
+    l.strip_suffix('\r').unwrap_or(l)
+}
+
+/// Bytes per chunk of data lines parsed by one task.
+const CHUNK_BYTES: usize = 1 << 18;
+
+/// `text` cut into chunks of whole lines of about [`CHUNK_BYTES`]: (start, end, the 1-based line
+/// number of the chunk's first line), where `text`'s first line is `first_line`.
+fn line_chunks(text: &str, first_line: usize) -> Vec<(usize, usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut bounds = vec![0];
+    while let Some(&last) = bounds.last() {
+        if last >= bytes.len() {
+            break;
+        }
+        let target = (last + CHUNK_BYTES).min(bytes.len());
+        let end = bytes[target..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |p| target + p + 1);
+        bounds.push(end);
+    }
+    let newlines: Vec<usize> = bounds
+        .par_windows(2)
+        .map(|w| bytes[w[0]..w[1]].iter().filter(|&&b| b == b'\n').count())
+        .collect();
+    let mut line = first_line;
+    bounds
+        .windows(2)
+        .zip(newlines)
+        .map(|(w, count)| {
+            let chunk = (w[0], w[1], line);
+            line += count;
+            chunk
+        })
+        .collect()
+}
+
+/// What a data line must hold, from the header.
+struct Fields<'a> {
+    name: &'a str,
+    nrows: usize,
+    ncols: usize,
+    symmetric: bool,
+    pattern: bool,
+    integer: bool,
+    coordinate: bool,
+}
+
+/// One chunk's entries (positions filled for coordinate files), their lines, and the first
+/// error met (the entries before it are kept, so the merge can tell which comes first).
+struct Chunk {
+    entries: Vec<(usize, usize, f64)>,
+    lines: Vec<usize>,
+    error: Option<(usize, Error)>,
+}
+
+impl Fields<'_> {
+    fn parse_chunk(&self, text: &str, first_line: usize) -> Chunk {
+        let mut chunk = Chunk {
+            entries: Vec::with_capacity(text.len() / 16),
+            lines: Vec::with_capacity(text.len() / 16),
+            error: None,
+        };
+        for (k, raw) in text.split_inclusive('\n').enumerate() {
+            let l = strip_line_end(raw);
+            if l.trim_start().starts_with('%') || l.trim().is_empty() {
+                continue;
+            }
+            let line = first_line + k;
+            match self.entry(l, line) {
+                Ok(entry) => {
+                    chunk.entries.push(entry);
+                    chunk.lines.push(line);
+                }
+                Err(e) => {
+                    chunk.error = Some((line, e));
+                    break;
+                }
+            }
+        }
+        chunk
+    }
+
+    /// One data line: (row, column, value) for a coordinate file, (0, 0, value) for an array.
+    fn entry(&self, l: &str, line: usize) -> Result<(usize, usize, f64)> {
+        let name = self.name;
+        let mut tok = l.split_whitespace();
+        let mut field = |what: &str| {
+            tok.next().ok_or_else(|| {
+                format_error(name, line, format!("missing {what} in '{}'", quote(l)))
+            })
+        };
+        let (i, j) = if self.coordinate {
+            let parse_index = |t: &str, what: &str, bound: usize| -> Result<usize> {
+                let v: usize = t.parse().map_err(|_| {
+                    format_error(
+                        name,
+                        line,
+                        format!("{what} index '{}' is not a positive integer", quote(t)),
+                    )
+                })?;
+                if v == 0 || v > bound {
+                    return Err(format_error(
+                        name,
+                        line,
+                        format!("{what} index {v} out of range 1..={bound}"),
+                    ));
+                }
+                Ok(v - 1)
+            };
+            let i = parse_index(field("row")?, "row", self.nrows)?;
+            let j = parse_index(field("column")?, "column", self.ncols)?;
+            if self.symmetric && i < j {
+                return Err(format_error(name, line, format!("entry ({}, {}) lies above the diagonal of a symmetric file (store the lower triangle)", i + 1, j + 1)));
+            }
+            (i, j)
+        } else {
+            (0, 0)
+        };
+        let value = if self.pattern {
+            1.0
+        } else {
+            let t = field("value")?;
+            let v: f64 = t.parse().map_err(|_| {
+                format_error(name, line, format!("value '{}' is not a number", quote(t)))
+            })?;
+            if !v.is_finite() {
+                return Err(format_error(
+                    name,
+                    line,
+                    format!("non-finite value {}", quote(t)),
+                ));
+            }
+            let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+            if self.integer && (digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit())) {
+                return Err(format_error(
+                    name,
+                    line,
+                    format!(
+                        "value '{}' is not an integer (the header says integer)",
+                        quote(t)
+                    ),
+                ));
+            }
+            v
+        };
+        if let Some(extra) = tok.next() {
+            return Err(format_error(
+                name,
+                line,
+                format!(
+                    "unexpected '{}' after the entry in '{}'",
+                    quote(extra),
+                    quote(l)
+                ),
+            ));
+        }
+        Ok((i, j, value))
+    }
 }
 
 /// At most [`QUOTE_LIMIT`] characters of `text` for an error message, control characters
@@ -131,10 +297,11 @@ impl MatrixMarket {
     pub fn parse(text: &str, name: &str) -> Result<Self> {
         // A UTF-8 byte-order mark (written by some editors) is accepted and skipped.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
-        let (_, header) = lines
+        let header_raw = text
+            .split_inclusive('\n')
             .next()
             .ok_or_else(|| format_error(name, 1, "empty file"))?;
+        let header = strip_line_end(header_raw);
         let words: Vec<String> = header
             .split_whitespace()
             .map(str::to_ascii_lowercase)
@@ -189,11 +356,20 @@ impl MatrixMarket {
                 ))
             }
         };
-        let mut data =
-            lines.filter(|(_, l)| !l.trim_start().starts_with('%') && !l.trim().is_empty());
-        let (size_line, size) = data
-            .next()
-            .ok_or_else(|| format_error(name, 2, "missing size line"))?;
+        // Data lines start after the size line; `offset` is the byte where each line begins.
+        let mut offset = header_raw.len();
+        let mut size_found = None;
+        for (number, raw) in text[offset..].split_inclusive('\n').enumerate() {
+            let line = number + 2;
+            let l = strip_line_end(raw);
+            offset += raw.len();
+            if !l.trim_start().starts_with('%') && !l.trim().is_empty() {
+                size_found = Some((line, l));
+                break;
+            }
+        }
+        let (size_line, size) =
+            size_found.ok_or_else(|| format_error(name, 2, "missing size line"))?;
         let dims: Vec<usize> = size
             .split_whitespace()
             .map(|t| t.parse::<usize>())
@@ -239,100 +415,49 @@ impl MatrixMarket {
                 format!("{nrows} × {ncols} entries overflow this machine's integers"),
             )
         })?;
-        // Reserve only what the rest of the file can hold (an entry takes at least two bytes),
-        // so a header that announces more entries than the file has cannot exhaust memory.
-        let room = count.min(text.len() / 2);
-        let mut entries = Vec::with_capacity(room);
-        let mut line_of = Vec::with_capacity(room);
-        // Array position cursor (column-major; lower triangle only when symmetric).
-        let (mut ai, mut aj) = (0usize, 0usize);
-        for (line, l) in data {
-            if entries.len() == count {
+        let fields = Fields {
+            name,
+            nrows,
+            ncols,
+            symmetric,
+            pattern,
+            integer,
+            coordinate: layout == Layout::Coordinate,
+        };
+        let rest = &text[offset..];
+        // Chunks of whole lines, parsed in parallel (rayon), each into its entries and the first
+        // error it meets; merged in file order, so errors and their lines are those a
+        // sequential reader reports. Array files carry positions from their order: their
+        // chunks' entries are placed after the merge.
+        let chunks = line_chunks(rest, size_line + 1);
+        let parsed: Vec<Chunk> = chunks
+            .par_iter()
+            .map(|&(start, end, first_line)| fields.parse_chunk(&rest[start..end], first_line))
+            .collect();
+        let mut entries = Vec::with_capacity(count.min(rest.len() / 2));
+        let mut line_of = Vec::with_capacity(count.min(rest.len() / 2));
+        for chunk in parsed {
+            if entries.len() + chunk.entries.len() > count {
+                let line = chunk.lines[count - entries.len()];
                 return Err(format_error(
                     name,
                     line,
                     format!("more entries than the {count} the header announces"),
                 ));
             }
-            let mut tok = l.split_whitespace();
-            let mut field = |what: &str| {
-                tok.next().ok_or_else(|| {
-                    format_error(name, line, format!("missing {what} in '{}'", quote(l)))
-                })
-            };
-            let (i, j) = if layout == Layout::Coordinate {
-                let parse_index = |t: &str, what: &str, bound: usize| -> Result<usize> {
-                    let v: usize = t.parse().map_err(|_| {
-                        format_error(
-                            name,
-                            line,
-                            format!("{what} index '{}' is not a positive integer", quote(t)),
-                        )
-                    })?;
-                    if v == 0 || v > bound {
-                        return Err(format_error(
-                            name,
-                            line,
-                            format!("{what} index {v} out of range 1..={bound}"),
-                        ));
-                    }
-                    Ok(v - 1)
-                };
-                let i = parse_index(field("row")?, "row", nrows)?;
-                let j = parse_index(field("column")?, "column", ncols)?;
-                if symmetric && i < j {
-                    return Err(format_error(name, line, format!("entry ({}, {}) lies above the diagonal of a symmetric file (store the lower triangle)", i + 1, j + 1)));
-                }
-                (i, j)
-            } else {
-                (ai, aj)
-            };
-            let value = if pattern {
-                1.0
-            } else {
-                let t = field("value")?;
-                let v: f64 = t.parse().map_err(|_| {
-                    format_error(name, line, format!("value '{}' is not a number", quote(t)))
-                })?;
-                if !v.is_finite() {
-                    return Err(format_error(
+            entries.extend(chunk.entries);
+            line_of.extend(chunk.lines);
+            if let Some((line, e)) = chunk.error {
+                // A data line past the announced count is reported as such, whatever it holds.
+                return Err(if entries.len() == count {
+                    format_error(
                         name,
                         line,
-                        format!("non-finite value {}", quote(t)),
-                    ));
-                }
-                let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
-                if integer && (digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit())) {
-                    return Err(format_error(
-                        name,
-                        line,
-                        format!(
-                            "value '{}' is not an integer (the header says integer)",
-                            quote(t)
-                        ),
-                    ));
-                }
-                v
-            };
-            if let Some(extra) = tok.next() {
-                return Err(format_error(
-                    name,
-                    line,
-                    format!(
-                        "unexpected '{}' after the entry in '{}'",
-                        quote(extra),
-                        quote(l)
-                    ),
-                ));
-            }
-            entries.push((i, j, value));
-            line_of.push(line);
-            if layout == Layout::Array {
-                ai += 1;
-                if ai == nrows {
-                    aj += 1;
-                    ai = if symmetric { aj } else { 0 };
-                }
+                        format!("more entries than the {count} the header announces"),
+                    )
+                } else {
+                    e
+                });
             }
         }
         if entries.len() != count {
@@ -345,6 +470,18 @@ impl MatrixMarket {
                     entries.len()
                 ),
             ));
+        }
+        if layout == Layout::Array {
+            // Column-major positions; the lower triangle only when symmetric.
+            let (mut ai, mut aj) = (0usize, 0usize);
+            for entry in &mut entries {
+                (entry.0, entry.1) = (ai, aj);
+                ai += 1;
+                if ai == nrows {
+                    aj += 1;
+                    ai = if symmetric { aj } else { 0 };
+                }
+            }
         }
         Ok(MatrixMarket {
             layout,
@@ -399,4 +536,75 @@ pub fn array_text(m: &DMatrix<f64>) -> String {
         let _ = writeln!(s, "{v:.17e}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A coordinate file of `n` entries (a comment every 1000 lines) whose data spans many
+    /// parallel chunks; `tweak` edits the lines before they are joined.
+    fn file(n: usize, announce: usize, tweak: impl Fn(&mut Vec<String>)) -> String {
+        let mut lines = vec![
+            "%%MatrixMarket matrix coordinate real general".to_string(),
+            "% generated".to_string(),
+            format!("{n} {n} {announce}"),
+        ];
+        for k in 0..n {
+            if k % 1000 == 999 {
+                lines.push("% a comment between entries".into());
+            }
+            lines.push(format!(
+                "{} {} {}",
+                k + 1,
+                (k * 7) % n + 1,
+                0.5 + k as f64 * 1e-3
+            ));
+        }
+        tweak(&mut lines);
+        lines.join("\r\n") + "\n"
+    }
+
+    #[test]
+    fn chunked_parsing_keeps_order_lines_and_first_errors() {
+        let n = 60_000; // ≈ 1.5 MB: several chunks
+        let text = file(n, n, |_| {});
+        assert!(text.len() > 4 * CHUNK_BYTES);
+        let m = MatrixMarket::parse(&text, "big.mtx").unwrap();
+        assert_eq!(m.entries.len(), n);
+        for k in [0, 1, 998, 999, 31_337, n - 1] {
+            assert_eq!(m.entries[k], (k, (k * 7) % n, 0.5 + k as f64 * 1e-3));
+            // Three header lines, then one comment line per 1000 entries before this one.
+            assert_eq!(m.lines[k], 4 + k + (k + 1) / 1000);
+        }
+        // An error deep in the file names its own line; the first of two errors wins.
+        let line_of = |k: usize| 4 + k + (k + 1) / 1000;
+        let bad = file(n, n, |l| {
+            l[line_of(50_000) - 1] = "50001 3 abc".into();
+            l[line_of(20_000) - 1] = "20001 0 1.0".into();
+        });
+        let e = MatrixMarket::parse(&bad, "bad.mtx")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("bad.mtx:{}", line_of(20_000))), "{e}");
+        assert!(e.contains("column index 0"), "{e}");
+        // More entries than announced: the first extra entry's line, even when malformed.
+        let e = MatrixMarket::parse(&file(n, n - 5, |_| {}), "long.mtx")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("long.mtx:{}", line_of(n - 5))), "{e}");
+        assert!(e.contains("more entries than the"), "{e}");
+        let e = MatrixMarket::parse(
+            &file(n, n - 1, |l| *l.last_mut().unwrap() = "oops".into()),
+            "long.mtx",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("more entries than the"), "{e}");
+        // Fewer: at the last entry's line.
+        let e = MatrixMarket::parse(&file(n, n + 3, |_| {}), "short.mtx")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("short.mtx:{}", line_of(n - 1))), "{e}");
+    }
 }
