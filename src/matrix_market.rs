@@ -50,36 +50,42 @@ fn strip_line_end(raw: &str) -> &str {
 /// Bytes per chunk of data lines parsed by one task.
 const CHUNK_BYTES: usize = 1 << 18;
 
-/// `text` cut into chunks of whole lines of about [`CHUNK_BYTES`]: (start, end, the 1-based line
-/// number of the chunk's first line), where `text`'s first line is `first_line`.
-fn line_chunks(text: &str, first_line: usize) -> Vec<(usize, usize, usize)> {
+/// `text` cut into chunks of whole lines of about [`CHUNK_BYTES`]: (start, end) byte ranges.
+fn line_chunks(text: &str) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
-    let mut bounds = vec![0];
-    while let Some(&last) = bounds.last() {
-        if last >= bytes.len() {
-            break;
-        }
-        let target = (last + CHUNK_BYTES).min(bytes.len());
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let target = (start + CHUNK_BYTES).min(bytes.len());
         let end = bytes[target..]
             .iter()
             .position(|&b| b == b'\n')
             .map_or(bytes.len(), |p| target + p + 1);
-        bounds.push(end);
+        chunks.push((start, end));
+        start = end;
     }
-    let newlines: Vec<usize> = bounds
-        .par_windows(2)
-        .map(|w| bytes[w[0]..w[1]].iter().filter(|&&b| b == b'\n').count())
-        .collect();
-    let mut line = first_line;
-    bounds
-        .windows(2)
-        .zip(newlines)
-        .map(|(w, count)| {
-            let chunk = (w[0], w[1], line);
-            line += count;
-            chunk
-        })
-        .collect()
+    chunks
+}
+
+/// The whitespace-separated tokens of an ASCII line (what `split_ascii_whitespace` gives,
+/// without its per-character closure calls: the reader's hottest loop).
+struct AsciiTokens<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for AsciiTokens<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.rest.as_bytes();
+        let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
+        let end = bytes[start..]
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .map_or(bytes.len(), |p| start + p);
+        let token = &self.rest[start..end];
+        self.rest = &self.rest[end..];
+        Some(token)
+    }
 }
 
 /// What a data line must hold, from the header.
@@ -99,6 +105,8 @@ struct Chunk {
     entries: Vec<(usize, usize, f64)>,
     lines: Vec<usize>,
     error: Option<(usize, Error)>,
+    /// How many lines the chunk holds (so the next chunk's numbering can start after them).
+    line_count: usize,
 }
 
 impl Fields<'_> {
@@ -107,10 +115,14 @@ impl Fields<'_> {
             entries: Vec::with_capacity(text.len() / 16),
             lines: Vec::with_capacity(text.len() / 16),
             error: None,
+            line_count: 0,
         };
         for (k, raw) in text.split_inclusive('\n').enumerate() {
+            chunk.line_count = k + 1;
             let l = strip_line_end(raw);
-            if l.trim_start().starts_with('%') || l.trim().is_empty() {
+            // Entry lines start with a digit: the Unicode trims only for the others.
+            let digit_first = l.as_bytes().first().is_some_and(u8::is_ascii_digit);
+            if !digit_first && (l.trim_start().starts_with('%') || l.trim().is_empty()) {
                 continue;
             }
             let line = first_line + k;
@@ -130,8 +142,22 @@ impl Fields<'_> {
 
     /// One data line: (row, column, value) for a coordinate file, (0, 0, value) for an array.
     fn entry(&self, l: &str, line: usize) -> Result<(usize, usize, f64)> {
+        // ASCII lines (all real files) split on ASCII whitespace, which is the same split and
+        // several times cheaper than the Unicode one.
+        if l.is_ascii() {
+            self.entry_from(l, line, AsciiTokens { rest: l })
+        } else {
+            self.entry_from(l, line, l.split_whitespace())
+        }
+    }
+
+    fn entry_from<'l>(
+        &self,
+        l: &str,
+        line: usize,
+        mut tok: impl Iterator<Item = &'l str>,
+    ) -> Result<(usize, usize, f64)> {
         let name = self.name;
-        let mut tok = l.split_whitespace();
         let mut field = |what: &str| {
             tok.next().ok_or_else(|| {
                 format_error(name, line, format!("missing {what} in '{}'", quote(l)))
@@ -429,14 +455,25 @@ impl MatrixMarket {
         // error it meets; merged in file order, so errors and their lines are those a
         // sequential reader reports. Array files carry positions from their order: their
         // chunks' entries are placed after the merge.
-        let chunks = line_chunks(rest, size_line + 1);
+        // Each chunk numbers its lines from 0; the merge shifts them by the lines before it (and
+        // a chunk that failed is parsed again with its true numbering, for the error's text).
+        let chunks = line_chunks(rest);
         let parsed: Vec<Chunk> = chunks
             .par_iter()
-            .map(|&(start, end, first_line)| fields.parse_chunk(&rest[start..end], first_line))
+            .map(|&(start, end)| fields.parse_chunk(&rest[start..end], 0))
             .collect();
         let mut entries = Vec::with_capacity(count.min(rest.len() / 2));
         let mut line_of = Vec::with_capacity(count.min(rest.len() / 2));
-        for chunk in parsed {
+        let mut base = size_line + 1;
+        for (chunk, &(start, end)) in parsed.into_iter().zip(&chunks) {
+            let chunk = if chunk.error.is_some() {
+                fields.parse_chunk(&rest[start..end], base)
+            } else {
+                let mut chunk = chunk;
+                chunk.lines.iter_mut().for_each(|l| *l += base);
+                chunk
+            };
+            base += chunk.line_count;
             if entries.len() + chunk.entries.len() > count {
                 let line = chunk.lines[count - entries.len()];
                 return Err(format_error(
