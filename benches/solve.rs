@@ -14,13 +14,17 @@
 //! inversion alone against the numeric factorization alone (grid 512², grid3 48³, the 32³
 //! hexahedral elasticity block).
 //!
+//! A fifth group times the cold `Auto` analysis alone (AMD, and METIS nested dissection where
+//! CHOLMOD's rule wants it, each with faer's symbolic factorization) of a fresh structure on a
+//! 1-thread pool (one after the other) and a 2-thread pool (concurrently): grid3 48³, elastic3 32³.
+//!
 //! `cargo bench --bench solve`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use nalgebra::DMatrix;
 use sparsegrad::problems::elasticity::ElasticBlock;
 use sparsegrad::problems::graph::{chain_edges, grid3_edges, grid_edges, laplacian_assembly};
-use sparsegrad::{batch, Assembly, Solver, Tape};
+use sparsegrad::{batch, Assembly, Solver, Structure, Tape};
 
 fn value_and_gradient(asm: &Assembly, theta: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
     let tape = Tape::new();
@@ -210,5 +214,52 @@ fn bench_logdet(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench, bench_batch, bench_hvp, bench_logdet);
+/// The cold `Auto` analysis of a fresh copy of a structure, on 1 and 2 threads.
+fn bench_analysis(c: &mut Criterion) {
+    let grid3 = laplacian_assembly(48 * 48 * 48, &grid3_edges(48).unwrap(), 1.0).expect("grid3");
+    let elastic = ElasticBlock::cube(32).assembly(0.3).expect("elastic3");
+    for (name, asm) in [
+        ("analysis_grid3_48", grid3),
+        ("analysis_elastic3_32", elastic),
+    ] {
+        let s = asm.structure();
+        let fresh = || {
+            Structure::new(
+                s.nrows(),
+                s.ncols(),
+                s.col_ptr().to_vec(),
+                s.row_idx().to_vec(),
+                s.symmetry(),
+            )
+            .expect("structure")
+        };
+        let mut group = c.benchmark_group(name);
+        group.sample_size(10);
+        for threads in [1usize, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
+            group.bench_function(BenchmarkId::new("threads", threads), |bench| {
+                bench.iter(|| {
+                    let structure = fresh();
+                    pool.install(|| Solver::cholesky().analysis_report(&structure))
+                        .expect("analysis")
+                        .prediction
+                        .flops
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    bench,
+    bench_batch,
+    bench_hvp,
+    bench_logdet,
+    bench_analysis
+);
 criterion_main!(benches);
