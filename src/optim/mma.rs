@@ -317,38 +317,32 @@ struct SubSolution {
 }
 
 impl SubSolution {
-    /// The residual of the perturbed KKT conditions at barrier parameter `epsi` (mmapy's
-    /// `residu`).
-    fn residual(&self, sp: &Subproblem<'_>, epsi: f64) -> Vec<f64> {
+    /// The Euclidean norm and the largest magnitude of the residual of the perturbed KKT
+    /// conditions at barrier parameter `epsi` (mmapy's `residu`), accumulated without storing it.
+    fn residual(&self, sp: &Subproblem<'_>, epsi: f64) -> (f64, f64) {
         let (n, m) = (self.x.len(), self.y.len());
         let (plam, qlam) = sp.weighted(&self.lam);
         let gvec = sp.gvec(&self.x);
-        let mut r = Vec::with_capacity(3 * n + 4 * m + 2);
+        let (mut sum, mut max) = (0.0f64, 0.0f64);
+        let mut add = |r: f64| {
+            sum += r * r;
+            max = max.max(r.abs());
+        };
         for j in 0..n {
             let (ux, xl) = (sp.upp[j] - self.x[j], self.x[j] - sp.low[j]);
-            r.push(plam[j] / (ux * ux) - qlam[j] / (xl * xl) - self.xsi[j] + self.eta[j]);
+            add(plam[j] / (ux * ux) - qlam[j] / (xl * xl) - self.xsi[j] + self.eta[j]);
+            add(self.xsi[j] * (self.x[j] - sp.alfa[j]) - epsi);
+            add(self.eta[j] * (sp.beta[j] - self.x[j]) - epsi);
         }
         for i in 0..m {
-            r.push(sp.c[i] + sp.d[i] * self.y[i] - self.mu[i] - self.lam[i]);
+            add(sp.c[i] + sp.d[i] * self.y[i] - self.mu[i] - self.lam[i]);
+            add(gvec[i] - sp.a[i] * self.z - self.y[i] + self.s[i] - sp.b[i]);
+            add(self.mu[i] * self.y[i] - epsi);
+            add(self.lam[i] * self.s[i] - epsi);
         }
-        r.push(sp.a0 - self.zet - dot(&sp.a, &self.lam));
-        for i in 0..m {
-            r.push(gvec[i] - sp.a[i] * self.z - self.y[i] + self.s[i] - sp.b[i]);
-        }
-        for j in 0..n {
-            r.push(self.xsi[j] * (self.x[j] - sp.alfa[j]) - epsi);
-        }
-        for j in 0..n {
-            r.push(self.eta[j] * (sp.beta[j] - self.x[j]) - epsi);
-        }
-        for i in 0..m {
-            r.push(self.mu[i] * self.y[i] - epsi);
-        }
-        r.push(self.zet * self.z - epsi);
-        for i in 0..m {
-            r.push(self.lam[i] * self.s[i] - epsi);
-        }
-        r
+        add(sp.a0 - self.zet - dot(&sp.a, &self.lam));
+        add(self.zet * self.z - epsi);
+        (sum.sqrt(), max)
     }
 }
 
@@ -360,37 +354,33 @@ fn norm(v: &[f64]) -> f64 {
     dot(v, v).sqrt()
 }
 
-fn amax(v: &[f64]) -> f64 {
-    v.iter().fold(0.0, |m, x| m.max(x.abs()))
-}
-
 impl Subproblem<'_> {
     /// p0 + Pᵀλ and q0 + Qᵀλ.
     fn weighted(&self, lam: &[f64]) -> (Vec<f64>, Vec<f64>) {
-        let lam = DVector::from_column_slice(lam);
-        let plam = self.p.tr_mul(&lam);
-        let qlam = self.q.tr_mul(&lam);
+        let m = lam.len();
+        let column = |a: &DMatrix<f64>, base: &[f64], j: usize| -> f64 {
+            let col = &a.as_slice()[j * m..(j + 1) * m];
+            base[j] + col.iter().zip(lam).map(|(a, l)| a * l).sum::<f64>()
+        };
+        let n = self.p0.len();
         (
-            self.p0
-                .iter()
-                .zip(plam.iter())
-                .map(|(a, b)| a + b)
-                .collect(),
-            self.q0
-                .iter()
-                .zip(qlam.iter())
-                .map(|(a, b)| a + b)
-                .collect(),
+            (0..n).map(|j| column(&self.p, &self.p0, j)).collect(),
+            (0..n).map(|j| column(&self.q, &self.q0, j)).collect(),
         )
     }
 
     /// P (1/(u − x)) + Q (1/(x − l)).
     fn gvec(&self, x: &[f64]) -> Vec<f64> {
-        let ux =
-            DVector::from_iterator(x.len(), x.iter().zip(self.upp).map(|(x, u)| 1.0 / (u - x)));
-        let xl =
-            DVector::from_iterator(x.len(), x.iter().zip(self.low).map(|(x, l)| 1.0 / (x - l)));
-        (&self.p * ux + &self.q * xl).as_slice().to_vec()
+        let m = self.b.len();
+        let mut g = vec![0.0; m];
+        let (p, q) = (self.p.as_slice(), self.q.as_slice());
+        for (j, &xj) in x.iter().enumerate() {
+            let (ux, xl) = (1.0 / (self.upp[j] - xj), 1.0 / (xj - self.low[j]));
+            for (i, gi) in g.iter_mut().enumerate() {
+                *gi += p[j * m + i] * ux + q[j * m + i] * xl;
+            }
+        }
+        g
     }
 
     /// Svanberg's primal-dual interior-point method (mmapy's `subsolv`): Newton steps on the
@@ -418,9 +408,7 @@ impl Subproblem<'_> {
         };
         let mut epsi = 1.0;
         while epsi > epsimin {
-            let residual = v.residual(self, epsi);
-            let mut residunorm = norm(&residual);
-            let mut residumax = amax(&residual);
+            let (mut residunorm, mut residumax) = v.residual(self, epsi);
             let mut inner = 0;
             while residumax > 0.9 * epsi && inner < 200 {
                 inner += 1;
@@ -449,7 +437,7 @@ impl Subproblem<'_> {
                 let old = v.clone();
                 let mut resinew = 2.0 * residunorm;
                 let mut tries = 0;
-                let mut residual = Vec::new();
+                let mut resimax = residumax;
                 while resinew > residunorm && tries < 50 {
                     tries += 1;
                     let mv = |a: &[f64], d: &[f64]| -> Vec<f64> {
@@ -466,12 +454,11 @@ impl Subproblem<'_> {
                         zet: old.zet + steg * step.zet,
                         s: mv(&old.s, &step.s),
                     };
-                    residual = v.residual(self, epsi);
-                    resinew = norm(&residual);
+                    (resinew, resimax) = v.residual(self, epsi);
                     steg /= 2.0;
                 }
                 residunorm = resinew;
-                residumax = amax(&residual);
+                residumax = resimax;
             }
             epsi *= 0.1;
         }
