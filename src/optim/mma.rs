@@ -10,6 +10,10 @@
 //! primal-dual interior-point method (Svanberg's `subsolv`). The arithmetic follows mmapy 0.3.1
 //! (Svanberg's own Python port) step for step; `tests/engine/mma.rs` compares the iterates.
 
+// The interior-point arithmetic indexes several parallel arrays (x, ξ, η, α, β, l, u, …) by
+// the same j, as Svanberg writes it; iterator chains over five slices would hide that.
+#![allow(clippy::needless_range_loop)]
+
 use std::cell::{Cell, RefCell};
 
 use argmin::core::{IterState, Problem, Solver, State, TerminationReason, TerminationStatus, KV};
@@ -854,7 +858,7 @@ pub fn minimize_constrained<O: ConstrainedObjective>(
     let params = state.get_param().cloned().unwrap_or_default();
     let termination = state
         .get_termination_reason()
-        .map_or("running".into(), TerminationReason::text)
+        .map_or("running", TerminationReason::text)
         .to_string();
     let iterations = state.get_iter();
     let kkt_residual = result.solver.kkt;

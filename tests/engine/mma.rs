@@ -145,8 +145,8 @@ fn mma_solves_a_budget_problem_to_its_closed_form() {
         0.10000006919339141,
         0.7036105579295239,
     ];
-    for j in 0..5 {
-        assert!((first.params[j] - mmapy_first[j]).abs() < 1e-9, "{first:?}");
+    for (ours, theirs) in first.params.iter().zip(mmapy_first) {
+        assert!((ours - theirs).abs() < 1e-9, "{first:?}");
     }
 }
 
