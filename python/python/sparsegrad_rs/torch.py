@@ -288,6 +288,18 @@ def _check_rhs(B, n):
     return B
 
 
+def _batch_rhs(B, batch, n):
+    """B as (batch, n, k), whether it is one (n,) vector shared by the batch, and whether the
+    result is (batch, n) rather than (batch, n, k); a ValueError for any other shape."""
+    shared, vector = B.dim() == 1, B.dim() in (1, 2)
+    if shared and B.shape[0] == n:
+        return B.reshape(1, n, 1).expand(batch, n, 1), shared, vector
+    if B.dim() in (2, 3) and B.shape[0] == batch and B.shape[1] == n:
+        return B.reshape(batch, n, -1), shared, vector
+    raise ValueError(f"B must be ({n},), ({batch}, {n}) or ({batch}, {n}, k), got "
+                     f"{tuple(B.shape)}")
+
+
 class BatchCooSolve(torch.autograd.Function):
     """X[i] = A_i⁻¹B[i] for a batch of values over one coordinate pattern: the batch is factored
     in parallel (one symbolic analysis), each factorization kept for its backward pass."""
@@ -295,17 +307,7 @@ class BatchCooSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, values, B, rows, cols, n, method="auto", symmetric=None):
         batch = values.shape[0]
-        shared, vector = B.dim() == 1, B.dim() in (1, 2)
-        if shared:
-            if B.shape[0] != n:
-                raise ValueError(f"B must be ({n},), ({batch}, {n}) or ({batch}, {n}, k), got "
-                                 f"{tuple(B.shape)}")
-            B3 = B.reshape(1, n, 1).expand(batch, n, 1)
-        elif B.dim() in (2, 3) and B.shape[0] == batch and B.shape[1] == n:
-            B3 = B.reshape(batch, n, -1)
-        else:
-            raise ValueError(f"B must be ({n},), ({batch}, {n}) or ({batch}, {n}, k), got "
-                             f"{tuple(B.shape)}")
+        B3, shared, vector = _batch_rhs(B, batch, n)
         data = np.ascontiguousarray(values.detach().cpu().to(torch.float64).numpy())
         factors = _core.factorize_batch(n, rows, cols, data, method=method, symmetric=symmetric)
         b = np.ascontiguousarray(B3.detach().cpu().to(torch.float64).numpy())
@@ -421,6 +423,71 @@ def _coo_backward(ctx, grad_x, _grad_token):
 _coo_solve_op.register_autograd(_coo_backward, setup_context=_coo_setup_context)
 
 
+def _factor_batch(values, rows, cols, n, method, symmetric, B):
+    """Factors every batch element (in parallel, one symbolic analysis) and solves: (factors, x)
+    with x (batch, n, k) in float64."""
+    B3, _, _ = _batch_rhs(B, values.shape[0], n)
+    data = np.ascontiguousarray(values.detach().cpu().to(torch.float64).numpy())
+    r = np.ascontiguousarray(rows.detach().cpu().numpy(), dtype=np.int64)
+    c = np.ascontiguousarray(cols.detach().cpu().numpy(), dtype=np.int64)
+    factors = _core.factorize_batch(n, r, c, data, method=method, symmetric=symmetric)
+    b = np.ascontiguousarray(B3.detach().cpu().to(torch.float64).numpy())
+    return factors, _core.solve_batch(factors, b)
+
+
+@torch.library.custom_op("sparsegrad_rs::coo_solve_batch", mutates_args=())
+def _coo_solve_batch_op(values: torch.Tensor, B: torch.Tensor, rows: torch.Tensor,
+                        cols: torch.Tensor, n: int, method: str, symmetric: Optional[bool]
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    factors, x = _factor_batch(values, rows, cols, n, method, symmetric, B)
+    out = torch.from_numpy(x[:, :, 0].copy() if B.dim() in (1, 2) else x).to(
+        dtype=torch.promote_types(values.dtype, B.dtype), device=B.device)
+    return out, torch.tensor(_keep(factors, x), dtype=torch.int64)
+
+
+@_coo_solve_batch_op.register_fake
+def _(values, B, rows, cols, n, method, symmetric):
+    batch = values.shape[0]
+    shape = (batch, n) if B.dim() in (1, 2) else (batch, n, B.shape[2])
+    return (B.new_empty(shape, dtype=torch.promote_types(values.dtype, B.dtype)),
+            torch.empty((), dtype=torch.int64))
+
+
+@torch.library.custom_op("sparsegrad_rs::coo_solve_batch_backward", mutates_args=())
+def _coo_solve_batch_backward_op(token: torch.Tensor, grad_x: torch.Tensor, values: torch.Tensor,
+                                 B: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n: int,
+                                 method: str, symmetric: Optional[bool]
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    kept = _kept.pop(int(token), None)
+    if kept is None:   # dropped (more than KEEP pending): factor again
+        kept = _factor_batch(values, rows, cols, n, method, symmetric, B)
+    factors, x = kept
+    g = grad_x.detach().cpu().to(torch.float64).reshape(x.shape).numpy()
+    lam = _core.solve_batch(factors, np.ascontiguousarray(g), transpose=True)
+    gv = torch.from_numpy(_core.grad_values_batch(factors, lam, x)).to(
+        dtype=values.dtype, device=values.device)
+    lam_t = torch.from_numpy(lam)
+    if B.dim() == 1:   # one B shared by the batch: its gradient sums over the batch
+        lam_t = lam_t.sum(dim=0)
+    gb = lam_t.reshape(B.shape).to(dtype=B.dtype, device=B.device)
+    return gv, gb
+
+
+@_coo_solve_batch_backward_op.register_fake
+def _(token, grad_x, values, B, rows, cols, n, method, symmetric):
+    return torch.empty_like(values), torch.empty_like(B)
+
+
+def _coo_batch_backward(ctx, grad_x, _grad_token):
+    values, B, rows, cols, token = ctx.saved_tensors
+    gv, gb = _coo_solve_batch_backward_op(token, grad_x, values, B, rows, cols, ctx.n,
+                                          ctx.method, ctx.symmetric)
+    return gv, gb, None, None, None, None, None
+
+
+_coo_solve_batch_op.register_autograd(_coo_batch_backward, setup_context=_coo_setup_context)
+
+
 def solve_coo(indices, values, B, n, method="auto", symmetric=None):
     """X = A⁻¹B for the n x n matrix with entries (indices[0, e], indices[1, e], values[e])
     (duplicates summed), differentiable in ``values`` (dense gradient, one per entry) and B.
@@ -434,7 +501,15 @@ def solve_coo(indices, values, B, n, method="auto", symmetric=None):
       (batch, n) or (batch, n, k). Gradients are per batch element.
     """
     if torch.compiler.is_compiling():
-        # Traced by torch.compile: the registered op (checks run when it executes).
+        # Traced by torch.compile: the registered ops (checks run when they execute).
+        if values.dim() == 2:
+            return _coo_solve_batch_op(values, B, indices[0], indices[1], n, method,
+                                       symmetric)[0]
+        if B.dim() == 3:   # one matrix, a batch of right-hand sides: one multi-column solve
+            batch, k = B.shape[0], B.shape[2]
+            X = _coo_solve_op(values, B.permute(1, 0, 2).reshape(n, batch * k), indices[0],
+                              indices[1], n, method, symmetric)[0]
+            return X.reshape(n, batch, k).permute(1, 0, 2)
         return _coo_solve_op(values, B, indices[0], indices[1], n, method, symmetric)[0]
     ind = _index_array(indices) if isinstance(indices, torch.Tensor) else np.asarray(indices)
     if ind.ndim != 2 or ind.shape[0] != 2:
