@@ -375,7 +375,9 @@ def _coo_solve_op(values: torch.Tensor, B: torch.Tensor, rows: torch.Tensor, col
         raise ValueError(f"B must be ({n},) or ({n}, k), got {tuple(B.shape)}")
     f = _factor_coo(values, rows, cols, n, method, symmetric)
     x = f.solve(B.detach().cpu().to(torch.float64).numpy())
-    out = torch.from_numpy(np.ascontiguousarray(x)).to(
+    # A fresh buffer: the compiled graph may reuse an op's output in place, and x is kept for
+    # the backward op.
+    out = torch.from_numpy(np.array(x, order="C", copy=True)).to(
         dtype=torch.promote_types(values.dtype, B.dtype), device=B.device)
     return out, torch.tensor(_keep(f, x), dtype=torch.int64)
 
@@ -440,7 +442,9 @@ def _coo_solve_batch_op(values: torch.Tensor, B: torch.Tensor, rows: torch.Tenso
                         cols: torch.Tensor, n: int, method: str, symmetric: Optional[bool]
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     factors, x = _factor_batch(values, rows, cols, n, method, symmetric, B)
-    out = torch.from_numpy(x[:, :, 0].copy() if B.dim() in (1, 2) else x).to(
+    # A fresh buffer: the compiled graph may reuse an op's output in place, and x is kept for
+    # the backward op.
+    out = torch.from_numpy(x[:, :, 0].copy() if B.dim() in (1, 2) else x.copy()).to(
         dtype=torch.promote_types(values.dtype, B.dtype), device=B.device)
     return out, torch.tensor(_keep(factors, x), dtype=torch.int64)
 
