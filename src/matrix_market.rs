@@ -48,7 +48,7 @@ fn strip_line_end(raw: &str) -> &str {
 }
 
 /// Bytes per chunk of data lines parsed by one task.
-const CHUNK_BYTES: usize = 1 << 18;
+const CHUNK_BYTES: usize = 1 << 16;
 
 /// `text` cut into chunks of whole lines of about [`CHUNK_BYTES`]: (start, end) byte ranges.
 fn line_chunks(text: &str) -> Vec<(usize, usize)> {
@@ -468,52 +468,67 @@ impl MatrixMarket {
             .par_iter()
             .map(|&(start, end)| fields.parse_chunk(&rest[start..end], 0))
             .collect();
-        let mut entries = Vec::with_capacity(count.min(rest.len() / 2));
-        let mut line_of = Vec::with_capacity(count.min(rest.len() / 2));
-        let mut base = size_line + 1;
-        for (chunk, &(start, end)) in parsed.into_iter().zip(&chunks) {
-            let chunk = if chunk.error.is_some() {
-                fields.parse_chunk(&rest[start..end], base)
-            } else {
-                let mut chunk = chunk;
-                chunk.lines.iter_mut().for_each(|l| *l += base);
-                chunk
-            };
-            base += chunk.line_count;
-            if entries.len() + chunk.entries.len() > count {
-                let line = chunk.lines[count - entries.len()];
-                return Err(format_error(
-                    name,
-                    line,
-                    format!("more entries than the {count} the header announces"),
-                ));
-            }
-            entries.extend(chunk.entries);
-            line_of.extend(chunk.lines);
-            if let Some((line, e)) = chunk.error {
+        // In file order: where each chunk's lines start, and the first error (a failed chunk is
+        // parsed again with its true numbering, for the error's text and line).
+        let more = |line: usize| {
+            format_error(
+                name,
+                line,
+                format!("more entries than the {count} the header announces"),
+            )
+        };
+        let mut bases = Vec::with_capacity(parsed.len());
+        let (mut total, mut base, mut last_line) = (0, size_line + 1, size_line);
+        for (chunk, &(start, end)) in parsed.iter().zip(&chunks) {
+            bases.push(base);
+            if chunk.error.is_some() {
+                let again = fields.parse_chunk(&rest[start..end], base);
+                if total + again.entries.len() > count {
+                    return Err(more(again.lines[count - total]));
+                }
+                total += again.entries.len();
+                let (line, e) = again.error.expect("the same chunk fails again");
                 // A data line past the announced count is reported as such, whatever it holds.
-                return Err(if entries.len() == count {
-                    format_error(
-                        name,
-                        line,
-                        format!("more entries than the {count} the header announces"),
-                    )
-                } else {
-                    e
-                });
+                return Err(if total == count { more(line) } else { e });
             }
+            if total + chunk.entries.len() > count {
+                return Err(more(chunk.lines[count - total] + base));
+            }
+            total += chunk.entries.len();
+            if let Some(&l) = chunk.lines.last() {
+                last_line = l + base;
+            }
+            base += chunk.line_count;
         }
-        if entries.len() != count {
-            let last = line_of.last().copied().unwrap_or(size_line);
+        if total != count {
             return Err(format_error(
                 name,
-                last,
-                format!(
-                    "{} entries, but the header announces {count}",
-                    entries.len()
-                ),
+                last_line,
+                format!("{total} entries, but the header announces {count}"),
             ));
         }
+        // Then every chunk copied into its place in parallel (the zeroed buffers are touched
+        // first there, so their page faults are spread over the threads too).
+        let mut entries = vec![(0usize, 0usize, 0.0f64); total];
+        let mut line_of = vec![0usize; total];
+        let mut places = Vec::with_capacity(parsed.len());
+        let (mut e_rest, mut l_rest) = (&mut entries[..], &mut line_of[..]);
+        for chunk in &parsed {
+            let (e, e_next) = std::mem::take(&mut e_rest).split_at_mut(chunk.entries.len());
+            let (l, l_next) = std::mem::take(&mut l_rest).split_at_mut(chunk.entries.len());
+            places.push((e, l));
+            (e_rest, l_rest) = (e_next, l_next);
+        }
+        parsed
+            .par_iter()
+            .zip(places)
+            .zip(bases)
+            .for_each(|((chunk, (e, l)), base)| {
+                e.copy_from_slice(&chunk.entries);
+                for (to, from) in l.iter_mut().zip(&chunk.lines) {
+                    *to = from + base;
+                }
+            });
         if layout == Layout::Array {
             // Column-major positions; the lower triangle only when symmetric.
             let (mut ai, mut aj) = (0usize, 0usize);
