@@ -170,7 +170,7 @@ pub fn augmented_lagrangian<O: ConstrainedObjective>(
             reason: format!("must be positive and finite, got {}", settings.penalty),
         });
     }
-    let (_, c0) = values_at(model, &x)?;
+    let (f0, c0) = values_at(model, &x)?;
     let m = c0.len();
     if settings.equalities > m {
         return Err(Error::InvalidArgument {
@@ -188,7 +188,7 @@ pub fn augmented_lagrangian<O: ConstrainedObjective>(
     let mut rounds = 0;
     let mut converged = false;
     let mut values = c0;
-    let mut objective = f64::NAN;
+    let mut objective = f0;
     while rounds < settings.max_rounds {
         rounds += 1;
         let lagrangian = Lagrangian {

@@ -241,12 +241,18 @@ impl Grid {
     /// for [`Tape::csc_constant`] and [`Tape::spmul`].
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] unless r > 0 is finite.
+    /// [`Error::InvalidArgument`] unless 0 < r ≤ the grid's diagonal + 1.
     pub fn density_filter(&self, radius: f64) -> Result<CscMatrix<f64>> {
-        if !(radius.is_finite() && radius > 0.0) {
+        // Past the grid's diagonal every element averages the whole design (and the filter
+        // would be a dense n × n matrix): refused rather than built.
+        let diagonal = (self.nx as f64).hypot(self.ny as f64);
+        if !(radius.is_finite() && radius > 0.0 && radius <= diagonal + 1.0) {
             return Err(Error::InvalidArgument {
                 what: "density filter radius",
-                reason: format!("must be positive and finite, got {radius}"),
+                reason: format!(
+                    "must be positive and at most the grid's diagonal + 1 ({:.1} elements), got {radius}",
+                    diagonal + 1.0
+                ),
             });
         }
         let reach = radius.ceil() as isize - 1;

@@ -296,3 +296,44 @@ fn topology_gradients_match_differences() {
         assert!(uniform.iter().all(|d| (d - 0.5).abs() < 1e-14));
     }
 }
+
+/// Bad topology inputs are errors, never a dense filter or a panic; an augmented-Lagrangian run
+/// of zero rounds reports the start.
+#[test]
+fn topology_and_driver_inputs_are_checked() {
+    use sparsegrad::optim::{augmented_lagrangian, AugmentedLagrangian};
+    use sparsegrad::problems::topology::{Grid, TopologyProblem};
+    for radius in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
+        assert!(
+            matches!(
+                TopologyProblem::mbb(12, 4, 0.5, radius),
+                Err(Error::InvalidArgument { .. })
+            ),
+            "radius {radius}"
+        );
+    }
+    for volume in [0.0, -0.5, 1.5, f64::NAN] {
+        assert!(matches!(
+            TopologyProblem::heat_sink(8, volume, 1.5),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+    assert!(matches!(
+        Grid::new(0, 4),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        Grid::new(1 << 20, 1 << 20),
+        Err(Error::InvalidArgument { .. })
+    ));
+    // A radius up to the diagonal + 1 is accepted: every row then averages the whole grid.
+    let wide = Grid::new(4, 3).unwrap().density_filter(6.0).unwrap();
+    assert_eq!(wide.nnz(), 12 * 12);
+    let none = AugmentedLagrangian {
+        max_rounds: 0,
+        ..AugmentedLagrangian::new(0)
+    };
+    let out = augmented_lagrangian(&Toy, [4.0, 3.0, 2.0], &none).unwrap();
+    assert_eq!((out.rounds, out.objective), (0, 29.0));
+    assert!(!out.converged && out.params == vec![4.0, 3.0, 2.0]);
+}
