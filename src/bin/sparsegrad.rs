@@ -127,10 +127,9 @@ fn read_file(path: &Path, max_mib: u64) -> Result<MatrixMarket, String> {
     })
 }
 
-/// Reads an n × k dense block (array or coordinate file), finite.
-fn read_block(path: &Path, n: usize, what: &str, max_mib: u64) -> Result<DMatrix<f64>, String> {
+/// The n × k dense block (array or coordinate file) that `path` held, checked finite.
+fn block_of(m: MatrixMarket, path: &Path, n: usize, what: &str) -> Result<DMatrix<f64>, String> {
     let name = path.display();
-    let m = read_file(path, max_mib)?;
     if m.nrows != n {
         return Err(format!("{name}: {what} has {} rows but A has {n}", m.nrows));
     }
@@ -273,8 +272,27 @@ fn read_inputs(
     progress: &Progress,
 ) -> Result<Inputs, String> {
     let a_name = args.matrix.display();
-    progress.step(&format!("reading {a_name}"));
-    let a = read_file(&args.matrix, args.max_input_mib)?;
+    match upstream {
+        Some(g) => progress.step(&format!(
+            "reading {a_name}, {} and {}",
+            args.rhs.display(),
+            g.display()
+        )),
+        None => progress.step(&format!("reading {a_name} and {}", args.rhs.display())),
+    }
+    // The files are read (and parsed) concurrently; their errors are reported in the order A,
+    // B, the upstream gradient, as when they were read one after the other.
+    let limit = args.max_input_mib;
+    let (a, (b, g)) = rayon::join(
+        || read_file(&args.matrix, limit),
+        || {
+            rayon::join(
+                || read_file(&args.rhs, limit),
+                || upstream.map(|path| read_file(path, limit)),
+            )
+        },
+    );
+    let a = a?;
     if a.layout != Layout::Coordinate {
         return Err(format!(
             "{a_name}: A must be a coordinate file, found an array file"
@@ -287,11 +305,10 @@ fn read_inputs(
         ));
     }
     let n = a.nrows;
-    progress.step(&format!("reading {}", args.rhs.display()));
-    let b = read_block(&args.rhs, n, "the right-hand side", args.max_input_mib)?;
-    let upstream = match upstream {
-        Some(path) => {
-            let g = read_block(path, n, "the upstream gradient", args.max_input_mib)?;
+    let b = block_of(b?, &args.rhs, n, "the right-hand side")?;
+    let upstream = match (upstream, g) {
+        (Some(path), Some(g)) => {
+            let g = block_of(g?, path, n, "the upstream gradient")?;
             if g.ncols() != b.ncols() {
                 return Err(format!(
                     "{}: upstream gradient has {} columns but B has {}",
@@ -302,7 +319,7 @@ fn read_inputs(
             }
             Some(g)
         }
-        None => None,
+        _ => None,
     };
     Ok(Inputs { a, b, upstream })
 }
