@@ -245,10 +245,20 @@ fn analyze(structure: &Structure, ordering: &Ordering) -> Result<SymbolicCholesk
         structure.faer_pattern(),
         Side::Lower,
         method,
-        CholeskySymbolicParams::default(),
+        CholeskySymbolicParams {
+            supernodal_flop_ratio_threshold: SUPERNODAL_THRESHOLD,
+            ..Default::default()
+        },
     )
     .map_err(super::analysis::faer_error("symbolic Cholesky"))
 }
+
+/// faer's default keeps a factor simplicial below 40 of its flops per factor entry; mid-size 2D
+/// factors (grids of ≈ 100² to 128² unknowns, 27–38 there) factor faster supernodally
+/// (docs/BENCHMARKS.md, twelfth session), so the switch is at 24. Chains (≈ 1) and grids up to
+/// 64² (≈ 18) stay simplicial.
+const SUPERNODAL_THRESHOLD: faer::sparse::linalg::SupernodalThreshold =
+    faer::sparse::linalg::SupernodalThreshold(0.6);
 
 /// `perm` (new → old) and its inverse, or an error unless `perm` is a permutation of 0..n.
 pub(crate) fn checked_permutation(perm: &[usize], n: usize) -> Result<(Vec<usize>, Vec<usize>)> {
