@@ -41,6 +41,18 @@ pub struct MatrixMarket {
     pub lines: Vec<usize>,
 }
 
+/// A regular file's bytes (as many as `buffer` holds, its size when opened) read in parts of
+/// 8 MiB at their offsets, in parallel: the copy out of the page cache and the page faults of a
+/// fresh buffer are most of a large file's read.
+fn read_in_parts(file: &std::fs::File, buffer: &mut [u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    const PART: usize = 8 << 20;
+    buffer
+        .par_chunks_mut(PART)
+        .enumerate()
+        .try_for_each(|(k, part)| file.read_exact_at(part, (k * PART) as u64))
+}
+
 /// A line without its "\n" or "\r\n" ending.
 fn strip_line_end(raw: &str) -> &str {
     let l = raw.strip_suffix('\n').unwrap_or(raw);
@@ -171,13 +183,22 @@ impl Fields<'_> {
         };
         let (i, j) = if self.coordinate {
             let parse_index = |t: &str, what: &str, bound: usize| -> Result<usize> {
-                let v: usize = t.parse().map_err(|_| {
-                    format_error(
-                        name,
-                        line,
-                        format!("{what} index '{}' is not a positive integer", quote(t)),
-                    )
-                })?;
+                // Plain digits (every real file) without std's general parser; anything else
+                // (a sign, too many digits, junk) goes to it for the same value or error.
+                let plain = !t.is_empty()
+                    && t.len() < usize::MAX.ilog10() as usize
+                    && t.bytes().all(|b| b.is_ascii_digit());
+                let v: usize = if plain {
+                    t.bytes().fold(0, |v, b| v * 10 + usize::from(b - b'0'))
+                } else {
+                    t.parse().map_err(|_| {
+                        format_error(
+                            name,
+                            line,
+                            format!("{what} index '{}' is not a positive integer", quote(t)),
+                        )
+                    })?
+                };
                 if v == 0 || v > bound {
                     return Err(format_error(
                         name,
@@ -308,15 +329,20 @@ impl MatrixMarket {
             if meta.len() > max_bytes {
                 return Err(over(&format!("the file has {} bytes,", meta.len())));
             }
+            let len = usize::try_from(meta.len())
+                .map_err(|_| io(format!("{} bytes do not fit in memory", meta.len())))?;
             bytes
-                .try_reserve_exact(meta.len() as usize)
-                .map_err(|_| io(format!("{} bytes could not be allocated", meta.len())))?;
-        }
-        file.take(max_bytes.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(|e| io(e.to_string()))?;
-        if bytes.len() as u64 > max_bytes {
-            return Err(over("it holds"));
+                .try_reserve_exact(len)
+                .map_err(|_| io(format!("{len} bytes could not be allocated")))?;
+            bytes.resize(len, 0);
+            read_in_parts(&file, &mut bytes).map_err(|e| io(e.to_string()))?;
+        } else {
+            file.take(max_bytes.saturating_add(1))
+                .read_to_end(&mut bytes)
+                .map_err(|e| io(e.to_string()))?;
+            if bytes.len() as u64 > max_bytes {
+                return Err(over("it holds"));
+            }
         }
         let text = String::from_utf8(bytes).map_err(|e| io(format!("not a text file: {e}")))?;
         Self::parse(&text, &name)
@@ -665,6 +691,25 @@ mod tests {
             "%%MatrixMarket matrix coordinate real general\n2 2 2\n1\t1\x0b 1.5\n2\x0c2 \r 2.5\n";
         let m = MatrixMarket::parse(odd, "odd.mtx").unwrap();
         assert_eq!(m.entries, vec![(0, 0, 1.5), (1, 1, 2.5)]);
+        // Indices: plain digits (fast path), a sign or leading zeros as std's parser reads them,
+        // and past usize a parse error naming the index.
+        let signs = "%%MatrixMarket matrix coordinate real general\n3 3 2\n+2 1 1.0\n003 002 2.0\n";
+        let m = MatrixMarket::parse(signs, "s.mtx").unwrap();
+        assert_eq!(m.entries, vec![(1, 0, 1.0), (2, 1, 2.0)]);
+        let huge =
+            "%%MatrixMarket matrix coordinate real general\n3 3 1\n99999999999999999999 1 1.0\n";
+        let e = MatrixMarket::parse(huge, "h.mtx").unwrap_err().to_string();
+        assert!(
+            e.contains("h.mtx:3") && e.contains("is not a positive integer"),
+            "{e}"
+        );
+        let big =
+            "%%MatrixMarket matrix coordinate real general\n3 3 1\n999999999999999999 1 1.0\n";
+        let e = MatrixMarket::parse(big, "b.mtx").unwrap_err().to_string();
+        assert!(
+            e.contains("row index 999999999999999999 out of range 1..=3"),
+            "{e}"
+        );
         // Fewer: at the last entry's line.
         let e = MatrixMarket::parse(&file(n, n + 3, |_| {}), "short.mtx")
             .unwrap_err()
