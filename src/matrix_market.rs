@@ -44,6 +44,7 @@ pub struct MatrixMarket {
 /// A regular file's bytes (as many as `buffer` holds, its size when opened) read in parts of
 /// 8 MiB at their offsets, in parallel: the copy out of the page cache and the page faults of a
 /// fresh buffer are most of a large file's read.
+#[cfg(unix)]
 fn read_in_parts(file: &std::fs::File, buffer: &mut [u8]) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt as _;
     const PART: usize = 8 << 20;
@@ -51,6 +52,13 @@ fn read_in_parts(file: &std::fs::File, buffer: &mut [u8]) -> std::io::Result<()>
         .par_chunks_mut(PART)
         .enumerate()
         .try_for_each(|(k, part)| file.read_exact_at(part, (k * PART) as u64))
+}
+
+/// Elsewhere, one sequential read.
+#[cfg(not(unix))]
+fn read_in_parts(file: &std::fs::File, buffer: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read as _;
+    (&*file).read_exact(buffer)
 }
 
 /// A line without its "\n" or "\r\n" ending.
