@@ -1,7 +1,7 @@
 //! Density-based topology optimization on a structured grid of unit square (Q4) elements: the
 //! element matrices (plane-stress elasticity, heat conduction; the 3D hex8 conduction matrix
 //! beside [`hex8_stiffness`](super::elasticity::hex8_stiffness)), the density filter as a sparse
-//! constant, Heaviside projection and SIMP interpolation as tape operations, and two classic
+//! constant (its pattern validated once per problem), Heaviside projection and SIMP interpolation as tape operations, and two classic
 //! problems as [`ConstrainedObjective`]s for [`minimize_constrained`](crate::optim::minimize_constrained)
 //! (MMA): the MBB beam (minimum compliance) and volume-to-point heat conduction.
 //!
@@ -23,13 +23,15 @@
 //! # Ok::<(), sparsegrad::Error>(())
 //! ```
 
+use std::sync::Arc;
+
 use nalgebra::{DMatrix, SMatrix};
 use nalgebra_sparse::{CooMatrix, CscMatrix};
 
 use crate::error::{Error, Result};
 use crate::optim::ConstrainedObjective;
 use crate::solve::Solver;
-use crate::sparse::{Assembly, Dirichlet, Symmetry};
+use crate::sparse::{Assembly, Dirichlet, Structure, Symmetry};
 use crate::tape::{Tape, Var};
 
 /// Corner i = dx + 2·dy of the unit square: (dx, dy).
@@ -328,7 +330,10 @@ pub struct TopologyProblem {
     pub projection: Option<(f64, f64)>,
     /// Factor on the compliance in the objective (1 unless set; the examples set 100 / c(x₀)).
     pub objective_scale: f64,
-    filter: CscMatrix<f64>,
+    /// The density filter's pattern (validated once) and values, recorded as a constant on each
+    /// evaluation's tape.
+    filter: Arc<Structure>,
+    filter_values: Vec<f64>,
     dirichlet: Dirichlet,
     load: DMatrix<f64>,
 }
@@ -353,6 +358,11 @@ impl TopologyProblem {
             Physics::HeatConduction => (q4_conduction(), 1, 1e-3),
         };
         let assembly = grid.assembly(&ke, dofs)?;
+        let filter = grid.density_filter(filter_radius)?;
+        let filter_values = filter.values().to_vec();
+        let (col_ptr, row_idx, _) = filter.disassemble();
+        let n = grid.n_elements();
+        let filter = Structure::new(n, n, col_ptr, row_idx, Symmetry::General)?;
         Ok(TopologyProblem {
             grid,
             physics,
@@ -361,7 +371,8 @@ impl TopologyProblem {
             minimum,
             projection: None,
             objective_scale: 1.0,
-            filter: grid.density_filter(filter_radius)?,
+            filter,
+            filter_values,
             dirichlet: Dirichlet::new(&assembly, fixed)?,
             load,
         })
@@ -413,7 +424,7 @@ impl TopologyProblem {
     /// Shape errors of the filter product.
     pub fn physical_density<'t>(&self, x: Var<'t>) -> Result<Var<'t>> {
         let tape = x.tape();
-        let filter = tape.csc_constant(&self.filter, Symmetry::General)?;
+        let filter = tape.sparse_constant(&self.filter, &self.filter_values)?;
         let filtered = tape.spmul(filter, x)?;
         Ok(match self.projection {
             Some((beta, eta)) => heaviside(filtered, beta, eta),
