@@ -316,6 +316,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// Mixed precision ([`Precision::Mixed`](crate::Precision::Mixed)) cannot reach f64
+    /// accuracy on this matrix: its f32 factorization broke down, or its refined solves stalled
+    /// (typically κ(A) ≳ 1e7–1e9).
+    #[error("mixed precision cannot reach double-precision accuracy: {reason}; factor in f64 (Precision::F64), or use Precision::Auto, which falls back to f64")]
+    PrecisionLoss {
+        /// What failed: the f32 factorization's error, or the refinement's last backward error.
+        reason: String,
+    },
+
     /// An operation got a combination of arguments it does not support.
     #[error("unsupported: {reason}")]
     Unsupported {

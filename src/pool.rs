@@ -25,32 +25,34 @@ pub const MAX_POOLED_BYTES: usize = 1 << 30;
 
 /// A bounded list of recycled buffers. The crate uses one process-wide instance ([`POOL`]); tests
 /// make their own, so that what they assert never depends on other tests running at once.
-struct BufferPool(Mutex<Vec<Vec<f64>>>);
+struct BufferPool<T = f64>(Mutex<Vec<Vec<T>>>);
 
 static POOL: BufferPool = BufferPool::new();
+/// f32 buffers (single- and mixed-precision factors), under the same bounds, counted separately.
+static POOL32: BufferPool<f32> = BufferPool::new();
 /// faer workspaces (numeric factorization and solve scratch), with the request each was made for.
 static SCRATCH: Mutex<Vec<(StackReq, MemBuffer)>> = Mutex::new(Vec::new());
 /// Most workspaces kept at once.
 const MAX_SCRATCH: usize = 4;
 
-impl BufferPool {
+impl<T> BufferPool<T> {
     const fn new() -> Self {
         BufferPool(Mutex::new(Vec::new()))
     }
 
-    fn list(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f64>>> {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<Vec<T>>> {
         // A panic while holding the lock cannot leave the list inconsistent (push/remove only).
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A pooled buffer (emptied) with capacity for `len` values, if one fits.
-    fn take(&self, len: usize) -> Option<Vec<f64>> {
+    fn take(&self, len: usize) -> Option<Vec<T>> {
         if len < MIN_POOLED_LEN {
             return None;
         }
         let mut v = take_best(
             &mut self.list(),
-            len * std::mem::size_of::<f64>(),
+            len * std::mem::size_of::<T>(),
             buffer_bytes,
             |_| true,
         )?;
@@ -59,7 +61,7 @@ impl BufferPool {
     }
 
     /// Keeps `v` for reuse if it is large enough.
-    fn recycle(&self, v: Vec<f64>) {
+    fn recycle(&self, v: Vec<T>) {
         if v.capacity() >= MIN_POOLED_LEN {
             keep(&mut self.list(), v, MAX_POOLED, buffer_bytes);
         }
@@ -78,8 +80,8 @@ fn scratch() -> std::sync::MutexGuard<'static, Vec<(StackReq, MemBuffer)>> {
     SCRATCH.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn buffer_bytes(v: &Vec<f64>) -> usize {
-    v.capacity() * std::mem::size_of::<f64>()
+fn buffer_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * std::mem::size_of::<T>()
 }
 
 fn scratch_bytes(s: &(StackReq, MemBuffer)) -> usize {
@@ -177,6 +179,16 @@ pub(crate) fn recycle(v: Vec<f64>) {
     POOL.recycle(v);
 }
 
+/// A pooled f32 buffer (emptied) with capacity for `len` values, if one fits.
+pub(crate) fn take_single(len: usize) -> Option<Vec<f32>> {
+    POOL32.take(len)
+}
+
+/// Hands an f32 buffer back for reuse (kept only if it is large enough).
+pub(crate) fn recycle_single(v: Vec<f32>) {
+    POOL32.recycle(v);
+}
+
 /// Hands a dense matrix's storage back for reuse.
 pub(crate) fn recycle_matrix(m: DMatrix<f64>) {
     recycle(m.data.into());
@@ -186,13 +198,14 @@ pub(crate) fn recycle_matrix(m: DMatrix<f64>) {
 pub(crate) fn release() -> usize {
     let bytes = pooled_bytes();
     POOL.release();
+    POOL32.release();
     drop(std::mem::take(&mut *scratch()));
     bytes
 }
 
 /// Bytes currently pooled (buffers and workspaces).
 pub(crate) fn pooled_bytes() -> usize {
-    POOL.bytes() + scratch().iter().map(scratch_bytes).sum::<usize>()
+    POOL.bytes() + POOL32.bytes() + scratch().iter().map(scratch_bytes).sum::<usize>()
 }
 
 #[cfg(test)]

@@ -10,8 +10,13 @@ use super::cpu;
 use crate::error::{Error, Result};
 use crate::solve::{
     condition_estimate, AnalysisReport, Device, Factor, Factorization, Factorizer, Implementation,
-    Iterative, Method, Ordering, Preconditioner, Solver,
+    Iterative, Method, Ordering, Precision, Preconditioner, Solver,
 };
+
+/// Predicted Cholesky flops from which [`Precision::Auto`] factors in mixed precision (an f32
+/// factor refined in f64): below it the refinement's extra solves cost more than the f32
+/// factorization saves (measured in `benches/solve.rs`, group `precision`).
+pub const MIXED_AUTO_FLOPS: f64 = 1e9;
 use crate::sparse::{Structure, Symmetry};
 
 impl Solver {
@@ -96,23 +101,29 @@ impl Solver {
             structure.record_factorization();
             return Ok(factor);
         }
+        if !matches!(self.precision, Precision::F64 | Precision::Auto)
+            && !matches!(
+                (self.method, self.implementation),
+                (
+                    Method::Cholesky | Method::Ldlt | Method::Auto,
+                    Implementation::Fast
+                )
+            )
+        {
+            return Err(Error::Unsupported {
+                reason: format!(
+                    "{:?} precision is offered for Cholesky and LDLᵀ on the fast implementation, not {:?} on {:?} (faer's sparse LU keeps its factor private)",
+                    self.precision, self.method, self.implementation
+                ),
+            });
+        }
         structure.record_factorization();
         match (self.method, self.implementation) {
             (Method::Cholesky, Implementation::Fast) => {
-                Ok(Arc::new(cpu::cholesky::FaerCholesky::factor_with(
-                    structure,
-                    values,
-                    cpu::cholesky::Kind::Llt,
-                    &self.ordering,
-                )?))
+                self.factor_symmetric(structure, values, cpu::cholesky::Kind::Llt)
             }
             (Method::Ldlt, Implementation::Fast) => {
-                Ok(Arc::new(cpu::cholesky::FaerCholesky::factor_with(
-                    structure,
-                    values,
-                    cpu::cholesky::Kind::Ldlt,
-                    &self.ordering,
-                )?))
+                self.factor_symmetric(structure, values, cpu::cholesky::Kind::Ldlt)
             }
             (Method::Cholesky, Implementation::Reference) => Ok(Arc::new(
                 cpu::reference::ReferenceCholesky::factor(structure, values)?,
@@ -129,6 +140,50 @@ impl Solver {
                 ),
             }),
         }
+    }
+
+    /// The precision [`Precision::Auto`] resolves to for a `kind` factor with `flops` predicted
+    /// flops: Mixed for Cholesky factors of at least [`MIXED_AUTO_FLOPS`], F64 otherwise.
+    pub(crate) fn resolved_precision(&self, kind: cpu::cholesky::Kind, flops: f64) -> Precision {
+        match self.precision {
+            Precision::Auto if kind == cpu::cholesky::Kind::Llt && flops >= MIXED_AUTO_FLOPS => {
+                Precision::Mixed
+            }
+            Precision::Auto => Precision::F64,
+            other => other,
+        }
+    }
+
+    /// Cholesky or LDLᵀ on the CPU in this solver's precision.
+    fn factor_symmetric(
+        &self,
+        structure: &Arc<Structure>,
+        values: &[f64],
+        kind: cpu::cholesky::Kind,
+    ) -> Result<Arc<Factor>> {
+        use cpu::cholesky::FaerCholesky;
+        use cpu::mixed::{Mode, Refined};
+        let flops = match self.precision {
+            Precision::Auto => {
+                cpu::cholesky::symbolic_cholesky(structure, &self.ordering)?
+                    .prediction
+                    .flops
+            }
+            _ => 0.0,
+        };
+        let (ordering, auto) = (&self.ordering, self.precision == Precision::Auto);
+        Ok(match self.resolved_precision(kind, flops) {
+            Precision::F32 => Arc::new(FaerCholesky::<f32>::factor_single(
+                structure, values, kind, ordering,
+            )?),
+            Precision::Mixed => {
+                let mode = if auto { Mode::Auto } else { Mode::Explicit };
+                Arc::new(Refined::factor(structure, values, kind, ordering, mode)?)
+            }
+            _ => Arc::new(FaerCholesky::factor_with(
+                structure, values, kind, ordering,
+            )?),
+        })
     }
 
     /// [`Method::Auto`]: Cholesky on symmetric structures, LU when that fails or otherwise.

@@ -389,6 +389,7 @@ pub struct Solver {
     pub(crate) condition_limit: Option<f64>,
     pub(crate) device: Device,
     pub(crate) ordering: Ordering,
+    pub(crate) precision: Precision,
 }
 
 /// Default bound on the normwise backward error ‖AX − B‖_F / (‖A‖_F ‖X‖_F + ‖B‖_F) of a solve.
@@ -406,6 +407,7 @@ impl Solver {
             condition_limit: None,
             device: Device::Cpu,
             ordering: Ordering::Auto,
+            precision: Precision::F64,
         }
     }
     /// Sparse LDLᵀ (fast implementation), for symmetric matrices that are not positive definite.
@@ -418,6 +420,7 @@ impl Solver {
             condition_limit: None,
             device: Device::Cpu,
             ordering: Ordering::Auto,
+            precision: Precision::F64,
         }
     }
     /// Sparse LU (fast implementation), for general matrices. The residual check is on by default: it
@@ -523,6 +526,33 @@ impl Solver {
     /// ```
     pub fn on(self, device: Device) -> Self {
         Solver { device, ..self }
+    }
+    /// The arithmetic of the CPU's Cholesky and LDLᵀ factorizations (fast implementation):
+    /// [`Precision::F64`] (the default), [`Precision::Mixed`] (an f32 factor, every solve refined
+    /// in f64 to the f64 factor's accuracy, or [`Error::PrecisionLoss`]), [`Precision::F32`]
+    /// (f32 factor and solves), or [`Precision::Auto`] (Mixed for large Cholesky factors, where
+    /// it is faster, with a fallback to f64 that [`Factorization::fallback_reason`] reports).
+    /// Values and gradients on the tape are f64 in every mode. On a GPU the precision of
+    /// [`Device::Cuda`] applies instead.
+    ///
+    /// ```
+    /// use sparsegrad::problems::graph::{grid_edges, laplacian_assembly};
+    /// use sparsegrad::{Factorization, Precision, Solver};
+    /// let asm = laplacian_assembly(30 * 30, &grid_edges(30).unwrap(), 1.0).unwrap();
+    /// let values = asm.values(&vec![1.0; asm.n_params()]).unwrap();
+    /// let mixed = Solver::cholesky().with_precision(Precision::Mixed);
+    /// let f = mixed.factorize(asm.structure(), &values).unwrap();
+    /// let mut x = nalgebra::DMatrix::from_element(900, 1, 1.0);
+    /// f.solve_in_place(&mut x).unwrap();
+    /// let steps = f.solve_info().forward.unwrap().iterations;
+    /// assert!((1..=4).contains(&steps), "{steps} refinement steps");
+    /// ```
+    pub fn with_precision(self, precision: Precision) -> Self {
+        Solver { precision, ..self }
+    }
+    /// The precision ([`Solver::with_precision`]).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
     /// The device.
     pub fn device(&self) -> Device {

@@ -15,29 +15,23 @@ use faer::sparse::SparseColMatRef;
 use faer::{Conj, Par, Side};
 use nalgebra::DMatrix;
 
-use super::multifrontal::{FrontError, Multifrontal};
+use super::check_positive_diagonal;
+use super::multifrontal::{FrontError, Multifrontal, Real};
 use super::ordering::Analysed;
-use super::{check_positive_diagonal, faer_view};
 use crate::error::{Error, Result};
 use crate::solve::{check_not_singular, Factorization, Gate, Ordering};
 use crate::sparse::Structure;
 
-/// A numeric LLᵀ or LDLᵀ factor sharing its structure's symbolic analysis.
-pub(crate) struct FaerCholesky {
+/// A numeric LLᵀ or LDLᵀ factor sharing its structure's symbolic analysis, with f64 values (the
+/// default) or f32 ones ([`Precision::F32`](crate::Precision::F32) and the factor behind
+/// [`Precision::Mixed`](crate::Precision::Mixed)).
+pub(crate) struct FaerCholesky<T: Real = f64> {
     symbolic: Arc<SymbolicCholesky<usize>>,
-    l_values: Vec<f64>,
+    l_values: Vec<T>,
     kind: Kind,
     /// The multifrontal plan when the numeric phase was the crate's own (its solves then run
     /// over the same cut tree).
     plan: Option<Arc<Multifrontal>>,
-}
-
-/// The faer view of a stored matrix (no copy).
-pub(crate) fn faer_matrix<'a>(
-    structure: &'a Structure,
-    values: &'a [f64],
-) -> SparseColMatRef<'a, usize, f64> {
-    SparseColMatRef::new(structure.faer_pattern(), values)
 }
 
 /// Predicted factorization flops above which the numeric factorization runs on the rayon pool.
@@ -70,30 +64,30 @@ pub(crate) fn symbolic_cholesky(structure: &Structure, ordering: &Ordering) -> R
 }
 
 /// `len` zeroed factor values, from the pool when one fits, fallibly allocated.
-fn factor_buffer(len: usize) -> Result<Vec<f64>> {
-    let mut l_values = crate::pool::take(len).unwrap_or_default();
+fn factor_buffer<T: Real>(len: usize) -> Result<Vec<T>> {
+    let mut l_values = T::pooled(len).unwrap_or_default();
     l_values
         .try_reserve_exact(len)
         .map_err(|_| Error::OutOfMemory {
             what: "the Cholesky factor".into(),
             reason: format!(
             "{:.1} GiB of values is more than can be allocated (too much fill for a direct solver)",
-            len as f64 * 8.0 / f64::powi(1024.0, 3)
+            (len * std::mem::size_of::<T>()) as f64 / f64::powi(1024.0, 3)
         ),
         })?;
-    l_values.resize(len, 0.0);
+    l_values.resize(len, T::default());
     Ok(l_values)
 }
 
 /// faer's numeric LDLᵀ into `l_values`; a zero pivot is [`Error::Singular`] at its column.
-fn numeric_ldlt(
+fn numeric_ldlt<T: Real>(
     symbolic: &SymbolicCholesky<usize>,
-    a: SparseColMatRef<'_, usize, f64>,
-    l_values: &mut [f64],
+    a: SparseColMatRef<'_, usize, T>,
+    l_values: &mut [T],
     par: Par,
     original_column: impl Fn(usize) -> usize,
 ) -> Result<()> {
-    let req = symbolic.factorize_numeric_ldlt_scratch::<f64>(par, Default::default());
+    let req = symbolic.factorize_numeric_ldlt_scratch::<T>(par, Default::default());
     crate::pool::with_scratch(req, |stack| {
         symbolic.factorize_numeric_ldlt(
             l_values,
@@ -116,14 +110,14 @@ fn numeric_ldlt(
 }
 
 /// faer's numeric (left-looking) LLᵀ into `l_values`.
-fn numeric_llt(
+fn numeric_llt<T: Real>(
     symbolic: &SymbolicCholesky<usize>,
-    a: SparseColMatRef<'_, usize, f64>,
-    l_values: &mut [f64],
+    a: SparseColMatRef<'_, usize, T>,
+    l_values: &mut [T],
     par: Par,
     original_column: impl Fn(usize) -> usize,
 ) -> Result<()> {
-    let req = symbolic.factorize_numeric_llt_scratch::<f64>(par, Default::default());
+    let req = symbolic.factorize_numeric_llt_scratch::<T>(par, Default::default());
     crate::pool::with_scratch(req, |stack| {
         symbolic.factorize_numeric_llt(
             l_values,
@@ -145,7 +139,7 @@ fn numeric_llt(
 }
 
 /// A multifrontal failure as the crate's error.
-fn front_error(e: FrontError, original_column: impl Fn(usize) -> usize) -> Error {
+fn front_error(e: FrontError, original_column: impl Fn(usize) -> usize, word: usize) -> Error {
     match e {
         FrontError::NonPositivePivot(index) => Error::NotPositiveDefinite {
             column: original_column(index),
@@ -155,7 +149,7 @@ fn front_error(e: FrontError, original_column: impl Fn(usize) -> usize) -> Error
             what: "a multifrontal update matrix".into(),
             reason: format!(
                 "{:.1} GiB for one front's update matrix could not be allocated",
-                len as f64 * 8.0 / f64::powi(1024.0, 3)
+                (len * word) as f64 / f64::powi(1024.0, 3)
             ),
         },
     }
@@ -183,12 +177,72 @@ impl FaerCholesky {
         kind: Kind,
         ordering: &Ordering,
     ) -> Result<Self> {
+        let factor = Self::numeric(structure, values, kind, ordering)?;
+        let pivots = factor.factor_diagonal();
+        if factor.tiny_pivot(structure, values, &pivots).is_some() {
+            check_not_singular(structure, values, &factor, Gate::TinyPivot)?;
+        }
+        Ok(factor)
+    }
+}
+
+impl FaerCholesky<f32> {
+    /// LLᵀ or LDLᵀ in f32 under `ordering`, sharing the f64 factorizations' symbolic analysis
+    /// (A's values rounded to f32). A pivot that lost all its single-precision digits
+    /// (|d_j| ≤ n·ε₃₂·|a_jj|) is [`Error::Singular`] naming its column: the matrix is singular to
+    /// single precision, and no f32 factor of it can be trusted.
+    pub(crate) fn factor_single(
+        structure: &Structure,
+        values: &[f64],
+        kind: Kind,
+        ordering: &Ordering,
+    ) -> Result<Self> {
+        let factor = Self::numeric(structure, values, kind, ordering)?;
+        let pivots = factor.factor_diagonal();
+        if let Some(k) = factor.tiny_pivot(structure, values, &pivots) {
+            let column = factor.original_column(k);
+            return Err(Error::Singular {
+                column: Some(column),
+                reason: format!(
+                    "the pivot of column {column} lost all its single-precision digits (|pivot| = {:e}): the matrix is singular to f32 precision",
+                    pivots[k].abs()
+                ),
+            });
+        }
+        Ok(factor)
+    }
+
+    /// Solves every column of the f64 `rhs` through this f32 factor (rounded in, widened out).
+    pub(crate) fn solve_f64(&self, rhs: &mut DMatrix<f64>) {
+        let (n, k) = rhs.shape();
+        let mut single: Vec<f32> = rhs.iter().map(|&v| v as f32).collect();
+        self.solve_slice(&mut single, n, k);
+        for (d, s) in rhs.iter_mut().zip(&single) {
+            *d = f64::from(*s);
+        }
+    }
+
+    /// Solves the `k` columns of the column-major `n × k` f32 `data` in place.
+    pub(crate) fn solve_single(&self, data: &mut [f32], n: usize, k: usize) {
+        self.solve_slice(data, n, k);
+    }
+}
+
+impl<T: Real> FaerCholesky<T> {
+    /// The numeric phase under `ordering` with the pivot growth check, without the cancellation
+    /// check (see [`FaerCholesky::factor_with`] and [`FaerCholesky::factor_single`]).
+    fn numeric(
+        structure: &Structure,
+        values: &[f64],
+        kind: Kind,
+        ordering: &Ordering,
+    ) -> Result<Self> {
         if kind == Kind::Llt {
             check_positive_diagonal(structure, values)?;
         }
         let analysed = symbolic_cholesky(structure, ordering)?;
         let (symbolic, prediction) = (&analysed.symbolic, analysed.prediction);
-        let mut l_values = factor_buffer(symbolic.len_val())?;
+        let mut l_values = factor_buffer::<T>(symbolic.len_val())?;
         let original_column = |index: usize| {
             symbolic
                 .perm()
@@ -205,14 +259,19 @@ impl FaerCholesky {
         } else {
             Par::Seq
         };
-        let a = faer_matrix(structure, values);
         match (kind, plan.as_ref()) {
-            (Kind::Ldlt, _) => numeric_ldlt(symbolic, a, &mut l_values, par, original_column)?,
             (Kind::Llt, Some(mf)) => mf
                 .plan
-                .factor(values, &mut l_values, &mf.work)
-                .map_err(|e| front_error(e, original_column))?,
-            (Kind::Llt, None) => numeric_llt(symbolic, a, &mut l_values, par, original_column)?,
+                .factor(values, &mut l_values, T::workspace(mf))
+                .map_err(|e| front_error(e, original_column, std::mem::size_of::<T>()))?,
+            (kind, _) => {
+                let cast = T::cast(values);
+                let a = SparseColMatRef::new(structure.faer_pattern(), &cast[..]);
+                match kind {
+                    Kind::Ldlt => numeric_ldlt(symbolic, a, &mut l_values, par, original_column)?,
+                    Kind::Llt => numeric_llt(symbolic, a, &mut l_values, par, original_column)?,
+                }
+            }
         }
         let factor = FaerCholesky {
             symbolic: symbolic.clone(),
@@ -220,26 +279,18 @@ impl FaerCholesky {
             kind,
             plan,
         };
-        let pivots = factor.factor_diagonal();
         if kind == Kind::Ldlt {
+            let pivots = factor.factor_diagonal();
             factor.check_pivot_growth(values, &pivots, original_column)?;
         }
-        factor.check_cancellation(structure, values, &pivots, original_column)?;
         Ok(factor)
     }
 
-    /// Z = A⁻¹ on the factor's pattern, in its value layout: over the multifrontal plan's
-    /// parallel schedule when the numeric phase was multifrontal, supernode by supernode
-    /// otherwise.
-    fn inverse_values(&self) -> Result<Vec<f64>> {
-        match &self.plan {
-            Some(mf) => {
-                let mut z = factor_buffer(self.l_values.len())?;
-                mf.plan.selected_inverse(&self.l_values, &mut z);
-                Ok(z)
-            }
-            None => super::selinv::selected_inverse(&self.symbolic, &self.l_values, self.kind),
-        }
+    /// The original column of permuted column `index`.
+    fn original_column(&self, index: usize) -> usize {
+        self.symbolic
+            .perm()
+            .map_or(index, |p| p.arrays().0[index.min(p.len() - 1)])
     }
 
     /// The diagonal of the stored factor, in elimination order (D for LDLᵀ).
@@ -248,7 +299,7 @@ impl FaerCholesky {
         match self.symbolic.raw() {
             SymbolicCholeskyRaw::Simplicial(s) => {
                 let cp = s.col_ptr();
-                (0..s.nrows()).map(|j| v[cp[j]]).collect()
+                (0..s.nrows()).map(|j| v[cp[j]].to_f64()).collect()
             }
             SymbolicCholeskyRaw::Supernodal(s) => {
                 let (begin, end) = (s.supernode_begin(), s.supernode_end());
@@ -258,7 +309,7 @@ impl FaerCholesky {
                 for sn in 0..s.n_supernodes() {
                     let width = end[sn] - begin[sn];
                     let height = width + pattern_len[sn];
-                    d.extend((0..width).map(|c| v[vp[sn] + c * height + c]));
+                    d.extend((0..width).map(|c| v[vp[sn] + c * height + c].to_f64()));
                 }
                 d
             }
@@ -293,18 +344,13 @@ impl FaerCholesky {
         })
     }
 
-    /// A pivot that lost (nearly) all its digits to cancellation — |d_j| ≤ n·ε·|a_jj|, d_j the
-    /// pivot of column j (l_jj² for LLᵀ) — hints at a matrix singular to working precision (a
-    /// positive semidefinite Laplacian, say, whose last pivot is rounding noise); the condition
-    /// estimate of the equilibrated matrix decides ([`Error::Singular`] when it is ≥ 1/ε). The
-    /// test is free when no pivot is that small, which is the common case.
-    fn check_cancellation(
-        &self,
-        structure: &Structure,
-        values: &[f64],
-        pivots: &[f64],
-        original_column: impl Fn(usize) -> usize,
-    ) -> Result<()> {
+    /// A pivot that lost (nearly) all its digits to cancellation — |d_j| ≤ τ·|a_jj|, d_j the
+    /// pivot of column j (l_jj² for LLᵀ), τ = n·ε for f64 factors and √n·ε₃₂ for f32 ones —
+    /// hints at a matrix singular to working precision (a positive semidefinite Laplacian, say,
+    /// whose last pivot is rounding noise): the first such pivot's permuted column, if any. For
+    /// f64 the condition estimate of the equilibrated matrix then decides ([`Error::Singular`]
+    /// when it is ≥ 1/ε). The test is free when no pivot is that small, the common case.
+    fn tiny_pivot(&self, structure: &Structure, values: &[f64], pivots: &[f64]) -> Option<usize> {
         let (cp, ri) = (structure.col_ptr(), structure.row_idx());
         // |a_jj| by a binary search in column j's sorted rows (no pass over A); a zero or absent
         // diagonal compares against max|a_ij|, computed only then.
@@ -318,18 +364,19 @@ impl FaerCholesky {
                 }
             }
         };
-        let threshold = structure.nrows() as f64 * f64::EPSILON;
-        let tiny = pivots.iter().enumerate().any(|(k, &d)| {
+        let n = structure.nrows() as f64;
+        let threshold = if T::EPSILON < f64::from(f32::EPSILON) {
+            n * T::EPSILON
+        } else {
+            n.sqrt() * T::EPSILON
+        };
+        pivots.iter().enumerate().position(|(k, &d)| {
             let pivot = match self.kind {
                 Kind::Ldlt => d.abs(),
                 Kind::Llt => d * d,
             };
-            pivot <= threshold * scale(original_column(k))
-        });
-        if tiny {
-            check_not_singular(structure, values, self, Gate::TinyPivot)?;
-        }
-        Ok(())
+            pivot <= threshold * scale(self.original_column(k))
+        })
     }
 
     /// The shared symbolic analysis.
@@ -338,31 +385,23 @@ impl FaerCholesky {
         &self.symbolic
     }
 
-    /// The numeric factor values in faer's layout.
-    #[cfg_attr(not(any(test, feature = "cuda")), allow(dead_code))]
-    pub(crate) fn values(&self) -> &[f64] {
-        &self.l_values
-    }
-
-    /// Solves every column of `rhs`. Large multi-RHS solves (factor entries × columns ≥ 1e7) are
-    /// split into fixed blocks of [`SOLVE_BLOCK`] columns solved in parallel: the blocks do not
-    /// depend on the thread count, so the results are the same on any number of threads.
-    fn solve(&self, rhs: &mut DMatrix<f64>) {
-        let (n, k) = rhs.shape();
+    /// Solves the `k` columns of the column-major `n × k` `data`. Large multi-RHS solves
+    /// (factor entries × columns ≥ 1e7) are split into fixed blocks of [`SOLVE_BLOCK`] columns
+    /// solved in parallel: the blocks do not depend on the thread count, so the results are the
+    /// same on any number of threads.
+    fn solve_slice(&self, data: &mut [T], n: usize, k: usize) {
         if k > SOLVE_BLOCK && self.l_values.len() as f64 * k as f64 >= PARALLEL_SOLVE_WORK {
             use rayon::prelude::*;
-            rhs.as_mut_slice()
-                .par_chunks_mut(n * SOLVE_BLOCK)
-                .for_each(|block| {
-                    let cols = block.len() / n.max(1);
-                    self.solve_block(faer::MatMut::from_column_major_slice_mut(block, n, cols));
-                });
+            data.par_chunks_mut(n * SOLVE_BLOCK).for_each(|block| {
+                let cols = block.len() / n.max(1);
+                self.solve_block(faer::MatMut::from_column_major_slice_mut(block, n, cols));
+            });
         } else {
-            self.solve_block(faer_view(rhs));
+            self.solve_block(faer::MatMut::from_column_major_slice_mut(data, n, k));
         }
     }
 
-    fn solve_block(&self, rhs: faer::MatMut<'_, f64>) {
+    fn solve_block(&self, rhs: faer::MatMut<'_, T>) {
         if let Some(Multifrontal { plan, .. }) = self.plan.as_deref() {
             let permutation = self.symbolic.perm().map(|p| p.arrays().0);
             plan.solve_in_place(&self.l_values, permutation, rhs);
@@ -370,32 +409,120 @@ impl FaerCholesky {
         }
         let par = Par::Seq;
         let k = rhs.ncols();
-        crate::pool::with_scratch(
-            self.symbolic.solve_in_place_scratch::<f64>(k, par),
-            |stack| {
-                if self.kind == Kind::Ldlt {
-                    LdltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
-                        Conj::No,
-                        rhs,
-                        par,
-                        stack,
-                    );
-                } else {
-                    LltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
-                        Conj::No,
-                        rhs,
-                        par,
-                        stack,
-                    );
-                }
+        crate::pool::with_scratch(self.symbolic.solve_in_place_scratch::<T>(k, par), |stack| {
+            if self.kind == Kind::Ldlt {
+                LdltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
+                    Conj::No,
+                    rhs,
+                    par,
+                    stack,
+                );
+            } else {
+                LltRef::new(&self.symbolic, &self.l_values).solve_in_place_with_conj(
+                    Conj::No,
+                    rhs,
+                    par,
+                    stack,
+                );
+            }
+        });
+    }
+
+    /// The dimension n.
+    pub(crate) fn n(&self) -> usize {
+        self.symbolic.nrows()
+    }
+
+    /// Which factorization this is (LLᵀ or LDLᵀ).
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The description shared by both precisions.
+    pub(crate) fn describe_as(&self, precision: &str) -> String {
+        let kind = match self.symbolic.raw() {
+            SymbolicCholeskyRaw::Simplicial(_) => "simplicial",
+            SymbolicCholeskyRaw::Supernodal(_) => "supernodal",
+        };
+        let name = match (self.kind, self.plan.is_some()) {
+            (Kind::Ldlt, _) => "LDLᵀ",
+            (Kind::Llt, true) => "LLᵀ, multifrontal numeric phase",
+            (Kind::Llt, false) => "LLᵀ",
+        };
+        format!(
+            "faer {name} ({kind}), {} {precision} factor values",
+            self.l_values.len()
+        )
+    }
+
+    /// The factor's bytes: values and the symbolic analysis's indices.
+    pub(crate) fn bytes(&self) -> usize {
+        let word = std::mem::size_of::<usize>();
+        let indices = match self.symbolic.raw() {
+            SymbolicCholeskyRaw::Simplicial(s) => s.col_ptr().len() + s.row_idx().len(),
+            SymbolicCholeskyRaw::Supernodal(s) => {
+                s.supernode_begin().len()
+                    + s.supernode_end().len()
+                    + s.col_ptr_for_row_idx().len()
+                    + s.col_ptr_for_val().len()
+                    + s.row_idx().len()
+            }
+        };
+        let perm = self.symbolic.perm().map_or(0, |p| 2 * p.len());
+        self.l_values.len() * std::mem::size_of::<T>() + (indices + perm) * word
+    }
+
+    /// LLᵀ: 2 Σ log l_jj (det > 0); LDLᵀ: Σ log |d_j| with the sign of Π d_j (sums in f64).
+    pub(crate) fn log_det(&self) -> crate::solve::LogDet {
+        let d = self.factor_diagonal();
+        match self.kind {
+            Kind::Llt => crate::solve::LogDet {
+                log_abs: 2.0 * d.iter().map(|v| v.ln()).sum::<f64>(),
+                sign: 1.0,
             },
-        );
+            Kind::Ldlt => crate::solve::LogDet {
+                log_abs: d.iter().map(|v| v.abs().ln()).sum(),
+                sign: if d.iter().filter(|v| **v < 0.0).count() % 2 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                },
+            },
+        }
     }
 }
 
-impl Drop for FaerCholesky {
+impl FaerCholesky {
+    /// Z = A⁻¹ on the factor's pattern, in its value layout: over the multifrontal plan's
+    /// parallel schedule when the numeric phase was multifrontal, supernode by supernode
+    /// otherwise.
+    fn inverse_values(&self) -> Result<Vec<f64>> {
+        match &self.plan {
+            Some(mf) => {
+                let mut z = factor_buffer(self.l_values.len())?;
+                mf.plan.selected_inverse(&self.l_values, &mut z);
+                Ok(z)
+            }
+            None => super::selinv::selected_inverse(&self.symbolic, &self.l_values, self.kind),
+        }
+    }
+
+    /// The numeric factor values in faer's layout.
+    #[cfg_attr(not(any(test, feature = "cuda")), allow(dead_code))]
+    pub(crate) fn values(&self) -> &[f64] {
+        &self.l_values
+    }
+
+    /// Solves every column of `rhs` in place.
+    fn solve(&self, rhs: &mut DMatrix<f64>) {
+        let (n, k) = rhs.shape();
+        self.solve_slice(rhs.as_mut_slice(), n, k);
+    }
+}
+
+impl<T: Real> Drop for FaerCholesky<T> {
     fn drop(&mut self) {
-        crate::pool::recycle(std::mem::take(&mut self.l_values));
+        T::recycle(std::mem::take(&mut self.l_values));
     }
 }
 
@@ -413,37 +540,10 @@ impl Factorization for FaerCholesky {
         self.symbolic.nrows()
     }
     fn stored_bytes(&self) -> Option<usize> {
-        let word = std::mem::size_of::<usize>();
-        let indices = match self.symbolic.raw() {
-            SymbolicCholeskyRaw::Simplicial(s) => s.col_ptr().len() + s.row_idx().len(),
-            SymbolicCholeskyRaw::Supernodal(s) => {
-                s.supernode_begin().len()
-                    + s.supernode_end().len()
-                    + s.col_ptr_for_row_idx().len()
-                    + s.col_ptr_for_val().len()
-                    + s.row_idx().len()
-            }
-        };
-        let perm = self.symbolic.perm().map_or(0, |p| 2 * p.len());
-        Some(self.l_values.len() * std::mem::size_of::<f64>() + (indices + perm) * word)
+        Some(self.bytes())
     }
-    /// LLᵀ: 2 Σ log l_jj (det > 0); LDLᵀ: Σ log |d_j| with the sign of Π d_j.
     fn log_determinant(&self) -> Result<crate::solve::LogDet> {
-        let d = self.factor_diagonal();
-        Ok(match self.kind {
-            Kind::Llt => crate::solve::LogDet {
-                log_abs: 2.0 * d.iter().map(|v| v.ln()).sum::<f64>(),
-                sign: 1.0,
-            },
-            Kind::Ldlt => crate::solve::LogDet {
-                log_abs: d.iter().map(|v| v.abs().ln()).sum(),
-                sign: if d.iter().filter(|v| **v < 0.0).count() % 2 == 0 {
-                    1.0
-                } else {
-                    -1.0
-                },
-            },
-        })
+        Ok(self.log_det())
     }
     fn selected_inverse(&self, structure: &Structure) -> Result<Vec<f64>> {
         if structure.nrows() != self.dim() {
@@ -477,18 +577,6 @@ impl Factorization for FaerCholesky {
         })
     }
     fn describe(&self) -> String {
-        let kind = match self.symbolic.raw() {
-            SymbolicCholeskyRaw::Simplicial(_) => "simplicial",
-            SymbolicCholeskyRaw::Supernodal(_) => "supernodal",
-        };
-        let name = match (self.kind, self.plan.is_some()) {
-            (Kind::Ldlt, _) => "LDLᵀ",
-            (Kind::Llt, true) => "LLᵀ, multifrontal numeric phase",
-            (Kind::Llt, false) => "LLᵀ",
-        };
-        format!(
-            "faer {name} ({kind}), {} factor values",
-            self.l_values.len()
-        )
+        self.describe_as("f64")
     }
 }

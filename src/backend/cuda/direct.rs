@@ -173,8 +173,9 @@ pub(crate) fn factor_direct(
     let l = LowerFactor::from_faer(chol.symbolic(), chol.values())?;
     drop(chol);
     let factor = match precision {
-        Precision::F64 => Values::F64(DeviceFactor::upload(&g, &l)?),
         Precision::F32 | Precision::Mixed => Values::F32(DeviceFactor::upload(&g, &l)?),
+        // F64, and Auto (f64 on the GPU).
+        _ => Values::F64(DeviceFactor::upload(&g, &l)?),
     };
     let a = match precision {
         Precision::Mixed => Some(DeviceCsr::upload(&g, &Csr::new(structure, values))?),

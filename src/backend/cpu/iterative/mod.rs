@@ -3,7 +3,7 @@
 //! arithmetic sequential, so results do not depend on the thread count) and record their
 //! [`Convergence`] for [`Factorization::solve_info`].
 
-mod krylov;
+pub(crate) mod krylov;
 pub(crate) mod precond;
 
 use std::sync::{Arc, Mutex};

@@ -13,6 +13,10 @@ pub(crate) enum Precond {
     Ic0(Csr),
     /// L (unit, strictly lower) and U in one CSR on A's pattern; `diag[r]` is U_rr's position.
     Ilu0(Csr, Vec<usize>),
+    /// A symmetric f32 factorization of A itself (GMRES-IR for [`Precision::Mixed`]).
+    ///
+    /// [`Precision::Mixed`]: crate::Precision::Mixed
+    Single(std::sync::Arc<crate::backend::cpu::cholesky::FaerCholesky<f32>>),
 }
 
 impl Precond {
@@ -29,6 +33,14 @@ impl Precond {
     pub(crate) fn apply(&self, r: &[f64], z: &mut [f64], transpose: bool) {
         match self {
             Precond::Identity => z.copy_from_slice(r),
+            Precond::Single(factor) => {
+                // Symmetric: M⁻ᵀ = M⁻¹.
+                let mut single: Vec<f32> = r.iter().map(|&v| v as f32).collect();
+                factor.solve_single(&mut single, r.len(), 1);
+                for (zi, s) in z.iter_mut().zip(&single) {
+                    *zi = f64::from(*s);
+                }
+            }
             Precond::Jacobi(inv) => {
                 for ((zi, ri), di) in z.iter_mut().zip(r).zip(inv) {
                     *zi = ri * di;

@@ -39,17 +39,100 @@ const MAX_SUBTREES: usize = 256;
 /// A front whose dense work is above this many flops uses the rayon pool's threads.
 const PARALLEL_FRONT_FLOPS: f64 = 2e7;
 
+/// The factor's scalar: f64 (the default) or f32 (half the memory and twice the SIMD width, for
+/// [`Precision::Mixed`](crate::Precision::Mixed) and [`Precision::F32`](crate::Precision::F32)).
+/// faer's dense kernels are generic over it; the pool hooks recycle large buffers of either
+/// type ([`crate::pool`]).
+pub(crate) trait Real:
+    faer::traits::RealField + Copy + Default + Send + Sync + 'static
+{
+    /// The value as an f64.
+    fn to_f64(self) -> f64;
+    /// `v` rounded to this type.
+    fn from_f64(v: f64) -> Self;
+    /// √self.
+    fn sqrt(self) -> Self;
+    /// An emptied recycled buffer with capacity for `len` values, if the pool has one.
+    fn pooled(_len: usize) -> Option<Vec<Self>> {
+        None
+    }
+    /// Hands a buffer back to the pool (f64) or frees it.
+    fn recycle(_v: Vec<Self>) {}
+    /// The workspace of `mf` for factors of this type.
+    fn workspace(mf: &Multifrontal) -> &Workspace<Self>;
+    /// Machine epsilon of this type, as an f64.
+    const EPSILON: f64;
+    /// f64 values as this type: borrowed for f64, a rounded copy for f32.
+    fn cast(values: &[f64]) -> std::borrow::Cow<'_, [Self]>;
+    /// `len` zeros, from the pool when one fits.
+    fn zeroed(len: usize) -> Vec<Self> {
+        let mut v = Self::pooled(len).unwrap_or_default();
+        v.resize(len, Self::default());
+        v
+    }
+}
+
+impl Real for f64 {
+    fn workspace(mf: &Multifrontal) -> &Workspace<Self> {
+        &mf.work
+    }
+    const EPSILON: f64 = f64::EPSILON;
+    fn cast(values: &[f64]) -> std::borrow::Cow<'_, [Self]> {
+        std::borrow::Cow::Borrowed(values)
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    fn pooled(len: usize) -> Option<Vec<Self>> {
+        crate::pool::take(len)
+    }
+    fn recycle(v: Vec<Self>) {
+        crate::pool::recycle(v)
+    }
+}
+
+impl Real for f32 {
+    fn workspace(mf: &Multifrontal) -> &Workspace<Self> {
+        &mf.work_single
+    }
+    const EPSILON: f64 = f32::EPSILON as f64;
+    fn cast(values: &[f64]) -> std::borrow::Cow<'_, [Self]> {
+        std::borrow::Cow::Owned(values.iter().map(|&v| v as f32).collect())
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    fn pooled(len: usize) -> Option<Vec<Self>> {
+        crate::pool::take_single(len)
+    }
+    fn recycle(v: Vec<Self>) {
+        crate::pool::recycle_single(v)
+    }
+}
+
 /// A bottom-up step: (supernode, its block, its children's results, parallelism) → its result.
-type UpOp<'a, T, E> =
-    dyn Fn(usize, &mut [f64], Vec<T>, Par) -> std::result::Result<T, E> + Sync + 'a;
+type UpOp<'a, T, E, S> =
+    dyn Fn(usize, &mut [S], Vec<T>, Par) -> std::result::Result<T, E> + Sync + 'a;
 /// A top-down step: (supernode, its block, its parent's result) → its result.
-type DownOp<'a> = dyn Fn(usize, &mut [f64], Option<&[f64]>) -> Vec<f64> + Sync + 'a;
+type DownOp<'a, S> = dyn Fn(usize, &mut [S], Option<&[S]>) -> Vec<S> + Sync + 'a;
 /// A whole cut subtree bottom-up: (subtree, its supernodes' blocks in its postorder) → its
 /// root's result.
-type SubtreeUp<'a, T, E> = dyn Fn(usize, Vec<&mut [f64]>) -> std::result::Result<T, E> + Sync + 'a;
+type SubtreeUp<'a, T, E, S> = dyn Fn(usize, Vec<&mut [S]>) -> std::result::Result<T, E> + Sync + 'a;
 /// A whole cut subtree top-down: (subtree, its supernodes' blocks in its postorder, the root's
 /// parent's result).
-type SubtreeDown<'a> = dyn Fn(usize, Vec<&mut [f64]>, Option<&[f64]>) + Sync + 'a;
+type SubtreeDown<'a, S> = dyn Fn(usize, Vec<&mut [S]>, Option<&[S]>) + Sync + 'a;
 
 /// Fronts at most this wide and this high are factored by [`small_front`]: most supernodes of a
 /// 2D factor are one to three columns wide, where the dense kernels' dispatch costs more than
@@ -58,7 +141,7 @@ const SMALL_FRONT_WIDTH: usize = 4;
 const SMALL_FRONT_HEIGHT: usize = 64;
 
 /// `data` cut into one block per supernode at `ptr` (`ptr[s]..ptr[s + 1]`).
-fn split_blocks<'a>(data: &'a mut [f64], ptr: &[usize]) -> Vec<&'a mut [f64]> {
+fn split_blocks<'a, S>(data: &'a mut [S], ptr: &[usize]) -> Vec<&'a mut [S]> {
     let mut blocks = Vec::with_capacity(ptr.len().saturating_sub(1));
     let mut rest = data;
     for w in ptr.windows(2) {
@@ -71,28 +154,28 @@ fn split_blocks<'a>(data: &'a mut [f64], ptr: &[usize]) -> Vec<&'a mut [f64]> {
 
 /// One traversal's shared state: the supernodes' blocks, each taken once by the task that
 /// owns it.
-struct Context<'l> {
-    blocks: std::sync::Mutex<Vec<Option<&'l mut [f64]>>>,
+struct Context<'l, S> {
+    blocks: std::sync::Mutex<Vec<Option<&'l mut [S]>>>,
 }
 
-impl<'l> Context<'l> {
-    fn new(blocks: Vec<&'l mut [f64]>) -> Self {
+impl<'l, S> Context<'l, S> {
+    fn new(blocks: Vec<&'l mut [S]>) -> Self {
         Context {
             blocks: std::sync::Mutex::new(blocks.into_iter().map(Some).collect()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<&'l mut [f64]>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<&'l mut [S]>>> {
         self.blocks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn take(&self, sn: usize) -> &'l mut [f64] {
+    fn take(&self, sn: usize) -> &'l mut [S] {
         self.lock()[sn].take().unwrap_or_default()
     }
 
-    fn take_all(&self, nodes: &[usize]) -> Vec<&'l mut [f64]> {
+    fn take_all(&self, nodes: &[usize]) -> Vec<&'l mut [S]> {
         let mut all = self.lock();
         nodes
             .iter()
@@ -103,16 +186,16 @@ impl<'l> Context<'l> {
 
 /// A front's update matrix: `dim × dim`, column-major, only the lower triangle meaningful.
 #[derive(Default)]
-struct Update {
+struct Update<S> {
     dim: usize,
-    data: Vec<f64>,
+    data: Vec<S>,
 }
 
-impl Update {
-    fn col(&self, j: usize) -> &[f64] {
+impl<S> Update<S> {
+    fn col(&self, j: usize) -> &[S] {
         &self.data[j * self.dim..(j + 1) * self.dim]
     }
-    fn col_mut(&mut self, j: usize) -> &mut [f64] {
+    fn col_mut(&mut self, j: usize) -> &mut [S] {
         &mut self.data[j * self.dim..(j + 1) * self.dim]
     }
 }
@@ -141,6 +224,8 @@ pub(crate) struct Multifrontal {
     pub(crate) plan: Plan,
     /// The numeric phase's recycled buffers, sized by [`Plan::workspace`].
     pub(crate) work: Workspace,
+    /// The same for f32 factorizations (empty until one runs).
+    pub(crate) work_single: Workspace<f32>,
 }
 
 impl Multifrontal {
@@ -151,7 +236,12 @@ impl Multifrontal {
     ) -> Option<Self> {
         let plan = Plan::new(structure, symbolic)?;
         let work = plan.workspace();
-        Some(Multifrontal { plan, work })
+        let work_single = plan.workspace();
+        Some(Multifrontal {
+            plan,
+            work,
+            work_single,
+        })
     }
 }
 
@@ -212,22 +302,20 @@ impl Plan {
 }
 
 /// y ← y + a·x.
-fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
+fn axpy<S: Real>(y: &mut [S], a: S, x: &[S]) {
     for (y, &x) in y.iter_mut().zip(x) {
         *y += a * x;
     }
 }
 
 /// x·y with four partial sums (vectorizable; a fixed order, so the same bits on every run).
-fn dot(x: &[f64], y: &[f64]) -> f64 {
+fn dot<S: Real>(x: &[S], y: &[S]) -> S {
     let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
-    let tail: f64 = xc
-        .remainder()
-        .iter()
-        .zip(yc.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    let mut acc = [0.0f64; 4];
+    let mut tail = S::default();
+    for (&a, &b) in xc.remainder().iter().zip(yc.remainder()) {
+        tail += a * b;
+    }
+    let mut acc = [S::default(); 4];
     for (a, b) in xc.zip(yc) {
         for l in 0..4 {
             acc[l] += a[l] * b[l];

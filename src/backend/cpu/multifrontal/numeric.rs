@@ -19,10 +19,10 @@ use super::*;
 /// A small front in place: the `height × width` column-major `block` (diagonal block on top)
 /// becomes [L_ss; L_B] by right-looking Cholesky, and `update` (`below × below`, lower triangle)
 /// receives −L_B L_Bᵀ. Fails at the front column of the first pivot that is not positive.
-pub(super) fn small_front(
-    block: &mut [f64],
+pub(super) fn small_front<S: Real>(
+    block: &mut [S],
     width: usize,
-    update: &mut [f64],
+    update: &mut [S],
 ) -> Result<(), usize> {
     let height = block.len() / width.max(1);
     let below = height - width;
@@ -30,25 +30,30 @@ pub(super) fn small_front(
         let (done, rest) = block.split_at_mut((c + 1) * height);
         let column = &mut done[c * height..];
         let pivot = column[c];
-        if pivot.is_nan() || pivot <= 0.0 {
+        // Not `pivot <= 0`: a NaN pivot fails too.
+        if !(pivot > S::default()) {
             return Err(c);
         }
         let d = pivot.sqrt();
         column[c] = d;
-        let inv = 1.0 / d;
+        let inv = S::from_f64(1.0) / d;
         for v in &mut column[c + 1..] {
             *v *= inv;
         }
         // The columns right of c in the front, rows from their diagonal down.
         for (k, later) in rest.chunks_exact_mut(height).enumerate() {
             let j = c + 1 + k;
-            axpy(&mut later[j..], -column[j], &column[j..]);
+            axpy(&mut later[j..], S::default() - column[j], &column[j..]);
         }
     }
     for c in 0..width {
         let lb = &block[c * height + width..(c + 1) * height];
         for (j, &a) in lb.iter().enumerate() {
-            axpy(&mut update[j * below + j..(j + 1) * below], -a, &lb[j..]);
+            axpy(
+                &mut update[j * below + j..(j + 1) * below],
+                S::default() - a,
+                &lb[j..],
+            );
         }
     }
     Ok(())
@@ -58,16 +63,16 @@ pub(super) fn small_front(
 /// fronts and later factorizations. The caller owns it (beside the plan it was sized for, see
 /// [`Plan::workspace`]); the plan itself holds no mutable state. Shared by the parallel fronts of
 /// one factorization, hence the lock (taken once per large front, never in the small-front path).
-pub(crate) struct Workspace {
-    spare: std::sync::Mutex<Vec<Vec<f64>>>,
+pub(crate) struct Workspace<S = f64> {
+    spare: std::sync::Mutex<Vec<Vec<S>>>,
     /// At most this many values are kept.
     capacity: usize,
 }
 
-impl Workspace {
+impl<S: Real> Workspace<S> {
     /// A zeroed (lower triangle) update matrix, from the recycled buffers when one fits: fresh
     /// large allocations cost page faults that showed up as a quarter of a 3D factorization.
-    fn update_matrix(&self, dim: usize) -> std::result::Result<Update, FrontError> {
+    fn update_matrix(&self, dim: usize) -> std::result::Result<Update<S>, FrontError> {
         let len = dim * dim;
         let mut data = if len >= RECYCLED_LEN {
             let mut spare = self.lock();
@@ -81,7 +86,7 @@ impl Workspace {
                 Some(i) => spare.swap_remove(i),
                 None => {
                     drop(spare);
-                    crate::pool::take(len).unwrap_or_default()
+                    S::pooled(len).unwrap_or_default()
                 }
             }
         } else {
@@ -91,17 +96,17 @@ impl Workspace {
             data.clear();
             data.try_reserve_exact(len)
                 .map_err(|_| FrontError::OutOfMemory(len))?;
-            data.resize(len, 0.0);
+            data.resize(len, S::default());
         } else {
             for j in 0..dim {
-                data[j * dim + j..(j + 1) * dim].fill(0.0);
+                data[j * dim + j..(j + 1) * dim].fill(S::default());
             }
         }
         Ok(Update { dim, data })
     }
 
     /// Keeps a large update matrix's buffer for later fronts, up to the workspace's capacity.
-    fn recycle(&self, update: Update) {
+    fn recycle(&self, update: Update<S>) {
         if update.data.len() < RECYCLED_LEN {
             return;
         }
@@ -112,7 +117,7 @@ impl Workspace {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f64>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<S>>> {
         self.spare
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -134,7 +139,7 @@ impl Plan {
     }
 
     /// An empty workspace sized for this plan, to pass to every [`Plan::factor`] with it.
-    pub(crate) fn workspace(&self) -> Workspace {
+    pub(crate) fn workspace<S>(&self) -> Workspace<S> {
         Workspace {
             spare: Default::default(),
             capacity: self.workspace_capacity(),
@@ -144,16 +149,17 @@ impl Plan {
     /// Runs the numeric LLᵀ of the values `a_values` (in the structure's storage order) into
     /// `l_values` (faer's supernodal layout, `len_val()` entries, zeroed by the caller: A's
     /// entries are scattered into it, then each front assembles its children's updates into its
-    /// block). A non-positive pivot is reported at its permuted column, as faer does.
-    pub(crate) fn factor(
+    /// block). A non-positive pivot is reported at its permuted column, as faer does. An f32
+    /// factor reads A's values rounded to f32.
+    pub(crate) fn factor<S: Real>(
         &self,
         a_values: &[f64],
-        l_values: &mut [f64],
-        work: &Workspace,
+        l_values: &mut [S],
+        work: &Workspace<S>,
     ) -> std::result::Result<(), FrontError> {
         for (&dest, &v) in self.a_dest.iter().zip(a_values) {
             if dest != SKIPPED {
-                l_values[dest] += v;
+                l_values[dest] += S::from_f64(v);
             }
         }
         let blocks = split_blocks(l_values, &self.val_ptr);
@@ -166,14 +172,14 @@ impl Plan {
 
     /// One front: assemble, factor the diagonal block, solve the block below it, and return the
     /// update matrix −L_B L_Bᵀ plus the children's contributions to the pattern rows.
-    pub(super) fn front(
+    pub(super) fn front<S: Real>(
         &self,
         sn: usize,
-        block: &mut [f64],
-        children: Vec<Update>,
+        block: &mut [S],
+        children: Vec<Update<S>>,
         par: Par,
-        work: &Workspace,
-    ) -> std::result::Result<Update, FrontError> {
+        work: &Workspace<S>,
+    ) -> std::result::Result<Update<S>, FrontError> {
         let width = self.width(sn);
         let below = self.below(sn);
         let height = width + below;
@@ -205,7 +211,7 @@ impl Plan {
                 for &(a, b) in &runs[first_run..] {
                     let a = a.max(jc);
                     let to = rel[a] as usize - shift;
-                    for (d, v) in dst[to..to + (b - a)].iter_mut().zip(&column[a..b]) {
+                    for (d, &v) in dst[to..to + (b - a)].iter_mut().zip(&column[a..b]) {
                         *d += v;
                     }
                 }
@@ -221,7 +227,7 @@ impl Plan {
         }
         let l = MatMut::from_column_major_slice_mut(block, height, width);
         let (mut top, mut bottom) = l.split_at_row_mut(width);
-        let req = cholesky_in_place_scratch::<f64>(width, par, Default::default());
+        let req = cholesky_in_place_scratch::<S>(width, par, Default::default());
         crate::pool::with_scratch(req, |stack| {
             cholesky_in_place(
                 top.rb_mut(),
@@ -254,7 +260,7 @@ impl Plan {
                 BlockStructure::Rectangular,
                 bottom.rb().transpose(),
                 BlockStructure::Rectangular,
-                -1.0,
+                S::from_f64(-1.0),
                 par,
             );
         }

@@ -18,11 +18,11 @@ impl Plan {
     /// siblings in parallel; `op` gets the supernode's block and its children's results.
     ///
     /// With `subtree`, a cut subtree is run by it instead, handed all its supernodes' blocks.
-    pub(super) fn upward<T: Send, E: Send>(
+    pub(super) fn upward<T: Send, E: Send, S: Send>(
         &self,
-        blocks: Vec<&mut [f64]>,
-        op: &UpOp<'_, T, E>,
-        subtree: Option<&SubtreeUp<'_, T, E>>,
+        blocks: Vec<&mut [S]>,
+        op: &UpOp<'_, T, E, S>,
+        subtree: Option<&SubtreeUp<'_, T, E, S>>,
     ) -> std::result::Result<(), E> {
         use rayon::prelude::*;
         let context = Context::new(blocks);
@@ -37,17 +37,17 @@ impl Plan {
         Ok(())
     }
 
-    pub(super) fn up<T: Send, E: Send>(
+    pub(super) fn up<T: Send, E: Send, S: Send>(
         &self,
         sn: usize,
-        context: &Context<'_>,
-        op: &UpOp<'_, T, E>,
-        subtree: Option<&SubtreeUp<'_, T, E>>,
+        context: &Context<'_, S>,
+        op: &UpOp<'_, T, E, S>,
+        subtree: Option<&SubtreeUp<'_, T, E, S>>,
     ) -> std::result::Result<T, E> {
         use rayon::prelude::*;
         if let Some(&t) = self.subtree_of.get(&sn) {
             let nodes = self.subtree(t);
-            let blocks: Vec<&mut [f64]> = context.take_all(nodes);
+            let blocks: Vec<&mut [S]> = context.take_all(nodes);
             if let Some(whole) = subtree {
                 return whole(t, blocks);
             }
@@ -82,11 +82,11 @@ impl Plan {
     /// then each cut subtree sequentially.
     ///
     /// With `subtree`, a cut subtree is run by it instead, handed all its supernodes' blocks.
-    pub(super) fn downward(
+    pub(super) fn downward<S: Real>(
         &self,
-        blocks: Vec<&mut [f64]>,
-        op: &DownOp<'_>,
-        subtree: Option<&SubtreeDown<'_>>,
+        blocks: Vec<&mut [S]>,
+        op: &DownOp<'_, S>,
+        subtree: Option<&SubtreeDown<'_, S>>,
     ) {
         use rayon::prelude::*;
         let context = Context::new(blocks);
@@ -95,25 +95,25 @@ impl Plan {
             .for_each(|&sn| self.down(sn, None, &context, op, subtree));
     }
 
-    pub(super) fn down(
+    pub(super) fn down<S: Real>(
         &self,
         sn: usize,
-        parent: Option<&[f64]>,
-        context: &Context<'_>,
-        op: &DownOp<'_>,
-        subtree: Option<&SubtreeDown<'_>>,
+        parent: Option<&[S]>,
+        context: &Context<'_, S>,
+        op: &DownOp<'_, S>,
+        subtree: Option<&SubtreeDown<'_, S>>,
     ) {
         use rayon::prelude::*;
         if let Some(&t) = self.subtree_of.get(&sn) {
             let nodes = self.subtree(t);
-            let blocks: Vec<&mut [f64]> = context.take_all(nodes);
+            let blocks: Vec<&mut [S]> = context.take_all(nodes);
             if let Some(whole) = subtree {
                 whole(t, blocks, parent);
                 return;
             }
             // Reverse postorder: every parent before its children. A parent's result lives
             // until its first child in postorder (the last one here) is done.
-            let mut fronts: HashMap<usize, Vec<f64>> = HashMap::new();
+            let mut fronts: HashMap<usize, Vec<S>> = HashMap::new();
             for (&s, block) in nodes.iter().zip(blocks).rev() {
                 let from = match self.parent[s] {
                     Some(p) if s != sn => fronts.get(&p).map(Vec::as_slice),
@@ -123,7 +123,7 @@ impl Plan {
                 if let Some(p) = self.parent[s].filter(|_| s != sn) {
                     if self.children(p).first() == Some(&s) {
                         if let Some(front) = fronts.remove(&p) {
-                            crate::pool::recycle(front);
+                            S::recycle(front);
                         }
                     }
                 }
@@ -138,6 +138,6 @@ impl Plan {
         self.children(sn)
             .par_iter()
             .for_each(|&c| self.down(c, Some(&front), context, op, subtree));
-        crate::pool::recycle(front);
+        S::recycle(front);
     }
 }

@@ -16,19 +16,19 @@ use super::*;
 /// block on top, then the pattern rows), `top` its rows of the right-hand side (solved in place),
 /// `below` receives −L_B y for its pattern rows. One axpy per column of L: the solve is
 /// memory-bound, and most supernodes are too small for the dense kernels' dispatch to pay.
-pub(super) fn forward_columns(values: &[f64], top: &mut [f64], below: &mut [f64]) {
+pub(super) fn forward_columns<S: Real>(values: &[S], top: &mut [S], below: &mut [S]) {
     let width = top.len();
     for (c, column) in values.chunks_exact(width + below.len()).enumerate() {
         let y = top[c] / column[c];
         top[c] = y;
-        axpy(&mut top[c + 1..], -y, &column[c + 1..width]);
-        axpy(below, -y, &column[width..]);
+        axpy(&mut top[c + 1..], S::default() - y, &column[c + 1..width]);
+        axpy(below, S::default() - y, &column[width..]);
     }
 }
 
 /// One supernode of a one-column backward substitution: x_s = L_ssᵀ⁻¹ (y_s − L_Bᵀ x_B) in place in
 /// `top`, `below` holding x at its pattern rows; one dot product per column of L.
-pub(super) fn backward_columns(values: &[f64], top: &mut [f64], below: &[f64]) {
+pub(super) fn backward_columns<S: Real>(values: &[S], top: &mut [S], below: &[S]) {
     let width = top.len();
     for (c, column) in values.chunks_exact(width + below.len()).enumerate().rev() {
         let s = dot(&column[c + 1..width], &top[c + 1..]) + dot(&column[width..], below);
@@ -42,11 +42,11 @@ impl Plan {
     /// `width × k` block at `begin[s]·k`. Forward and backward substitution run over the same
     /// cut tree as the factorization, independent subtrees in parallel; the result does not
     /// depend on the thread count.
-    pub(super) fn solve_blocked(&self, l_values: &[f64], x: &mut [f64], k: usize) {
-        let forward = |sn: usize, block: &mut [f64], children: Vec<Vec<f64>>, _| {
+    pub(super) fn solve_blocked<S: Real>(&self, l_values: &[S], x: &mut [S], k: usize) {
+        let forward = |sn: usize, block: &mut [S], children: Vec<Vec<S>>, _| {
             Ok::<_, std::convert::Infallible>(self.forward_front(sn, l_values, k, block, children))
         };
-        let backward = |sn: usize, block: &mut [f64], parent: Option<&[f64]>| {
+        let backward = |sn: usize, block: &mut [S], parent: Option<&[S]>| {
             self.backward_front(sn, l_values, k, block, parent)
         };
         let ptr: Vec<usize> = self.begin.iter().map(|&b| b * k).collect();
@@ -70,18 +70,18 @@ impl Plan {
 
     /// A cut subtree's work vector: its supernodes' rows (`blocks`, in its postorder), then
     /// `extra` zeros for its root's pattern rows.
-    pub(super) fn gather(blocks: &[&mut [f64]], extra: usize) -> Vec<f64> {
+    pub(super) fn gather<S: Real>(blocks: &[&mut [S]], extra: usize) -> Vec<S> {
         let len: usize = blocks.iter().map(|b| b.len()).sum();
         let mut work = Vec::with_capacity(len + extra);
         for b in blocks {
             work.extend_from_slice(b);
         }
-        work.resize(len + extra, 0.0);
+        work.resize(len + extra, S::default());
         work
     }
 
     /// Copies a cut subtree's rows from `work` back to its blocks.
-    pub(super) fn scatter(work: &[f64], blocks: Vec<&mut [f64]>) {
+    pub(super) fn scatter<S: Real>(work: &[S], blocks: Vec<&mut [S]>) {
         let mut at = 0;
         for b in blocks {
             b.copy_from_slice(&work[at..at + b.len()]);
@@ -91,12 +91,12 @@ impl Plan {
 
     /// Forward substitution over cut subtree `t` for one column (`blocks`: its supernodes' rows
     /// in its postorder); returns the contribution to its root's pattern rows.
-    pub(super) fn forward_subtree(
+    pub(super) fn forward_subtree<S: Real>(
         &self,
         t: usize,
-        l_values: &[f64],
-        blocks: Vec<&mut [f64]>,
-    ) -> Vec<f64> {
+        l_values: &[S],
+        blocks: Vec<&mut [S]>,
+    ) -> Vec<S> {
         let nodes = self.subtree(t);
         let root = nodes[nodes.len() - 1];
         let mut work = Self::gather(&blocks, self.below(root));
@@ -108,7 +108,7 @@ impl Plan {
             let b1 = b0 + width;
             let anchor = &self.anchor[self.row_ptr[sn]..self.row_ptr[sn + 1]];
             below_part.clear();
-            below_part.resize(anchor.len(), 0.0);
+            below_part.resize(anchor.len(), S::default());
             let values = &l_values[self.val_ptr[sn]..self.val_ptr[sn + 1]];
             forward_columns(values, &mut work[b0..b1], &mut below_part);
             for (&a, &v) in anchor.iter().zip(&below_part) {
@@ -123,12 +123,12 @@ impl Plan {
 
     /// Backward substitution over cut subtree `t` for one column (`blocks`: its supernodes'
     /// forward results in its postorder; `parent`: its root's parent's front values).
-    pub(super) fn backward_subtree(
+    pub(super) fn backward_subtree<S: Real>(
         &self,
         t: usize,
-        l_values: &[f64],
-        blocks: Vec<&mut [f64]>,
-        parent: Option<&[f64]>,
+        l_values: &[S],
+        blocks: Vec<&mut [S]>,
+        parent: Option<&[S]>,
     ) {
         let nodes = self.subtree(t);
         let root = nodes[nodes.len() - 1];
@@ -157,16 +157,16 @@ impl Plan {
 
     /// Solves L Lᵀ X = B in place for `rhs` (n × k, original order); `permutation` is the
     /// analysis's (new → old).
-    pub(crate) fn solve_in_place(
+    pub(crate) fn solve_in_place<S: Real>(
         &self,
-        l_values: &[f64],
+        l_values: &[S],
         permutation: Option<&[usize]>,
-        mut rhs: faer::MatMut<'_, f64>,
+        mut rhs: faer::MatMut<'_, S>,
     ) {
         let n = self.begin.last().copied().unwrap_or(0);
         let k = rhs.ncols();
         let old = |r: usize| permutation.map_or(r, |p| p[r]);
-        let mut x = crate::pool::zeroed(n * k);
+        let mut x = S::zeroed(n * k);
         for sn in 0..self.begin.len() - 1 {
             let (f, l) = (self.begin[sn], self.begin[sn + 1]);
             let block = &mut x[f * k..l * k];
@@ -186,22 +186,22 @@ impl Plan {
                 }
             }
         }
-        crate::pool::recycle(x);
+        S::recycle(x);
     }
 
     /// Forward substitution at one front: the children's contributions added, the diagonal
     /// block solved, and the contribution −L_B y to the pattern rows returned (`below × k`).
-    pub(super) fn forward_front(
+    pub(super) fn forward_front<S: Real>(
         &self,
         sn: usize,
-        l_values: &[f64],
+        l_values: &[S],
         k: usize,
-        block: &mut [f64],
-        children: Vec<Vec<f64>>,
-    ) -> Vec<f64> {
+        block: &mut [S],
+        children: Vec<Vec<S>>,
+    ) -> Vec<S> {
         let width = self.width(sn);
         let below = self.below(sn);
-        let mut out = vec![0.0; below * k];
+        let mut out = vec![S::default(); below * k];
         for (&c, contribution) in self.children(sn).iter().zip(&children) {
             let rel = &self.relative[self.row_ptr[c]..self.row_ptr[c + 1]];
             let m = rel.len();
@@ -235,7 +235,7 @@ impl Plan {
                 BlockStructure::Rectangular,
                 y.rb(),
                 BlockStructure::Rectangular,
-                -1.0,
+                S::from_f64(-1.0),
                 Par::Seq,
             );
         }
@@ -245,18 +245,18 @@ impl Plan {
     /// Backward substitution at one front: x_s = L_ssᵀ⁻¹ (y_s − L_Bᵀ x_B) with x_B gathered from
     /// the parent's front values; returns this front's values [x_s; x_B] (`height × k`) for its
     /// children (empty when it has none).
-    pub(super) fn backward_front(
+    pub(super) fn backward_front<S: Real>(
         &self,
         sn: usize,
-        l_values: &[f64],
+        l_values: &[S],
         k: usize,
-        block: &mut [f64],
-        parent: Option<&[f64]>,
-    ) -> Vec<f64> {
+        block: &mut [S],
+        parent: Option<&[S]>,
+    ) -> Vec<S> {
         let width = self.width(sn);
         let below = self.below(sn);
         let height = width + below;
-        let mut x_below = vec![0.0; below * k];
+        let mut x_below = vec![S::default(); below * k];
         if let (Some(front), Some(p)) = (parent, self.parent[sn]) {
             let parent_height = self.width(p) + self.below(p);
             let rel = &self.relative[self.row_ptr[sn]..self.row_ptr[sn + 1]];
@@ -285,13 +285,13 @@ impl Plan {
     }
 
     /// Backward substitution's dense part for several columns: x_s = L_ssᵀ⁻¹ (y_s − L_Bᵀ x_B).
-    pub(super) fn backward_dense(
+    pub(super) fn backward_dense<S: Real>(
         &self,
         sn: usize,
-        l_values: &[f64],
+        l_values: &[S],
         k: usize,
-        block: &mut [f64],
-        x_below: &[f64],
+        block: &mut [S],
+        x_below: &[S],
     ) {
         let (width, below) = (self.width(sn), self.below(sn));
         let l = self.l_block(sn, l_values);
@@ -306,7 +306,7 @@ impl Plan {
                 BlockStructure::Rectangular,
                 faer::MatRef::from_column_major_slice(x_below, below, k),
                 BlockStructure::Rectangular,
-                -1.0,
+                S::from_f64(-1.0),
                 Par::Seq,
             );
         }
@@ -318,7 +318,7 @@ impl Plan {
     }
 
     /// Supernode `sn`'s block of L (`height × width`, column-major).
-    pub(super) fn l_block<'a>(&self, sn: usize, l_values: &'a [f64]) -> faer::MatRef<'a, f64> {
+    pub(super) fn l_block<'a, S: Real>(&self, sn: usize, l_values: &'a [S]) -> faer::MatRef<'a, S> {
         let width = self.width(sn);
         faer::MatRef::from_column_major_slice(
             &l_values[self.val_ptr[sn]..self.val_ptr[sn + 1]],
