@@ -43,14 +43,21 @@ impl Solver {
                     .into(),
             });
         }
-        match &self.ordering {
-            Ordering::Auto => cpu::ordering::report(structure),
-            other => Ok(AnalysisReport {
+        let mut report = match &self.ordering {
+            Ordering::Auto => cpu::ordering::report(structure)?,
+            other => AnalysisReport {
                 ordering: other.clone(),
                 prediction: cpu::cholesky::symbolic_cholesky(structure, other)?.prediction,
                 candidates: Vec::new(),
-            }),
-        }
+                precision: Precision::F64,
+            },
+        };
+        let kind = match self.method {
+            Method::Ldlt => cpu::cholesky::Kind::Ldlt,
+            _ => cpu::cholesky::Kind::Llt,
+        };
+        report.precision = self.resolved_precision(kind, report.prediction.flops);
+        Ok(report)
     }
 
     /// Numerically factors the matrix with `values` on `structure`, reusing (or computing once)

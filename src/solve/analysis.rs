@@ -22,4 +22,7 @@ pub struct AnalysisReport {
     pub prediction: Prediction,
     /// For `Auto`: the AMD prediction and, when it was 3D-like, the nested-dissection one.
     pub candidates: Vec<(Ordering, Prediction)>,
+    /// The precision the factorizations run in: the solver's, with
+    /// [`Precision::Auto`](crate::Precision::Auto) resolved by the predicted flops.
+    pub precision: crate::Precision,
 }

@@ -17,6 +17,7 @@ mod logdet;
 mod mma;
 mod optim;
 mod ordering;
+mod precision;
 mod problems;
 mod properties;
 mod reliability;

@@ -213,6 +213,8 @@ pub(crate) fn report(structure: &Structure) -> Result<AnalysisReport> {
         ordering,
         prediction,
         candidates,
+        // The solver's precision is filled in by `Solver::analysis_report`.
+        precision: crate::solve::Precision::F64,
     };
     let stored = lock(&cache.auto).get_or_insert(found).clone();
     Ok(stored)
