@@ -18,6 +18,9 @@
 //! CHOLMOD's rule wants it, each with faer's symbolic factorization) of a fresh structure on a
 //! 1-thread pool (one after the other) and a 2-thread pool (concurrently): grid3 48³, elastic3 32³.
 //!
+//! A sixth group times the numeric factorization in f64, mixed (f32 factor, f64 refinement) and
+//! f32, and a warm value + gradient in f64 and mixed: grid3 16³–48³, elastic3 32³.
+//!
 //! `cargo bench --bench solve`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -254,12 +257,78 @@ fn bench_analysis(c: &mut Criterion) {
     }
 }
 
+/// Mixed and single precision against f64 (issue 33): the numeric factorization alone in each
+/// precision, and a warm value + gradient through the tape (one factorization, the forward and
+/// adjoint solves — refined in f64 for `Mixed`), on grids 3D of growing size (where `Auto`'s
+/// threshold comes from) and the 32³ elasticity block.
+fn bench_precision(c: &mut Criterion) {
+    use sparsegrad::Precision;
+    let graph = |k: usize| {
+        let asm = laplacian_assembly(k * k * k, &grid3_edges(k).unwrap(), 1.0).expect("grid3");
+        let theta = DMatrix::from_fn(asm.n_params(), 1, |i, _| {
+            0.5 + ((i * 7919) % 1000) as f64 / 1000.0
+        });
+        (asm, theta)
+    };
+    let elastic = {
+        let asm = ElasticBlock::cube(32).assembly(0.3).expect("elastic block");
+        let theta = DMatrix::from_fn(asm.n_params(), 1, |e, _| 1.5 + 0.5 * (e as f64).sin());
+        (asm, theta)
+    };
+    let cases = [
+        ("precision_grid3_16", graph(16)),
+        ("precision_grid3_24", graph(24)),
+        ("precision_grid3_32", graph(32)),
+        ("precision_grid3_48", graph(48)),
+        ("precision_elastic3_32", elastic),
+    ];
+    for (name, (asm, theta)) in cases {
+        let values = asm.values(theta.as_slice()).expect("values");
+        let n = asm.structure().nrows();
+        let b = DMatrix::from_fn(n, 1, |i, _| ((i * 31) % 101) as f64 / 101.0);
+        let mut group = c.benchmark_group(name);
+        group.sample_size(10);
+        for (label, precision) in [
+            ("f64", Precision::F64),
+            ("mixed", Precision::Mixed),
+            ("f32", Precision::F32),
+        ] {
+            let solver = Solver::cholesky().with_precision(precision);
+            group.bench_function(BenchmarkId::new("factor", label), |bench| {
+                bench.iter(|| {
+                    solver
+                        .factorize(asm.structure(), &values)
+                        .expect("factor")
+                        .dim()
+                })
+            });
+            if precision == Precision::F32 {
+                continue;
+            }
+            group.bench_function(BenchmarkId::new("value_and_gradient", label), |bench| {
+                bench.iter(|| {
+                    let tape = Tape::new();
+                    let th = tape.var(theta.clone());
+                    let a = tape.assemble(&asm, th).expect("assemble");
+                    let x = tape
+                        .solve(a, tape.constant(b.clone()), &solver)
+                        .expect("solve");
+                    let loss = x.sum_squares();
+                    tape.backward(loss).expect("backward").wrt(th)[0]
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
 criterion_group!(
     benches,
     bench,
     bench_batch,
     bench_hvp,
     bench_logdet,
-    bench_analysis
+    bench_analysis,
+    bench_precision
 );
 criterion_main!(benches);

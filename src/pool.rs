@@ -216,7 +216,7 @@ mod tests {
     /// same time, so nothing about its contents can be asserted.
     #[test]
     fn reuses_a_fitting_buffer_and_refuses_an_oversized_one() {
-        let pool = BufferPool::new();
+        let pool: BufferPool = BufferPool::new();
         let big = vec![0.5; 3 * MIN_POOLED_LEN];
         let big_ptr = big.as_ptr();
         pool.recycle(big);
@@ -238,7 +238,7 @@ mod tests {
     /// The oldest buffers go first once [`MAX_POOLED`] are kept.
     #[test]
     fn keeps_at_most_max_pooled_buffers() {
-        let pool = BufferPool::new();
+        let pool: BufferPool = BufferPool::new();
         for _ in 0..MAX_POOLED + 3 {
             pool.recycle(Vec::with_capacity(MIN_POOLED_LEN));
         }

@@ -737,3 +737,91 @@ fn the_digits_lost_warning_is_capped() {
         "{err}"
     );
 }
+
+/// `--precision`: mixed gives the double-precision results (the same dense and tape checks)
+/// and reports its refinement steps; single is within 1e-5 and says so; auto on a small matrix
+/// runs double; LU refuses a reduced precision; an indefinite file under `--method auto
+/// --precision mixed` falls back to LU in f64 with a warning.
+#[test]
+fn precision_flag_runs_and_reports_the_arithmetic() {
+    let d = dir("precision");
+    let (a, b) = (write(&d, "A.mtx", SYMMETRIC), write(&d, "B.mtx", B2));
+    let grad = |precision: &str, extra: &[&str]| {
+        let out = d.join(format!("{precision}.json")).display().to_string();
+        let mut args = vec![
+            "grad",
+            "--matrix",
+            &a,
+            "--rhs",
+            &b,
+            "--precision",
+            precision,
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        let (code, _, err) = run(&args);
+        let r: Option<Value> = std::fs::read_to_string(&out)
+            .ok()
+            .map(|t| serde_json::from_str(&t).unwrap());
+        (code, err, r)
+    };
+    let (code, err, r) = grad("mixed", &[]);
+    assert_eq!(code, 0, "{err}");
+    let r = r.unwrap();
+    assert_eq!(
+        (&r["method"], &r["precision"]),
+        (&"cholesky".into(), &"mixed".into())
+    );
+    check_against_dense(SYMMETRIC, true, &r);
+    for pass in ["solve", "adjoint"] {
+        let steps = r["refinement_steps"][pass].as_u64().unwrap();
+        assert!((1..=4).contains(&steps), "{pass}: {steps} steps");
+    }
+    let (code, err, single) = grad("single", &[]);
+    assert_eq!(code, 0, "{err}");
+    let single = single.unwrap();
+    assert_eq!(single["precision"], "single");
+    assert_eq!(single["refinement_steps"], Value::Null);
+    let (l32, l64) = (
+        single["loss"].as_f64().unwrap(),
+        r["loss"].as_f64().unwrap(),
+    );
+    assert!(
+        (l32 - l64).abs() <= 1e-5 * l64 && l32 != l64,
+        "{l32} vs {l64}"
+    );
+    let (code, err, auto) = grad("auto", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(auto.unwrap()["precision"], "double");
+    let (code, err, none) = grad("mixed", &["--method", "lu"]);
+    assert_eq!((code, none.is_none()), (2, true), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(
+        errors.len() == 1 && errors[0].contains("precision"),
+        "{err}"
+    );
+
+    let text = SYMMETRIC.replace("3 3 6.0", "3 3 -6.0");
+    let a = write(&d, "indefinite.mtx", &text);
+    let out = d.join("indefinite.json").display().to_string();
+    let (code, _, err) = run(&[
+        "grad",
+        "--matrix",
+        &a,
+        "--rhs",
+        &b,
+        "--precision",
+        "mixed",
+        "--out",
+        &out,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("falling back to LU in f64"), "{err}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        (&r["method"], &r["precision"]),
+        (&"lu".into(), &"double".into())
+    );
+    check_against_dense(&text, true, &r);
+}

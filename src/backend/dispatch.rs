@@ -14,9 +14,12 @@ use crate::solve::{
 };
 
 /// Predicted Cholesky flops from which [`Precision::Auto`] factors in mixed precision (an f32
-/// factor refined in f64): below it the refinement's extra solves cost more than the f32
-/// factorization saves (measured in `benches/solve.rs`, group `precision`).
-pub const MIXED_AUTO_FLOPS: f64 = 1e9;
+/// factor refined in f64). Measured (`cargo bench --bench solve -- precision`, one warm value +
+/// gradient = one factorization and two solves): mixed is slower at 1e9 flops (grid 24³),
+/// even at 3.7e9 (32³) and 1.35–1.4× faster from 5e10 (48³, the 32³ elasticity block); the
+/// f32 factorization itself is 1.4–2.1× faster throughout, each refined solve costs about three
+/// f32 solves.
+pub const MIXED_AUTO_FLOPS: f64 = 1e10;
 use crate::sparse::{Structure, Symmetry};
 
 impl Solver {
@@ -204,12 +207,19 @@ impl Solver {
         }
         match with(Method::Cholesky).factorize(structure, values) {
             Err(e @ Error::NotPositiveDefinite { .. }) => {
+                // LU runs in f64 (reduced precision is offered for Cholesky and LDLᵀ only).
+                let in_f64 = if self.precision == Precision::F64 {
+                    ""
+                } else {
+                    " in f64"
+                };
                 let inner = with(Method::Lu)
                     .with_implementation(Implementation::Fast)
+                    .with_precision(Precision::F64)
                     .factorize(structure, values)?;
                 Ok(Arc::new(Fallback {
                     inner,
-                    reason: format!("{e}; falling back to LU"),
+                    reason: format!("{e}; falling back to LU{in_f64}"),
                 }))
             }
             other => other,

@@ -25,6 +25,7 @@ pub(crate) mod cuda;
 
 pub use crate::solve::{AnalysisReport, Prediction};
 pub use crate::solve::{Device, Precision};
+pub use dispatch::MIXED_AUTO_FLOPS;
 
 /// Name and memory of a GPU, or [`Error::NoDevice`](crate::Error::NoDevice) with the reason.
 ///

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! sparsegrad grad  --matrix A.mtx --rhs B.mtx [--loss sumsq|half-sumsq|sum] [--upstream G.mtx]
-//!                  [--method auto|cholesky|lu] [--backend fast|reference] --out result.json
-//! sparsegrad solve --matrix A.mtx --rhs B.mtx [--method ...] [--backend ...] --out X.mtx
+//!                  [--method auto|cholesky|lu] [--backend fast|reference]
+//!                  [--precision double|mixed|single|auto] --out result.json
+//! sparsegrad solve --matrix A.mtx --rhs B.mtx [--method ...] [--backend ...] [--precision ...]
+//!                  --out X.mtx
 //! ```
 //!
 //! The forward and adjoint passes are the library's solve node ([`sparsegrad::solve::node`]);
@@ -19,7 +21,7 @@ use nalgebra::DMatrix;
 use serde_json::json;
 use sparsegrad::matrix_market::{array_text, Layout, MatrixMarket};
 use sparsegrad::solve::{condition_estimate, node};
-use sparsegrad::{Assembly, Error, Implementation, Method, Solver, Symmetry};
+use sparsegrad::{Assembly, Error, Implementation, Method, Precision, Solver, Symmetry};
 
 /// Above this estimated condition number the command warns that digits are lost.
 const CONDITION_WARNING: f64 = 1e12;
@@ -40,9 +42,12 @@ struct Cli {
 enum Command {
     /// X = A⁻¹B, the loss, and its gradients with respect to every entry of A and to B, as JSON.
     ///
-    /// Fields: {"n", "nnz", "k", "method", "loss", "rcond", "x": [[…] per column], "grad_rhs": [[…] per
-    /// column], "grad_values": [one per entry of A.mtx, in file order], "timings_ms": {"read",
-    /// "analyze", "factor", "solve", "adjoint", "total"}}. grad_values[e] = ∂L/∂a_e; for a
+    /// Fields: {"n", "nnz", "k", "method", "precision", "refinement_steps": {"solve", "adjoint"},
+    /// "loss", "rcond", "x": [[…] per column], "grad_rhs": [[…] per column], "grad_values": [one
+    /// per entry of A.mtx, in file order], "timings_ms": {"read", "analyze", "factor", "solve",
+    /// "adjoint", "total"}}. "precision" is what ran (double, mixed or single; double after an
+    /// automatic fallback); "refinement_steps" are the mixed-precision solves' steps (null
+    /// otherwise). grad_values[e] = ∂L/∂a_e; for a
     /// symmetric file an off-diagonal entry a_ij stands for a_ij and a_ji, so its gradient is
     /// −Σ_c (λ_ic x_jc + λ_jc x_ic) with Λ = A⁻ᵀ ∂L/∂X; grad_rhs = Λ. rcond is the reciprocal
     /// condition estimate 1/κ₁(A).
@@ -67,6 +72,12 @@ struct Common {
     /// fast (faer) or reference (nalgebra-sparse, Cholesky only).
     #[arg(long, value_enum, default_value_t = BackendArg::Fast)]
     backend: BackendArg,
+    /// Arithmetic of the Cholesky factorization: double (f64); mixed (an f32 factor, every solve
+    /// refined in f64 to double accuracy, or an error); single (f32, relative error ≈ κ·6e-8);
+    /// auto (mixed for large factors, double otherwise, falling back to double with a warning).
+    /// LU always runs in double.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Double)]
+    precision: PrecisionArg,
     /// Output file: written to a temporary file beside it and renamed into place on success; on
     /// failure an older file of this name is removed (a stale result is never left behind). It
     /// must not be one of the inputs.
@@ -98,6 +109,23 @@ enum MethodArg {
     Auto,
     Cholesky,
     Lu,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum PrecisionArg {
+    Double,
+    Mixed,
+    Single,
+    Auto,
+}
+
+/// The JSON name of a precision that ran.
+fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::F32 => "single",
+        Precision::Mixed => "mixed",
+        _ => "double",
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -357,6 +385,12 @@ fn solver_of(args: &Common, symmetric: bool, a_name: &str) -> Result<Solver, Str
     .with_implementation(match args.backend {
         BackendArg::Fast => Implementation::Fast,
         BackendArg::Reference => Implementation::Reference,
+    })
+    .with_precision(match args.precision {
+        PrecisionArg::Double => Precision::F64,
+        PrecisionArg::Mixed => Precision::Mixed,
+        PrecisionArg::Single => Precision::F32,
+        PrecisionArg::Auto => Precision::Auto,
     }))
 }
 
@@ -416,7 +450,8 @@ fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<()
     let t = Instant::now();
     let x = node::solve(&solver, factor.as_ref(), structure, &values, &b).map_err(err_a)?;
     let t_solve = ms(t);
-    if let Some(reason) = factor.fallback_reason() {
+    let warned = factor.fallback_reason().map(str::to_owned);
+    if let Some(reason) = &warned {
         eprintln!("warning: {a_name}: {reason}");
     }
     let kappa = condition_estimate(structure, &values, factor.as_ref()).map_err(err_a)?;
@@ -449,11 +484,25 @@ fn compute(args: &Common, grad: Option<(LossArg, Option<PathBuf>)>) -> Result<()
         .map_err(err_a)?;
     let t_adjoint = ms(t);
     check_finite_outputs(&a_name, loss, &lambda, &grad_entries)?;
+    // After the adjoint: an automatic fallback to f64 may have happened in either solve.
+    if let (None, Some(reason)) = (&warned, factor.fallback_reason()) {
+        eprintln!("warning: {a_name}: {reason}");
+    }
+    let precision = precision_name(factor.precision());
+    let info = factor.solve_info();
+    let steps = match (info.forward, info.adjoint) {
+        (Some(f), Some(a)) if precision == "mixed" => {
+            json!({"solve": f.iterations, "adjoint": a.iterations})
+        }
+        _ => serde_json::Value::Null,
+    };
     let result = json!({
         "n": n,
         "nnz": a.entries.len(),
         "k": x.ncols(),
         "method": method,
+        "precision": precision,
+        "refinement_steps": steps,
         "loss": loss,
         "rcond": if kappa > 0.0 { Some(1.0 / kappa) } else { None },
         "x": columns(&x),

@@ -140,14 +140,15 @@ fn backward_error(asm: &Assembly, values: &[f64], b: &DMatrix<f64>, x: &DMatrix<
     r.amax() / (a_norm * x.amax() + b.amax())
 }
 
-/// κ ≈ 1e10 (a 3D grid Laplacian shifted by 1e-9, large enough that `Auto` picks mixed
-/// precision): plain refinement stalls. `Auto` falls back to f64 — the same solution as `F64` to
-/// 1e-13 — and says why; explicit `Mixed` goes on with GMRES-IR and returns a solution with the
-/// f64 factor's backward error (within 4× of it), never a silently less accurate one. At
+/// κ ≈ 1e10 (a 40³ grid Laplacian shifted by 1e-9: 1.6e10 predicted flops, so `Auto` picks
+/// mixed precision): plain refinement stalls. `Auto` falls back to f64 — the same solution as `F64` to
+/// 1e-13 — and says why; explicit `Mixed` goes on with GMRES-IR and returns a solution with
+/// about the f64 factor's backward error (within 10× of it; measured 3.4×), never a silently
+/// less accurate one. At
 /// κ ≈ 1e14 explicit `Mixed` is `Error::PrecisionLoss`.
 #[test]
 fn ill_conditioned_systems_fall_back_under_auto_and_are_refined_or_refused_under_mixed() {
-    let asm = grid(30, true, 1e-9);
+    let asm = grid(40, true, 1e-9);
     let theta = vec![1.0; asm.n_params()];
     let values = asm.values(&theta).unwrap();
     let structure = asm.structure();
@@ -192,18 +193,18 @@ fn ill_conditioned_systems_fall_back_under_auto_and_are_refined_or_refused_under
     let steps = mixed.solve_info().forward.unwrap().iterations;
     eprintln!("κ ≈ 1e10: mixed η = {eta:e} in {steps} steps, f64 η = {eta64:e}");
     assert!(
-        eta <= 4.0 * eta64.max(f64::EPSILON),
+        eta <= 10.0 * eta64.max(f64::EPSILON),
         "mixed η {eta:e} vs f64 {eta64:e}"
     );
     assert!(steps > 4, "GMRES-IR ran: {steps} steps");
 
-    let hopeless = grid(30, true, 1e-13);
-    let values = hopeless.values(&theta).unwrap();
+    let hopeless = grid(20, true, 1e-13);
+    let values = hopeless.values(&vec![1.0; hopeless.n_params()]).unwrap();
     let outcome = Solver::cholesky()
         .with_precision(Precision::Mixed)
         .factorize(hopeless.structure(), &values)
         .and_then(|f| {
-            let mut x = b.clone();
+            let mut x = DMatrix::from_element(8000, 1, 1.0);
             f.solve_in_place(&mut x)
         });
     match outcome {
@@ -218,7 +219,7 @@ fn ill_conditioned_systems_fall_back_under_auto_and_are_refined_or_refused_under
 /// LU or the reference backend refuse a reduced precision.
 #[test]
 fn reduced_precision_refuses_what_it_cannot_answer() {
-    let asm = grid(30, true, 0.5);
+    let asm = grid(40, true, 0.5);
     let theta = vec![1.0; asm.n_params()];
     let values = asm.values(&theta).unwrap();
     let structure = asm.structure();

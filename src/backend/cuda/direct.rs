@@ -268,6 +268,12 @@ impl Factorization for DirectGpu {
             self.gpu.name, self.precision, self.levels.0, self.levels.1
         )
     }
+    fn precision(&self) -> Precision {
+        match self.precision {
+            Precision::Auto => Precision::F64,
+            p => p,
+        }
+    }
     fn method(&self) -> Option<crate::solve::Method> {
         Some(crate::solve::Method::Cholesky)
     }

@@ -30,8 +30,8 @@ pub(super) fn small_front<S: Real>(
         let (done, rest) = block.split_at_mut((c + 1) * height);
         let column = &mut done[c * height..];
         let pivot = column[c];
-        // Not `pivot <= 0`: a NaN pivot fails too.
-        if !(pivot > S::default()) {
+        // A NaN pivot fails too.
+        if pivot.partial_cmp(&S::default()) != Some(std::cmp::Ordering::Greater) {
             return Err(c);
         }
         let d = pivot.sqrt();
