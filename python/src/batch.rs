@@ -15,7 +15,7 @@ use crate::{dense_of, to_py, value_error, PyFactorization, Request};
 /// `data` (batch × nnz), in parallel; options as `factorize`. The first failure is raised, naming
 /// its batch element.
 #[pyfunction]
-#[pyo3(signature = (n, rows, cols, data, method = "auto", symmetric = None, condition_limit = None))]
+#[pyo3(signature = (n, rows, cols, data, method = "auto", symmetric = None, condition_limit = None, precision = "double"))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn factorize_batch(
     py: Python<'_>,
@@ -26,11 +26,13 @@ pub(crate) fn factorize_batch(
     method: &str,
     symmetric: Option<bool>,
     condition_limit: Option<f64>,
+    precision: &str,
 ) -> PyResult<Vec<PyFactorization>> {
     let (rows, cols) = (rows.as_slice()?, cols.as_slice()?);
     let data = data.as_array();
     let (batch, nnz) = data.dim();
-    let request = Request::new(n, rows, cols, nnz, method, symmetric, condition_limit)?;
+    let request = Request::new(n, rows, cols, nnz, method, symmetric, condition_limit)?
+        .with_precision(precision)?;
     py.detach(|| {
         let element = |i: usize| {
             let values: Vec<f64> = data.row(i).iter().copied().collect();

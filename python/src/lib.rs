@@ -33,7 +33,7 @@ use pyo3::exceptions::{PyMemoryError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use sparsegrad::solve::node;
-use sparsegrad::{Error, Factor, Method, Ordering, Solver};
+use sparsegrad::{Error, Factor, Method, Ordering, Precision, Solver};
 
 use pattern::{decide, try_vec, Pattern, Storage, ASYMMETRIC, PATTERNS};
 
@@ -66,6 +66,7 @@ fn to_py(e: Error) -> PyErr {
         Error::Io { .. } => PyOSError::new_err(msg),
         Error::OutOfMemory { .. } => PyMemoryError::new_err(msg),
         Error::NotPositiveDefinite { .. }
+        | Error::PrecisionLoss { .. }
         | Error::Singular { .. }
         | Error::IllConditioned { .. }
         | Error::UnstablePivot { .. }
@@ -88,7 +89,12 @@ fn value_error(msg: impl Into<String>) -> PyErr {
 }
 
 /// The solver for `method` (checked once, by `sparsegrad::Method`'s names) on `storage`.
-fn solver_for(method: Method, storage: Storage, condition_limit: Option<f64>) -> PyResult<Solver> {
+fn solver_for(
+    method: Method,
+    storage: Storage,
+    condition_limit: Option<f64>,
+    precision: Precision,
+) -> PyResult<Solver> {
     let solver = match method {
         Method::Cholesky | Method::Ldlt if !storage.symmetric() => {
             return Err(value_error(format!(
@@ -101,11 +107,36 @@ fn solver_for(method: Method, storage: Storage, condition_limit: Option<f64>) ->
         Method::Lu => Solver::lu(),
         _ => Solver::auto(),
     }
-    .with_ordering(Ordering::Auto);
+    .with_ordering(Ordering::Auto)
+    .with_precision(precision);
     Ok(match condition_limit {
         Some(limit) => solver.with_condition_limit(limit),
         None => solver,
     })
+}
+
+/// `precision=` as the library's [`Precision`]: "double", "mixed", "single" or "auto".
+fn parse_precision(precision: &str) -> PyResult<Precision> {
+    Ok(match precision {
+        "double" => Precision::F64,
+        "mixed" => Precision::Mixed,
+        "single" => Precision::F32,
+        "auto" => Precision::Auto,
+        other => {
+            return Err(value_error(format!(
+                "precision must be \"double\", \"mixed\", \"single\" or \"auto\", got {other:?}"
+            )))
+        }
+    })
+}
+
+/// The Python name of a precision that ran.
+fn precision_name(precision: Precision) -> &'static str {
+    match precision {
+        Precision::F32 => "single",
+        Precision::Mixed => "mixed",
+        _ => "double",
+    }
 }
 
 /// `method=` as the library's [`Method`] (its names, its message).
@@ -315,6 +346,12 @@ impl PyFactorization {
             },
         )?;
         d.set_item("fallback_reason", self.factor.fallback_reason())?;
+        d.set_item("precision", precision_name(self.factor.precision()))?;
+        let info = self.factor.solve_info();
+        d.set_item(
+            "refinement_steps",
+            (info.forward.map(|c| c.iterations), info.adjoint.map(|c| c.iterations)),
+        )?;
         d.set_item("condition_limit", self.solver.condition_limit())?;
         Ok(d)
     }
@@ -329,7 +366,7 @@ impl PyFactorization {
 /// Factorizes the n × n matrix with entries (rows[e], cols[e], data[e]) (duplicates summed),
 /// through the solve node (`node::factor`: the solver's checks, the condition limit if given).
 #[pyfunction]
-#[pyo3(signature = (n, rows, cols, data, method = "auto", symmetric = None, condition_limit = None))]
+#[pyo3(signature = (n, rows, cols, data, method = "auto", symmetric = None, condition_limit = None, precision = "double"))]
 #[allow(clippy::too_many_arguments)]
 fn factorize(
     py: Python<'_>,
@@ -340,6 +377,7 @@ fn factorize(
     method: &str,
     symmetric: Option<bool>,
     condition_limit: Option<f64>,
+    precision: &str,
 ) -> PyResult<PyFactorization> {
     let (rows, cols, data) = (rows.as_slice()?, cols.as_slice()?, data.as_slice()?);
     let request = Request::new(
@@ -350,7 +388,8 @@ fn factorize(
         method,
         symmetric,
         condition_limit,
-    )?;
+    )?
+    .with_precision(precision)?;
     py.detach(|| request.factorize(data))
 }
 
@@ -363,9 +402,18 @@ struct Request<'a> {
     method: Method,
     symmetric: Option<bool>,
     condition_limit: Option<f64>,
+    precision: Precision,
 }
 
 impl<'a> Request<'a> {
+    /// The same request in another precision (`precision=`'s names).
+    pub(crate) fn with_precision(self, precision: &str) -> PyResult<Self> {
+        Ok(Request {
+            precision: parse_precision(precision)?,
+            ..self
+        })
+    }
+
     /// Checks the method, the condition limit, the lengths (`nnz` values per factorization) and
     /// every coordinate.
     fn new(
@@ -405,6 +453,7 @@ impl<'a> Request<'a> {
             method,
             symmetric,
             condition_limit,
+            precision: Precision::F64,
         })
     }
 
@@ -412,7 +461,12 @@ impl<'a> Request<'a> {
     fn factorize(&self, data: &[f64]) -> PyResult<PyFactorization> {
         let (pattern, values) =
             decide(self.n, self.rows, self.cols, data, self.symmetric).map_err(to_py)?;
-        let solver = solver_for(self.method, pattern.storage, self.condition_limit)?;
+        let solver = solver_for(
+            self.method,
+            pattern.storage,
+            self.condition_limit,
+            self.precision,
+        )?;
         let factor = node::factor(&solver, &pattern.structure, &values).map_err(to_py)?;
         Ok(PyFactorization {
             factor,

@@ -14,6 +14,7 @@ __all__ = ["factorize", "solve", "logdet", "Factorization", "SolveError", "coo_o
 
 #: The ``method=`` values.
 Method = Literal["auto", "cholesky", "ldlt", "lu"]
+Precision = Literal["double", "mixed", "single", "auto"]
 SparseMatrix = Union[scipy.sparse.spmatrix, scipy.sparse.sparray]
 
 class Factorization:
@@ -38,6 +39,7 @@ def factorize(
     method: Method = "auto",
     symmetric: Optional[bool] = None,
     condition_limit: Optional[float] = None,
+    precision: Precision = "double",
 ) -> Factorization: ...
 def solve(
     A: SparseMatrix,
@@ -45,6 +47,7 @@ def solve(
     method: Method = "auto",
     symmetric: Optional[bool] = None,
     condition_limit: Optional[float] = None,
+    precision: Precision = "double",
 ) -> NDArray[np.float64]: ...
 def logdet(
     A: SparseMatrix, method: Method = "auto", symmetric: Optional[bool] = None

@@ -29,6 +29,7 @@ def factorize(
     method: str = "auto",
     symmetric: Optional[bool] = None,
     condition_limit: Optional[float] = None,
+    precision: str = "double",
 ) -> Factorization: ...
 def clear_patterns() -> None: ...
 def release_memory() -> int: ...
@@ -44,6 +45,7 @@ def factorize_batch(
     method: str = "auto",
     symmetric: Optional[bool] = None,
     condition_limit: Optional[float] = None,
+    precision: str = "double",
 ) -> list[Factorization]: ...
 def solve_batch(
     factors: list[Factorization], b: NDArray[np.float64], transpose: bool = False

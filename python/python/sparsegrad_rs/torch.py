@@ -135,8 +135,9 @@ class _Pattern:
     copies for the host, torch copies for the derivative rules, and which entries stand for a
     mirrored pair (``symmetric=True`` with one triangle stored — the storage the host decides)."""
 
-    def __init__(self, n, rows, cols, method, symmetric):
+    def __init__(self, n, rows, cols, method, symmetric, precision="double"):
         self.n, self.method, self.symmetric = n, method, symmetric
+        self.precision = precision
         self.rows_np = np.ascontiguousarray(rows, dtype=np.int64)
         self.cols_np = np.ascontiguousarray(cols, dtype=np.int64)
         self.rows, self.cols = torch.from_numpy(self.rows_np), torch.from_numpy(self.cols_np)
@@ -150,7 +151,7 @@ class _Pattern:
         """The host factorization of A with these values (a plain tensor)."""
         data = np.ascontiguousarray(_host(values))
         core = _core.factorize(self.n, self.rows_np, self.cols_np, data, method=self.method,
-                               symmetric=self.symmetric)
+                               symmetric=self.symmetric, precision=self.precision)
         return _HostFactorization(core, data.size)
 
     def times(self, dv, X, transpose):
@@ -544,7 +545,7 @@ def solve_coo(indices, values, B, n, method="auto", symmetric=None):
     return _Solve.apply(values, B, pattern, _Kept(pattern), False)
 
 
-def solve(A, B, method="auto", symmetric=None):
+def solve(A, B, method="auto", symmetric=None, precision="double"):
     """X = A⁻¹B, differentiable in A's stored values and in B, to any order and in forward mode
     (see the module docs).
 
@@ -553,6 +554,8 @@ def solve(A, B, method="auto", symmetric=None):
     PyTorch's own backward there is first order only and would drop those terms silently.
     ``solve_coo(indices, values, B, n)`` takes the values directly and is exact to any order.
 
+    ``precision`` as in :func:`sparsegrad_rs.factorize` ("double", "mixed", "single", "auto"):
+    the arithmetic of the host factorization; values and gradients are returned in B's dtype.
     Integer A or B are computed (and returned) in float64; complex ones are a TypeError."""
     if isinstance(A, torch.Tensor) and not A.is_floating_point() and not A.is_complex():
         A = A.to(torch.float64)
@@ -561,7 +564,7 @@ def solve(A, B, method="auto", symmetric=None):
     n, rows, cols, values = _entries(A)
     values = _real_tensor(values, "A")
     B = _check_rhs(B, n)
-    pattern = _Pattern(n, rows, cols, method, symmetric)
+    pattern = _Pattern(n, rows, cols, method, symmetric, precision)
     pattern.first_order_upstream = _first_order_upstream(values)
     return _Solve.apply(values, B, pattern, _Kept(pattern), False)
 
@@ -577,12 +580,12 @@ class Factorization:
     next solve factors the new values (once) instead of silently using the old factor.
     """
 
-    def __init__(self, A, method="auto", symmetric=None):
+    def __init__(self, A, method="auto", symmetric=None, precision="double"):
         if isinstance(A, torch.Tensor) and not A.is_floating_point() and not A.is_complex():
             A = A.to(torch.float64)
         n, rows, cols, values = _entries(A)
         self._values = _real_tensor(values, "A")
-        self._pattern = _Pattern(n, rows, cols, method, symmetric)
+        self._pattern = _Pattern(n, rows, cols, method, symmetric, precision)
         self._pattern.first_order_upstream = _first_order_upstream(self._values)
         self._kept = _Kept(self._pattern)
         self._kept.get(self._values)
@@ -612,11 +615,12 @@ class Factorization:
                 f"storage={i['storage']!r}, dtype={self._dtype})")
 
 
-def factorize(A, method="auto", symmetric=None):
+def factorize(A, method="auto", symmetric=None, precision="double"):
     """Factors the sparse COO or CSR tensor A once; returns a :class:`Factorization` whose
-    ``solve`` / ``solve_transpose`` are differentiable in A's values and in B. ``method`` and
-    ``symmetric`` as in :func:`sparsegrad_rs.factorize`; errors as :func:`solve`."""
-    return Factorization(A, method=method, symmetric=symmetric)
+    ``solve`` / ``solve_transpose`` are differentiable in A's values and in B. ``method``,
+    ``symmetric`` and ``precision`` as in :func:`sparsegrad_rs.factorize`; errors as
+    :func:`solve`."""
+    return Factorization(A, method=method, symmetric=symmetric, precision=precision)
 
 
 class _LogDet(torch.autograd.Function):

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from . import Method
+from . import Method, Precision
 
 __all__ = ["solve", "solve_coo", "factorize", "logdet", "logdet_coo", "Factorization",
            "BatchCooSolve"]
@@ -17,7 +17,11 @@ class BatchCooSolve(torch.autograd.Function): ...
 class Factorization:
     n: int
     def __init__(
-        self, A: torch.Tensor, method: Method = "auto", symmetric: Optional[bool] = None
+        self,
+        A: torch.Tensor,
+        method: Method = "auto",
+        symmetric: Optional[bool] = None,
+        precision: Precision = "double",
     ) -> None: ...
     def solve(self, B: torch.Tensor) -> torch.Tensor: ...
     def solve_transpose(self, B: torch.Tensor) -> torch.Tensor: ...
@@ -25,10 +29,17 @@ class Factorization:
     def info(self) -> dict[str, Any]: ...
 
 def factorize(
-    A: torch.Tensor, method: Method = "auto", symmetric: Optional[bool] = None
+    A: torch.Tensor,
+    method: Method = "auto",
+    symmetric: Optional[bool] = None,
+    precision: Precision = "double",
 ) -> Factorization: ...
 def solve(
-    A: torch.Tensor, B: torch.Tensor, method: Method = "auto", symmetric: Optional[bool] = None
+    A: torch.Tensor,
+    B: torch.Tensor,
+    method: Method = "auto",
+    symmetric: Optional[bool] = None,
+    precision: Precision = "double",
 ) -> torch.Tensor: ...
 def solve_coo(
     indices: Union[torch.Tensor, NDArray[np.integer[Any]]],

@@ -25,6 +25,7 @@ def scipy_part() -> float:
     info: dict[str, Any] = f.info
     n, rows, cols, data = sparsegrad_rs.coo_of(A)
     z = sparsegrad_rs.solve(A, np.ones(2), symmetric=True, condition_limit=1e12)
+    zm = sparsegrad_rs.solve(A, np.ones(2), symmetric=True, precision="mixed")
     freed: int = sparsegrad_rs.release_memory()
     try:
         sparsegrad_rs.factorize(sp.csr_matrix(np.array([[1.0, 2.0], [2.0, 1.0]])), method="cholesky")
@@ -36,7 +37,7 @@ def scipy_part() -> float:
     sign, logabs = F.logdet()
     var: float = float(F.diag_inverse().sum() + F.logdet_grad().sum() + F.sample(np.ones(2)).sum())
     extra = value + float(ld_grad.sum()) + sign * logabs + var
-    return float(g.sum() + y.sum() + z.sum()) + freed * 0.0 + extra * 0.0
+    return float(g.sum() + y.sum() + z.sum() + zm.sum()) + freed * 0.0 + extra * 0.0
 
 
 def torch_part() -> float:
@@ -47,7 +48,8 @@ def torch_part() -> float:
     x: torch.Tensor = sgt.solve(A, b)
     x2 = sgt.solve_coo(idx, vals, b, 2)
     F: sgt.Factorization = sgt.factorize(A, method="lu")
-    y = F.solve(b) + F.solve_transpose(b)
+    Fm = sgt.factorize(A, precision="auto")
+    y = F.solve(b) + F.solve_transpose(b) + Fm.solve(b)
     ld: torch.Tensor = sgt.logdet(A) + sgt.logdet_coo(idx, vals, 2)
     loss = (x * x).sum() + x2.sum() + y.sum() + ld
     (grad,) = torch.autograd.grad(loss, vals)
