@@ -156,20 +156,25 @@ fn bench_hvp(c: &mut Criterion) {
 
 /// log det A(θ) and its gradient (selected inversion on the kept factor) against the numeric
 /// factorization alone, on the same warm structure.
+/// I + L(θ) of a graph with θ_i = 0.5 + (7919 i mod 1000)/1000.
+fn graph_case(n: usize, edges: Vec<(usize, usize)>) -> (Assembly, DMatrix<f64>) {
+    let asm = laplacian_assembly(n, &edges, 1.0).expect("valid graph");
+    let theta = DMatrix::from_fn(edges.len(), 1, |i, _| {
+        0.5 + ((i * 7919) % 1000) as f64 / 1000.0
+    });
+    (asm, theta)
+}
+
+/// 32³ hexahedra clamped at x = 0: 104 544 unknowns; θ_e = 1.5 + 0.5 sin(e).
+fn elastic_case() -> (Assembly, DMatrix<f64>) {
+    let asm = ElasticBlock::cube(32).assembly(0.3).expect("elastic block");
+    let theta = DMatrix::from_fn(asm.n_params(), 1, |e, _| 1.5 + 0.5 * (e as f64).sin());
+    (asm, theta)
+}
+
 fn bench_logdet(c: &mut Criterion) {
-    let graph = |n: usize, edges: Vec<(usize, usize)>| {
-        let asm = laplacian_assembly(n, &edges, 1.0).expect("valid graph");
-        let theta = DMatrix::from_fn(edges.len(), 1, |i, _| {
-            0.5 + ((i * 7919) % 1000) as f64 / 1000.0
-        });
-        (asm, theta)
-    };
-    let elastic = {
-        // 32³ hexahedra clamped at x = 0: 104 544 unknowns; θ_e = 1.5 + 0.5 sin(e).
-        let asm = ElasticBlock::cube(32).assembly(0.3).expect("elastic block");
-        let theta = DMatrix::from_fn(asm.n_params(), 1, |e, _| 1.5 + 0.5 * (e as f64).sin());
-        (asm, theta)
-    };
+    let graph = graph_case;
+    let elastic = elastic_case();
     let cases = [
         (
             "logdet_grid_512",
@@ -263,18 +268,8 @@ fn bench_analysis(c: &mut Criterion) {
 /// threshold comes from) and the 32³ elasticity block.
 fn bench_precision(c: &mut Criterion) {
     use sparsegrad::Precision;
-    let graph = |k: usize| {
-        let asm = laplacian_assembly(k * k * k, &grid3_edges(k).unwrap(), 1.0).expect("grid3");
-        let theta = DMatrix::from_fn(asm.n_params(), 1, |i, _| {
-            0.5 + ((i * 7919) % 1000) as f64 / 1000.0
-        });
-        (asm, theta)
-    };
-    let elastic = {
-        let asm = ElasticBlock::cube(32).assembly(0.3).expect("elastic block");
-        let theta = DMatrix::from_fn(asm.n_params(), 1, |e, _| 1.5 + 0.5 * (e as f64).sin());
-        (asm, theta)
-    };
+    let graph = |k: usize| graph_case(k * k * k, grid3_edges(k).unwrap());
+    let elastic = elastic_case();
     let cases = [
         ("precision_grid3_16", graph(16)),
         ("precision_grid3_24", graph(24)),

@@ -350,7 +350,10 @@ impl PyFactorization {
         let info = self.factor.solve_info();
         d.set_item(
             "refinement_steps",
-            (info.forward.map(|c| c.iterations), info.adjoint.map(|c| c.iterations)),
+            (
+                info.forward.map(|c| c.iterations),
+                info.adjoint.map(|c| c.iterations),
+            ),
         )?;
         d.set_item("condition_limit", self.solver.condition_limit())?;
         Ok(d)

@@ -3,7 +3,18 @@
 use nalgebra::DMatrix;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sparsegrad::problems::graph::{grid3_edges, grid_edges, laplacian_assembly};
 use sparsegrad::{Assembly, Factorizer, Result, Symmetry, Tape, Var};
+
+/// A = shift·I + L(w) on a 2D (k × k) or 3D (k³) grid, lower triangle stored.
+pub fn grid(k: usize, three_d: bool, shift: f64) -> Assembly {
+    let (n, edges) = if three_d {
+        (k * k * k, grid3_edges(k).unwrap())
+    } else {
+        (k * k, grid_edges(k).unwrap())
+    };
+    laplacian_assembly(n, &edges, shift).unwrap()
+}
 
 /// A parameterized sparse system A(θ) X = B with a loss L = Σ W ⊙ X + ½ Σ X².
 ///

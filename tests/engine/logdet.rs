@@ -9,18 +9,9 @@ use nalgebra::DMatrix;
 use nalgebra_sparse::{CooMatrix, CscMatrix};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sparsegrad::problems::graph::{grid3_edges, grid_edges, laplacian_assembly};
-use sparsegrad::{Assembly, Error, Solver, Structure, Symmetry, Tape};
+use sparsegrad::{Error, Solver, Structure, Symmetry, Tape};
 
-/// A = shift·I + L(w) on a 2D (k × k) or 3D (k³) grid, lower triangle stored.
-fn grid(k: usize, three_d: bool, shift: f64) -> Assembly {
-    let (n, edges) = if three_d {
-        (k * k * k, grid3_edges(k).unwrap())
-    } else {
-        (k * k, grid_edges(k).unwrap())
-    };
-    laplacian_assembly(n, &edges, shift).unwrap()
-}
+use crate::common::grid;
 
 fn weights(m: usize, seed: u64) -> Vec<f64> {
     let mut rng = StdRng::seed_from_u64(seed);

@@ -8,8 +8,10 @@ use nalgebra::DMatrix;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparsegrad::problems::elasticity::ElasticBlock;
-use sparsegrad::problems::graph::{chain_edges, grid3_edges, grid_edges, laplacian_assembly};
+use sparsegrad::problems::graph::{chain_edges, laplacian_assembly};
 use sparsegrad::{Assembly, Error, Factorization, Precision, Solver, Tape};
+
+use crate::common::grid;
 
 fn random(rows: usize, cols: usize, seed: u64, range: std::ops::Range<f64>) -> DMatrix<f64> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -40,15 +42,6 @@ fn relative(a: &[f64], b: &[f64]) -> f64 {
         .zip(b)
         .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
         / scale
-}
-
-fn grid(k: usize, three_d: bool, shift: f64) -> Assembly {
-    let (n, edges) = if three_d {
-        (k * k * k, grid3_edges(k).unwrap())
-    } else {
-        (k * k, grid_edges(k).unwrap())
-    };
-    laplacian_assembly(n, &edges, shift).unwrap()
 }
 
 /// Mixed precision's loss and gradient equal the f64 path's to 1e-12 / 1e-10 relative: a 3D

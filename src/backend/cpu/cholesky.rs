@@ -162,6 +162,16 @@ pub(crate) enum Kind {
     Ldlt,
 }
 
+impl Kind {
+    /// The method it reports ([`Factorization::method`]).
+    pub(crate) fn method(self) -> crate::solve::Method {
+        match self {
+            Kind::Llt => crate::solve::Method::Cholesky,
+            Kind::Ldlt => crate::solve::Method::Ldlt,
+        }
+    }
+}
+
 impl FaerCholesky {
     /// LLᵀ or LDLᵀ with the automatic ordering.
     pub(crate) fn factor(structure: &Structure, values: &[f64], kind: Kind) -> Result<Self> {
@@ -571,10 +581,7 @@ impl Factorization for FaerCholesky {
         Ok(d)
     }
     fn method(&self) -> Option<crate::solve::Method> {
-        Some(match self.kind {
-            Kind::Llt => crate::solve::Method::Cholesky,
-            Kind::Ldlt => crate::solve::Method::Ldlt,
-        })
+        Some(self.kind.method())
     }
     fn describe(&self) -> String {
         self.describe_as("f64")

@@ -408,10 +408,7 @@ impl Factorization for Refined {
         }
     }
     fn method(&self) -> Option<Method> {
-        Some(match self.kind {
-            Kind::Llt => Method::Cholesky,
-            Kind::Ldlt => Method::Ldlt,
-        })
+        Some(self.kind.method())
     }
     fn solve_info(&self) -> SolveInfo {
         *self.info.lock().unwrap_or_else(|p| p.into_inner())
@@ -473,10 +470,7 @@ impl Factorization for FaerCholesky<f32> {
         self.describe_as("f32")
     }
     fn method(&self) -> Option<Method> {
-        Some(match self.kind() {
-            Kind::Llt => Method::Cholesky,
-            Kind::Ldlt => Method::Ldlt,
-        })
+        Some(self.kind().method())
     }
     fn stored_bytes(&self) -> Option<usize> {
         Some(self.bytes())
