@@ -13,7 +13,8 @@
 //!
 //! ```text
 //! cargo run --release --example seed_benchmark -- --case chain|grid|grid3|elastic3 --n N
-//!     [--backend fast|reference|lu] [--rhs K] [--repeat R] [--json] [--warm-only]
+//!     [--backend fast|reference|lu] [--precision double|mixed|single|auto] [--rhs K]
+//!     [--repeat R] [--json] [--warm-only]
 //! ```
 //! `--warm-only` skips the cold regime (for profiling the warm path).
 //! With `--json` it prints one JSON object per line; the last line is the cold measurement:
@@ -25,7 +26,7 @@ use std::time::Instant;
 use nalgebra::DMatrix;
 use sparsegrad::problems::elasticity::ElasticBlock;
 use sparsegrad::problems::graph::{chain_edges, grid3_edges, grid_edges, laplacian_assembly};
-use sparsegrad::{Assembly, Implementation, Ordering, Result, Solver, Tape};
+use sparsegrad::{Assembly, Implementation, Ordering, Precision, Result, Solver, Tape};
 
 /// The peers' benchmark problem: cold / warm / limit with a breakdown.
 #[derive(clap::Parser)]
@@ -50,6 +51,9 @@ struct Args {
     /// amd / nd on A + Aᵀ).
     #[arg(long, default_value = "auto")]
     ordering: String,
+    /// Arithmetic of the fast backend's Cholesky: double, mixed, single or auto.
+    #[arg(long, default_value = "double")]
+    precision: String,
     /// One JSON line instead of the table.
     #[arg(long)]
     json: bool,
@@ -221,6 +225,17 @@ fn run() -> std::result::Result<(), String> {
         "reference" => Solver::cholesky().with_implementation(Implementation::Reference),
         "lu" => Solver::lu().with_ordering(ordering),
         other => return Err(format!("unknown backend '{other}' (fast | reference | lu)")),
+    };
+    let solver = match args.precision.as_str() {
+        "double" => solver,
+        "mixed" => solver.with_precision(Precision::Mixed),
+        "single" => solver.with_precision(Precision::F32),
+        "auto" => solver.with_precision(Precision::Auto),
+        other => {
+            return Err(format!(
+                "unknown precision '{other}' (double | mixed | single | auto)"
+            ))
+        }
     };
     let c = case(&case_name, n_req, rhs)?;
     let theta_at =

@@ -80,7 +80,7 @@ pub mod solve;
 pub mod sparse;
 pub mod tape;
 
-pub use backend::{Device, Precision};
+pub use backend::{Device, Precision, MIXED_AUTO_FLOPS};
 pub use error::{Error, PatternRule, Result};
 
 /// The README's example is compiled and run as a doc test.

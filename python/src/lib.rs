@@ -22,6 +22,7 @@
 //! loop over new values of one pattern reuses the pattern and its symbolic analysis.
 
 mod batch;
+mod ffi;
 mod pattern;
 
 use std::sync::Arc;
@@ -44,12 +45,24 @@ pyo3::create_exception!(
     "A factorization or solve failed (not positive definite, singular, ill-conditioned, ...)."
 );
 
-/// The crate's errors as Python exceptions, variant by variant: bad input → `ValueError`, a file →
-/// `OSError`, allocation → `MemoryError`, a failed factorization or solve → `SolveError` (a
-/// `RuntimeError`). Variants added to the library later (it is `#[non_exhaustive]`) are
-/// `SolveError` until mapped here.
-fn to_py(e: Error) -> PyErr {
-    let msg = e.to_string();
+/// Which Python exception a library error becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// `ValueError`: bad input.
+    Value,
+    /// `MemoryError`: an allocation that follows from the input's size.
+    Memory,
+    /// `OSError`: a file.
+    Io,
+    /// `SolveError` (a `RuntimeError`): a failed factorization or solve.
+    Solve,
+}
+
+/// The crate's errors by kind, variant by variant: bad input → `ValueError`, a file →
+/// `OSError`, allocation → `MemoryError`, a failed factorization or solve → `SolveError`.
+/// Variants added to the library later (it is `#[non_exhaustive]`) are `SolveError` until mapped
+/// here.
+pub(crate) fn error_kind(e: &Error) -> ErrorKind {
     match e {
         Error::ShapeMismatch { .. }
         | Error::IndexOutOfRange { .. }
@@ -62,9 +75,9 @@ fn to_py(e: Error) -> PyErr {
         | Error::ForeignVar { .. }
         | Error::Format { .. }
         | Error::IndexOverflow { .. }
-        | Error::Unsupported { .. } => PyValueError::new_err(msg),
-        Error::Io { .. } => PyOSError::new_err(msg),
-        Error::OutOfMemory { .. } => PyMemoryError::new_err(msg),
+        | Error::Unsupported { .. } => ErrorKind::Value,
+        Error::Io { .. } => ErrorKind::Io,
+        Error::OutOfMemory { .. } => ErrorKind::Memory,
         Error::NotPositiveDefinite { .. }
         | Error::PrecisionLoss { .. }
         | Error::Singular { .. }
@@ -79,8 +92,19 @@ fn to_py(e: Error) -> PyErr {
         | Error::Distributed { .. }
         | Error::Optimizer { .. }
         | Error::NoDevice { .. }
-        | Error::Device { .. } => SolveError::new_err(msg),
-        _ => SolveError::new_err(msg),
+        | Error::Device { .. } => ErrorKind::Solve,
+        _ => ErrorKind::Solve,
+    }
+}
+
+/// The crate's errors as Python exceptions ([`error_kind`]).
+fn to_py(e: Error) -> PyErr {
+    let msg = e.to_string();
+    match error_kind(&e) {
+        ErrorKind::Value => PyValueError::new_err(msg),
+        ErrorKind::Io => PyOSError::new_err(msg),
+        ErrorKind::Memory => PyMemoryError::new_err(msg),
+        ErrorKind::Solve => SolveError::new_err(msg),
     }
 }
 
@@ -95,12 +119,22 @@ fn solver_for(
     condition_limit: Option<f64>,
     precision: Precision,
 ) -> PyResult<Solver> {
+    solver_of(method, storage, condition_limit, precision).map_err(value_error)
+}
+
+/// [`solver_for`] without Python: a wrong method for the storage is the message.
+pub(crate) fn solver_of(
+    method: Method,
+    storage: Storage,
+    condition_limit: Option<f64>,
+    precision: Precision,
+) -> Result<Solver, String> {
     let solver = match method {
         Method::Cholesky | Method::Ldlt if !storage.symmetric() => {
-            return Err(value_error(format!(
+            return Err(format!(
                 "method '{}' needs a symmetric matrix; this one is general (pass symmetric=True if it is symmetric, or use method='lu')",
                 Method::name(method)
-            )))
+            ))
         }
         Method::Cholesky => Solver::cholesky(),
         Method::Ldlt => Solver::ldlt(),
@@ -538,6 +572,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(batch::factorize_batch, m)?)?;
     m.add_function(wrap_pyfunction!(batch::solve_batch, m)?)?;
     m.add_function(wrap_pyfunction!(batch::grad_values_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(ffi::ffi_spsolve_address, m)?)?;
     m.add_class::<PyFactorization>()?;
     m.add("SolveError", m.py().get_type::<SolveError>())?;
     Ok(())

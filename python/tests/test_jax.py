@@ -56,10 +56,42 @@ def test_singular_raises():
         jax.jit(lambda d: spsolve(d, indices, indptr, jnp.ones(3)))(data)
     with pytest.raises(ValueError, match="data and indices must be 1-D of one length"):
         spsolve(data[:3], indices, indptr, jnp.ones(2))
-    # Under an outer jit a host failure is JAX's error, its text ending with the message.
-    with pytest.raises(Exception, match="singular"):
+    # Under an outer jit the solve is an XLA FFI call: JAX's error whose text is the library's
+    # message, on its first line (not at the bottom of a callback traceback).
+    with pytest.raises(jax.errors.JaxRuntimeError) as raised:
         jax.block_until_ready(jax.jit(lambda d: spsolve(d, indices, indptr, jnp.ones(2),
                                                         method="lu"))(data))
+    first = str(raised.value).splitlines()[0]
+    assert "SolveError: matrix is singular" in first, first
+    # A bad index found on the host is a ValueError naming the entry.
+    with pytest.raises(ValueError, match=r"entry 3 at \(1, 5\) is outside the 2 × 2 matrix"):
+        spsolve(data, jnp.array([0, 1, 0, 5]), indptr, jnp.ones(2))
+
+
+def test_ffi_solve_batches_and_dtypes():
+    """The non-differentiated solve (an FFI call) under vmap — right-hand sides of one matrix,
+    a batch of matrices, nested — with float32 and int32 inputs, against NumPy."""
+    indices, indptr = jnp.array([0, 1, 0, 1]), jnp.array([0, 2, 4])
+    A = jnp.array([4.0, 1.0, 1.0, 3.0])
+    M = np.array([[4.0, 1.0], [1.0, 3.0]])
+    B = jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    solve = lambda d, bb: spsolve(d, indices, indptr, bb)  # noqa: E731
+    xs = jax.jit(jax.vmap(solve, in_axes=(None, 0)))(A, B)
+    assert np.abs(np.asarray(xs) - np.linalg.solve(M, np.asarray(B).T).T).max() <= 1e-15
+    Ds = jnp.stack([A, 2 * A, 3 * A])
+    xs = jax.vmap(solve)(Ds, B)
+    ref = np.stack([np.linalg.solve((i + 1) * M, np.asarray(B)[i]) for i in range(3)])
+    assert np.abs(np.asarray(xs) - ref).max() <= 1e-15
+    xs = jax.vmap(jax.vmap(solve, in_axes=(None, 0)), in_axes=(0, None))(Ds, B)
+    ref = np.stack([[np.linalg.solve((i + 1) * M, np.asarray(B)[j]) for j in range(3)]
+                    for i in range(3)])
+    assert xs.shape == (3, 3, 2) and np.abs(np.asarray(xs) - ref).max() <= 1e-15
+    X = spsolve(A, indices, indptr, jnp.ones((2, 3)))
+    assert np.abs(np.asarray(X) - np.linalg.solve(M, np.ones((2, 3)))).max() <= 1e-15
+    x32 = spsolve(A.astype(jnp.float32), indices.astype(jnp.int32), indptr.astype(jnp.int32),
+                  jnp.ones(2, jnp.float32))
+    assert x32.dtype == jnp.float32
+    assert np.abs(np.asarray(x32) - np.linalg.solve(M, np.ones(2))).max() <= 1e-7
 
 
 def _rss_mib():

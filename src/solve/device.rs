@@ -47,7 +47,7 @@ pub enum Precision {
     Mixed,
     /// On the CPU: [`Precision::Mixed`] for Cholesky factors large enough that it is faster
     /// (predicted factorization flops ≥
-    /// [`MIXED_AUTO_FLOPS`](crate::backend::MIXED_AUTO_FLOPS), reported by
+    /// [`MIXED_AUTO_FLOPS`](crate::MIXED_AUTO_FLOPS), reported by
     /// [`Solver::analysis_report`](super::Solver::analysis_report)), f64 otherwise; where Mixed
     /// cannot reach f64 accuracy the matrix is factored in f64 and
     /// [`Factorization::fallback_reason`](super::Factorization::fallback_reason) says why. f64 on

@@ -1,8 +1,10 @@
 """``sparsegrad_rs.jax.spsolve(data, indices, indptr, b)``: a differentiable sparse solve for JAX.
 
 A is given in CSR form (``data``, ``indices``, ``indptr``, as ``jax.experimental.sparse.linalg.
-spsolve`` takes it); b is n or n x k. The solve runs on the host (``jax.pure_callback``, CPU), so
-it works under ``jit``, ``vmap`` and every differentiation transform. Computation in float64
+spsolve`` takes it); b is n or n x k. A solve that is not differentiated is an XLA FFI custom
+call (``jax.ffi``, CPU) — inside the compiled program, no Python callback, its failures XLA
+errors whose text is the library's message; the derivative rules run on the host
+(``jax.pure_callback``). It works under ``jit``, ``vmap`` and every differentiation transform. Computation in float64
 (enable ``jax_enable_x64`` for float64 results; float32 inputs are computed in float64 and cast
 back; integer inputs give floating results — float64 with ``jax_enable_x64`` — and complex inputs
 are a TypeError).
@@ -67,11 +69,6 @@ def _factorize(data, indices, indptr, method, symmetric):
     data = np.ascontiguousarray(data, dtype=np.float64)
     return Factorization(_core.factorize(n, rows, cols, data, method=method, symmetric=symmetric),
                          data.size)
-
-
-def _solve_host(data, indices, indptr, b, method, symmetric):
-    f = _factorize(data, indices, indptr, method, symmetric)
-    return f, f.solve(np.asarray(b, dtype=np.float64))
 
 
 def _keep(f):
@@ -164,6 +161,21 @@ def _kept_solve_host(method, symmetric, transpose, rhs_ndim):
     return run
 
 
+_FFI_ERRORS = {"ValueError": ValueError, "MemoryError": MemoryError, "OSError": OSError,
+               "SolveError": _core.SolveError}
+
+
+def _ffi_error(e):
+    """The Python exception an FFI failure stands for: the handler's message is
+    "<exception name>: <library message>" (after XLA's status code)."""
+    text = str(e)
+    for name, kind in _FFI_ERRORS.items():
+        at = text.find(name + ": ")
+        if at >= 0:
+            return kind(text[at + len(name) + 2:].splitlines()[0])
+    return None
+
+
 def _check_shapes(data, indices, indptr, b):
     """The static shape checks, done when the call is traced (so also under ``jit``), with the
     message the SciPy API gives."""
@@ -247,19 +259,34 @@ def _solve_differentiable(data, indices, indptr, b, d_dot, b_dot, method, symmet
     return jax.jvp(linear, (data, b), (d_dot, b_dot))
 
 
-def _forward_host(method, symmetric):
-    def run(d, i, p, bb):
-        _, x = _solve_host(d, i, p, bb, method, symmetric)
-        return x.astype(bb.dtype)
-    return run
+#: The XLA FFI target of the solve that is not differentiated (``python/src/ffi.rs``).
+_FFI_TARGET = "sparsegrad_rs_spsolve"
+_ffi_lock = threading.Lock()
+_ffi_registered = False
+
+
+def _register_ffi():
+    """Registers the Rust handler with XLA (once per process)."""
+    global _ffi_registered
+    with _ffi_lock:
+        if not _ffi_registered:
+            import ctypes
+            handler = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(
+                _core.ffi_spsolve_address())
+            jax.ffi.register_ffi_target(_FFI_TARGET, jax.ffi.pycapsule(handler), platform="cpu")
+            _ffi_registered = True
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5))
 def _run(data, indices, indptr, b, method, symmetric):
-    """The solve: one factorization on the host, nothing kept (the value of a call that is not
-    differentiated)."""
-    return _callback(_forward_host(method, symmetric), jax.ShapeDtypeStruct(b.shape, b.dtype),
-                     data, indices, indptr, b)
+    """The solve: an XLA FFI custom call that factors, solves and keeps nothing (the value of a
+    call that is not differentiated). Under ``vmap`` the right-hand sides of one matrix are one
+    multi-column solve."""
+    _register_ffi()
+    call = jax.ffi.ffi_call(_FFI_TARGET, jax.ShapeDtypeStruct(b.shape, b.dtype),
+                            vmap_method="expand_dims")
+    flag = np.int32(-1 if symmetric is None else int(bool(symmetric)))
+    return call(data, indices, indptr, b, method=method, symmetric=flag)
 
 
 @_run.defjvp
@@ -298,10 +325,11 @@ def spsolve(data, indices, indptr, b, method="auto", symmetric=None):
     _check_shapes(data, indices, indptr, b)
     try:
         return _spsolve(data, indices, indptr, b, method, symmetric)
-    except jax.errors.JaxRuntimeError:
+    except jax.errors.JaxRuntimeError as e:
         # An eager call: raise what the host raised (SolveError, ValueError, ...), not JAX's
-        # wrapper. Under an outer jit the wrapper's text ends with the same message.
-        error = getattr(_raised, "error", None)
+        # wrapper. Under an outer jit the wrapper's text is the same message (FFI) or ends with
+        # it (derivatives, which run as host callbacks).
+        error = getattr(_raised, "error", None) or _ffi_error(e)
         if error is None:
             raise
         _raised.error = None
