@@ -302,6 +302,7 @@ impl Plan {
 }
 
 /// y ← y + a·x.
+#[inline(always)]
 fn axpy<S: Real>(y: &mut [S], a: S, x: &[S]) {
     for (y, &x) in y.iter_mut().zip(x) {
         *y += a * x;
@@ -309,6 +310,7 @@ fn axpy<S: Real>(y: &mut [S], a: S, x: &[S]) {
 }
 
 /// x·y with four partial sums (vectorizable; a fixed order, so the same bits on every run).
+#[inline(always)]
 fn dot<S: Real>(x: &[S], y: &[S]) -> S {
     let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
     let mut tail = S::default();
