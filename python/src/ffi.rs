@@ -9,8 +9,8 @@
 //! used. Operands (vmap_method "expand_dims": every operand has the same number of leading batch
 //! axes, of size 1 where it is not batched): `data` f32/f64 [..., nnz], `indices` and `indptr`
 //! s32/s64 [..., nnz] / [..., n + 1], `b` f32/f64 [..., n] or [..., n, k] in data's dtype; one
-//! result of b's batch-broadcast shape. Attributes: `method` (string), `symmetric` (s32: −1 for
-//! None, 0, 1). Batch elements that share A (data, indices and indptr not batched) are one
+//! result of b's batch-broadcast shape. Attributes: `method` and `precision` (strings, the
+//! Python API's names), `symmetric` (s32: −1 for None, 0, 1). Batch elements that share A (data, indices and indptr not batched) are one
 //! multi-column solve; others are factored one by one.
 
 use std::ffi::{c_char, c_void, CString};
@@ -20,7 +20,7 @@ use sparsegrad::solve::node;
 use sparsegrad::{Error, Method, Precision};
 
 use crate::pattern::decide;
-use crate::{error_kind, solver_of, ErrorKind};
+use crate::{error_kind, precision_of, solver_of, ErrorKind};
 
 #[repr(C)]
 struct ExtensionBase {
@@ -283,12 +283,13 @@ fn rows_of_indptr(indptr: &[i64], nnz: usize) -> Result<Vec<i64>, Failure> {
     Ok(rows)
 }
 
-/// The attributes: `method` and `symmetric`.
+/// The attributes: `method`, `precision` and `symmetric`.
 ///
 /// # Safety
 /// `attrs` is the call frame's attribute list.
-unsafe fn attributes(attrs: &Attrs) -> Result<(Method, Option<bool>), Failure> {
+unsafe fn attributes(attrs: &Attrs) -> Result<(Method, Precision, Option<bool>), Failure> {
     let mut method = Method::Auto;
+    let mut precision = Precision::F64;
     let mut symmetric = None;
     for i in 0..attrs.size.max(0) as usize {
         let name = &**attrs.names.add(i);
@@ -296,12 +297,13 @@ unsafe fn attributes(attrs: &Attrs) -> Result<(Method, Option<bool>), Failure> {
         let value = *attrs.attrs.add(i);
         match (name, *attrs.types.add(i)) {
             (b"method", ATTR_STRING) => {
-                let s = &*(value as *const ByteSpan);
-                let text = std::slice::from_raw_parts(s.ptr as *const u8, s.len);
-                method = std::str::from_utf8(text)
-                    .map_err(|_| value_failure("method is not UTF-8".into()))?
+                method = string_attr(value, "method")?
                     .parse()
                     .map_err(library_failure)?;
+            }
+            (b"precision", ATTR_STRING) => {
+                precision =
+                    precision_of(string_attr(value, "precision")?).map_err(value_failure)?;
             }
             (b"symmetric", ATTR_SCALAR) => {
                 let s = &*(value as *const Scalar);
@@ -323,7 +325,17 @@ unsafe fn attributes(attrs: &Attrs) -> Result<(Method, Option<bool>), Failure> {
             _ => {}
         }
     }
-    Ok((method, symmetric))
+    Ok((method, precision, symmetric))
+}
+
+/// A string attribute's text.
+///
+/// # Safety
+/// `value` points at an `XLA_FFI_ByteSpan` that lives for the call.
+unsafe fn string_attr<'a>(value: *mut c_void, what: &str) -> Result<&'a str, Failure> {
+    let s = &*(value as *const ByteSpan);
+    let text = std::slice::from_raw_parts(s.ptr as *const u8, s.len);
+    std::str::from_utf8(text).map_err(|_| value_failure(format!("{what} is not UTF-8")))
 }
 
 /// Solves every batch element into the result buffer.
@@ -340,7 +352,7 @@ unsafe fn run(frame: &CallFrame) -> Result<(), Failure> {
     let arg = |i: usize| operand(*frame.args.items.add(i));
     let (data, indices, indptr, b) = (arg(0), arg(1), arg(2), arg(3));
     let out = operand(*frame.rets.items);
-    let (method, symmetric) = attributes(&frame.attrs)?;
+    let (method, precision, symmetric) = attributes(&frame.attrs)?;
     if !matches!(data.dtype, F32 | F64) || b.dtype != data.dtype || out.dtype != b.dtype {
         return Err(value_failure(format!(
             "data and b must be float32 or float64 of one dtype (XLA types {} and {})",
@@ -428,8 +440,7 @@ unsafe fn run(frame: &CallFrame) -> Result<(), Failure> {
         }
         let (pattern, values) =
             decide(n, &rows, &cols, &values, symmetric).map_err(library_failure)?;
-        let solver =
-            solver_of(method, pattern.storage, None, Precision::F64).map_err(value_failure)?;
+        let solver = solver_of(method, pattern.storage, None, precision).map_err(value_failure)?;
         let factor = node::factor(&solver, &pattern.structure, &values).map_err(library_failure)?;
         Ok((factor, pattern, solver, values))
     };

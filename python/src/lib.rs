@@ -151,15 +151,20 @@ pub(crate) fn solver_of(
 
 /// `precision=` as the library's [`Precision`]: "double", "mixed", "single" or "auto".
 fn parse_precision(precision: &str) -> PyResult<Precision> {
+    precision_of(precision).map_err(value_error)
+}
+
+/// [`parse_precision`] without Python: a bad name is the message.
+pub(crate) fn precision_of(precision: &str) -> Result<Precision, String> {
     Ok(match precision {
         "double" => Precision::F64,
         "mixed" => Precision::Mixed,
         "single" => Precision::F32,
         "auto" => Precision::Auto,
         other => {
-            return Err(value_error(format!(
+            return Err(format!(
                 "precision must be \"double\", \"mixed\", \"single\" or \"auto\", got {other:?}"
-            )))
+            ))
         }
     })
 }

@@ -83,3 +83,33 @@ def test_torch_mixed_gradients_equal_double(rng):
     x64 = sgt.solve(torch.sparse_coo_tensor(idx, vals, A.shape), b)
     err = ((x - x64).abs().max() / x64.abs().max()).item()
     assert 0 < err <= 1e-4, err
+
+
+def test_jax_precision_through_the_ffi_solve_and_the_derivatives(rng):
+    """JAX: precision= reaches the FFI solve and the derivative rules' factorization: mixed gives
+    double's value and gradient, single is within 1e-4."""
+    import jax
+    import jax.numpy as jnp
+    from sparsegrad_rs.jax import spsolve
+
+    A = grid3(14)
+    A.sort_indices()
+    data, indices, indptr = jnp.array(A.data), jnp.array(A.indices), jnp.array(A.indptr)
+    b = jnp.array(rng.standard_normal(A.shape[0]))
+
+    def loss(d, precision):
+        return jnp.sum(spsolve(d, indices, indptr, b, precision=precision) ** 2)
+
+    x64 = spsolve(data, indices, indptr, b)
+    xm = spsolve(data, indices, indptr, b, precision="mixed")
+    xs = jax.jit(lambda d: spsolve(d, indices, indptr, b, precision="single"))(data)
+    scale = float(jnp.abs(x64).max())
+    assert float(jnp.abs(xm - x64).max()) <= 1e-12 * scale
+    err = float(jnp.abs(xs - x64).max()) / scale
+    assert 1e-10 < err <= 1e-4, err
+    l64, g64 = jax.value_and_grad(lambda d: loss(d, "double"))(data)
+    lm, gm = jax.value_and_grad(lambda d: loss(d, "mixed"))(data)
+    assert abs(float(lm - l64)) <= 1e-12 * float(l64)
+    assert float(jnp.abs(gm - g64).max()) <= 1e-10 * float(jnp.abs(g64).max())
+    with pytest.raises(ValueError, match="precision must be"):
+        spsolve(data, indices, indptr, b, precision="half")

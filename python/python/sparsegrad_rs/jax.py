@@ -62,12 +62,15 @@ def _kept_count():
         return len(_factors)
 
 
-def _factorize(data, indices, indptr, method, symmetric):
+def _factorize(data, indices, indptr, how, symmetric):
+    """The host factorization; ``how`` is (method, precision)."""
+    method, precision = how
     cols = np.ascontiguousarray(indices, dtype=np.int64)
     rows = _rows_of_indptr(indptr, cols.size)
     n = np.asarray(indptr).size - 1
     data = np.ascontiguousarray(data, dtype=np.float64)
-    return Factorization(_core.factorize(n, rows, cols, data, method=method, symmetric=symmetric),
+    return Factorization(_core.factorize(n, rows, cols, data, method=method, symmetric=symmetric,
+                                         precision=precision),
                          data.size)
 
 
@@ -286,7 +289,7 @@ def _run(data, indices, indptr, b, method, symmetric):
     call = jax.ffi.ffi_call(_FFI_TARGET, jax.ShapeDtypeStruct(b.shape, b.dtype),
                             vmap_method="expand_dims")
     flag = np.int32(-1 if symmetric is None else int(bool(symmetric)))
-    return call(data, indices, indptr, b, method=method, symmetric=flag)
+    return call(data, indices, indptr, b, method=method[0], precision=method[1], symmetric=flag)
 
 
 @_run.defjvp
@@ -299,10 +302,11 @@ def _run_jvp(method, symmetric, primals, tangents):
 _spsolve = jax.jit(_run, static_argnames=("method", "symmetric"))
 
 
-def spsolve(data, indices, indptr, b, method="auto", symmetric=None):
+def spsolve(data, indices, indptr, b, method="auto", symmetric=None, precision="double"):
     """x = A⁻¹b for A in CSR form (``data``, ``indices``, ``indptr``; n = len(indptr) − 1) and
     b of shape (n,) or (n, k); differentiable in ``data`` and ``b`` in forward and reverse mode,
-    to any order (see the module docs).
+    to any order (see the module docs). ``precision`` ("double", "mixed", "single", "auto") as in
+    :func:`sparsegrad_rs.factorize`.
 
     Shape errors are ``ValueError`` when the call is traced (also under ``jit``). A failure on the
     host (``SolveError`` for a singular or not positive definite matrix, ``ValueError`` for a bad
@@ -324,7 +328,7 @@ def spsolve(data, indices, indptr, b, method="auto", symmetric=None):
     indices, indptr = jnp.asarray(indices), jnp.asarray(indptr)
     _check_shapes(data, indices, indptr, b)
     try:
-        return _spsolve(data, indices, indptr, b, method, symmetric)
+        return _spsolve(data, indices, indptr, b, (method, precision), symmetric)
     except jax.errors.JaxRuntimeError as e:
         # An eager call: raise what the host raised (SolveError, ValueError, ...), not JAX's
         # wrapper. Under an outer jit the wrapper's text is the same message (FFI) or ends with
@@ -402,7 +406,8 @@ def logdet(data, indices, indptr, method="auto", symmetric=None):
         raise ValueError(f"data and indices must be 1-D of one length, got shapes "
                          f"{np.shape(data)} and {np.shape(indices)}")
     try:
-        return _logdet(data, indices, indptr, method, symmetric)
+        # Log-determinants need a double factor.
+        return _logdet(data, indices, indptr, (method, "double"), symmetric)
     except jax.errors.JaxRuntimeError:
         error = getattr(_raised, "error", None)
         if error is None:

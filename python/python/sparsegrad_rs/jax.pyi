@@ -3,7 +3,7 @@ from typing import Optional
 
 import jax
 
-from . import Method
+from . import Method, Precision
 
 __all__ = ["spsolve", "logdet", "KEEP", "KEEP_BYTES"]
 
@@ -17,6 +17,7 @@ def spsolve(
     b: jax.typing.ArrayLike,
     method: Method = "auto",
     symmetric: Optional[bool] = None,
+    precision: Precision = "double",
 ) -> jax.Array: ...
 def logdet(
     data: jax.typing.ArrayLike,
