@@ -113,3 +113,34 @@ def test_jax_precision_through_the_ffi_solve_and_the_derivatives(rng):
     assert float(jnp.abs(gm - g64).max()) <= 1e-10 * float(jnp.abs(g64).max())
     with pytest.raises(ValueError, match="precision must be"):
         spsolve(data, indices, indptr, b, precision="half")
+
+
+def test_torch_solve_coo_precision_eager_batched_and_compiled(rng):
+    """solve_coo's precision= in each path: one matrix (eager), a batch of values over one
+    pattern, and torch.compile(fullgraph=True): mixed gives double's values and gradients."""
+    A = grid3(10).tocoo()
+    idx = torch.tensor(np.vstack([A.row, A.col]), dtype=torch.int64)
+    n = A.shape[0]
+    base = torch.tensor(A.data)
+    b = torch.tensor(rng.standard_normal((n, 2)))
+
+    def run(values, precision, compiled=False):
+        v = values.clone().requires_grad_(True)
+
+        def loss(v):
+            return (sgt.solve_coo(idx, v, b if v.dim() == 1 else b[:, 0].expand(v.shape[0], n),
+                                  n, precision=precision) ** 2).sum()
+
+        f = torch.compile(loss, fullgraph=True, backend="aot_eager") if compiled else loss
+        value = f(v)
+        (g,) = torch.autograd.grad(value, v)
+        return value.item(), g
+
+    for values in (base, torch.stack([base, 1.5 * base, 2.0 * base])):
+        for compiled in (False, True):
+            l64, g64 = run(values, "double", compiled)
+            lm, gm = run(values, "mixed", compiled)
+            assert abs(lm - l64) <= 1e-12 * l64, (values.dim(), compiled)
+            assert (gm - g64).abs().max() <= 1e-10 * g64.abs().max(), (values.dim(), compiled)
+            ls, _ = run(values, "single", compiled)
+            assert 0 < abs(ls - l64) <= 1e-4 * l64, (values.dim(), compiled, ls, l64)

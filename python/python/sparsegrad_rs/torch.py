@@ -306,11 +306,12 @@ class BatchCooSolve(torch.autograd.Function):
     in parallel (one symbolic analysis), each factorization kept for its backward pass."""
 
     @staticmethod
-    def forward(ctx, values, B, rows, cols, n, method="auto", symmetric=None):
+    def forward(ctx, values, B, rows, cols, n, method="auto", symmetric=None, precision="double"):
         batch = values.shape[0]
         B3, shared, vector = _batch_rhs(B, batch, n)
         data = np.ascontiguousarray(values.detach().cpu().to(torch.float64).numpy())
-        factors = _core.factorize_batch(n, rows, cols, data, method=method, symmetric=symmetric)
+        factors = _core.factorize_batch(n, rows, cols, data, method=method, symmetric=symmetric,
+                                        precision=precision)
         b = np.ascontiguousarray(B3.detach().cpu().to(torch.float64).numpy())
         x = _core.solve_batch(factors, b)
         ctx.factors, ctx.x, ctx.shared, ctx.vector = factors, x, shared, vector
@@ -334,7 +335,7 @@ class BatchCooSolve(torch.autograd.Function):
             if ctx.shared:
                 lam_t = lam_t.sum(dim=0)
             grad_b = lam_t.reshape(ctx.b_shape).to(dtype=ctx.b_dtype, device=ctx.b_device)
-        return grad_v, grad_b, None, None, None, None, None
+        return grad_v, grad_b, None, None, None, None, None, None
 
 
 # --- torch.compile: the COO solve as a registered custom op -------------------------------------
@@ -360,21 +361,21 @@ def _keep(f, x):
     return token
 
 
-def _factor_coo(values, rows, cols, n, method, symmetric):
+def _factor_coo(values, rows, cols, n, method, symmetric, precision):
     data = np.ascontiguousarray(values.detach().cpu().to(torch.float64).numpy())
     r = np.ascontiguousarray(rows.detach().cpu().numpy(), dtype=np.int64)
     c = np.ascontiguousarray(cols.detach().cpu().numpy(), dtype=np.int64)
-    return _HostFactorization(_core.factorize(n, r, c, data, method=method, symmetric=symmetric),
-                              data.size)
+    return _HostFactorization(_core.factorize(n, r, c, data, method=method, symmetric=symmetric,
+                                              precision=precision), data.size)
 
 
 @torch.library.custom_op("sparsegrad_rs::coo_solve", mutates_args=())
 def _coo_solve_op(values: torch.Tensor, B: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                  n: int, method: str, symmetric: Optional[bool]
+                  n: int, method: str, symmetric: Optional[bool], precision: str
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     if B.dim() not in (1, 2) or B.shape[0] != n:
         raise ValueError(f"B must be ({n},) or ({n}, k), got {tuple(B.shape)}")
-    f = _factor_coo(values, rows, cols, n, method, symmetric)
+    f = _factor_coo(values, rows, cols, n, method, symmetric, precision)
     x = f.solve(B.detach().cpu().to(torch.float64).numpy())
     # A fresh buffer: the compiled graph may reuse an op's output in place, and x is kept for
     # the backward op.
@@ -384,7 +385,7 @@ def _coo_solve_op(values: torch.Tensor, B: torch.Tensor, rows: torch.Tensor, col
 
 
 @_coo_solve_op.register_fake
-def _(values, B, rows, cols, n, method, symmetric):
+def _(values, B, rows, cols, n, method, symmetric, precision):
     return (B.new_empty(B.shape, dtype=torch.promote_types(values.dtype, B.dtype)),
             torch.empty((), dtype=torch.int64))
 
@@ -392,11 +393,11 @@ def _(values, B, rows, cols, n, method, symmetric):
 @torch.library.custom_op("sparsegrad_rs::coo_solve_backward", mutates_args=())
 def _coo_solve_backward_op(token: torch.Tensor, grad_x: torch.Tensor, values: torch.Tensor,
                            B: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n: int,
-                           method: str, symmetric: Optional[bool]
+                           method: str, symmetric: Optional[bool], precision: str
                            ) -> tuple[torch.Tensor, torch.Tensor]:
     kept = _kept.pop(int(token), None)
     if kept is None:   # dropped (more than KEEP pending): factor again
-        f = _factor_coo(values, rows, cols, n, method, symmetric)
+        f = _factor_coo(values, rows, cols, n, method, symmetric, precision)
         kept = (f, f.solve(B.detach().cpu().to(torch.float64).numpy()))
     f, x = kept
     lam = f.solve_transpose(grad_x.detach().cpu().to(torch.float64).numpy())
@@ -406,43 +407,44 @@ def _coo_solve_backward_op(token: torch.Tensor, grad_x: torch.Tensor, values: to
 
 
 @_coo_solve_backward_op.register_fake
-def _(token, grad_x, values, B, rows, cols, n, method, symmetric):
+def _(token, grad_x, values, B, rows, cols, n, method, symmetric, precision):
     return torch.empty_like(values), torch.empty_like(B)
 
 
 def _coo_setup_context(ctx, inputs, output):
-    values, B, rows, cols, n, method, symmetric = inputs
+    values, B, rows, cols, n, method, symmetric, precision = inputs
     ctx.save_for_backward(values, B, rows, cols, output[1])
-    ctx.n, ctx.method, ctx.symmetric = n, method, symmetric
+    ctx.n, ctx.method, ctx.symmetric, ctx.precision = n, method, symmetric, precision
 
 
 def _coo_backward(ctx, grad_x, _grad_token):
     values, B, rows, cols, token = ctx.saved_tensors
     gv, gb = _coo_solve_backward_op(token, grad_x, values, B, rows, cols, ctx.n, ctx.method,
-                                    ctx.symmetric)
-    return gv, gb, None, None, None, None, None
+                                    ctx.symmetric, ctx.precision)
+    return gv, gb, None, None, None, None, None, None
 
 
 _coo_solve_op.register_autograd(_coo_backward, setup_context=_coo_setup_context)
 
 
-def _factor_batch(values, rows, cols, n, method, symmetric, B):
+def _factor_batch(values, rows, cols, n, method, symmetric, precision, B):
     """Factors every batch element (in parallel, one symbolic analysis) and solves: (factors, x)
     with x (batch, n, k) in float64."""
     B3, _, _ = _batch_rhs(B, values.shape[0], n)
     data = np.ascontiguousarray(values.detach().cpu().to(torch.float64).numpy())
     r = np.ascontiguousarray(rows.detach().cpu().numpy(), dtype=np.int64)
     c = np.ascontiguousarray(cols.detach().cpu().numpy(), dtype=np.int64)
-    factors = _core.factorize_batch(n, r, c, data, method=method, symmetric=symmetric)
+    factors = _core.factorize_batch(n, r, c, data, method=method, symmetric=symmetric,
+                                    precision=precision)
     b = np.ascontiguousarray(B3.detach().cpu().to(torch.float64).numpy())
     return factors, _core.solve_batch(factors, b)
 
 
 @torch.library.custom_op("sparsegrad_rs::coo_solve_batch", mutates_args=())
 def _coo_solve_batch_op(values: torch.Tensor, B: torch.Tensor, rows: torch.Tensor,
-                        cols: torch.Tensor, n: int, method: str, symmetric: Optional[bool]
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    factors, x = _factor_batch(values, rows, cols, n, method, symmetric, B)
+                        cols: torch.Tensor, n: int, method: str, symmetric: Optional[bool],
+                        precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    factors, x = _factor_batch(values, rows, cols, n, method, symmetric, precision, B)
     # A fresh buffer: the compiled graph may reuse an op's output in place, and x is kept for
     # the backward op.
     out = torch.from_numpy(x[:, :, 0].copy() if B.dim() in (1, 2) else x.copy()).to(
@@ -451,7 +453,7 @@ def _coo_solve_batch_op(values: torch.Tensor, B: torch.Tensor, rows: torch.Tenso
 
 
 @_coo_solve_batch_op.register_fake
-def _(values, B, rows, cols, n, method, symmetric):
+def _(values, B, rows, cols, n, method, symmetric, precision):
     batch = values.shape[0]
     shape = (batch, n) if B.dim() in (1, 2) else (batch, n, B.shape[2])
     return (B.new_empty(shape, dtype=torch.promote_types(values.dtype, B.dtype)),
@@ -461,11 +463,11 @@ def _(values, B, rows, cols, n, method, symmetric):
 @torch.library.custom_op("sparsegrad_rs::coo_solve_batch_backward", mutates_args=())
 def _coo_solve_batch_backward_op(token: torch.Tensor, grad_x: torch.Tensor, values: torch.Tensor,
                                  B: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n: int,
-                                 method: str, symmetric: Optional[bool]
+                                 method: str, symmetric: Optional[bool], precision: str
                                  ) -> tuple[torch.Tensor, torch.Tensor]:
     kept = _kept.pop(int(token), None)
     if kept is None:   # dropped (more than KEEP pending): factor again
-        kept = _factor_batch(values, rows, cols, n, method, symmetric, B)
+        kept = _factor_batch(values, rows, cols, n, method, symmetric, precision, B)
     factors, x = kept
     g = grad_x.detach().cpu().to(torch.float64).reshape(x.shape).numpy()
     lam = _core.solve_batch(factors, np.ascontiguousarray(g), transpose=True)
@@ -479,21 +481,21 @@ def _coo_solve_batch_backward_op(token: torch.Tensor, grad_x: torch.Tensor, valu
 
 
 @_coo_solve_batch_backward_op.register_fake
-def _(token, grad_x, values, B, rows, cols, n, method, symmetric):
+def _(token, grad_x, values, B, rows, cols, n, method, symmetric, precision):
     return torch.empty_like(values), torch.empty_like(B)
 
 
 def _coo_batch_backward(ctx, grad_x, _grad_token):
     values, B, rows, cols, token = ctx.saved_tensors
     gv, gb = _coo_solve_batch_backward_op(token, grad_x, values, B, rows, cols, ctx.n,
-                                          ctx.method, ctx.symmetric)
-    return gv, gb, None, None, None, None, None
+                                          ctx.method, ctx.symmetric, ctx.precision)
+    return gv, gb, None, None, None, None, None, None
 
 
 _coo_solve_batch_op.register_autograd(_coo_batch_backward, setup_context=_coo_setup_context)
 
 
-def solve_coo(indices, values, B, n, method="auto", symmetric=None):
+def solve_coo(indices, values, B, n, method="auto", symmetric=None, precision="double"):
     """X = A⁻¹B for the n x n matrix with entries (indices[0, e], indices[1, e], values[e])
     (duplicates summed), differentiable in ``values`` (dense gradient, one per entry) and B.
 
@@ -504,18 +506,22 @@ def solve_coo(indices, values, B, n, method="auto", symmetric=None):
     - ``values`` (batch, nnz): one matrix per batch element, factored in parallel (one symbolic
       analysis for all); B is (n,) shared by every element, (batch, n) or (batch, n, k); returns
       (batch, n) or (batch, n, k). Gradients are per batch element.
+
+    ``precision`` ("double", "mixed", "single", "auto") as in :func:`sparsegrad_rs.factorize`,
+    in every path (eager, batched, ``torch.compile``).
     """
     if torch.compiler.is_compiling():
         # Traced by torch.compile: the registered ops (checks run when they execute).
         if values.dim() == 2:
             return _coo_solve_batch_op(values, B, indices[0], indices[1], n, method,
-                                       symmetric)[0]
+                                       symmetric, precision)[0]
         if B.dim() == 3:   # one matrix, a batch of right-hand sides: one multi-column solve
             batch, k = B.shape[0], B.shape[2]
             X = _coo_solve_op(values, B.permute(1, 0, 2).reshape(n, batch * k), indices[0],
-                              indices[1], n, method, symmetric)[0]
+                              indices[1], n, method, symmetric, precision)[0]
             return X.reshape(n, batch, k).permute(1, 0, 2)
-        return _coo_solve_op(values, B, indices[0], indices[1], n, method, symmetric)[0]
+        return _coo_solve_op(values, B, indices[0], indices[1], n, method, symmetric,
+                             precision)[0]
     ind = _index_array(indices) if isinstance(indices, torch.Tensor) else np.asarray(indices)
     if ind.ndim != 2 or ind.shape[0] != 2:
         raise ValueError(f"indices must be 2 x nnz, got shape {tuple(ind.shape)}")
@@ -529,11 +535,11 @@ def solve_coo(indices, values, B, n, method="auto", symmetric=None):
         if values.shape[1] != rows.shape[0]:
             raise ValueError(f"values must be (batch, {rows.shape[0]}) for {rows.shape[0]} "
                              f"coordinates, got {tuple(values.shape)}")
-        return BatchCooSolve.apply(values, B, rows, cols, n, method, symmetric)
+        return BatchCooSolve.apply(values, B, rows, cols, n, method, symmetric, precision)
     if values.dim() != 1 or values.shape[0] != rows.shape[0]:
         raise ValueError(f"values must be 1-D with one value per coordinate ({rows.shape[0]}), "
                          f"got shape {tuple(values.shape)}")
-    pattern = _Pattern(n, rows, cols, method, symmetric)
+    pattern = _Pattern(n, rows, cols, method, symmetric, precision)
     if B.dim() == 3:
         batch, rows_b, k = B.shape
         if rows_b != n:

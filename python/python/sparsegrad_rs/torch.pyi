@@ -48,6 +48,7 @@ def solve_coo(
     n: int,
     method: Method = "auto",
     symmetric: Optional[bool] = None,
+    precision: Precision = "double",
 ) -> torch.Tensor: ...
 def logdet(
     A: torch.Tensor, method: Method = "auto", symmetric: Optional[bool] = None
