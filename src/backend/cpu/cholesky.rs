@@ -187,8 +187,7 @@ impl FaerCholesky {
         kind: Kind,
         ordering: &Ordering,
     ) -> Result<Self> {
-        let factor = Self::numeric(structure, values, kind, ordering)?;
-        let pivots = factor.factor_diagonal();
+        let (factor, pivots) = Self::numeric(structure, values, kind, ordering)?;
         if factor.tiny_pivot(structure, values, &pivots).is_some() {
             check_not_singular(structure, values, &factor, Gate::TinyPivot)?;
         }
@@ -207,8 +206,7 @@ impl FaerCholesky<f32> {
         kind: Kind,
         ordering: &Ordering,
     ) -> Result<Self> {
-        let factor = Self::numeric(structure, values, kind, ordering)?;
-        let pivots = factor.factor_diagonal();
+        let (factor, pivots) = Self::numeric(structure, values, kind, ordering)?;
         if let Some(k) = factor.tiny_pivot(structure, values, &pivots) {
             let column = factor.original_column(k);
             return Err(Error::Singular {
@@ -231,22 +229,18 @@ impl FaerCholesky<f32> {
             *d = f64::from(*s);
         }
     }
-
-    /// Solves the `k` columns of the column-major `n × k` f32 `data` in place.
-    pub(crate) fn solve_single(&self, data: &mut [f32], n: usize, k: usize) {
-        self.solve_slice(data, n, k);
-    }
 }
 
 impl<T: Real> FaerCholesky<T> {
     /// The numeric phase under `ordering` with the pivot growth check, without the cancellation
-    /// check (see [`FaerCholesky::factor_with`] and [`FaerCholesky::factor_single`]).
+    /// check (see [`FaerCholesky::factor_with`] and [`FaerCholesky::factor_single`]); returns
+    /// the factor and its pivots (the diagonal, read once for both checks).
     fn numeric(
         structure: &Structure,
         values: &[f64],
         kind: Kind,
         ordering: &Ordering,
-    ) -> Result<Self> {
+    ) -> Result<(Self, Vec<f64>)> {
         if kind == Kind::Llt {
             check_positive_diagonal(structure, values)?;
         }
@@ -289,11 +283,11 @@ impl<T: Real> FaerCholesky<T> {
             kind,
             plan,
         };
+        let pivots = factor.factor_diagonal();
         if kind == Kind::Ldlt {
-            let pivots = factor.factor_diagonal();
             factor.check_pivot_growth(values, &pivots, original_column)?;
         }
-        Ok(factor)
+        Ok((factor, pivots))
     }
 
     /// The original column of permuted column `index`.
@@ -399,7 +393,7 @@ impl<T: Real> FaerCholesky<T> {
     /// (factor entries × columns ≥ 1e7) are split into fixed blocks of [`SOLVE_BLOCK`] columns
     /// solved in parallel: the blocks do not depend on the thread count, so the results are the
     /// same on any number of threads.
-    fn solve_slice(&self, data: &mut [T], n: usize, k: usize) {
+    pub(crate) fn solve_slice(&self, data: &mut [T], n: usize, k: usize) {
         if k > SOLVE_BLOCK && self.l_values.len() as f64 * k as f64 >= PARALLEL_SOLVE_WORK {
             use rayon::prelude::*;
             data.par_chunks_mut(n * SOLVE_BLOCK).for_each(|block| {

@@ -36,7 +36,7 @@ impl Precond {
             Precond::Single(factor) => {
                 // Symmetric: M⁻ᵀ = M⁻¹.
                 let mut single: Vec<f32> = r.iter().map(|&v| v as f32).collect();
-                factor.solve_single(&mut single, r.len(), 1);
+                factor.solve_slice(&mut single, r.len(), 1);
                 for (zi, s) in z.iter_mut().zip(&single) {
                     *zi = f64::from(*s);
                 }
