@@ -61,10 +61,105 @@ fn read_in_parts(file: &std::fs::File, buffer: &mut [u8]) -> std::io::Result<()>
     (&*file).read_exact(buffer)
 }
 
+/// Bytes per part of a large regular file that one task reads and parses.
+const PART_BYTES: usize = 4 << 20;
+
+/// A large regular file of `size` bytes read and parsed part by part, in parallel: the header
+/// first, then each part of `part` bytes read into a buffer of its own (reused by the next part
+/// the task takes, so a large file is never held whole) and parsed there — the lines that begin
+/// in it, the last one read to its end. The same entries, lines and errors as reading the whole
+/// file and [`MatrixMarket::parse`]: the chunks are merged in file order the same way. `None`
+/// where this path would not say the same thing — a header or size line that is malformed or
+/// not found near the start, text that is not UTF-8, a read that fails — and the caller reads
+/// the whole file, whose reader reports it.
+#[cfg(unix)]
+fn read_by_parts(
+    file: &std::fs::File,
+    size: u64,
+    name: &str,
+    part: usize,
+) -> Option<Result<MatrixMarket>> {
+    use std::os::unix::fs::FileExt as _;
+    let size = usize::try_from(size).ok()?;
+    // The header and size line: within the first 64 KiB (or the file), ending in a newline.
+    let mut head = vec![0; size.min(1 << 16)];
+    file.read_exact_at(&mut head, 0).ok()?;
+    let text = match std::str::from_utf8(&head) {
+        Ok(text) => text,
+        // A character cut at the block's end is not an error; anything else is.
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).ok()?,
+        Err(_) => return None,
+    };
+    let header = Header::parse(text, name).ok()?;
+    if header.data_offset < size && !text[..header.data_offset].ends_with('\n') {
+        return None;
+    }
+    let fields = header.fields(name);
+    let data = header.data_offset;
+    let parts = (size - data).div_ceil(part.max(1));
+    // Buffers reused by the parts a thread takes, dropped with the read.
+    let spare: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::default();
+    let parsed: Option<Vec<Chunk>> = (0..parts)
+        .into_par_iter()
+        .map(|k| {
+            let (lo, hi) = (data + k * part, (data + (k + 1) * part).min(size));
+            // From the byte before the part: a line begins in it after a newline there.
+            let from = if k == 0 { lo } else { lo - 1 };
+            let take = || spare.lock().unwrap_or_else(|e| e.into_inner());
+            let mut buffer = take().pop().unwrap_or_default();
+            buffer.clear();
+            buffer.resize(hi - from, 0);
+            let chunk = (|| {
+                file.read_exact_at(&mut buffer, from as u64).ok()?;
+                let start = if k == 0 {
+                    0
+                } else {
+                    match buffer.iter().position(|&b| b == b'\n') {
+                        Some(p) => p + 1,
+                        None => return Some(Chunk::default()),
+                    }
+                };
+                if from + start >= hi {
+                    return Some(Chunk::default());
+                }
+                // The last line that begins in the part ends at the first newline from the
+                // part's last byte on, or at the end of the file.
+                let mut search = hi - 1 - from;
+                let end = loop {
+                    if let Some(p) = buffer[search..].iter().position(|&b| b == b'\n') {
+                        break search + p + 1;
+                    }
+                    let read_to = from + buffer.len();
+                    if read_to == size {
+                        break buffer.len();
+                    }
+                    search = buffer.len();
+                    let more = (size - read_to).min(1 << 16);
+                    buffer.resize(buffer.len() + more, 0);
+                    file.read_exact_at(&mut buffer[search..], read_to as u64)
+                        .ok()?;
+                };
+                let text = std::str::from_utf8(&buffer[start..end]).ok()?;
+                Some(fields.parse_chunk(text))
+            })();
+            take().push(buffer);
+            chunk
+        })
+        .collect();
+    Some(header.merge(name, parsed?))
+}
+
 /// A line without its "\n" or "\r\n" ending.
 fn strip_line_end(raw: &str) -> &str {
-    let l = raw.strip_suffix('\n').unwrap_or(raw);
-    l.strip_suffix('\r').unwrap_or(l)
+    let b = raw.as_bytes();
+    let mut end = b.len();
+    if end > 0 && b[end - 1] == b'\n' {
+        end -= 1;
+    }
+    if end > 0 && b[end - 1] == b'\r' {
+        end -= 1;
+    }
+    &raw[..end]
 }
 
 /// Bytes per chunk of data lines parsed by one task.
@@ -127,6 +222,7 @@ struct Fields<'a> {
 
 /// One chunk's entries (positions filled for coordinate files), their lines, and the first
 /// error met (the entries before it are kept, so the merge can tell which comes first).
+#[derive(Default)]
 struct Chunk {
     entries: Vec<(usize, usize, f64)>,
     lines: Vec<usize>,
@@ -136,22 +232,37 @@ struct Chunk {
 }
 
 impl Fields<'_> {
-    fn parse_chunk(&self, text: &str, first_line: usize) -> Chunk {
+    /// The entries of a chunk of whole lines, numbered from 0 (its first line).
+    fn parse_chunk(&self, text: &str) -> Chunk {
         let mut chunk = Chunk {
             entries: Vec::with_capacity(text.len() / 16),
             lines: Vec::with_capacity(text.len() / 16),
             error: None,
             line_count: 0,
         };
-        for (k, raw) in text.split_inclusive('\n').enumerate() {
+        let bytes = text.as_bytes();
+        let mut start = 0;
+        let mut k = 0;
+        while start < bytes.len() {
+            let end = text[start..]
+                .find('\n')
+                .map_or(bytes.len(), |p| start + p + 1);
+            let raw = &text[start..end];
+            start = end;
             chunk.line_count = k + 1;
+            k += 1;
             let l = strip_line_end(raw);
+            if let Some(entry) = self.plain_entry(l) {
+                chunk.entries.push(entry);
+                chunk.lines.push(k - 1);
+                continue;
+            }
             // Entry lines start with a digit: the Unicode trims only for the others.
             let digit_first = l.as_bytes().first().is_some_and(u8::is_ascii_digit);
             if !digit_first && (l.trim_start().starts_with('%') || l.trim().is_empty()) {
                 continue;
             }
-            let line = first_line + k;
+            let line = k - 1;
             match self.entry(l, line) {
                 Ok(entry) => {
                     chunk.entries.push(entry);
@@ -164,6 +275,67 @@ impl Fields<'_> {
             }
         }
         chunk
+    }
+
+    /// The common data line, read without tokenizing: a coordinate line `i j [value]` of plain
+    /// digits and single-byte separators (spaces, tabs), or an array line holding one value.
+    /// `None` for anything else — a comment, a blank line, an error, an unusual but valid form —
+    /// which [`Fields::entry`] then reads (so values and errors are its own).
+    #[inline]
+    fn plain_entry(&self, l: &str) -> Option<(usize, usize, f64)> {
+        let b = l.as_bytes();
+        let mut p = 0;
+        let index = |p: &mut usize, bound: usize| -> Option<usize> {
+            let start = *p;
+            let mut v = 0usize;
+            while *p < b.len() && b[*p].is_ascii_digit() {
+                v = v.checked_mul(10)?.checked_add(usize::from(b[*p] - b'0'))?;
+                *p += 1;
+            }
+            (*p > start && (1..=bound).contains(&v)).then(|| v - 1)
+        };
+        let blanks = |p: &mut usize| {
+            let start = *p;
+            while *p < b.len() && (b[*p] == b' ' || b[*p] == b'\t') {
+                *p += 1;
+            }
+            *p > start
+        };
+        let (i, j) = if self.coordinate {
+            let i = index(&mut p, self.nrows)?;
+            if !blanks(&mut p) {
+                return None;
+            }
+            let j = index(&mut p, self.ncols)?;
+            if self.symmetric && i < j {
+                return None;
+            }
+            (i, j)
+        } else {
+            (0, 0)
+        };
+        let value = if self.pattern {
+            1.0
+        } else {
+            if self.coordinate && !blanks(&mut p) {
+                return None;
+            }
+            let start = p;
+            while p < b.len() && !matches!(b[p], b' ' | b'\t' | b'\r') {
+                p += 1;
+            }
+            let token = l.get(start..p)?;
+            if self.integer {
+                return None;
+            }
+            let v: f64 = token.parse().ok()?;
+            if !v.is_finite() {
+                return None;
+            }
+            v
+        };
+        blanks(&mut p);
+        (p == b.len()).then_some((i, j, value))
     }
 
     /// One data line: (row, column, value) for a coordinate file, (0, 0, value) for an array.
@@ -299,70 +471,29 @@ fn format_error(file: &str, line: usize, reason: impl Into<String>) -> Error {
     }
 }
 
-impl MatrixMarket {
-    /// Reads and validates a file.
-    ///
-    /// # Errors
-    /// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the file and line for a
-    /// malformed header, size line or entry, an index out of range, a non-finite value, an entry
-    /// above the diagonal of a symmetric file, or a wrong number of entries.
-    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
-        Self::read_with_limit(path, DEFAULT_MAX_INPUT_BYTES)
-    }
+/// A file's header and size line, and where its data lines begin.
+struct Header {
+    layout: Layout,
+    symmetric: bool,
+    pattern: bool,
+    integer: bool,
+    nrows: usize,
+    ncols: usize,
+    /// Entries the file holds, by its size line.
+    count: usize,
+    /// The size line's number (1-based).
+    size_line: usize,
+    /// Where the data lines begin: a byte offset into the text given to [`Header::parse`]
+    /// (a byte-order mark included).
+    data_offset: usize,
+}
 
-    /// [`MatrixMarket::read`] of a file of at most `max_bytes` bytes: a larger regular file is
-    /// refused before it is read, and a stream of unknown size (a pipe, a device such as
-    /// `/dev/zero`) is read no further than the limit.
-    ///
-    /// # Errors
-    /// As [`MatrixMarket::read`]; [`Error::Io`] for a file over the limit or not UTF-8.
-    pub fn read_with_limit(path: impl AsRef<Path>, max_bytes: u64) -> Result<Self> {
-        use std::io::Read as _;
-        let path = path.as_ref();
-        let name = path.display().to_string();
-        let io = |reason: String| Error::Io {
-            file: name.clone(),
-            reason,
-        };
-        let over = |size: &str| {
-            io(format!(
-                "{size} more than the input limit of {max_bytes} bytes ({:.0} MiB)",
-                max_bytes as f64 / 1048576.0
-            ))
-        };
-        let file = std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
-        let meta = file.metadata().map_err(|e| io(e.to_string()))?;
-        let mut bytes = Vec::new();
-        if meta.is_file() {
-            if meta.len() > max_bytes {
-                return Err(over(&format!("the file has {} bytes,", meta.len())));
-            }
-            let len = usize::try_from(meta.len())
-                .map_err(|_| io(format!("{} bytes do not fit in memory", meta.len())))?;
-            bytes
-                .try_reserve_exact(len)
-                .map_err(|_| io(format!("{len} bytes could not be allocated")))?;
-            bytes.resize(len, 0);
-            read_in_parts(&file, &mut bytes).map_err(|e| io(e.to_string()))?;
-        } else {
-            file.take(max_bytes.saturating_add(1))
-                .read_to_end(&mut bytes)
-                .map_err(|e| io(e.to_string()))?;
-            if bytes.len() as u64 > max_bytes {
-                return Err(over("it holds"));
-            }
-        }
-        let text = String::from_utf8(bytes).map_err(|e| io(format!("not a text file: {e}")))?;
-        Self::parse(&text, &name)
-    }
-
-    /// Parses file contents; `name` is used in error messages.
-    ///
-    /// # Errors
-    /// As [`MatrixMarket::read`].
-    pub fn parse(text: &str, name: &str) -> Result<Self> {
+impl Header {
+    /// The header and size line at the start of `text`.
+    fn parse(text: &str, name: &str) -> Result<Self> {
         // A UTF-8 byte-order mark (written by some editors) is accepted and skipped.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let bom = if text.starts_with('\u{feff}') { 3 } else { 0 };
+        let text = &text[bom..];
         let header_raw = text
             .split_inclusive('\n')
             .next()
@@ -481,29 +612,44 @@ impl MatrixMarket {
                 format!("{nrows} × {ncols} entries overflow this machine's integers"),
             )
         })?;
-        let fields = Fields {
-            name,
-            nrows,
-            ncols,
+        Ok(Header {
+            layout,
             symmetric,
             pattern,
             integer,
-            coordinate: layout == Layout::Coordinate,
-        };
-        let rest = &text[offset..];
-        // Chunks of whole lines, parsed in parallel (rayon), each into its entries and the first
-        // error it meets; merged in file order, so errors and their lines are those a
-        // sequential reader reports. Array files carry positions from their order: their
-        // chunks' entries are placed after the merge.
-        // Each chunk numbers its lines from 0; the merge shifts them by the lines before it (and
-        // a chunk that failed is parsed again with its true numbering, for the error's text).
-        let chunks = line_chunks(rest);
-        let parsed: Vec<Chunk> = chunks
-            .par_iter()
-            .map(|&(start, end)| fields.parse_chunk(&rest[start..end], 0))
-            .collect();
-        // In file order: where each chunk's lines start, and the first error (a failed chunk is
-        // parsed again with its true numbering, for the error's text and line).
+            nrows,
+            ncols,
+            count,
+            size_line,
+            data_offset: bom + offset,
+        })
+    }
+
+    /// What a data line must hold.
+    fn fields<'a>(&self, name: &'a str) -> Fields<'a> {
+        Fields {
+            name,
+            nrows: self.nrows,
+            ncols: self.ncols,
+            symmetric: self.symmetric,
+            pattern: self.pattern,
+            integer: self.integer,
+            coordinate: self.layout == Layout::Coordinate,
+        }
+    }
+
+    /// The parsed chunks of the data lines, in file order, merged: the first error in file
+    /// order (with its line), the announced count checked, the entries placed.
+    fn merge(&self, name: &str, mut parsed: Vec<Chunk>) -> Result<MatrixMarket> {
+        let Header {
+            layout,
+            symmetric,
+            nrows,
+            ncols,
+            count,
+            size_line,
+            ..
+        } = *self;
         let more = |line: usize| {
             format_error(
                 name,
@@ -513,17 +659,19 @@ impl MatrixMarket {
         };
         let mut bases = Vec::with_capacity(parsed.len());
         let (mut total, mut base, mut last_line) = (0, size_line + 1, size_line);
-        for (chunk, &(start, end)) in parsed.iter().zip(&chunks) {
+        for chunk in &mut parsed {
             bases.push(base);
-            if chunk.error.is_some() {
-                let again = fields.parse_chunk(&rest[start..end], base);
-                if total + again.entries.len() > count {
-                    return Err(more(again.lines[count - total]));
+            if let Some((line, e)) = chunk.error.take() {
+                if total + chunk.entries.len() > count {
+                    return Err(more(chunk.lines[count - total] + base));
                 }
-                total += again.entries.len();
-                let (line, e) = again.error.expect("the same chunk fails again");
+                total += chunk.entries.len();
                 // A data line past the announced count is reported as such, whatever it holds.
-                return Err(if total == count { more(line) } else { e });
+                return Err(if total == count {
+                    more(line + base)
+                } else {
+                    shifted(e, base)
+                });
             }
             if total + chunk.entries.len() > count {
                 return Err(more(chunk.lines[count - total] + base));
@@ -583,6 +731,99 @@ impl MatrixMarket {
             entries,
             lines: line_of,
         })
+    }
+}
+
+/// An error of a chunk numbered from 0, numbered from `base`.
+fn shifted(e: Error, base: usize) -> Error {
+    match e {
+        Error::Format { file, line, reason } => Error::Format {
+            file,
+            line: line + base,
+            reason,
+        },
+        other => other,
+    }
+}
+
+impl MatrixMarket {
+    /// Reads and validates a file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the file and line for a
+    /// malformed header, size line or entry, an index out of range, a non-finite value, an entry
+    /// above the diagonal of a symmetric file, or a wrong number of entries.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        Self::read_with_limit(path, DEFAULT_MAX_INPUT_BYTES)
+    }
+
+    /// [`MatrixMarket::read`] of a file of at most `max_bytes` bytes: a larger regular file is
+    /// refused before it is read, and a stream of unknown size (a pipe, a device such as
+    /// `/dev/zero`) is read no further than the limit.
+    ///
+    /// # Errors
+    /// As [`MatrixMarket::read`]; [`Error::Io`] for a file over the limit or not UTF-8.
+    pub fn read_with_limit(path: impl AsRef<Path>, max_bytes: u64) -> Result<Self> {
+        use std::io::Read as _;
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let io = |reason: String| Error::Io {
+            file: name.clone(),
+            reason,
+        };
+        let over = |size: &str| {
+            io(format!(
+                "{size} more than the input limit of {max_bytes} bytes ({:.0} MiB)",
+                max_bytes as f64 / 1048576.0
+            ))
+        };
+        let file = std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| io(e.to_string()))?;
+        let mut bytes = Vec::new();
+        if meta.is_file() {
+            if meta.len() > max_bytes {
+                return Err(over(&format!("the file has {} bytes,", meta.len())));
+            }
+            #[cfg(unix)]
+            if meta.len() > PART_BYTES as u64 {
+                if let Some(read) = read_by_parts(&file, meta.len(), &name, PART_BYTES) {
+                    return read;
+                }
+            }
+            let len = usize::try_from(meta.len())
+                .map_err(|_| io(format!("{} bytes do not fit in memory", meta.len())))?;
+            bytes
+                .try_reserve_exact(len)
+                .map_err(|_| io(format!("{len} bytes could not be allocated")))?;
+            bytes.resize(len, 0);
+            read_in_parts(&file, &mut bytes).map_err(|e| io(e.to_string()))?;
+        } else {
+            file.take(max_bytes.saturating_add(1))
+                .read_to_end(&mut bytes)
+                .map_err(|e| io(e.to_string()))?;
+            if bytes.len() as u64 > max_bytes {
+                return Err(over("it holds"));
+            }
+        }
+        let text = String::from_utf8(bytes).map_err(|e| io(format!("not a text file: {e}")))?;
+        Self::parse(&text, &name)
+    }
+
+    /// Parses file contents; `name` is used in error messages.
+    ///
+    /// # Errors
+    /// As [`MatrixMarket::read`].
+    pub fn parse(text: &str, name: &str) -> Result<Self> {
+        let header = Header::parse(text, name)?;
+        let fields = header.fields(name);
+        let rest = &text[header.data_offset..];
+        // Chunks of whole lines, parsed in parallel (rayon), each into its entries and the first
+        // error it meets, numbered from the chunk's first line; merged in file order.
+        let parsed: Vec<Chunk> = line_chunks(rest)
+            .par_iter()
+            .map(|&(start, end)| fields.parse_chunk(&rest[start..end]))
+            .collect();
+        header.merge(name, parsed)
     }
 
     /// The matrix as a dense matrix (duplicates summed, symmetric files mirrored).
@@ -723,5 +964,153 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains(&format!("short.mtx:{}", line_of(n - 1))), "{e}");
+    }
+
+    /// Every line the fast path reads, it reads as the general reader does (bit for bit); the
+    /// rest it leaves to it.
+    #[test]
+    fn plain_lines_read_as_the_general_reader_reads_them() {
+        let lines = [
+            "1 1 1.5",
+            "2 1 -0.84743373693723267",
+            "3 2 1e5",
+            "3 2 1E+300",
+            "3 3 -0.0",
+            "3 1 .5",
+            "3 1 5.",
+            "2 2 1e400",
+            "2 2 nan",
+            "2 2 inf",
+            "2 2 0x1p3",
+            "2 2 1_0",
+            "2 2 +7",
+            "2 2 1e-320",
+            "1 1 2.2250738585072011e-308",
+            "3 3 1.5\r",
+            "3 3\t1.5 ",
+            "3 3 1.5 x",
+            "3 3",
+            "3 1 ",
+            "4 1 1.0",
+            "1 4 1.0",
+            "0 1 1.0",
+            "1 2 1.0",
+            "01 1 1.0",
+            "18446744073709551617 1 1.0",
+            "1  1  9007199254740993",
+            "1 1 1.5\u{a0}",
+        ];
+        for (integer, pattern, symmetric) in [
+            (false, false, true),
+            (false, false, false),
+            (true, false, false),
+            (false, true, false),
+        ] {
+            let fields = Fields {
+                name: "f.mtx",
+                nrows: 3,
+                ncols: 3,
+                symmetric,
+                pattern,
+                integer,
+                coordinate: true,
+            };
+            for l in lines {
+                if let Some((i, j, v)) = fields.plain_entry(l) {
+                    let (gi, gj, gv) = fields.entry(l, 1).unwrap_or_else(|e| panic!("{l}: {e}"));
+                    assert_eq!((i, j, v.to_bits()), (gi, gj, gv.to_bits()), "{l}");
+                }
+            }
+            assert!(fields.plain_entry("3 1 nan").is_none());
+        }
+        let array = Fields {
+            name: "a.mtx",
+            nrows: 3,
+            ncols: 1,
+            symmetric: false,
+            pattern: false,
+            integer: false,
+            coordinate: false,
+        };
+        for l in ["0.4622255420532273", "1e3", " 1.0", "1.0 2.0", "-inf", "7"] {
+            if let Some(e) = array.plain_entry(l) {
+                assert_eq!(e, array.entry(l, 1).unwrap(), "{l}");
+            }
+        }
+        assert_eq!(
+            Fields {
+                coordinate: true,
+                ..array
+            }
+            .plain_entry("2 1 0.25"),
+            Some((1, 0, 0.25))
+        );
+    }
+
+    /// A large file read part by part (here in parts of a few bytes to a few kilobytes, so lines
+    /// and characters are cut everywhere) gives what parsing the whole text gives: entries,
+    /// lines, and the same first error.
+    #[cfg(unix)]
+    #[test]
+    fn reading_by_parts_equals_parsing_the_whole_text() {
+        let n = 3_000;
+        let line_of = |k: usize| 4 + k + (k + 1) / 1000;
+        let files: Vec<(&str, String)> = vec![
+            ("plain", file(n, n, |_| {})),
+            ("bom", format!("\u{feff}{}", file(n, n, |_| {}))),
+            (
+                "no final newline",
+                file(n, n, |_| {}).trim_end().to_string(),
+            ),
+            (
+                "long comment",
+                file(n, n, |l| {
+                    l[line_of(1_500) - 1].insert_str(0, &format!("%{}\n", "é".repeat(5_000)))
+                }),
+            ),
+            (
+                "two errors",
+                file(n, n, |l| {
+                    l[line_of(2_500) - 1] = "2501 3 abc".into();
+                    l[line_of(700) - 1] = "701 0 1.0".into();
+                }),
+            ),
+            ("more", file(n, n - 5, |_| {})),
+            ("fewer", file(n, n + 3, |_| {})),
+            (
+                "blank lines",
+                file(n, n, |l| l[line_of(10) - 1].push_str("\n\n  \n")),
+            ),
+        ];
+        let dir = std::env::temp_dir().join(format!("sparsegrad-mm-parts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let outcome = |r: Result<MatrixMarket>| r.map_err(|e| e.to_string());
+        for (what, text) in &files {
+            let path = dir.join(what.replace(' ', "-"));
+            std::fs::write(&path, text).unwrap();
+            let whole = outcome(MatrixMarket::parse(text, "f.mtx"));
+            let f = std::fs::File::open(&path).unwrap();
+            for part in [1, 7, 64, 1_000, 4_096, 1 << 20] {
+                let by_parts = read_by_parts(&f, text.len() as u64, "f.mtx", part)
+                    .unwrap_or_else(|| panic!("{what}: part {part} fell back"));
+                assert_eq!(outcome(by_parts), whole, "{what}, part {part}");
+            }
+        }
+        assert!(outcome(MatrixMarket::parse(&files[4].1, "f.mtx"))
+            .unwrap_err()
+            .contains(&format!("f.mtx:{}", line_of(700))));
+        // Not UTF-8, or a malformed header: left to the whole-file reader (which says why).
+        let path = dir.join("latin1");
+        let mut bytes = file(n, n, |_| {}).into_bytes();
+        let at = bytes.len() / 2;
+        bytes[at] = 0xE9;
+        std::fs::write(&path, &bytes).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        assert!(read_by_parts(&f, bytes.len() as u64, "f.mtx", 64).is_none());
+        assert!(MatrixMarket::read(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a text file"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
