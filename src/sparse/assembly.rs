@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use nalgebra::DVector;
 use nalgebra_sparse::{CooMatrix, CscMatrix};
+use rayon::prelude::*;
 
 use super::{Structure, Symmetry};
 use crate::error::{check_finite, Error, Result};
@@ -176,35 +177,29 @@ impl AssemblyBuilder {
         if let Some(e) = self.pending {
             return Err(e);
         }
-        for (t, &(_, _, param, coeff)) in self.terms.iter().enumerate() {
-            if param >= self.n_params {
-                return Err(Error::IndexOutOfRange {
+        let n_params = self.n_params;
+        let bad_term = self
+            .terms
+            .par_iter()
+            .position_first(|&(_, _, param, coeff)| param >= n_params || !coeff.is_finite());
+        if let Some(t) = bad_term {
+            let (row, col, param, coeff) = self.terms[t];
+            return Err(if param >= n_params {
+                Error::IndexOutOfRange {
                     context: "Assembly entry",
                     entry: t,
                     what: "parameter",
                     index: param,
-                    bound: self.n_params,
-                });
-            }
-            if !coeff.is_finite() {
-                let (row, col) = (self.terms[t].0, self.terms[t].1);
-                return Err(Error::NonFinite {
+                    bound: n_params,
+                }
+            } else {
+                Error::NonFinite {
                     context: "Assembly coefficient",
                     row,
                     col,
                     value: coeff,
-                });
-            }
-        }
-        for &(row, col, value) in &self.constants {
-            if !value.is_finite() {
-                return Err(Error::NonFinite {
-                    context: "Assembly constant",
-                    row,
-                    col,
-                    value,
-                });
-            }
+                }
+            });
         }
         let n_terms = self.terms.len();
         let pair = |e: usize| {
@@ -224,35 +219,75 @@ impl AssemblyBuilder {
         let structure = grouped.structure.clone();
         let nnz = structure.nnz();
         // Per stored entry: its constant, and its terms merged by parameter (CSR over entries).
+        // Ranges of entries (about 64 Ki terms each) are merged in parallel and joined in order.
+        let ranges = super::balanced_ranges(nnz, 1 << 16, |k| grouped.items(k).len());
         let mut constants = vec![0.0; nnz];
-        let mut term_ptr = Vec::with_capacity(nnz + 1);
-        let mut term_param = Vec::with_capacity(n_terms);
-        let mut term_coeff: Vec<f64> = Vec::with_capacity(n_terms);
-        let mut run: Vec<(usize, f64)> = Vec::new();
-        term_ptr.push(0);
-        for (k, constant) in constants.iter_mut().enumerate() {
-            run.clear();
-            for &e in grouped.items(k) {
-                if e < n_terms {
-                    run.push((self.terms[e].2, self.terms[e].3));
-                } else {
-                    *constant += self.constants[e - n_terms].2;
-                }
-            }
-            // Items arrive in input order within an entry; sum in that order per parameter.
-            run.sort_by_key(|&(param, _)| param);
-            let mut last = None;
-            for &(param, coeff) in &run {
-                if last == Some(param) {
-                    *term_coeff.last_mut().expect("a previous term exists") += coeff;
-                } else {
-                    term_param.push(param);
-                    term_coeff.push(coeff);
-                    last = Some(param);
-                }
-            }
-            term_ptr.push(term_param.len());
+        let mut constant_parts = Vec::with_capacity(ranges.len());
+        let mut rest = &mut constants[..];
+        for range in &ranges {
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut(range.len());
+            constant_parts.push(part);
+            rest = tail;
         }
+        let pieces: Vec<(Vec<usize>, Vec<f64>, Vec<usize>)> = ranges
+            .par_iter()
+            .zip(constant_parts)
+            .map(|(range, constant_part)| {
+                let (mut params, mut coeffs, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+                let mut run: Vec<(usize, f64)> = Vec::new();
+                for (k, constant) in range.clone().zip(constant_part.iter_mut()) {
+                    run.clear();
+                    for &e in grouped.items(k) {
+                        if e < n_terms {
+                            run.push((self.terms[e].2, self.terms[e].3));
+                        } else {
+                            *constant += self.constants[e - n_terms].2;
+                        }
+                    }
+                    // Items arrive in input order within an entry; sum in that order per
+                    // parameter.
+                    run.sort_by_key(|&(param, _)| param);
+                    let before = params.len();
+                    let mut last = None;
+                    for &(param, coeff) in &run {
+                        if last == Some(param) {
+                            *coeffs.last_mut().expect("a previous term exists") += coeff;
+                        } else {
+                            params.push(param);
+                            coeffs.push(coeff);
+                            last = Some(param);
+                        }
+                    }
+                    counts.push(params.len() - before);
+                }
+                (params, coeffs, counts)
+            })
+            .collect();
+        let mut term_ptr = Vec::with_capacity(nnz + 1);
+        term_ptr.push(0usize);
+        for (_, _, counts) in &pieces {
+            for &c in counts {
+                term_ptr.push(term_ptr[term_ptr.len() - 1] + c);
+            }
+        }
+        let merged = term_ptr[nnz];
+        let mut term_param = vec![0usize; merged];
+        let mut term_coeff = vec![0.0f64; merged];
+        let mut outputs = Vec::with_capacity(pieces.len());
+        let (mut p_rest, mut c_rest) = (&mut term_param[..], &mut term_coeff[..]);
+        for (params, _, _) in &pieces {
+            let (p, p_tail) = std::mem::take(&mut p_rest).split_at_mut(params.len());
+            let (c, c_tail) = std::mem::take(&mut c_rest).split_at_mut(params.len());
+            outputs.push((p, c));
+            (p_rest, c_rest) = (p_tail, c_tail);
+        }
+        pieces
+            .par_iter()
+            .zip(outputs)
+            .for_each(|((params, coeffs, _), (p, c))| {
+                p.copy_from_slice(params);
+                c.copy_from_slice(coeffs);
+            });
         let map = Arc::new(LinearMap {
             term_ptr,
             term_param,

@@ -20,30 +20,62 @@ pub use structure::{Structure, Symmetry};
 
 use nalgebra::DMatrix;
 
-/// The permutation sorting items `0..len` by (`major`, `minor`), with `major < n_major`: a
-/// counting sort on `major` (O(len + n_major)) followed by a sort of each (short) bucket.
+/// The permutation sorting items `0..len` by (`major`, `minor`), with `major < n_major`, and
+/// where each major bucket starts in it (`n_major + 1` offsets): a counting sort on `major`
+/// (O(len + n_major)) followed by a sort of each (short) bucket, the buckets in parallel.
 pub(crate) fn bucket_order(
     len: usize,
     n_major: usize,
     major: impl Fn(usize) -> usize,
-    minor: impl Fn(usize) -> usize,
-) -> Vec<usize> {
+    minor: impl Fn(usize) -> usize + Sync,
+) -> (Vec<usize>, Vec<usize>) {
+    use rayon::prelude::*;
     let (start, mut order) = counting_groups(n_major, len, |e| [major(e), NO_GROUP]);
     // Each bucket is sorted on a contiguous copy of its keys (one lookup per item instead of one
     // per comparison); ties keep item order (the key includes the item).
-    let mut keyed: Vec<(usize, usize)> = Vec::new();
+    let mut buckets: Vec<&mut [usize]> = Vec::with_capacity(n_major);
+    let mut rest = &mut order[..];
     for b in 0..n_major {
-        let bucket = &mut order[start[b]..start[b + 1]];
-        if bucket.len() > 1 {
-            keyed.clear();
-            keyed.extend(bucket.iter().map(|&e| (minor(e), e)));
-            keyed.sort_unstable();
-            for (slot, &(_, e)) in bucket.iter_mut().zip(&keyed) {
-                *slot = e;
+        let (bucket, tail) = std::mem::take(&mut rest).split_at_mut(start[b + 1] - start[b]);
+        buckets.push(bucket);
+        rest = tail;
+    }
+    buckets.into_par_iter().with_min_len(1024).for_each_init(
+        Vec::new,
+        |keyed: &mut Vec<(usize, usize)>, bucket| {
+            if bucket.len() > 1 {
+                keyed.clear();
+                keyed.extend(bucket.iter().map(|&e| (minor(e), e)));
+                keyed.sort_unstable();
+                for (slot, &(_, e)) in bucket.iter_mut().zip(keyed.iter()) {
+                    *slot = e;
+                }
             }
+        },
+    );
+    (start, order)
+}
+
+/// Splits `0..n` into consecutive ranges of about `grain` of `weight` each (at least one range
+/// when n > 0): the units of work of a parallel pass whose outputs are concatenated in order.
+pub(crate) fn balanced_ranges(
+    n: usize,
+    grain: usize,
+    weight: impl Fn(usize) -> usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let (mut begin, mut acc) = (0, 0);
+    for k in 0..n {
+        acc += weight(k).max(1);
+        if acc >= grain {
+            ranges.push(begin..k + 1);
+            (begin, acc) = (k + 1, 0);
         }
     }
-    order
+    if begin < n {
+        ranges.push(begin..n);
+    }
+    ranges
 }
 
 /// The column of every stored entry of a CSC pattern with column pointers `col_ptr`.

@@ -247,9 +247,10 @@ impl Structure {
         nrows: usize,
         ncols: usize,
         len: usize,
-        pair: impl Fn(usize) -> (usize, usize),
+        pair: impl Fn(usize) -> (usize, usize) + Sync,
         symmetry: Symmetry,
     ) -> Result<Grouped> {
+        use rayon::prelude::*;
         if nrows > isize::MAX as usize || ncols > isize::MAX as usize {
             return Err(Error::InvalidPattern {
                 rule: PatternRule::TooLarge,
@@ -263,41 +264,75 @@ impl Structure {
         crate::error::probe_alloc::<[usize; 2]>(ncols.saturating_add(1), || {
             format!("the column pointers of a pattern with {ncols} columns")
         })?;
-        for e in 0..len {
+        let out_of_range = (0..len).into_par_iter().find_first(|&e| {
             let (i, j) = pair(e);
-            if i >= nrows || j >= ncols {
-                let (what, index, bound) = if i >= nrows {
-                    ("row", i, nrows)
-                } else {
-                    ("column", j, ncols)
-                };
-                return Err(Error::IndexOutOfRange {
-                    context: "sparse entry list",
-                    entry: e,
-                    what,
-                    index,
-                    bound,
-                });
+            i >= nrows || j >= ncols
+        });
+        if let Some(e) = out_of_range {
+            let (i, j) = pair(e);
+            let (what, index, bound) = if i >= nrows {
+                ("row", i, nrows)
+            } else {
+                ("column", j, ncols)
+            };
+            return Err(Error::IndexOutOfRange {
+                context: "sparse entry list",
+                entry: e,
+                what,
+                index,
+                bound,
+            });
+        }
+        let (start, order) = super::bucket_order(len, ncols, |e| pair(e).1, |e| pair(e).0);
+        // Equal (row, column) pairs are adjacent within their column: one stored entry each. The
+        // columns are cut into ranges of about 64 Ki items, deduplicated in parallel and joined.
+        let ranges = super::balanced_ranges(ncols, 1 << 16, |j| start[j + 1] - start[j]);
+        let pieces: Vec<(Vec<usize>, Vec<usize>, Vec<usize>)> = ranges
+            .par_iter()
+            .map(|columns| {
+                let (mut rows, mut firsts, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+                for j in columns.clone() {
+                    let before = rows.len();
+                    let mut last = None;
+                    for (p, &e) in order.iter().enumerate().take(start[j + 1]).skip(start[j]) {
+                        let i = pair(e).0;
+                        if last != Some(i) {
+                            rows.push(i);
+                            firsts.push(p);
+                            last = Some(i);
+                        }
+                    }
+                    counts.push(rows.len() - before);
+                }
+                (rows, firsts, counts)
+            })
+            .collect();
+        let mut col_ptr = Vec::with_capacity(ncols + 1);
+        col_ptr.push(0usize);
+        for (_, _, counts) in &pieces {
+            for &c in counts {
+                col_ptr.push(col_ptr[col_ptr.len() - 1] + c);
             }
         }
-        let order = super::bucket_order(len, ncols, |e| pair(e).1, |e| pair(e).0);
-        let mut col_ptr = vec![0usize; ncols + 1];
-        let mut row_idx = Vec::with_capacity(len);
-        let mut item_ptr = Vec::with_capacity(len + 1);
-        let mut last: Option<(usize, usize)> = None;
-        for (p, &e) in order.iter().enumerate() {
-            let (i, j) = pair(e);
-            if last != Some((i, j)) {
-                row_idx.push(i);
-                item_ptr.push(p);
-                col_ptr[j + 1] += 1;
-                last = Some((i, j));
-            }
+        let nnz = col_ptr[ncols];
+        let mut row_idx = vec![0usize; nnz];
+        let mut item_ptr = vec![0usize; nnz + 1];
+        item_ptr[nnz] = len;
+        let mut outputs = Vec::with_capacity(pieces.len());
+        let (mut rows_rest, mut items_rest) = (&mut row_idx[..], &mut item_ptr[..nnz]);
+        for (rows, _, _) in &pieces {
+            let (r, r_tail) = std::mem::take(&mut rows_rest).split_at_mut(rows.len());
+            let (f, f_tail) = std::mem::take(&mut items_rest).split_at_mut(rows.len());
+            outputs.push((r, f));
+            (rows_rest, items_rest) = (r_tail, f_tail);
         }
-        item_ptr.push(len);
-        for j in 0..ncols {
-            col_ptr[j + 1] += col_ptr[j];
-        }
+        pieces
+            .par_iter()
+            .zip(outputs)
+            .for_each(|((rows, firsts, _), (r, f))| {
+                r.copy_from_slice(rows);
+                f.copy_from_slice(firsts);
+            });
         let structure = Structure::new(nrows, ncols, col_ptr, row_idx, symmetry)?;
         Ok(Grouped {
             structure,

@@ -368,3 +368,61 @@ fn the_checker_checks_chosen_components_and_directions() {
         Err(Error::ShapeMismatch { .. })
     ));
 }
+
+/// A large random term list (many parallel ranges in the build: 400 000 terms over a 3 000 ×
+/// 3 000 pattern, duplicates on every entry, a few constants) builds exactly the pattern and the
+/// merged terms a plain sequential reference computes: entries sorted by (column, row), each
+/// entry's terms merged by parameter in input order.
+#[test]
+fn parallel_assembly_build_equals_a_sequential_reference() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    let (n, params, count) = (3_000, 500, 400_000);
+    let mut rng = StdRng::seed_from_u64(33);
+    let mut builder = Assembly::builder(n, n, params);
+    // (column, row) → parameter → coefficients in input order; constants likewise.
+    let mut reference: BTreeMap<(usize, usize), BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
+    let mut constants: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
+    for t in 0..count {
+        // Clustered rows (as element loops give), so entries repeat.
+        let (col, row) = (rng.random_range(0..n), rng.random_range(0..40) * 75);
+        if t % 97 == 0 {
+            let c = rng.random_range(-1.0..1.0);
+            builder.push_constant(row, col, c);
+            constants.entry((col, row)).or_default().push(c);
+        } else {
+            let (p, c) = (rng.random_range(0..params), rng.random_range(-1.0..1.0));
+            builder.push_entry(row, col, p, c);
+            reference
+                .entry((col, row))
+                .or_default()
+                .entry(p)
+                .or_default()
+                .push(c);
+            constants.entry((col, row)).or_default();
+        }
+    }
+    let asm = builder.build().unwrap();
+    let s = asm.structure();
+    let keys: Vec<(usize, usize)> = constants.keys().copied().collect();
+    assert_eq!(s.nnz(), keys.len());
+    let p: Vec<f64> = (0..params).map(|k| 1.0 + k as f64 * 1e-3).collect();
+    let values = asm.values(&p).unwrap();
+    for (k, &(col, row)) in keys.iter().enumerate() {
+        assert_eq!(s.row_idx()[k], row);
+        assert!(s.col_ptr()[col] <= k && k < s.col_ptr()[col + 1]);
+        let merged: Vec<(usize, f64)> = asm.terms(k).unwrap().collect();
+        let expected: Vec<(usize, f64)> = reference
+            .get(&(col, row))
+            .map(|by| by.iter().map(|(&q, cs)| (q, cs.iter().sum())).collect())
+            .unwrap_or_default();
+        assert_eq!(merged, expected, "entry {k}");
+        let constant: f64 = constants[&(col, row)].iter().sum();
+        let value = constant + expected.iter().map(|&(q, c)| c * p[q]).sum::<f64>();
+        assert!(
+            (values[k] - value).abs() <= 1e-12 * (1.0 + value.abs()),
+            "entry {k}"
+        );
+    }
+}
