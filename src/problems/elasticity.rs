@@ -138,6 +138,8 @@ impl ElasticBlock {
             })?;
         let ke = hex8_stiffness(nu);
         let mut builder = Assembly::builder(n, n, self.n_elements()).symmetry(Symmetry::Lower);
+        // At most 24·25/2 lower-triangle terms per hexahedron.
+        builder.reserve(self.n_elements().saturating_mul(300))?;
         let mut dofs = [None; 24];
         for ez in 0..self.nz {
             for ey in 0..self.ny {

@@ -226,6 +226,7 @@ impl Grid {
         }
         let n = self.n_nodes() * dofs_per_node;
         let mut b = Assembly::builder(n, n, self.n_elements()).symmetry(Symmetry::Lower);
+        b.reserve(self.n_elements().saturating_mul(m * (m + 1) / 2))?;
         let mut dofs = vec![0; m];
         for e in 0..self.n_elements() {
             for (i, node) in self.element_nodes(e).into_iter().enumerate() {

@@ -87,6 +87,19 @@ impl AssemblyBuilder {
         self.push_constant(row, col, value);
         self
     }
+    /// Reserves room for at least `terms` more terms (element loops know their count: the
+    /// term list then grows without copies).
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] when they cannot be allocated (the builder is unchanged).
+    pub fn reserve(&mut self, terms: usize) -> Result<()> {
+        self.terms
+            .try_reserve(terms)
+            .map_err(|_| Error::OutOfMemory {
+                what: format!("{terms} assembly terms"),
+                reason: "the allocator refused".into(),
+            })
+    }
     /// In-place form of [`AssemblyBuilder::entry`], for loops.
     pub fn push_entry(&mut self, row: usize, col: usize, param: usize, coeff: f64) {
         self.terms.push((row, col, param, coeff));
@@ -177,17 +190,30 @@ impl AssemblyBuilder {
         if let Some(e) = self.pending {
             return Err(e);
         }
-        let n_params = self.n_params;
-        let bad_term = self
+        let (n_params, nrows, ncols) = (self.n_params, self.nrows, self.ncols);
+        // One pass over the terms: the first bad parameter or coefficient (reported first, as
+        // before any pattern check) and the first row or column out of range.
+        let (bad_term, bad_pair) = self
             .terms
             .par_iter()
-            .position_first(|&(_, _, param, coeff)| param >= n_params || !coeff.is_finite());
-        if let Some(t) = bad_term {
-            let (row, col, param, coeff) = self.terms[t];
+            .enumerate()
+            .map(|(t, &(row, col, param, coeff))| {
+                let bad = |b: bool| if b { t } else { usize::MAX };
+                (
+                    bad(param >= n_params || !coeff.is_finite()),
+                    bad(row >= nrows || col >= ncols),
+                )
+            })
+            .reduce(
+                || (usize::MAX, usize::MAX),
+                |a, b| (a.0.min(b.0), a.1.min(b.1)),
+            );
+        if bad_term != usize::MAX {
+            let (row, col, param, coeff) = self.terms[bad_term];
             return Err(if param >= n_params {
                 Error::IndexOutOfRange {
                     context: "Assembly entry",
-                    entry: t,
+                    entry: bad_term,
                     what: "parameter",
                     index: param,
                     bound: n_params,
@@ -201,6 +227,16 @@ impl AssemblyBuilder {
                 }
             });
         }
+        for &(row, col, value) in &self.constants {
+            if !value.is_finite() {
+                return Err(Error::NonFinite {
+                    context: "Assembly constant",
+                    row,
+                    col,
+                    value,
+                });
+            }
+        }
         let n_terms = self.terms.len();
         let pair = |e: usize| {
             if e < n_terms {
@@ -209,12 +245,16 @@ impl AssemblyBuilder {
                 (self.constants[e - n_terms].0, self.constants[e - n_terms].1)
             }
         };
+        // The terms' positions are checked above when all are in range; `from_pair_fn` checks
+        // the rest (the constants', or every item to name the first term out of range).
+        let checked = if bad_pair == usize::MAX { n_terms } else { 0 };
         let grouped = Structure::from_pair_fn(
             self.nrows,
             self.ncols,
             n_terms + self.constants.len(),
             pair,
             self.symmetry,
+            checked,
         )?;
         let structure = grouped.structure.clone();
         let nnz = structure.nnz();

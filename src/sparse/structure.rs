@@ -231,7 +231,7 @@ impl Structure {
         entries: &[(usize, usize)],
         symmetry: Symmetry,
     ) -> Result<(Arc<Self>, Vec<usize>)> {
-        let grouped = Self::from_pair_fn(nrows, ncols, entries.len(), |e| entries[e], symmetry)?;
+        let grouped = Self::from_pair_fn(nrows, ncols, entries.len(), |e| entries[e], symmetry, 0)?;
         let mut slot = vec![0usize; entries.len()];
         for k in 0..grouped.structure.nnz() {
             for &e in grouped.items(k) {
@@ -243,12 +243,14 @@ impl Structure {
 
     /// [`Structure::from_pairs`] over `len` pairs given by `pair(e)`, returning the input items
     /// grouped by the stored entry they land on (no per-item slot array, no copy of the pairs).
+    /// The first `checked` items are known to be in range (their check is skipped).
     pub(crate) fn from_pair_fn(
         nrows: usize,
         ncols: usize,
         len: usize,
         pair: impl Fn(usize) -> (usize, usize) + Sync,
         symmetry: Symmetry,
+        checked: usize,
     ) -> Result<Grouped> {
         use rayon::prelude::*;
         if nrows > isize::MAX as usize || ncols > isize::MAX as usize {
@@ -264,7 +266,7 @@ impl Structure {
         crate::error::probe_alloc::<[usize; 2]>(ncols.saturating_add(1), || {
             format!("the column pointers of a pattern with {ncols} columns")
         })?;
-        let out_of_range = (0..len).into_par_iter().find_first(|&e| {
+        let out_of_range = (checked.min(len)..len).into_par_iter().find_first(|&e| {
             let (i, j) = pair(e);
             i >= nrows || j >= ncols
         });

@@ -426,3 +426,81 @@ fn parallel_assembly_build_equals_a_sequential_reference() {
         );
     }
 }
+
+/// Every kind of bad term or constant is named by `build`, whichever the parallel validation
+/// meets first: the first bad parameter or coefficient before any position, then the first
+/// position out of range, and non-finite constants.
+#[test]
+fn assembly_build_names_the_first_bad_term_and_constant() {
+    let base = || {
+        let mut b = Assembly::builder(3, 3, 2);
+        for t in 0..200_000 {
+            b.push_entry(t % 3, (t / 3) % 3, t % 2, 1.0);
+        }
+        b
+    };
+    let mut b = base();
+    b.push_entry(7, 0, 0, 1.0);
+    b.push_entry(0, 0, 5, 1.0);
+    match b.build() {
+        Err(Error::IndexOutOfRange {
+            what: "parameter",
+            entry,
+            index: 5,
+            ..
+        }) => {
+            assert_eq!(entry, 200_001)
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut b = base();
+    b.push_entry(0, 9, 0, 1.0);
+    b.push_entry(8, 0, 0, 1.0);
+    match b.build() {
+        Err(Error::IndexOutOfRange {
+            what: "column",
+            entry,
+            index: 9,
+            ..
+        }) => {
+            assert_eq!(entry, 200_000)
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut b = base();
+    b.push_entry(1, 1, 1, f64::NAN);
+    assert!(matches!(
+        b.build(),
+        Err(Error::NonFinite {
+            context: "Assembly coefficient",
+            ..
+        })
+    ));
+    let mut b = base();
+    b.push_constant(2, 1, f64::INFINITY);
+    assert!(matches!(
+        b.build(),
+        Err(Error::NonFinite {
+            context: "Assembly constant",
+            row: 2,
+            col: 1,
+            ..
+        })
+    ));
+    let mut b = base();
+    b.push_constant(4, 1, 1.0);
+    assert!(matches!(
+        b.build(),
+        Err(Error::IndexOutOfRange {
+            what: "row",
+            index: 4,
+            ..
+        })
+    ));
+    let mut b = base();
+    assert!(matches!(
+        b.reserve(usize::MAX / 2),
+        Err(Error::OutOfMemory { .. })
+    ));
+    assert_eq!(b.build().unwrap().structure().nnz(), 9);
+}
