@@ -303,31 +303,7 @@ impl AssemblyBuilder {
                 (params, coeffs, counts)
             })
             .collect();
-        let mut term_ptr = Vec::with_capacity(nnz + 1);
-        term_ptr.push(0usize);
-        for (_, _, counts) in &pieces {
-            for &c in counts {
-                term_ptr.push(term_ptr[term_ptr.len() - 1] + c);
-            }
-        }
-        let merged = term_ptr[nnz];
-        let mut term_param = vec![0usize; merged];
-        let mut term_coeff = vec![0.0f64; merged];
-        let mut outputs = Vec::with_capacity(pieces.len());
-        let (mut p_rest, mut c_rest) = (&mut term_param[..], &mut term_coeff[..]);
-        for (params, _, _) in &pieces {
-            let (p, p_tail) = std::mem::take(&mut p_rest).split_at_mut(params.len());
-            let (c, c_tail) = std::mem::take(&mut c_rest).split_at_mut(params.len());
-            outputs.push((p, c));
-            (p_rest, c_rest) = (p_tail, c_tail);
-        }
-        pieces
-            .par_iter()
-            .zip(outputs)
-            .for_each(|((params, coeffs, _), (p, c))| {
-                p.copy_from_slice(params);
-                c.copy_from_slice(coeffs);
-            });
+        let (term_ptr, term_param, term_coeff) = super::join_pieces(&pieces);
         let map = Arc::new(LinearMap {
             term_ptr,
             term_param,

@@ -78,6 +78,45 @@ pub(crate) fn balanced_ranges(
     ranges
 }
 
+/// Per-range pieces of a parallel pass — two parallel output vectors and an output count per
+/// unit (column, entry) each — joined in range order: the pointer array (prefix sums of the
+/// counts, from 0) and the two vectors concatenated, the copies in parallel.
+pub(crate) fn join_pieces<A, B>(
+    pieces: &[(Vec<A>, Vec<B>, Vec<usize>)],
+) -> (Vec<usize>, Vec<A>, Vec<B>)
+where
+    A: Copy + Default + Send + Sync,
+    B: Copy + Default + Send + Sync,
+{
+    use rayon::prelude::*;
+    let units: usize = pieces.iter().map(|p| p.2.len()).sum();
+    let mut ptr = Vec::with_capacity(units + 1);
+    ptr.push(0usize);
+    for (_, _, counts) in pieces {
+        for &c in counts {
+            ptr.push(ptr[ptr.len() - 1] + c);
+        }
+    }
+    let total = ptr[units];
+    let (mut a, mut b) = (vec![A::default(); total], vec![B::default(); total]);
+    let mut outputs = Vec::with_capacity(pieces.len());
+    let (mut a_rest, mut b_rest) = (&mut a[..], &mut b[..]);
+    for (items, _, _) in pieces {
+        let (a_part, a_tail) = std::mem::take(&mut a_rest).split_at_mut(items.len());
+        let (b_part, b_tail) = std::mem::take(&mut b_rest).split_at_mut(items.len());
+        outputs.push((a_part, b_part));
+        (a_rest, b_rest) = (a_tail, b_tail);
+    }
+    pieces
+        .par_iter()
+        .zip(outputs)
+        .for_each(|((from_a, from_b, _), (to_a, to_b))| {
+            to_a.copy_from_slice(from_a);
+            to_b.copy_from_slice(from_b);
+        });
+    (ptr, a, b)
+}
+
 /// The column of every stored entry of a CSC pattern with column pointers `col_ptr`.
 pub(crate) fn entry_columns(col_ptr: &[usize]) -> Vec<usize> {
     let mut col = Vec::with_capacity(col_ptr.last().copied().unwrap_or(0));

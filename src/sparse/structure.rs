@@ -309,32 +309,8 @@ impl Structure {
                 (rows, firsts, counts)
             })
             .collect();
-        let mut col_ptr = Vec::with_capacity(ncols + 1);
-        col_ptr.push(0usize);
-        for (_, _, counts) in &pieces {
-            for &c in counts {
-                col_ptr.push(col_ptr[col_ptr.len() - 1] + c);
-            }
-        }
-        let nnz = col_ptr[ncols];
-        let mut row_idx = vec![0usize; nnz];
-        let mut item_ptr = vec![0usize; nnz + 1];
-        item_ptr[nnz] = len;
-        let mut outputs = Vec::with_capacity(pieces.len());
-        let (mut rows_rest, mut items_rest) = (&mut row_idx[..], &mut item_ptr[..nnz]);
-        for (rows, _, _) in &pieces {
-            let (r, r_tail) = std::mem::take(&mut rows_rest).split_at_mut(rows.len());
-            let (f, f_tail) = std::mem::take(&mut items_rest).split_at_mut(rows.len());
-            outputs.push((r, f));
-            (rows_rest, items_rest) = (r_tail, f_tail);
-        }
-        pieces
-            .par_iter()
-            .zip(outputs)
-            .for_each(|((rows, firsts, _), (r, f))| {
-                r.copy_from_slice(rows);
-                f.copy_from_slice(firsts);
-            });
+        let (col_ptr, row_idx, mut item_ptr) = super::join_pieces(&pieces);
+        item_ptr.push(len);
         let structure = Structure::new(nrows, ncols, col_ptr, row_idx, symmetry)?;
         Ok(Grouped {
             structure,
