@@ -1081,6 +1081,22 @@ mod tests {
                 "blank lines",
                 file(n, n, |l| l[line_of(10) - 1].push_str("\n\n  \n")),
             ),
+            (
+                "array",
+                array_text(&DMatrix::from_fn(700, 5, |i, j| i as f64 * 0.37 - j as f64)),
+            ),
+            (
+                "symmetric",
+                file(n, n, |l| {
+                    l[0] = "%%MatrixMarket matrix coordinate real symmetric".into();
+                    for line in l.iter_mut().skip(3) {
+                        if let [i, j, v] = line.split(' ').collect::<Vec<_>>()[..] {
+                            let (i, j): (usize, usize) = (i.parse().unwrap(), j.parse().unwrap());
+                            *line = format!("{} {} {v}", i.max(j), i.min(j));
+                        }
+                    }
+                }),
+            ),
         ];
         let dir = std::env::temp_dir().join(format!("sparsegrad-mm-parts-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -1095,6 +1111,11 @@ mod tests {
                     .unwrap_or_else(|| panic!("{what}: part {part} fell back"));
                 assert_eq!(outcome(by_parts), whole, "{what}, part {part}");
             }
+        }
+        for (what, text) in &files {
+            let ok = MatrixMarket::parse(text, "f.mtx").is_ok();
+            let bad = ["two errors", "more", "fewer"].contains(what);
+            assert_eq!(ok, !bad, "{what}");
         }
         assert!(outcome(MatrixMarket::parse(&files[4].1, "f.mtx"))
             .unwrap_err()
