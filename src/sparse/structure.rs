@@ -296,7 +296,7 @@ impl Structure {
                 for j in columns.clone() {
                     let before = rows.len();
                     let mut last = None;
-                    for (p, &e) in order.iter().enumerate().take(start[j + 1]).skip(start[j]) {
+                    for (p, &e) in (start[j]..).zip(&order[start[j]..start[j + 1]]) {
                         let i = pair(e).0;
                         if last != Some(i) {
                             rows.push(i);
