@@ -175,7 +175,7 @@ fn analyze_with(structure: &Structure, ordering: &Ordering) -> Result<LuAnalysis
                     return colamd(full.clone(), Some(note));
                 }
             };
-            let fwd = super::ordering::metis_order(n, &col_ptr, &row_idx, None)?;
+            let fwd = super::metis::order(n, &col_ptr, &row_idx, None)?;
             super::ordering::checked_permutation(&fwd, n)?
         }
     };

@@ -6,6 +6,7 @@ pub(crate) mod cholesky;
 pub(crate) mod csr;
 pub(crate) mod iterative;
 pub(crate) mod lu;
+mod metis;
 pub(crate) mod mixed;
 pub(crate) mod multifrontal;
 pub(crate) mod ordering;

@@ -1,6 +1,6 @@
 //! Fill-reducing orderings for the Cholesky / LDLᵀ symbolic analysis: faer's AMD, METIS nested
-//! dissection (vendored `metis-sys`; the crate's only `unsafe` outside `cuda/`, one FFI call),
-//! natural and user orderings, and the automatic choice between AMD and nested dissection.
+//! dissection (the vendored, thread-safe METIS through [`super::metis`]), natural and user
+//! orderings, and the automatic choice between AMD and nested dissection.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -305,83 +305,14 @@ fn nested_dissection(structure: &Structure) -> Result<(Vec<usize>, Vec<usize>)> 
     let compressed = supervariables(structure)?;
     match &compressed {
         Some(c) => {
-            let fwd = metis_order(c.len(), c.col_ptr(), c.row_idx(), Some(c.weights()))?;
+            let fwd = super::metis::order(c.len(), c.col_ptr(), c.row_idx(), Some(c.weights()))?;
             let (fwd, _) = c.expand(&fwd);
             checked_permutation(&fwd, structure.nrows())
         }
         None => {
             let full = full_pattern(structure)?;
-            let fwd = metis_order(structure.nrows(), &full.col_ptr, &full.row_idx, None)?;
+            let fwd = super::metis::order(structure.nrows(), &full.col_ptr, &full.row_idx, None)?;
             checked_permutation(&fwd, structure.nrows())
         }
     }
-}
-
-/// METIS `NodeND` of the `n`-vertex graph with the symmetric pattern `col_ptr` / `row_idx`
-/// (diagonal entries ignored) and optional vertex weights: the ordering, new → old.
-pub(crate) fn metis_order(
-    n: usize,
-    col_ptr: &[usize],
-    row_idx: &[usize],
-    weights: Option<Vec<usize>>,
-) -> Result<Vec<usize>> {
-    let too_big = || Error::IndexOverflow {
-        backend: "METIS (i32 indices)",
-        what: format!("the graph size ({n} vertices, entries)"),
-        value: row_idx.len().max(n) as u64,
-        limit: i32::MAX as u64,
-        hint: "; use Ordering::Amd",
-    };
-    let index = |v: usize| i32::try_from(v).map_err(|_| too_big());
-    let mut xadj = Vec::with_capacity(n + 1);
-    let mut adjncy = Vec::with_capacity(row_idx.len());
-    xadj.push(0i32);
-    for j in 0..n {
-        for &i in &row_idx[col_ptr[j]..col_ptr[j + 1]] {
-            if i != j {
-                adjncy.push(index(i)?);
-            }
-        }
-        xadj.push(index(adjncy.len())?);
-    }
-    let mut vwgt: Option<Vec<i32>> = match weights {
-        Some(w) => Some(w.into_iter().map(index).collect::<Result<_>>()?),
-        None => None,
-    };
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let mut nvtxs = index(n)?;
-    let (mut perm, mut iperm) = (vec![0i32; n], vec![0i32; n]);
-    // METIS keeps its random generator in process-wide statics (GKlib's Mersenne twister,
-    // re-seeded with 4321 at the start of every call): two calls on different threads would
-    // interleave their draws — a data race and orderings that depend on timing (measured: the
-    // fill of a 30³ grid's ordering changed by 5 % when another test ran METIS at the same
-    // time). One call at a time keeps every ordering a function of its graph alone.
-    static METIS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _exclusive = lock(&METIS);
-    // SAFETY: METIS_NodeND reads nvtxs, xadj (n + 1 offsets), adjncy (xadj[n] entries, each
-    // < n) and vwgt (n weights, or null for unit weights) and writes n entries to perm and iperm;
-    // null options select the defaults. All buffers live across the call with those lengths.
-    #[allow(unsafe_code)]
-    let status = unsafe {
-        metis_sys::METIS_NodeND(
-            &mut nvtxs,
-            xadj.as_mut_ptr(),
-            adjncy.as_mut_ptr(),
-            vwgt.as_mut()
-                .map_or(std::ptr::null_mut(), |w| w.as_mut_ptr()),
-            std::ptr::null_mut(),
-            perm.as_mut_ptr(),
-            iperm.as_mut_ptr(),
-        )
-    };
-    if status != metis_sys::rstatus_et_METIS_OK {
-        return Err(Error::FactorizationFailed {
-            backend: "METIS NodeND".into(),
-            reason: format!("status {status}"),
-        });
-    }
-    // METIS: row k of the permuted matrix is row perm[k] of A — faer's forward array.
-    Ok(perm.iter().map(|&p| p as usize).collect())
 }
