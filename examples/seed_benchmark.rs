@@ -64,6 +64,10 @@ struct Args {
     /// numeric factorization's GFLOP/s as a fraction of it.
     #[arg(long)]
     gemm: bool,
+    /// Relabel the nodes of the graph cases (chain, grid, grid3) by a random permutation from
+    /// this seed, so that A's own order carries no locality (the "node-shuffled" cases).
+    #[arg(long)]
+    shuffle: Option<u64>,
 }
 
 /// Dense GEMM speed in GFLOP/s: faer's matmul of two n × n matrices on all rayon threads, best of
@@ -142,7 +146,12 @@ impl Case {
 /// Poisson ratio of the `elastic3` case (the peers use the same).
 const POISSON: f64 = 0.3;
 
-fn case(name: &str, n_req: usize, rhs: usize) -> std::result::Result<Case, String> {
+fn case(
+    name: &str,
+    n_req: usize,
+    rhs: usize,
+    shuffle: Option<u64>,
+) -> std::result::Result<Case, String> {
     let mut block = None;
     let (n, edges) = match name {
         "chain" => (n_req, chain_edges(n_req).map_err(|e| e.to_string())?),
@@ -165,6 +174,19 @@ fn case(name: &str, n_req: usize, rhs: usize) -> std::result::Result<Case, Strin
                 "unknown case '{other}' (chain | grid | grid3 | elastic3)"
             ))
         }
+    };
+    let edges = match shuffle {
+        Some(_) if block.is_some() => {
+            return Err("--shuffle relabels the graph cases (chain, grid, grid3) only".into())
+        }
+        Some(seed) => {
+            use rand::seq::SliceRandom;
+            use rand::SeedableRng;
+            let mut label: Vec<usize> = (0..n).collect();
+            label.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+            edges.iter().map(|&(a, b)| (label[a], label[b])).collect()
+        }
+        None => edges,
     };
     let m = block.map_or(edges.len(), |b| b.n_elements());
     let theta0 = (0..m).map(|e| 1.5 + 0.5 * (e as f64).sin()).collect();
@@ -237,7 +259,7 @@ fn run() -> std::result::Result<(), String> {
             ))
         }
     };
-    let c = case(&case_name, n_req, rhs)?;
+    let c = case(&case_name, n_req, rhs, args.shuffle)?;
     let theta_at =
         |i: usize| -> Vec<f64> { c.theta0.iter().map(|t| t + 1e-3 * i as f64).collect() };
     let build = || c.build();
