@@ -3,6 +3,7 @@
 
 pub(crate) mod analysis;
 pub(crate) mod cholesky;
+mod colcounts;
 pub(crate) mod csr;
 pub(crate) mod iterative;
 pub(crate) mod lu;

@@ -23,10 +23,15 @@ use crate::sparse::Structure;
 const ND_FLOPS_PER_ENTRY: f64 = 500.0;
 const ND_FILL_RATIO: f64 = 5.0;
 
+/// A permutation: (new → old, old → new).
+type Permutation = (Vec<usize>, Vec<usize>);
+
 /// The symbolic analyses of one structure, by ordering, and the `Auto` decision.
 #[derive(Default)]
 struct CholeskyAnalyses {
     by_ordering: Mutex<HashMap<Ordering, Analysed>>,
+    /// AMD's and nested dissection's permutations (new → old, old → new).
+    permutations: Mutex<HashMap<Ordering, Arc<Permutation>>>,
     auto: Mutex<Option<AnalysisReport>>,
 }
 
@@ -161,54 +166,75 @@ fn looks_three_dimensional(n: usize, col_ptr: &[usize], row_idx: &[usize]) -> bo
 
 /// The `Auto` decision for `structure` (made once, with both predictions).
 ///
-/// AMD's prediction decides whether nested dissection is a candidate (CHOLMOD's rule). When the
-/// graph looks 3D ([`looks_three_dimensional`], n ≥ 20 000) METIS and its symbolic analysis run
-/// concurrently with AMD's (each sequential, so the result does not depend on the thread
-/// count); the nested-dissection analysis is kept (and counted) only if the rule wants it.
+/// The candidates are compared by the exact size of their factors ([`super::colcounts`]: column
+/// counts from the elimination tree, no factor pattern built; a supernodal analysis may store a
+/// few per cent more, the explicit zeros of relaxed supernodes). AMD's prediction decides whether
+/// nested dissection is a candidate (CHOLMOD's rule). When the graph looks 3D
+/// ([`looks_three_dimensional`], n ≥ 20 000) METIS runs concurrently with AMD's prediction, no
+/// symbolic factorization is built for AMD, and the one of nested dissection's ordering starts as
+/// soon as that ordering is known; it is kept (and counted) only if the rule chooses nested
+/// dissection. Otherwise AMD's symbolic analysis comes first. The predictions, and so the choice,
+/// do not depend on the thread count.
 pub(crate) fn report(structure: &Structure) -> Result<AnalysisReport> {
     let cache = analyses(structure);
     if let Some(found) = lock(&cache.auto).clone() {
         return Ok(found);
     }
-    let have = |o: &Ordering| lock(&cache.by_ordering).contains_key(o);
     let n = structure.nrows();
-    let concurrent = n >= CONCURRENT_MIN_N
-        && rayon::current_num_threads() > 1
-        && !have(&Ordering::Amd)
-        && !have(&Ordering::NestedDissection)
-        && {
-            // Both branches read these: compute them once, before the fork.
-            match supervariables(structure)? {
-                Some(c) => looks_three_dimensional(c.len(), c.col_ptr(), c.row_idx()),
-                None => {
-                    let full = full_pattern(structure)?;
-                    looks_three_dimensional(n, &full.col_ptr, &full.row_idx)
-                }
+    let concurrent = n >= CONCURRENT_MIN_N && rayon::current_num_threads() > 1 && {
+        // Both branches read these: compute them once, before the fork.
+        match supervariables(structure)? {
+            Some(c) => looks_three_dimensional(c.len(), c.col_ptr(), c.row_idx()),
+            None => {
+                let full = full_pattern(structure)?;
+                looks_three_dimensional(n, &full.col_ptr, &full.row_idx)
             }
-        };
-    let (amd, early_nd) = if concurrent {
-        let (amd, nd) = rayon::join(
-            || symbolic(structure, &Ordering::Amd),
-            || analyze(structure, &Ordering::NestedDissection),
+        }
+    };
+    // Nested dissection's prediction and, beside it, the symbolic factorization of its ordering.
+    let nd_ahead = || -> Result<(Prediction, Option<SymbolicCholesky<usize>>)> {
+        permutation(structure, &Ordering::NestedDissection)?;
+        let have = lock(&cache.by_ordering).contains_key(&Ordering::NestedDissection);
+        let (prediction, ahead) = rayon::join(
+            || exact_prediction(structure, &Ordering::NestedDissection),
+            || (!have).then(|| analyze(structure, &Ordering::NestedDissection)),
         );
-        (amd?.prediction, Some(nd))
+        Ok((prediction?, ahead.transpose()?))
+    };
+    let (amd, early_nd) = if concurrent {
+        let (amd, nd) = rayon::join(|| exact_prediction(structure, &Ordering::Amd), nd_ahead);
+        (amd?, Some(nd?))
     } else {
-        (symbolic(structure, &Ordering::Amd)?.prediction, None)
+        // AMD's analysis first (it is usually the one kept here); a simplicial factor's column
+        // counts are exact already.
+        let analysed = symbolic(structure, &Ordering::Amd)?;
+        let amd = match analysed.symbolic.raw() {
+            SymbolicCholeskyRaw::Simplicial(_) => analysed.prediction,
+            SymbolicCholeskyRaw::Supernodal(_) => exact_prediction(structure, &Ordering::Amd)?,
+        };
+        (amd, None)
     };
     let mut candidates = vec![(Ordering::Amd, amd)];
     let anz = structure.nnz().max(1) as f64;
+    let mut ahead = None;
     if amd.flops >= ND_FLOPS_PER_ENTRY * amd.nnz_l && amd.nnz_l >= ND_FILL_RATIO * anz {
         let nd = match early_nd {
-            Some(computed) => store(structure, Ordering::NestedDissection, computed?),
-            None => symbolic(structure, &Ordering::NestedDissection)?,
+            Some((nd, computed)) => {
+                ahead = computed;
+                nd
+            }
+            None => exact_prediction(structure, &Ordering::NestedDissection)?,
         };
-        candidates.push((Ordering::NestedDissection, nd.prediction));
+        candidates.push((Ordering::NestedDissection, nd));
     }
     let (ordering, prediction) = candidates
         .iter()
         .min_by(|a, b| a.1.flops.total_cmp(&b.1.flops))
         .cloned()
         .expect("AMD is always a candidate");
+    if let (Ordering::NestedDissection, Some(computed)) = (&ordering, ahead) {
+        store(structure, Ordering::NestedDissection, computed);
+    }
     let found = AnalysisReport {
         ordering,
         prediction,
@@ -220,29 +246,59 @@ pub(crate) fn report(structure: &Structure) -> Result<AnalysisReport> {
     Ok(stored)
 }
 
+/// The exact factor size of `ordering` (AMD or nested dissection) on the structure's graph.
+fn exact_prediction(structure: &Structure, ordering: &Ordering) -> Result<Prediction> {
+    let perm = permutation(structure, ordering)?;
+    let full = full_pattern(structure)?;
+    Ok(super::colcounts::predict(
+        &full.col_ptr,
+        &full.row_idx,
+        &perm.0,
+        &perm.1,
+    ))
+}
+
+/// The structure's AMD or nested-dissection permutation (new → old, old → new), computed once:
+/// `Auto` predicts with it and the symbolic analysis of the chosen one reuses it.
+fn permutation(structure: &Structure, ordering: &Ordering) -> Result<Arc<Permutation>> {
+    let cache = analyses(structure);
+    if let Some(found) = lock(&cache.permutations).get(ordering) {
+        return Ok(found.clone());
+    }
+    let n = structure.nrows();
+    let computed = Arc::new(match ordering {
+        Ordering::NestedDissection => nested_dissection(structure)?,
+        // AMD on the supervariable graph when unknowns come in groups (3 per node in
+        // elasticity), else on A's own pattern (faer's AMD orders A + Aᵀ).
+        _ => match supervariables(structure)? {
+            Some(compressed) => compressed.amd()?,
+            None => super::analysis::amd_order(n, structure.col_ptr(), structure.row_idx())?,
+        },
+    });
+    let kept = lock(&cache.permutations)
+        .entry(ordering.clone())
+        .or_insert(computed)
+        .clone();
+    Ok(kept)
+}
+
 fn analyze(structure: &Structure, ordering: &Ordering) -> Result<SymbolicCholesky<usize>> {
     let n = structure.nrows();
 
     // Natural goes through an identity `Custom` permutation: faer's `Identity` reads the stored
     // triangle differently (measured: a wrong, far too small factor pattern for `Side::Lower`).
     let permutation = match ordering {
-        Ordering::Custom(perm) => Some(checked_permutation(perm, n)?),
-        Ordering::NestedDissection => Some(nested_dissection(structure)?),
-        Ordering::Natural => Some(((0..n).collect(), (0..n).collect())),
-        Ordering::ReverseCuthillMcKee => Some(checked_permutation(
+        Ordering::Custom(perm) => Arc::new(checked_permutation(perm, n)?),
+        Ordering::NestedDissection => permutation(structure, ordering)?,
+        Ordering::Auto | Ordering::Amd => permutation(structure, &Ordering::Amd)?,
+        Ordering::Natural => Arc::new(((0..n).collect(), (0..n).collect())),
+        Ordering::ReverseCuthillMcKee => Arc::new(checked_permutation(
             &super::rcm::order(&*full_pattern(structure)?),
             n,
         )?),
-        // AMD on the supervariable graph when unknowns come in groups (3 per node in elasticity).
-        Ordering::Auto | Ordering::Amd => match supervariables(structure)? {
-            Some(compressed) => Some(compressed.amd()?),
-            None => None,
-        },
     };
-    let method = match &permutation {
-        Some((fwd, inv)) => SymmetricOrdering::Custom(PermRef::new_checked(fwd, inv, n)),
-        None => SymmetricOrdering::Amd,
-    };
+    let (fwd, inv) = &*permutation;
+    let method = SymmetricOrdering::Custom(PermRef::new_checked(fwd, inv, n));
     factorize_symbolic_cholesky(
         structure.faer_pattern(),
         Side::Lower,
