@@ -74,6 +74,16 @@ pub(crate) fn amd_order(
     col_ptr: &[usize],
     row_idx: &[usize],
 ) -> Result<(Vec<usize>, Vec<usize>)> {
+    let (perm, perm_inv, _) = amd_order_counted(n, col_ptr, row_idx)?;
+    Ok((perm, perm_inv))
+}
+
+/// [`amd_order`] with AMD's own count of its elimination's operations.
+pub(crate) fn amd_order_counted(
+    n: usize,
+    col_ptr: &[usize],
+    row_idx: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>, faer::sparse::linalg::amd::FlopCount)> {
     use faer::dyn_stack::{MemBuffer, MemStack};
     use faer::sparse::linalg::amd;
     let pattern = faer::sparse::SymbolicSparseColMatRef::new_checked(n, n, col_ptr, None, row_idx);
@@ -85,7 +95,7 @@ pub(crate) fn amd_order(
                 reason: "the allocator refused".into(),
             }
         })?;
-    amd::order(
+    let flops = amd::order(
         &mut perm,
         &mut perm_inv,
         pattern,
@@ -93,7 +103,7 @@ pub(crate) fn amd_order(
         MemStack::new(&mut buffer),
     )
     .map_err(faer_error("AMD"))?;
-    Ok((perm, perm_inv))
+    Ok((perm, perm_inv, flops))
 }
 
 /// Both triangles of a square pattern: for one-triangle storage, the mirrored pattern with the

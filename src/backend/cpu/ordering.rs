@@ -32,6 +32,8 @@ struct CholeskyAnalyses {
     by_ordering: Mutex<HashMap<Ordering, Analysed>>,
     /// AMD's and nested dissection's permutations (new → old, old → new).
     permutations: Mutex<HashMap<Ordering, Arc<Permutation>>>,
+    /// AMD's own estimate of its factor's flops per entry (on A's graph, not compressed).
+    amd_estimate: Mutex<Option<f64>>,
     auto: Mutex<Option<AnalysisReport>>,
 }
 
@@ -120,8 +122,14 @@ fn store(structure: &Structure, ordering: Ordering, symbolic: SymbolicCholesky<u
     computed
 }
 
-/// Below this many unknowns `Auto` never analyses the two orderings concurrently.
-const CONCURRENT_MIN_N: usize = 20_000;
+/// From this many unknowns `Auto` compares AMD and nested dissection before building a symbolic
+/// factorization (and, on a 3D-looking graph, runs them concurrently).
+const LARGE_N: usize = 20_000;
+/// AMD's own flop estimate per factor entry — from its elimination's counts, (divisions +
+/// multiply-subtracts) / (divisions + n), about half of the rule's Σc²/Σc (measured: 67 / 133 on a
+/// 256² grid, 122 / 244 on 512²) — below the rule's threshold by this factor or more: nested
+/// dissection cannot be a candidate, and AMD's analysis is built at once (no exact counts).
+const ESTIMATE_MARGIN: f64 = 4.0;
 
 /// Whether A's graph looks three-dimensional: from a pseudo-peripheral vertex (two breadth-first
 /// sweeps), the widest BFS level holds at least n^0.6 vertices — a 2D grid's widest front is
@@ -169,19 +177,26 @@ fn looks_three_dimensional(n: usize, col_ptr: &[usize], row_idx: &[usize]) -> bo
 /// The candidates are compared by the exact size of their factors ([`super::colcounts`]: column
 /// counts from the elimination tree, no factor pattern built; a supernodal analysis may store a
 /// few per cent more, the explicit zeros of relaxed supernodes). AMD's prediction decides whether
-/// nested dissection is a candidate (CHOLMOD's rule). When the graph looks 3D
-/// ([`looks_three_dimensional`], n ≥ 20 000) METIS runs concurrently with AMD's prediction, no
-/// symbolic factorization is built for AMD, and the one of nested dissection's ordering starts as
-/// soon as that ordering is known; it is kept (and counted) only if the rule chooses nested
-/// dissection. Otherwise AMD's symbolic analysis comes first. The predictions, and so the choice,
-/// do not depend on the thread count.
+/// nested dissection is a candidate (CHOLMOD's rule), and faer's symbolic factorization is built
+/// for the chosen ordering, by size and shape of the graph:
+/// - n < 20 000: AMD's symbolic analysis first (a simplicial factor's counts are exact already);
+/// - a larger graph that looks 3D ([`looks_three_dimensional`]): METIS runs concurrently with AMD
+///   and its counts, and the symbolic factorization of nested dissection's ordering beside its
+///   counts — kept (and counted) only if the rule chooses it;
+/// - any other larger graph: AMD's ordering and counts first (unless AMD's own flop estimate is
+///   far below the rule's threshold: then its analysis, as for small graphs), nested
+///   dissection's symbolic factorization beside its counts when it is a candidate.
+///
+/// Which of these runs depends on the graph only, so the predictions and the choice do not
+/// depend on the thread count.
 pub(crate) fn report(structure: &Structure) -> Result<AnalysisReport> {
     let cache = analyses(structure);
     if let Some(found) = lock(&cache.auto).clone() {
         return Ok(found);
     }
     let n = structure.nrows();
-    let concurrent = n >= CONCURRENT_MIN_N && rayon::current_num_threads() > 1 && {
+    let large = n >= LARGE_N;
+    let three_d = large && {
         // Both branches read these: compute them once, before the fork.
         match supervariables(structure)? {
             Some(c) => looks_three_dimensional(c.len(), c.col_ptr(), c.row_idx()),
@@ -201,30 +216,41 @@ pub(crate) fn report(structure: &Structure) -> Result<AnalysisReport> {
         );
         Ok((prediction?, ahead.transpose()?))
     };
-    let (amd, early_nd) = if concurrent {
+    // AMD's analysis first: its prediction is the stored factor's (relaxed supernodes included).
+    let amd_analysed =
+        || -> Result<Prediction> { Ok(symbolic(structure, &Ordering::Amd)?.prediction) };
+    let (amd, early_nd, exact) = if three_d {
         let (amd, nd) = rayon::join(|| exact_prediction(structure, &Ordering::Amd), nd_ahead);
-        (amd?, Some(nd?))
+        (amd?, Some(nd?), true)
+    } else if large {
+        permutation(structure, &Ordering::Amd)?;
+        let far_below = lock(&cache.amd_estimate)
+            .is_some_and(|per_entry| per_entry < ND_FLOPS_PER_ENTRY / ESTIMATE_MARGIN);
+        if far_below {
+            (amd_analysed()?, None, false)
+        } else {
+            (exact_prediction(structure, &Ordering::Amd)?, None, true)
+        }
     } else {
-        // AMD's analysis first (it is usually the one kept here); a simplicial factor's column
-        // counts are exact already.
-        let analysed = symbolic(structure, &Ordering::Amd)?;
-        let amd = match analysed.symbolic.raw() {
-            SymbolicCholeskyRaw::Simplicial(_) => analysed.prediction,
-            SymbolicCholeskyRaw::Supernodal(_) => exact_prediction(structure, &Ordering::Amd)?,
-        };
-        (amd, None)
+        (amd_analysed()?, None, false)
     };
-    let mut candidates = vec![(Ordering::Amd, amd)];
     let anz = structure.nnz().max(1) as f64;
     let mut ahead = None;
+    let mut candidates = vec![(Ordering::Amd, amd)];
     if amd.flops >= ND_FLOPS_PER_ENTRY * amd.nnz_l && amd.nnz_l >= ND_FILL_RATIO * anz {
-        let nd = match early_nd {
-            Some((nd, computed)) => {
-                ahead = computed;
-                nd
-            }
-            None => exact_prediction(structure, &Ordering::NestedDissection)?,
+        // The two candidates are compared on exact counts.
+        if !exact {
+            candidates[0].1 = exact_prediction(structure, &Ordering::Amd)?;
+        }
+        let (nd, computed) = match early_nd {
+            Some(done) => done,
+            None if large => nd_ahead()?,
+            None => (
+                exact_prediction(structure, &Ordering::NestedDissection)?,
+                None,
+            ),
         };
+        ahead = computed;
         candidates.push((Ordering::NestedDissection, nd));
     }
     let (ordering, prediction) = candidates
@@ -272,7 +298,17 @@ fn permutation(structure: &Structure, ordering: &Ordering) -> Result<Arc<Permuta
         // elasticity), else on A's own pattern (faer's AMD orders A + Aᵀ).
         _ => match supervariables(structure)? {
             Some(compressed) => compressed.amd()?,
-            None => super::analysis::amd_order(n, structure.col_ptr(), structure.row_idx())?,
+            None => {
+                let (fwd, inv, flops) = super::analysis::amd_order_counted(
+                    n,
+                    structure.col_ptr(),
+                    structure.row_idx(),
+                )?;
+                let entries = flops.n_div + n as f64;
+                *lock(&cache.amd_estimate) =
+                    Some((flops.n_div + flops.n_mult_subs_ldl) / entries.max(1.0));
+                (fwd, inv)
+            }
         },
     });
     let kept = lock(&cache.permutations)
