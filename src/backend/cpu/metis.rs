@@ -320,4 +320,32 @@ mod tests {
         });
         assert!(concurrent.iter().all(|o| *o == one));
     }
+
+    #[test]
+    fn degenerate_graphs_above_the_split_size_give_permutations() {
+        let n = SPLIT_MIN + 10_001;
+        let is_permutation = |p: &[usize]| {
+            let mut seen = vec![false; n];
+            p.len() == n && p.iter().all(|&v| !std::mem::replace(&mut seen[v], true))
+        };
+        // No edges (a diagonal matrix), 2-vertex components, a star around vertex 0.
+        let edgeless: (Vec<usize>, Vec<usize>) = ((0..=n).collect(), (0..n).collect());
+        let pairs: (Vec<usize>, Vec<usize>) = (
+            (0..=n).collect(),
+            (0..n).map(|v| if v ^ 1 < n { v ^ 1 } else { v }).collect(),
+        );
+        let mut star = (vec![0], Vec::new());
+        for v in 0..n {
+            if v == 0 {
+                star.1.extend(1..n);
+            } else {
+                star.1.push(0);
+            }
+            star.0.push(star.1.len());
+        }
+        for (name, (cp, ri)) in [("edgeless", edgeless), ("pairs", pairs), ("star", star)] {
+            let p = order(n, &cp, &ri, None).unwrap();
+            assert!(is_permutation(&p), "{name}");
+        }
+    }
 }
