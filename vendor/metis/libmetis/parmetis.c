@@ -162,12 +162,25 @@ void MlevelNestedDissectionP(ctrl_t *ctrl, graph_t *graph, idx_t *order,
 int METIS_ComputeVertexSeparator(idx_t *nvtxs, idx_t *xadj, idx_t *adjncy, 
            idx_t *vwgt, idx_t *options, idx_t *r_sepsize, idx_t *part) 
 {
+  int sigrval=0;
   idx_t i, j;
   graph_t *graph;
   ctrl_t *ctrl;
 
-  if ((ctrl = SetupCtrl(METIS_OP_OMETIS, options, 1, 3, NULL, NULL)) == NULL)
+  /* sparsegrad: METIS's errors (an allocation failure) are trapped as in METIS_NodeND, so the
+     call returns an error code instead of aborting the process. */
+  if (!gk_malloc_init()) 
+    return METIS_ERROR_MEMORY;
+
+  gk_sigtrap();
+
+  if ((sigrval = gk_sigcatch()) != 0) 
+    goto SIGTHROW;
+
+  if ((ctrl = SetupCtrl(METIS_OP_OMETIS, options, 1, 3, NULL, NULL)) == NULL) {
+    gk_siguntrap();
     return METIS_ERROR_INPUT;
+  }
 
   InitRandom(ctrl->seed);
 
@@ -189,7 +202,11 @@ int METIS_ComputeVertexSeparator(idx_t *nvtxs, idx_t *xadj, idx_t *adjncy,
 
   FreeCtrl(&ctrl);
 
-  return METIS_OK;
+SIGTHROW:
+  gk_siguntrap();
+  gk_malloc_cleanup(0);
+
+  return metis_rcode(sigrval);
 }
 
 
