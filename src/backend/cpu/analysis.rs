@@ -133,38 +133,167 @@ pub(crate) fn full_pattern(structure: &Structure) -> Result<Arc<FullPattern>> {
 
 fn full_pattern_of(structure: &Structure) -> FullPattern {
     if structure.symmetry() == Symmetry::Lower {
-        // Column c of A + Aᵀ gathers the stored entries (c, j), j < c, which come first in
-        // item order (columns ascending), then column c itself (rows ≥ c, sorted): sorted, with
-        // no sort. An off-diagonal entry belongs to both its row's and its column's group.
-        let (n, ri) = (structure.ncols(), structure.row_idx());
-        let col = crate::sparse::entry_columns(structure.col_ptr());
-        let (col_ptr, source) = crate::sparse::counting_groups(n, ri.len(), |e| {
-            [
-                col[e],
-                if ri[e] != col[e] {
-                    ri[e]
-                } else {
-                    crate::sparse::NO_GROUP
-                },
-            ]
-        });
-        let mut row_idx = vec![0usize; source.len()];
-        for c in 0..n {
-            for p in col_ptr[c]..col_ptr[c + 1] {
-                let e = source[p];
-                row_idx[p] = if col[e] == c { ri[e] } else { col[e] };
-            }
-        }
-        FullPattern {
-            col_ptr,
-            row_idx,
-            source: Some(source),
+        let (cp, ri) = (structure.col_ptr(), structure.row_idx());
+        if ri.len() >= PARALLEL_MIRROR_MIN && rayon::current_num_threads() > 1 {
+            mirrored_in_parallel(cp, ri, 2 * rayon::current_num_threads())
+        } else {
+            mirrored(cp, ri)
         }
     } else {
         FullPattern {
             col_ptr: structure.col_ptr().to_vec(),
             row_idx: structure.row_idx().to_vec(),
             source: None,
+        }
+    }
+}
+
+/// Stored entries from which a lower triangle is mirrored in parallel.
+const PARALLEL_MIRROR_MIN: usize = 1 << 20;
+
+/// Both triangles of the lower-triangle pattern `cp` / `ri` (rows sorted, ≥ the column): column c
+/// gathers the stored entries (c, j), j < c, which come first in item order (columns ascending),
+/// then column c itself: sorted, with no sort. An off-diagonal entry belongs to both its row's and
+/// its column's group.
+fn mirrored(cp: &[usize], ri: &[usize]) -> FullPattern {
+    let n = cp.len() - 1;
+    let col = crate::sparse::entry_columns(cp);
+    let (col_ptr, source) = crate::sparse::counting_groups(n, ri.len(), |e| {
+        [
+            col[e],
+            if ri[e] != col[e] {
+                ri[e]
+            } else {
+                crate::sparse::NO_GROUP
+            },
+        ]
+    });
+    let mut row_idx = vec![0usize; source.len()];
+    for c in 0..n {
+        for p in col_ptr[c]..col_ptr[c + 1] {
+            let e = source[p];
+            row_idx[p] = if col[e] == c { ri[e] } else { col[e] };
+        }
+    }
+    FullPattern {
+        col_ptr,
+        row_idx,
+        source: Some(source),
+    }
+}
+
+/// [`mirrored`] on the rayon pool, the same result: the columns are cut into `pieces` ranges of
+/// about equal entries; each range sorts its strictly-lower entries by row (a counting sort,
+/// so each row's entries stay in column order); then every full column is written by one task —
+/// the pieces' entries of its row, piece by piece, then the stored column.
+fn mirrored_in_parallel(cp: &[usize], ri: &[usize], pieces: usize) -> FullPattern {
+    use rayon::prelude::*;
+    let n = cp.len() - 1;
+    let ranges =
+        crate::sparse::balanced_ranges(n, ri.len().div_ceil(pieces), |c| cp[c + 1] - cp[c]);
+    // Per piece: offsets by row (n + 1) and the entries, by row then column.
+    let by_row: Vec<(Vec<usize>, Vec<usize>)> = ranges
+        .par_iter()
+        .map(|range| {
+            let mut ptr = vec![0usize; n + 1];
+            for c in range.clone() {
+                for &r in &ri[cp[c]..cp[c + 1]] {
+                    if r != c {
+                        ptr[r + 1] += 1;
+                    }
+                }
+            }
+            for r in 0..n {
+                ptr[r + 1] += ptr[r];
+            }
+            let mut next = ptr.clone();
+            let mut items = vec![0usize; ptr[n]];
+            for c in range.clone() {
+                for e in cp[c]..cp[c + 1] {
+                    if ri[e] != c {
+                        items[next[ri[e]]] = e;
+                        next[ri[e]] += 1;
+                    }
+                }
+            }
+            (ptr, items)
+        })
+        .collect();
+    let mut col_ptr = Vec::with_capacity(n + 1);
+    col_ptr.push(0usize);
+    for c in 0..n {
+        let mirrored: usize = by_row.iter().map(|(ptr, _)| ptr[c + 1] - ptr[c]).sum();
+        col_ptr.push(col_ptr[c] + mirrored + cp[c + 1] - cp[c]);
+    }
+    let total = col_ptr[n];
+    let (mut row_idx, mut source) = (vec![0usize; total], vec![0usize; total]);
+    // The output cut at the same column ranges: disjoint slices, one task each.
+    let mut parts = Vec::with_capacity(ranges.len());
+    let (mut rows_rest, mut source_rest) = (&mut row_idx[..], &mut source[..]);
+    for range in &ranges {
+        let len = col_ptr[range.end] - col_ptr[range.start];
+        let (rows, rows_tail) = std::mem::take(&mut rows_rest).split_at_mut(len);
+        let (from, source_tail) = std::mem::take(&mut source_rest).split_at_mut(len);
+        parts.push((range.clone(), rows, from));
+        (rows_rest, source_rest) = (rows_tail, source_tail);
+    }
+    let col = crate::sparse::entry_columns(cp);
+    parts.into_par_iter().for_each(|(range, rows, from)| {
+        let mut at = 0;
+        for c in range {
+            for (ptr, items) in &by_row {
+                for &e in &items[ptr[c]..ptr[c + 1]] {
+                    rows[at] = col[e];
+                    from[at] = e;
+                    at += 1;
+                }
+            }
+            let stored = cp[c]..cp[c + 1];
+            let len = stored.len();
+            rows[at..at + len].copy_from_slice(&ri[stored.clone()]);
+            for (slot, e) in from[at..at + len].iter_mut().zip(stored) {
+                *slot = e;
+            }
+            at += len;
+        }
+    });
+    FullPattern {
+        col_ptr,
+        row_idx,
+        source: Some(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn the_parallel_mirror_equals_the_sequential_one() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for case in 0..40 {
+            let n = rng.random_range(1..300);
+            // A random lower triangle, some diagonal entries missing, some empty columns.
+            let (mut cp, mut ri) = (vec![0], Vec::new());
+            for c in 0..n {
+                if rng.random_bool(0.7) {
+                    ri.push(c);
+                }
+                for r in c + 1..n {
+                    if rng.random_bool(0.05) {
+                        ri.push(r);
+                    }
+                }
+                cp.push(ri.len());
+            }
+            let want = mirrored(&cp, &ri);
+            for pieces in [1, 2, 3, 7, 64] {
+                let got = mirrored_in_parallel(&cp, &ri, pieces);
+                assert_eq!(got.col_ptr, want.col_ptr, "case {case}, {pieces} pieces");
+                assert_eq!(got.row_idx, want.row_idx, "case {case}, {pieces} pieces");
+                assert_eq!(got.source, want.source, "case {case}, {pieces} pieces");
+            }
         }
     }
 }
