@@ -65,6 +65,17 @@ impl Graph {
         self.xadj.len() - 1
     }
 
+    /// The three arrays as METIS takes them (the weights null when absent).
+    fn raw(&mut self) -> (*mut Idx, *mut Idx, *mut Idx) {
+        (
+            self.xadj.as_mut_ptr(),
+            self.adjncy.as_mut_ptr(),
+            self.vwgt
+                .as_mut()
+                .map_or(std::ptr::null_mut(), |w| w.as_mut_ptr()),
+        )
+    }
+
     /// The graph induced by `keep` (vertices of `self`, increasing), renumbered 0..keep.len().
     fn induced(&self, keep: &[usize]) -> Graph {
         let mut local = vec![Idx::MAX; self.len()];
@@ -173,16 +184,14 @@ fn node_nd(mut graph: Graph) -> Result<Vec<usize>> {
     // < n) and vwgt (n weights, or null for unit weights) and writes n entries to perm and iperm;
     // null options select the defaults. All buffers live across the call with those lengths.
     // The vendored METIS keeps no state across calls that another thread could see.
+    let (xadj, adjncy, vwgt) = graph.raw();
     #[allow(unsafe_code)]
     let status = unsafe {
         METIS_NodeND(
             &mut nvtxs,
-            graph.xadj.as_mut_ptr(),
-            graph.adjncy.as_mut_ptr(),
-            graph
-                .vwgt
-                .as_mut()
-                .map_or(std::ptr::null_mut(), |w| w.as_mut_ptr()),
+            xadj,
+            adjncy,
+            vwgt,
             std::ptr::null_mut(),
             perm.as_mut_ptr(),
             iperm.as_mut_ptr(),
@@ -205,17 +214,15 @@ fn separator(graph: &mut Graph) -> Result<Vec<Idx>> {
     // SAFETY: METIS_SetDefaultOptions writes METIS_NOPTIONS entries. METIS_ComputeVertexSeparator
     // reads nvtxs, xadj (n + 1), adjncy (xadj[n] entries, each < n), vwgt (n or null) and the
     // options, and writes sepsize and n entries of part; all live across the call.
+    let (xadj, adjncy, vwgt) = graph.raw();
     #[allow(unsafe_code)]
     let status = unsafe {
         METIS_SetDefaultOptions(options.as_mut_ptr());
         METIS_ComputeVertexSeparator(
             &mut nvtxs,
-            graph.xadj.as_mut_ptr(),
-            graph.adjncy.as_mut_ptr(),
-            graph
-                .vwgt
-                .as_mut()
-                .map_or(std::ptr::null_mut(), |w| w.as_mut_ptr()),
+            xadj,
+            adjncy,
+            vwgt,
             options.as_mut_ptr(),
             &mut sepsize,
             part.as_mut_ptr(),
