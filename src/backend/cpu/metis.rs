@@ -123,6 +123,8 @@ pub(crate) fn order(
         hint: "; use Ordering::Amd",
     };
     let index = |v: usize| Idx::try_from(v).map_err(|_| too_big());
+    // Every vertex count below (parts of this graph) then fits METIS's indices too.
+    index(n)?;
     let mut xadj = Vec::with_capacity(n + 1);
     let mut adjncy = Vec::with_capacity(row_idx.len());
     xadj.push(0);
