@@ -127,9 +127,11 @@ fn store(structure: &Structure, ordering: Ordering, symbolic: SymbolicCholesky<u
 const LARGE_N: usize = 20_000;
 /// AMD's own flop estimate per factor entry — from its elimination's counts, (divisions +
 /// multiply-subtracts) / (divisions + n), about half of the rule's Σc²/Σc (measured: 67 / 133 on a
-/// 256² grid, 122 / 244 on 512²) — below the rule's threshold by this factor or more: nested
-/// dissection cannot be a candidate, and AMD's analysis is built at once (no exact counts).
-const ESTIMATE_MARGIN: f64 = 4.0;
+/// 256² grid, 122 / 244 on 512², ≈ 212 / 425 on 1024²) — times this factor below the rule's
+/// threshold: nested dissection is unlikely to be a candidate, so AMD's analysis is built at once
+/// (as for small graphs; exact counts only if the rule then wants nested dissection). A margin of
+/// 4 cost the 1024² grid's cold call 80–100 ms of counts (docs/BENCHMARKS.md).
+const ESTIMATE_MARGIN: f64 = 2.0;
 
 /// Whether A's graph looks three-dimensional: from a pseudo-peripheral vertex (two breadth-first
 /// sweeps), the widest BFS level holds at least n^0.6 vertices — a 2D grid's widest front is
@@ -184,8 +186,8 @@ fn looks_three_dimensional(n: usize, col_ptr: &[usize], row_idx: &[usize]) -> bo
 ///   and its counts, and the symbolic factorization of nested dissection's ordering beside its
 ///   counts — kept (and counted) only if the rule chooses it;
 /// - any other larger graph: AMD's ordering and counts first (unless AMD's own flop estimate is
-///   far below the rule's threshold: then its analysis, as for small graphs), nested
-///   dissection's symbolic factorization beside its counts when it is a candidate.
+///   below the rule's threshold: then its analysis, as for small graphs), nested dissection's
+///   symbolic factorization beside its counts when it is a candidate.
 ///
 /// Which of these runs depends on the graph only, so the predictions and the choice do not
 /// depend on the thread count.
@@ -224,9 +226,9 @@ pub(crate) fn report(structure: &Structure) -> Result<AnalysisReport> {
         (amd?, Some(nd?), true)
     } else if large {
         permutation(structure, &Ordering::Amd)?;
-        let far_below = lock(&cache.amd_estimate)
+        let below = lock(&cache.amd_estimate)
             .is_some_and(|per_entry| per_entry < ND_FLOPS_PER_ENTRY / ESTIMATE_MARGIN);
-        if far_below {
+        if below {
             (amd_analysed()?, None, false)
         } else {
             (exact_prediction(structure, &Ordering::Amd)?, None, true)
