@@ -199,13 +199,8 @@ fn parallel_factorization_is_bit_identical_at_one_and_two_threads() {
     let values = asm.values(&vec![1.0; asm.n_params()]).unwrap();
     let described = Solver::cholesky().factorize(s, &values).unwrap().describe();
     assert!(described.contains("multifrontal"), "{described}");
-    let run = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| solve_and_gradient(&asm, &Solver::cholesky()))
-    };
+    let run =
+        |threads: usize| on_threads(threads, || solve_and_gradient(&asm, &Solver::cholesky()));
     let (x1, g1) = run(1);
     let (x2, g2) = run(2);
     assert!(
@@ -220,18 +215,14 @@ fn parallel_factorization_is_bit_identical_at_one_and_two_threads() {
 #[test]
 fn auto_analysis_is_the_same_on_one_and_two_threads() {
     let analyse = |threads: usize, asm: &Assembly| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| {
-                let s = asm.structure();
-                let report = Solver::cholesky().analysis_report(s).unwrap();
-                let counted = s.symbolic_analyses();
-                let values = asm.values(&vec![1.0; asm.n_params()]).unwrap();
-                Solver::cholesky().factorize(s, &values).unwrap();
-                (format!("{report:?}"), counted, s.symbolic_analyses())
-            })
+        on_threads(threads, || {
+            let s = asm.structure();
+            let report = Solver::cholesky().analysis_report(s).unwrap();
+            let counted = s.symbolic_analyses();
+            let values = asm.values(&vec![1.0; asm.n_params()]).unwrap();
+            Solver::cholesky().factorize(s, &values).unwrap();
+            (format!("{report:?}"), counted, s.symbolic_analyses())
+        })
     };
     let one = analyse(1, &grid3(30));
     let two = analyse(2, &grid3(30));
@@ -256,16 +247,12 @@ fn parallel_multi_rhs_solves_are_bit_identical() {
     let n = s.nrows();
     let b = DMatrix::from_fn(n, 18, |i, c| ((i + 5 * c) as f64 * 0.37).sin());
     let solve = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| {
-                let f = Solver::cholesky().factorize(s, &values).unwrap();
-                let mut x = b.clone();
-                f.solve_in_place(&mut x).unwrap();
-                x
-            })
+        on_threads(threads, || {
+            let f = Solver::cholesky().factorize(s, &values).unwrap();
+            let mut x = b.clone();
+            f.solve_in_place(&mut x).unwrap();
+            x
+        })
     };
     let (x1, x2) = (solve(1), solve(2));
     assert!(x1 == x2, "results differ between 1 and 2 threads");
@@ -413,24 +400,20 @@ fn auto_builds_amds_analysis_first_on_a_large_flat_graph() {
     }
     let report = |threads: usize| {
         let asm = laplacian_assembly(a * b * c, &edges, 1.0).unwrap();
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| {
-                let s = asm.structure();
-                let r = Solver::cholesky().analysis_report(s).unwrap();
-                assert_eq!(s.symbolic_analyses(), 1, "{r:?}");
-                let values = asm.values(&vec![1.0; asm.n_params()]).unwrap();
-                Solver::cholesky().factorize(s, &values).unwrap();
-                assert_eq!(s.symbolic_analyses(), 1, "{r:?}");
-                let stored = Solver::cholesky()
-                    .with_ordering(Ordering::Amd)
-                    .analysis_report(s)
-                    .unwrap()
-                    .prediction;
-                (r, stored)
-            })
+        on_threads(threads, || {
+            let s = asm.structure();
+            let r = Solver::cholesky().analysis_report(s).unwrap();
+            assert_eq!(s.symbolic_analyses(), 1, "{r:?}");
+            let values = asm.values(&vec![1.0; asm.n_params()]).unwrap();
+            Solver::cholesky().factorize(s, &values).unwrap();
+            assert_eq!(s.symbolic_analyses(), 1, "{r:?}");
+            let stored = Solver::cholesky()
+                .with_ordering(Ordering::Amd)
+                .analysis_report(s)
+                .unwrap()
+                .prediction;
+            (r, stored)
+        })
     };
     let (one, stored) = report(1);
     assert_eq!(one, report(2).0);
@@ -440,4 +423,13 @@ fn auto_builds_amds_analysis_first_on_a_large_flat_graph() {
     );
     assert_eq!(one.prediction, stored);
     assert!(stored.flops < 500.0 * stored.nnz_l, "{stored:?}");
+}
+
+/// `f` on a fresh rayon pool of `threads` threads.
+fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
 }

@@ -191,31 +191,23 @@ fn mirrored_in_parallel(cp: &[usize], ri: &[usize], pieces: usize) -> FullPatter
     let n = cp.len() - 1;
     let ranges =
         crate::sparse::balanced_ranges(n, ri.len().div_ceil(pieces), |c| cp[c + 1] - cp[c]);
-    // Per piece: offsets by row (n + 1) and the entries, by row then column.
+    let col = crate::sparse::entry_columns(cp);
+    // Per piece: offsets by row (n + 1) and its strictly-lower entries, by row then column
+    // (`counting_groups` keeps item order within a row).
     let by_row: Vec<(Vec<usize>, Vec<usize>)> = ranges
         .par_iter()
         .map(|range| {
-            let mut ptr = vec![0usize; n + 1];
-            for c in range.clone() {
-                for &r in &ri[cp[c]..cp[c + 1]] {
-                    if r != c {
-                        ptr[r + 1] += 1;
-                    }
-                }
-            }
-            for r in 0..n {
-                ptr[r + 1] += ptr[r];
-            }
-            let mut next = ptr.clone();
-            let mut items = vec![0usize; ptr[n]];
-            for c in range.clone() {
-                for e in cp[c]..cp[c + 1] {
-                    if ri[e] != c {
-                        items[next[ri[e]]] = e;
-                        next[ri[e]] += 1;
-                    }
-                }
-            }
+            let base = cp[range.start];
+            let (ptr, mut items) = crate::sparse::counting_groups(n, cp[range.end] - base, |k| {
+                let e = base + k;
+                let row = if ri[e] != col[e] {
+                    ri[e]
+                } else {
+                    crate::sparse::NO_GROUP
+                };
+                [row, crate::sparse::NO_GROUP]
+            });
+            items.iter_mut().for_each(|k| *k += base);
             (ptr, items)
         })
         .collect();
@@ -237,7 +229,6 @@ fn mirrored_in_parallel(cp: &[usize], ri: &[usize], pieces: usize) -> FullPatter
         parts.push((range.clone(), rows, from));
         (rows_rest, source_rest) = (rows_tail, source_tail);
     }
-    let col = crate::sparse::entry_columns(cp);
     parts.into_par_iter().for_each(|(range, rows, from)| {
         let mut at = 0;
         for c in range {
