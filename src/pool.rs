@@ -45,17 +45,23 @@ impl<T> BufferPool<T> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A pooled buffer (emptied) with capacity for `len` values, if one fits.
-    fn take(&self, len: usize) -> Option<Vec<T>> {
+    /// A pooled buffer with capacity for `len` values, if one fits, as it was recycled (its
+    /// values kept, its length anything up to its capacity).
+    fn take_as_is(&self, len: usize) -> Option<Vec<T>> {
         if len < MIN_POOLED_LEN {
             return None;
         }
-        let mut v = take_best(
+        take_best(
             &mut self.list(),
             len * std::mem::size_of::<T>(),
             buffer_bytes,
             |_| true,
-        )?;
+        )
+    }
+
+    /// A pooled buffer (emptied) with capacity for `len` values, if one fits.
+    fn take(&self, len: usize) -> Option<Vec<T>> {
+        let mut v = self.take_as_is(len)?;
         v.clear();
         Some(v)
     }
@@ -179,9 +185,15 @@ pub(crate) fn recycle(v: Vec<f64>) {
     POOL.recycle(v);
 }
 
-/// A pooled f32 buffer (emptied) with capacity for `len` values, if one fits.
-pub(crate) fn take_single(len: usize) -> Option<Vec<f32>> {
-    POOL32.take(len)
+/// A pooled buffer with capacity for `len` values, if one fits, with the values it held: for
+/// callers that overwrite what they use (a factor whose fronts clear their own blocks).
+pub(crate) fn take_as_is(len: usize) -> Option<Vec<f64>> {
+    POOL.take_as_is(len)
+}
+
+/// [`take_as_is`] for f32 buffers.
+pub(crate) fn take_single_as_is(len: usize) -> Option<Vec<f32>> {
+    POOL32.take_as_is(len)
 }
 
 /// Hands an f32 buffer back for reuse (kept only if it is large enough).

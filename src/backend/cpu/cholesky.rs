@@ -65,8 +65,35 @@ pub(crate) fn symbolic_cholesky(structure: &Structure, ordering: &Ordering) -> R
 
 /// `len` zeroed factor values, from the pool when one fits, fallibly allocated.
 fn factor_buffer<T: Real>(len: usize) -> Result<Vec<T>> {
-    let mut l_values = T::pooled(len).unwrap_or_default();
-    l_values
+    match T::pooled(len) {
+        Some(mut l_values) => {
+            l_values.clear();
+            l_values.resize(len, T::default());
+            Ok(l_values)
+        }
+        None => fresh_factor_buffer(len),
+    }
+}
+
+/// `len` values for a factor whose numeric phase clears what it uses (the multifrontal one: each
+/// front zeroes its block in its own task): a recycled buffer keeps its old values, so no
+/// sequential pass over the factor's memory precedes the parallel fronts.
+fn factor_buffer_as_is<T: Real>(len: usize) -> Result<Vec<T>> {
+    match T::pooled(len) {
+        Some(mut l_values) => {
+            l_values.truncate(len);
+            l_values.resize(len, T::default());
+            Ok(l_values)
+        }
+        None => fresh_factor_buffer(len),
+    }
+}
+
+/// `len` zeros from the allocator's zeroed memory (pages the kernel clears on first touch — in
+/// the multifrontal fronts' tasks, in parallel), or an error when they cannot be allocated.
+fn fresh_factor_buffer<T: Real>(len: usize) -> Result<Vec<T>> {
+    // Checked first, so that too much fill is an error and not an abort.
+    Vec::<T>::new()
         .try_reserve_exact(len)
         .map_err(|_| Error::OutOfMemory {
             what: "the Cholesky factor".into(),
@@ -75,8 +102,7 @@ fn factor_buffer<T: Real>(len: usize) -> Result<Vec<T>> {
             (len * std::mem::size_of::<T>()) as f64 / f64::powi(1024.0, 3)
         ),
         })?;
-    l_values.resize(len, T::default());
-    Ok(l_values)
+    Ok(vec![T::default(); len])
 }
 
 /// faer's numeric LDLᵀ into `l_values`; a zero pivot is [`Error::Singular`] at its column.
@@ -246,7 +272,6 @@ impl<T: Real> FaerCholesky<T> {
         }
         let analysed = symbolic_cholesky(structure, ordering)?;
         let (symbolic, prediction) = (&analysed.symbolic, analysed.prediction);
-        let mut l_values = factor_buffer::<T>(symbolic.len_val())?;
         let original_column = |index: usize| {
             symbolic
                 .perm()
@@ -255,6 +280,10 @@ impl<T: Real> FaerCholesky<T> {
         let plan = match kind {
             Kind::Llt => multifrontal_plan(structure, &analysed),
             Kind::Ldlt => None,
+        };
+        let mut l_values = match plan {
+            Some(_) => factor_buffer_as_is::<T>(symbolic.len_val())?,
+            None => factor_buffer::<T>(symbolic.len_val())?,
         };
         // Large (3D-like) factors use the rayon pool's threads; small ones stay sequential,
         // where threading costs more than it saves.

@@ -52,7 +52,8 @@ pub(crate) trait Real:
     fn from_f64(v: f64) -> Self;
     /// √self.
     fn sqrt(self) -> Self;
-    /// An emptied recycled buffer with capacity for `len` values, if the pool has one.
+    /// A recycled buffer with capacity for `len` values, if the pool has one, with the values
+    /// it held (any length up to its capacity).
     fn pooled(_len: usize) -> Option<Vec<Self>> {
         None
     }
@@ -67,6 +68,7 @@ pub(crate) trait Real:
     /// `len` zeros, from the pool when one fits.
     fn zeroed(len: usize) -> Vec<Self> {
         let mut v = Self::pooled(len).unwrap_or_default();
+        v.clear();
         v.resize(len, Self::default());
         v
     }
@@ -90,7 +92,7 @@ impl Real for f64 {
         f64::sqrt(self)
     }
     fn pooled(len: usize) -> Option<Vec<Self>> {
-        crate::pool::take(len)
+        crate::pool::take_as_is(len)
     }
     fn recycle(v: Vec<Self>) {
         crate::pool::recycle(v)
@@ -115,7 +117,7 @@ impl Real for f32 {
         f32::sqrt(self)
     }
     fn pooled(len: usize) -> Option<Vec<Self>> {
-        crate::pool::take_single(len)
+        crate::pool::take_single_as_is(len)
     }
     fn recycle(v: Vec<Self>) {
         crate::pool::recycle_single(v)
@@ -200,9 +202,6 @@ impl<S> Update<S> {
     }
 }
 
-/// [`Plan::a_dest`] of an entry that is not read.
-const SKIPPED: usize = usize::MAX;
-
 /// Update matrices at least this long are recycled between fronts and factorizations.
 const RECYCLED_LEN: usize = 1 << 14;
 
@@ -263,9 +262,13 @@ pub(crate) struct Plan {
     /// `u32` (fronts are far smaller than 2³² rows; [`Plan::new`] declines larger matrices):
     /// half the memory of this, the plan's largest array.
     relative: Vec<u32>,
-    /// For each stored entry of A: its offset in L's values ([`SKIPPED`] for entries above the
-    /// diagonal of a full storage).
-    a_dest: Vec<usize>,
+    /// A's stored entries by the supernode whose block they go to, as ranges of `a_entries`
+    /// (`n_supernodes + 1` offsets).
+    a_ptr: Vec<usize>,
+    /// (index of the stored entry in A's values, its offset in the supernode's block), in the
+    /// stored order within each supernode; entries above the diagonal of a full storage are not
+    /// listed (their mirror below it is).
+    a_entries: Vec<(usize, usize)>,
     /// Dense work of each supernode's front, in flops.
     front_flops: Vec<f64>,
     /// The parallel subtrees, largest first, each a range of `subtree_nodes` holding its

@@ -3,7 +3,8 @@
 //! off-diagonal solve, the update matrix), small fronts by a scalar kernel, large ones by faer's
 //! dense kernels.
 //!
-//! Contract: `l_values` is zeroed and `symbolic.len_val()` long; the caller's [`Workspace`]
+//! Contract: `l_values` is `symbolic.len_val()` long, its contents are not read (each front zeroes
+//! its own block in its task, in parallel, before assembling it); the caller's [`Workspace`]
 //! (made by [`Plan::workspace`], at most [`Plan::workspace_capacity`] values kept) supplies one
 //! update matrix per live front and keeps finished ones for later fronts and factorizations. Failure:
 //! [`FrontError::NonPositivePivot`] with the permuted column, or [`FrontError::OutOfMemory`] for an
@@ -147,25 +148,21 @@ impl Plan {
     }
 
     /// Runs the numeric LLᵀ of the values `a_values` (in the structure's storage order) into
-    /// `l_values` (faer's supernodal layout, `len_val()` entries, zeroed by the caller: A's
-    /// entries are scattered into it, then each front assembles its children's updates into its
-    /// block). A non-positive pivot is reported at its permuted column, as faer does. An f32
-    /// factor reads A's values rounded to f32.
+    /// `l_values` (faer's supernodal layout, `len_val()` entries, whatever they hold: each front
+    /// zeroes its block, adds A's entries and then its children's updates — in its own task, so
+    /// the factor's memory is cleared and first touched in parallel, right before its use). A
+    /// non-positive pivot is reported at its permuted column, as faer does. An f32 factor reads
+    /// A's values rounded to f32.
     pub(crate) fn factor<S: Real>(
         &self,
         a_values: &[f64],
         l_values: &mut [S],
         work: &Workspace<S>,
     ) -> std::result::Result<(), FrontError> {
-        for (&dest, &v) in self.a_dest.iter().zip(a_values) {
-            if dest != SKIPPED {
-                l_values[dest] += S::from_f64(v);
-            }
-        }
         let blocks = split_blocks(l_values, &self.val_ptr);
         self.upward(
             blocks,
-            &|sn, block, children, par| self.front(sn, block, children, par, work),
+            &|sn, block, children, par| self.front(sn, block, a_values, children, par, work),
             None,
         )
     }
@@ -176,6 +173,7 @@ impl Plan {
         &self,
         sn: usize,
         block: &mut [S],
+        a_values: &[f64],
         children: Vec<Update<S>>,
         par: Par,
         work: &Workspace<S>,
@@ -183,6 +181,10 @@ impl Plan {
         let width = self.width(sn);
         let below = self.below(sn);
         let height = width + below;
+        block.fill(S::default());
+        for &(k, at) in &self.a_entries[self.a_ptr[sn]..self.a_ptr[sn + 1]] {
+            block[at] += S::from_f64(a_values[k]);
+        }
         let mut update = work.update_matrix(below)?;
         let mut runs: Vec<(usize, usize)> = Vec::new();
         for (&c, u) in self.children(sn).iter().zip(&children) {

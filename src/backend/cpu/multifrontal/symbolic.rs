@@ -1,6 +1,6 @@
 //! Symbolic phase: [`Plan::new`] builds, once per analysis, what every numeric factorization of
 //! the structure reuses — the supernodal tree (parents, children), each pattern row's position in
-//! its parent's front (`relative`), each stored entry's destination in L (`a_dest`), the front
+//! its parent's front (`relative`), A's stored entries by destination front (`a_entries`), the front
 //! flops, and the cut of the tree into sequential subtrees with their work-vector anchors.
 //!
 //! Contract: pure function of the structure and faer's symbolic factor; `None` when the
@@ -26,11 +26,11 @@ impl Plan {
             return None;
         };
         let tree = Tree::of(s)?;
-        let (relative, a_dest) = rayon::join(
+        let (relative, a_by_front) = rayon::join(
             || tree.relative_rows(),
             || tree.a_destinations(structure, symbolic),
         );
-        let (relative, a_dest) = (relative?, a_dest?);
+        let (relative, (a_ptr, a_entries)) = (relative?, a_by_front?);
         let front_flops = tree.front_flops();
         let (roots, subtree_roots) = tree.cut(&front_flops);
         let (subtree_ptr, subtree_nodes) = tree.postorders(&subtree_roots);
@@ -43,7 +43,8 @@ impl Plan {
             child_ptr: tree.child_ptr,
             children: tree.children,
             relative,
-            a_dest,
+            a_ptr,
+            a_entries,
             front_flops,
             subtree_ptr,
             subtree_of: subtree_roots
@@ -186,23 +187,27 @@ impl Tree {
         Some(relative)
     }
 
-    /// Where each stored entry of A's lower triangle goes in L (permuted; entries above the
-    /// diagonal of a full storage are [`SKIPPED`]: they are read from their mirror below it).
+    /// Where each stored entry of A's lower triangle goes in L (permuted): the entries grouped
+    /// by supernode, each as (stored index, offset in the supernode's block), in stored order
+    /// within a supernode — the numeric phase scatters them in the front's own task. Entries
+    /// above the diagonal of a full storage are left out: they are read from their mirror.
+    #[allow(clippy::type_complexity)]
     fn a_destinations(
         &self,
         structure: &Structure,
         symbolic: &SymbolicCholesky<usize>,
-    ) -> Option<Vec<usize>> {
+    ) -> Option<(Vec<usize>, Vec<(usize, usize)>)> {
         let inverse: Vec<usize> = match symbolic.perm() {
             Some(p) => p.arrays().1.to_vec(),
             None => (0..self.n).collect(),
         };
         let a = structure.faer_pattern();
         let (a_cols, a_rows) = (a.col_ptr(), a.row_idx());
-        let mut a_dest = vec![SKIPPED; a_rows.len()];
+        // (stored index, supernode, offset in its block) of every entry read.
+        let mut found = Vec::with_capacity(a_rows.len());
         for j in 0..a.ncols() {
-            for k in a_cols[j]..a_cols[j + 1] {
-                let i = a_rows[k];
+            let stored = a_cols[j]..a_cols[j + 1];
+            for (k, &i) in stored.clone().zip(&a_rows[stored]) {
                 if i < j {
                     continue;
                 }
@@ -216,10 +221,17 @@ impl Tree {
                 } else {
                     width + self.pattern(sn).binary_search(&r).ok()?
                 };
-                a_dest[k] = self.val_ptr[sn] + (c - self.begin[sn]) * height + local;
+                found.push((k, sn, (c - self.begin[sn]) * height + local));
             }
         }
-        Some(a_dest)
+        let (ptr, order) = crate::sparse::counting_groups(self.supernodes(), found.len(), |e| {
+            [found[e].1, crate::sparse::NO_GROUP]
+        });
+        let entries = order
+            .into_iter()
+            .map(|e| (found[e].0, found[e].2))
+            .collect();
+        Some((ptr, entries))
     }
 
     /// Dense work of each front, in flops.
