@@ -59,6 +59,9 @@ impl Plan {
     }
 }
 
+/// A's stored entries grouped by supernode: (`a_ptr`, `a_entries`) of [`Plan`].
+type EntriesByFront = (Vec<usize>, Vec<(usize, usize)>);
+
 /// The supernodal tree as the plan's steps read it.
 struct Tree {
     n: usize,
@@ -191,12 +194,11 @@ impl Tree {
     /// by supernode, each as (stored index, offset in the supernode's block), in stored order
     /// within a supernode — the numeric phase scatters them in the front's own task. Entries
     /// above the diagonal of a full storage are left out: they are read from their mirror.
-    #[allow(clippy::type_complexity)]
     fn a_destinations(
         &self,
         structure: &Structure,
         symbolic: &SymbolicCholesky<usize>,
-    ) -> Option<(Vec<usize>, Vec<(usize, usize)>)> {
+    ) -> Option<EntriesByFront> {
         let inverse: Vec<usize> = match symbolic.perm() {
             Some(p) => p.arrays().1.to_vec(),
             None => (0..self.n).collect(),
