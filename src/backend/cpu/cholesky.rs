@@ -63,25 +63,18 @@ pub(crate) fn symbolic_cholesky(structure: &Structure, ordering: &Ordering) -> R
     super::ordering::symbolic(structure, ordering)
 }
 
-/// `len` zeroed factor values, from the pool when one fits, fallibly allocated.
-fn factor_buffer<T: Real>(len: usize) -> Result<Vec<T>> {
+/// `len` factor values, from the pool when one fits, fallibly allocated: zeros when `zeroed`;
+/// otherwise a recycled buffer keeps its old values — for a numeric phase that clears what it
+/// uses (the multifrontal one: each front zeroes its block in its own task), so no sequential
+/// pass over the factor's memory precedes the parallel fronts.
+fn factor_buffer<T: Real>(len: usize, zeroed: bool) -> Result<Vec<T>> {
     match T::pooled(len) {
         Some(mut l_values) => {
-            l_values.clear();
-            l_values.resize(len, T::default());
-            Ok(l_values)
-        }
-        None => fresh_factor_buffer(len),
-    }
-}
-
-/// `len` values for a factor whose numeric phase clears what it uses (the multifrontal one: each
-/// front zeroes its block in its own task): a recycled buffer keeps its old values, so no
-/// sequential pass over the factor's memory precedes the parallel fronts.
-fn factor_buffer_as_is<T: Real>(len: usize) -> Result<Vec<T>> {
-    match T::pooled(len) {
-        Some(mut l_values) => {
-            l_values.truncate(len);
+            if zeroed {
+                l_values.clear();
+            } else {
+                l_values.truncate(len);
+            }
             l_values.resize(len, T::default());
             Ok(l_values)
         }
@@ -281,10 +274,7 @@ impl<T: Real> FaerCholesky<T> {
             Kind::Llt => multifrontal_plan(structure, &analysed),
             Kind::Ldlt => None,
         };
-        let mut l_values = match plan {
-            Some(_) => factor_buffer_as_is::<T>(symbolic.len_val())?,
-            None => factor_buffer::<T>(symbolic.len_val())?,
-        };
+        let mut l_values = factor_buffer::<T>(symbolic.len_val(), plan.is_none())?;
         // Large (3D-like) factors use the rayon pool's threads; small ones stay sequential,
         // where threading costs more than it saves.
         let par = if prediction.flops >= PARALLEL_FLOPS {
@@ -532,7 +522,7 @@ impl FaerCholesky {
     fn inverse_values(&self) -> Result<Vec<f64>> {
         match &self.plan {
             Some(mf) => {
-                let mut z = factor_buffer(self.l_values.len())?;
+                let mut z = factor_buffer(self.l_values.len(), true)?;
                 mf.plan.selected_inverse(&self.l_values, &mut z);
                 Ok(z)
             }
